@@ -1,0 +1,145 @@
+//! axum extractors (feature `axum`).
+//!
+//! Extractors only read the request extensions that the layers put there;
+//! they never verify anything again. Without the layer they answer `500`
+//! with a body that names the missing layer.
+
+use std::convert::Infallible;
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::error::AuthRejection;
+use crate::token::{Anonymous, Claims, TokenMeta};
+
+/// Why [`Claims<C>`] could not be extracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClaimsRejection {
+    /// No [`AuthLayer`](crate::auth::AuthLayer) ran for this route.
+    MissingAuthLayer,
+    /// An `AuthLayer` ran, but for another claims type.
+    ClaimsTypeMismatch,
+    /// The layer is optional and the request is anonymous; extract
+    /// `Option<Claims<C>>` on routes that allow this.
+    Anonymous,
+}
+
+impl ClaimsRejection {
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ClaimsRejection::Anonymous => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body of the answer.
+    pub fn body_text(&self) -> &'static str {
+        match self {
+            ClaimsRejection::MissingAuthLayer => {
+                "No verified claims for this request: is `AuthLayer` installed on this route?"
+            }
+            ClaimsRejection::ClaimsTypeMismatch => {
+                "The `AuthLayer` on this route was built for another claims type"
+            }
+            ClaimsRejection::Anonymous => "authentication is required",
+        }
+    }
+}
+
+impl std::fmt::Display for ClaimsRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.body_text())
+    }
+}
+
+impl std::error::Error for ClaimsRejection {}
+
+impl IntoResponse for ClaimsRejection {
+    fn into_response(self) -> Response {
+        match self {
+            ClaimsRejection::Anonymous => AuthRejection::MissingToken.into_response(),
+            _ => (self.status(), self.body_text()).into_response(),
+        }
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        self.to_response::<axum_core::body::Body>("api")
+    }
+}
+
+fn missing<C: Send + Sync + 'static>(parts: &Parts) -> ClaimsRejection {
+    if parts.extensions.get::<TokenMeta>().is_some() {
+        ClaimsRejection::ClaimsTypeMismatch
+    } else if parts.extensions.get::<Anonymous>().is_some() {
+        ClaimsRejection::Anonymous
+    } else {
+        ClaimsRejection::MissingAuthLayer
+    }
+}
+
+impl<S, C> FromRequestParts<S> for Claims<C>
+where
+    S: Send + Sync,
+    C: Clone + Send + Sync + 'static,
+{
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Claims<C>>() {
+            Some(claims) => Ok(claims.clone()),
+            None => Err(missing::<C>(parts)),
+        }
+    }
+}
+
+impl<S, C> OptionalFromRequestParts<S> for Claims<C>
+where
+    S: Send + Sync,
+    C: Clone + Send + Sync + 'static,
+{
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match parts.extensions.get::<Claims<C>>() {
+            Some(claims) => Ok(Some(claims.clone())),
+            None => match missing::<C>(parts) {
+                ClaimsRejection::Anonymous => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenMeta {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<TokenMeta>() {
+            Some(meta) => Ok(meta.clone()),
+            None if parts.extensions.get::<Anonymous>().is_some() => {
+                Err(ClaimsRejection::Anonymous)
+            }
+            None => Err(ClaimsRejection::MissingAuthLayer),
+        }
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for TokenMeta {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<TokenMeta>().cloned())
+    }
+}

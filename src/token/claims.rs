@@ -1,0 +1,185 @@
+//! What a verified token says: the application's own claims, the registered
+//! claims every layer may read, and the token's kind.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// What a token is for.
+///
+/// Every token this crate mints says what it is for in a claim (by default
+/// `usefor`, as in document 001's sample tokens), and every verifier accepts
+/// only the kinds it is configured for, so that a refresh token can never pass
+/// as an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// A short-lived token that authorises API calls (`"access"`).
+    Access,
+    /// A long-lived token accepted only by refresh endpoints (`"refresh"`).
+    Refresh,
+    /// A long-lived token an administrator minted for an integration
+    /// (`"service"`).
+    ServiceAccount,
+    /// A short-lived token proving that the password step of a two-step login
+    /// succeeded, accepted only by the TOTP step (`"otp-pending"`).
+    OtpPending,
+}
+
+impl TokenKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [TokenKind; 4] = [
+        TokenKind::Access,
+        TokenKind::Refresh,
+        TokenKind::ServiceAccount,
+        TokenKind::OtpPending,
+    ];
+
+    /// The claim value that names this kind.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+            TokenKind::ServiceAccount => "service",
+            TokenKind::OtpPending => "otp-pending",
+        }
+    }
+
+    const fn bit(self) -> u8 {
+        match self {
+            TokenKind::Access => 1,
+            TokenKind::Refresh => 2,
+            TokenKind::ServiceAccount => 4,
+            TokenKind::OtpPending => 8,
+        }
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TokenKind {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TokenKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or(())
+    }
+}
+
+impl serde::Serialize for TokenKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|()| serde::de::Error::custom("unknown token kind"))
+    }
+}
+
+/// A small set of [`TokenKind`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenKinds(u8);
+
+impl TokenKinds {
+    /// No kind at all.
+    pub const NONE: TokenKinds = TokenKinds(0);
+
+    /// The set holding just `kind`.
+    pub const fn only(kind: TokenKind) -> Self {
+        TokenKinds(kind.bit())
+    }
+
+    /// This set with `kind` added.
+    pub const fn with(self, kind: TokenKind) -> Self {
+        TokenKinds(self.0 | kind.bit())
+    }
+
+    /// Whether `kind` is in the set.
+    pub const fn contains(self, kind: TokenKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<TokenKind> for TokenKinds {
+    fn from_iter<I: IntoIterator<Item = TokenKind>>(iter: I) -> Self {
+        iter.into_iter().fold(TokenKinds::NONE, TokenKinds::with)
+    }
+}
+
+/// The registered claims of a verified token, read once by the verifier and
+/// put in the request extensions beside the application's [`Claims`].
+///
+/// Later layers (revocation, tenant selection, renewal) read this rather than
+/// decode the token again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenMeta {
+    /// `sub`, when present.
+    pub subject: Option<String>,
+    /// `jti`, when present.
+    pub token_id: Option<String>,
+    /// `exp`, in seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// `iat`, when present.
+    pub issued_at: Option<u64>,
+    /// The token's kind, when the verifier checks kinds.
+    pub kind: Option<TokenKind>,
+}
+
+/// Where a token was found in a request; [`AuthLayer`](crate::auth::AuthLayer)
+/// puts it in the request extensions beside [`TokenMeta`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FoundIn {
+    /// `Authorization: Bearer`.
+    Bearer,
+    /// A cookie.
+    Cookie,
+    /// A custom header such as `X-Auth-Token`.
+    Header,
+    /// The token was not read from the request (for example it was minted by
+    /// a transparent renewal).
+    Issued,
+}
+
+/// The application's claims of a verified token.
+///
+/// [`AuthLayer`](crate::auth::AuthLayer) inserts `Claims<C>` into the request
+/// extensions after verifying the token; with the `axum` feature it is also an
+/// extractor (and `Option<Claims<C>>` one for optional authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims<C>(pub C);
+
+impl<C> std::ops::Deref for Claims<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
+
+impl<C> Claims<C> {
+    /// The claims themselves.
+    pub fn into_inner(self) -> C {
+        self.0
+    }
+}
+
+/// Marks a request that passed an optional [`AuthLayer`](crate::auth::AuthLayer)
+/// without a credential, so that extractors can tell "anonymous" from "no
+/// layer installed".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anonymous;

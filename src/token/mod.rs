@@ -1,0 +1,16 @@
+//! What a token is and how it is found and checked.
+//!
+//! - [`source`]: where a token is found in a request (bearer, cookie, header).
+//! - [`keys`]: verifying and signing keys, each pinned to one algorithm.
+//! - [`verifier`]: signature, registered claims, token kind, claims type.
+//! - [`claims`]: what a verified token yields.
+
+pub mod claims;
+pub mod keys;
+pub mod source;
+pub mod verifier;
+
+pub use claims::{Anonymous, Claims, FoundIn, TokenKind, TokenKinds, TokenMeta};
+pub use keys::{Algorithm, KeySet, SigningKey, VerifyingKey, algorithm_name};
+pub use source::{FoundToken, MultipleCredentials, TokenSource, TokenSources};
+pub use verifier::{Verified, Verifier, VerifierBuilder, now_seconds};

@@ -1,0 +1,480 @@
+//! Token verification: signature, registered claims, token kind, and the
+//! application's own claims type.
+//!
+//! The checks, in order: length cap; exactly three base64url segments; a JSON
+//! header with no `crit` extension this verifier does not understand; a key
+//! whose pinned algorithm equals `alg` (and whose `kid` matches, when the
+//! token names one); the signature; then the claims: `exp` required and a
+//! number, `nbf` and `iat` numbers when present, `iss` a single string among
+//! the accepted issuers (required when issuers are configured), `aud` a
+//! string or array of strings naming this service (required when audiences
+//! are configured, refused when none are, RFC 7519 §4.1.3), the token kind
+//! among the accepted kinds, and a registered claim named twice refused.
+//! Only then are the claims deserialized into the application's type.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::error::{ConfigError, TokenError};
+use crate::token::claims::{TokenKind, TokenKinds, TokenMeta};
+use crate::token::keys::KeySet;
+use crate::token::source::DEFAULT_MAX_TOKEN_LEN;
+
+/// The claim that names a token's kind unless configured otherwise, as in
+/// document 001's sample tokens.
+pub const DEFAULT_KIND_CLAIM: &str = "usefor";
+
+/// Seconds since the Unix epoch, now.
+pub fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A verified token: the application's claims and the registered ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified<C> {
+    /// The claims, deserialized into the application's type.
+    pub claims: C,
+    /// The registered claims.
+    pub meta: TokenMeta,
+}
+
+/// Verifies tokens. Cheap to clone: the configuration sits behind one `Arc`.
+///
+/// ```
+/// use tower_authgate::token::{Algorithm, KeySet, TokenKind, Verifier, VerifyingKey};
+///
+/// let key = VerifyingKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+/// let verifier = Verifier::builder(KeySet::single(key))
+///     .issuer("datarhei-core")
+///     .accept_kinds([TokenKind::Access])
+///     .build()?;
+/// # let _ = verifier;
+/// # Ok::<(), tower_authgate::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<VerifierConfig>,
+}
+
+#[derive(Clone)]
+struct VerifierConfig {
+    keys: KeySet,
+    issuers: Box<[Box<str>]>,
+    audiences: Box<[Box<str>]>,
+    leeway: u64,
+    kinds: Option<TokenKinds>,
+    kind_claim: Box<str>,
+    understood_critical: Box<[Box<str>]>,
+    max_len: usize,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.inner;
+        f.debug_struct("Verifier")
+            .field("keys", &c.keys)
+            .field("issuers", &c.issuers)
+            .field("audiences", &c.audiences)
+            .field("leeway", &c.leeway)
+            .field("kinds", &c.kinds)
+            .field("kind_claim", &c.kind_claim)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Verifier`]; see [`Verifier::builder`].
+#[derive(Clone)]
+pub struct VerifierBuilder {
+    config: VerifierConfig,
+}
+
+impl VerifierBuilder {
+    /// Accept tokens from `issuer`; once any issuer is set, `iss` is required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        let mut list = self.config.issuers.into_vec();
+        list.push(issuer.into().into_boxed_str());
+        self.config.issuers = list.into_boxed_slice();
+        self
+    }
+
+    /// Accept tokens for `audience`; once any audience is set, `aud` is
+    /// required. Without one, a token that carries `aud` is refused.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        let mut list = self.config.audiences.into_vec();
+        list.push(audience.into().into_boxed_str());
+        self.config.audiences = list.into_boxed_slice();
+        self
+    }
+
+    /// Clock skew tolerated for `exp` and `nbf`, in seconds (default 0).
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.config.leeway = seconds;
+        self
+    }
+
+    /// The token kinds accepted (default: access only). The kind claim is
+    /// then required.
+    pub fn accept_kinds(mut self, kinds: impl IntoIterator<Item = TokenKind>) -> Self {
+        self.config.kinds = Some(kinds.into_iter().collect());
+        self
+    }
+
+    /// Accept tokens whatever their kind claim says, or without one: for
+    /// tokens minted by another issuer (an identity provider) that does not
+    /// mark kinds.
+    pub fn any_kind(mut self) -> Self {
+        self.config.kinds = None;
+        self
+    }
+
+    /// The claim that names a token's kind (default
+    /// [`DEFAULT_KIND_CLAIM`], `usefor`).
+    pub fn kind_claim(mut self, name: impl Into<String>) -> Self {
+        self.config.kind_claim = name.into().into_boxed_str();
+        self
+    }
+
+    /// A `crit` header extension the application handles itself; tokens
+    /// listing any other critical extension are refused (RFC 7515 §4.1.11).
+    pub fn understand_critical(mut self, name: impl Into<String>) -> Self {
+        let mut list = self.config.understood_critical.into_vec();
+        list.push(name.into().into_boxed_str());
+        self.config.understood_critical = list.into_boxed_slice();
+        self
+    }
+
+    /// The cap on a token's length in bytes (default
+    /// [`DEFAULT_MAX_TOKEN_LEN`]).
+    pub fn max_token_len(mut self, max_len: usize) -> Self {
+        self.config.max_len = max_len;
+        self
+    }
+
+    /// The verifier.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if matches!(self.config.kinds, Some(kinds) if kinds.is_empty()) {
+            return Err(ConfigError::Invalid(
+                "a verifier must accept at least one token kind".into(),
+            ));
+        }
+        if self.config.kind_claim.is_empty() {
+            return Err(ConfigError::Invalid("the kind claim needs a name".into()));
+        }
+        Ok(Verifier {
+            inner: Arc::new(self.config),
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    crit: Option<Vec<Cow<'a, str>>>,
+}
+
+#[derive(Default)]
+struct RawRegistered<'a> {
+    exp: Option<&'a RawValue>,
+    nbf: Option<&'a RawValue>,
+    iat: Option<&'a RawValue>,
+    iss: Option<&'a RawValue>,
+    aud: Option<&'a RawValue>,
+    sub: Option<&'a RawValue>,
+    jti: Option<&'a RawValue>,
+    kind: Option<&'a RawValue>,
+}
+
+struct RegisteredSeed<'k> {
+    kind_claim: &'k str,
+    duplicate: &'k Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for RegisteredSeed<'_> {
+    type Value = RawRegistered<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RegisteredSeed<'_> {
+    type Value = RawRegistered<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = RawRegistered::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match key.as_ref() {
+                "exp" => &mut out.exp,
+                "nbf" => &mut out.nbf,
+                "iat" => &mut out.iat,
+                "iss" => &mut out.iss,
+                "aud" => &mut out.aud,
+                "sub" => &mut out.sub,
+                "jti" => &mut out.jti,
+                other if other == self.kind_claim => &mut out.kind,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                self.duplicate.set(true);
+                return Err(serde::de::Error::custom("duplicate claim"));
+            }
+            *slot = Some(map.next_value::<&'de RawValue>()?);
+        }
+        Ok(out)
+    }
+}
+
+fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result<Option<u64>, TokenError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    if let Ok(whole) = text.parse::<u64>() {
+        return Ok(Some(whole));
+    }
+    // Not a plain integer: a JSON number with a fraction or exponent is
+    // allowed (RFC 7519 NumericDate); strings, booleans, null, negative or
+    // non-finite values are not.
+    if !text.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(TokenError::InvalidClaim(name));
+    }
+    match serde_json::from_str::<f64>(text) {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v as u64)),
+        _ => Err(TokenError::InvalidClaim(name)),
+    }
+}
+
+fn string_claim<'a>(
+    raw: Option<&'a RawValue>,
+    name: &'static str,
+) -> Result<Option<Cow<'a, str>>, TokenError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if !raw.get().starts_with('"') {
+        return Err(TokenError::InvalidClaim(name));
+    }
+    serde_json::from_str::<Cow<'a, str>>(raw.get())
+        .map(Some)
+        .map_err(|_| TokenError::InvalidClaim(name))
+}
+
+fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Malformed)
+}
+
+impl Verifier {
+    /// Starts a verifier over `keys`; by default it accepts access tokens
+    /// only, requires `exp`, and has no leeway.
+    pub fn builder(keys: KeySet) -> VerifierBuilder {
+        VerifierBuilder {
+            config: VerifierConfig {
+                keys,
+                issuers: Box::new([]),
+                audiences: Box::new([]),
+                leeway: 0,
+                kinds: Some(TokenKinds::only(TokenKind::Access)),
+                kind_claim: DEFAULT_KIND_CLAIM.into(),
+                understood_critical: Box::new([]),
+                max_len: DEFAULT_MAX_TOKEN_LEN,
+            },
+        }
+    }
+
+    /// A builder holding this verifier's settings, to derive a sibling (for
+    /// example one that accepts refresh tokens over the same keys).
+    pub fn to_builder(&self) -> VerifierBuilder {
+        VerifierBuilder {
+            config: (*self.inner).clone(),
+        }
+    }
+
+    /// The keys this verifier accepts.
+    pub fn keys(&self) -> &KeySet {
+        &self.inner.keys
+    }
+
+    /// The name of the claim that carries the token kind.
+    pub fn kind_claim(&self) -> &str {
+        &self.inner.kind_claim
+    }
+
+    /// Verifies `token` now.
+    pub fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<Verified<C>, TokenError> {
+        self.verify_at(token, now_seconds())
+    }
+
+    /// Verifies `token` as if the time were `now` (seconds since the epoch),
+    /// for applications with their own clock.
+    pub fn verify_at<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Verified<C>, TokenError> {
+        let (meta, payload) = self.verify_registered(token, now)?;
+        let claims = serde_json::from_slice::<C>(&payload).map_err(|err| {
+            if err.to_string().starts_with("duplicate field") {
+                TokenError::DuplicateClaim
+            } else {
+                TokenError::ClaimsMismatch
+            }
+        })?;
+        Ok(Verified { claims, meta })
+    }
+
+    /// Verifies everything but the application's claims type; returns the
+    /// registered claims and the decoded payload.
+    fn verify_registered(&self, token: &str, now: u64) -> Result<(TokenMeta, Vec<u8>), TokenError> {
+        let config = &*self.inner;
+        if token.len() > config.max_len {
+            return Err(TokenError::TooLong);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+
+        let header_json = decode_segment(header_b64)?;
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        if let Some(crit) = &header.crit {
+            let understood = |name: &Cow<'_, str>| {
+                config
+                    .understood_critical
+                    .iter()
+                    .any(|known| **known == **name)
+            };
+            if crit.is_empty() || !crit.iter().all(understood) {
+                return Err(TokenError::UnsupportedCritical);
+            }
+        }
+
+        let signature = decode_segment(signature_b64)?;
+        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        let kid = header.kid.as_deref();
+        let mut tried_any = false;
+        let mut verified = false;
+        for key in config.keys.candidates(&header.alg, kid) {
+            tried_any = true;
+            if key.verify(message, &signature) {
+                verified = true;
+                break;
+            }
+        }
+        if !tried_any {
+            return Err(match kid {
+                Some(kid) if !config.keys.has_kid(kid) => TokenError::UnknownKey,
+                _ => TokenError::UnsupportedAlgorithm,
+            });
+        }
+        if !verified {
+            return Err(TokenError::BadSignature);
+        }
+
+        let payload = decode_segment(payload_b64)?;
+        let duplicate = Cell::new(false);
+        let seed = RegisteredSeed {
+            kind_claim: &config.kind_claim,
+            duplicate: &duplicate,
+        };
+        let mut de = serde_json::Deserializer::from_slice(&payload);
+        let raw = match seed.deserialize(&mut de).and_then(|raw| de.end().map(|()| raw)) {
+            Ok(raw) => raw,
+            Err(_) if duplicate.get() => return Err(TokenError::DuplicateClaim),
+            Err(_) => return Err(TokenError::Malformed),
+        };
+        let meta = self.check_registered(&raw, now)?;
+        Ok((meta, payload))
+    }
+
+    fn check_registered(&self, raw: &RawRegistered<'_>, now: u64) -> Result<TokenMeta, TokenError> {
+        let config = &*self.inner;
+        let expires_at =
+            numeric_date(raw.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let not_before = numeric_date(raw.nbf, "nbf")?;
+        let issued_at = numeric_date(raw.iat, "iat")?;
+        if now >= expires_at.saturating_add(config.leeway) {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = not_before
+            && now.saturating_add(config.leeway) < nbf
+        {
+            return Err(TokenError::NotYetValid);
+        }
+
+        let issuer = string_claim(raw.iss, "iss")?;
+        if !config.issuers.is_empty() {
+            let issuer = issuer.ok_or(TokenError::MissingClaim("iss"))?;
+            if !config.issuers.iter().any(|i| **i == *issuer) {
+                return Err(TokenError::WrongIssuer);
+            }
+        }
+
+        match (raw.aud, config.audiences.is_empty()) {
+            (None, true) => {}
+            (None, false) => return Err(TokenError::MissingClaim("aud")),
+            (Some(_), true) => return Err(TokenError::WrongAudience),
+            (Some(aud), false) => {
+                let accepted = |a: &str| config.audiences.iter().any(|x| **x == *a);
+                let text = aud.get();
+                let ok = if text.starts_with('"') {
+                    let one: Cow<'_, str> = serde_json::from_str(text)
+                        .map_err(|_| TokenError::InvalidClaim("aud"))?;
+                    accepted(&one)
+                } else if text.starts_with('[') {
+                    let many: Vec<Cow<'_, str>> = serde_json::from_str(text)
+                        .map_err(|_| TokenError::InvalidClaim("aud"))?;
+                    many.iter().any(|a| accepted(a))
+                } else {
+                    return Err(TokenError::InvalidClaim("aud"));
+                };
+                if !ok {
+                    return Err(TokenError::WrongAudience);
+                }
+            }
+        }
+
+        let kind = match config.kinds {
+            None => None,
+            Some(kinds) => {
+                let text =
+                    string_claim(raw.kind, "kind")?.ok_or(TokenError::MissingClaim("kind"))?;
+                let kind: TokenKind = text.parse().map_err(|()| TokenError::WrongKind)?;
+                if !kinds.contains(kind) {
+                    return Err(TokenError::WrongKind);
+                }
+                Some(kind)
+            }
+        };
+
+        Ok(TokenMeta {
+            subject: string_claim(raw.sub, "sub")?.map(Cow::into_owned),
+            token_id: string_claim(raw.jti, "jti")?.map(Cow::into_owned),
+            expires_at,
+            issued_at,
+            kind,
+        })
+    }
+}
