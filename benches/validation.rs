@@ -1,1 +1,158 @@
-fn main(){}
+//! Token validation, side by side on the same tokens: plain
+//! `jsonwebtoken::decode`, this crate's `Verifier`, and a whole request
+//! through `AuthLayer` (token in a cookie) via `oneshot`.
+//!
+//! Run: `cargo bench --bench validation`
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderValue, Request, Response, header};
+use jsonwebtoken::{DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_authgate::auth::AuthLayer;
+use tower_authgate::token::{
+    Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier, VerifyingKey, now_seconds,
+};
+
+#[derive(Clone, Serialize, Deserialize)]
+struct BenchClaims {
+    sub: String,
+    iat: u64,
+    exp: u64,
+    jti: String,
+    usefor: String,
+    iss: String,
+    spaces: Vec<String>,
+    roles: Vec<String>,
+}
+
+fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/keys/{name}.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The signing key, the same key for `jsonwebtoken`, and for this crate.
+fn keys(alg: Algorithm) -> (SigningKey, DecodingKey, VerifyingKey) {
+    match alg {
+        Algorithm::HS256 => (
+            SigningKey::hmac(alg, SECRET).unwrap(),
+            DecodingKey::from_secret(SECRET),
+            VerifyingKey::hmac(alg, SECRET).unwrap(),
+        ),
+        Algorithm::RS256 => (
+            SigningKey::from_pem(alg, &pem("rsa_private")).unwrap(),
+            DecodingKey::from_rsa_pem(&pem("rsa_public")).unwrap(),
+            VerifyingKey::from_pem(alg, &pem("rsa_public")).unwrap(),
+        ),
+        Algorithm::ES256 => (
+            SigningKey::from_pem(alg, &pem("ec256_private")).unwrap(),
+            DecodingKey::from_ec_pem(&pem("ec256_public")).unwrap(),
+            VerifyingKey::from_pem(alg, &pem("ec256_public")).unwrap(),
+        ),
+        Algorithm::EdDSA => (
+            SigningKey::from_pem(alg, &pem("ed25519_private")).unwrap(),
+            DecodingKey::from_ed_pem(&pem("ed25519_public")).unwrap(),
+            VerifyingKey::from_pem(alg, &pem("ed25519_public")).unwrap(),
+        ),
+        _ => unreachable!(),
+    }
+}
+
+/// Polls a future that completes without waiting (every future here does).
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("the benchmarked services never wait"),
+    }
+}
+
+fn validation(c: &mut Criterion) {
+    let now = now_seconds();
+    let claims = BenchClaims {
+        sub: "admin".into(),
+        iat: now,
+        exp: now + 3600,
+        jti: "733d8ce1-67b1-437c-8c45-37b882fc1a1f".into(),
+        usefor: "access".into(),
+        iss: "datarhei-core".into(),
+        spaces: vec!["default_space".into(), "production".into()],
+        roles: vec!["admin".into()],
+    };
+    for alg in [
+        Algorithm::HS256,
+        Algorithm::RS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ] {
+        let (signing, decoding, verifying) = keys(alg);
+        let token = signing.sign(&claims).unwrap();
+        let mut jwt_validation = Validation::new(alg);
+        jwt_validation.set_issuer(&["datarhei-core"]);
+        jwt_validation.set_required_spec_claims(&["exp", "iss"]);
+        jwt_validation.leeway = 0;
+
+        let verifier = Verifier::builder(KeySet::single(verifying))
+            .issuer("datarhei-core")
+            .build()
+            .unwrap();
+        let service = ServiceBuilder::new()
+            .layer(
+                AuthLayer::<BenchClaims>::new(verifier.clone())
+                    .sources(TokenSources::new([TokenSource::cookie("ins_access_token")]).unwrap()),
+            )
+            .service(service_fn(|_req: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }));
+        let cookie = HeaderValue::from_str(&format!("ins_access_token={token}")).unwrap();
+        assert!(jsonwebtoken::decode::<BenchClaims>(&token, &decoding, &jwt_validation).is_ok());
+        assert!(verifier.verify::<BenchClaims>(&token).is_ok());
+
+        let name = tower_authgate::token::algorithm_name(alg);
+        let mut group = c.benchmark_group(format!("validation/{name}"));
+        group.bench_function("jsonwebtoken_decode", |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<BenchClaims>(black_box(&token), &decoding, &jwt_validation)
+                    .unwrap()
+            })
+        });
+        group.bench_function("authgate_verifier", |b| {
+            b.iter(|| verifier.verify::<BenchClaims>(black_box(&token)).unwrap())
+        });
+        group.bench_function("authgate_layer_cookie", |b| {
+            b.iter(|| {
+                let mut request = Request::new(String::new());
+                request.headers_mut().insert(header::COOKIE, cookie.clone());
+                let response = ready(service.clone().oneshot(request)).unwrap();
+                assert_eq!(response.status(), 200);
+                response
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40);
+    targets = validation
+}
+criterion_main!(benches);

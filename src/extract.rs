@@ -73,7 +73,7 @@ impl IntoResponse for AuthRejection {
     }
 }
 
-fn missing<C: Send + Sync + 'static>(parts: &Parts) -> ClaimsRejection {
+fn missing(parts: &Parts) -> ClaimsRejection {
     if parts.extensions.get::<TokenMeta>().is_some() {
         ClaimsRejection::ClaimsTypeMismatch
     } else if parts.extensions.get::<Anonymous>().is_some() {
@@ -93,7 +93,7 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Claims<C>>() {
             Some(claims) => Ok(claims.clone()),
-            None => Err(missing::<C>(parts)),
+            None => Err(missing(parts)),
         }
     }
 }
@@ -111,7 +111,7 @@ where
     ) -> Result<Option<Self>, Self::Rejection> {
         match parts.extensions.get::<Claims<C>>() {
             Some(claims) => Ok(Some(claims.clone())),
-            None => match missing::<C>(parts) {
+            None => match missing(parts) {
                 ClaimsRejection::Anonymous => Ok(None),
                 other => Err(other),
             },

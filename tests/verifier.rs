@@ -52,9 +52,14 @@ fn public_pem_keys_verify_their_private_keys_tokens() {
 #[test]
 fn a_key_verifies_only_its_own_algorithm() {
     // The same RSA key material, pinned to RS256, refuses a PS256 token.
-    let token = signing_key(Algorithm::PS256).sign(&access_claims("a")).unwrap();
+    let token = signing_key(Algorithm::PS256)
+        .sign(&access_claims("a"))
+        .unwrap();
     let verifier = verifier_for(&signing_key(Algorithm::RS256));
-    assert_eq!(verify(&verifier, &token), Err(TokenError::UnsupportedAlgorithm));
+    assert_eq!(
+        verify(&verifier, &token),
+        Err(TokenError::UnsupportedAlgorithm)
+    );
     // An ES384 key is not accepted for ES256 at build time.
     assert!(VerifyingKey::from_pem(Algorithm::ES256, &key_pem("ec384_public")).is_err());
 }
@@ -66,7 +71,10 @@ fn alg_none_is_refused_in_every_spelling() {
     for alg in ["none", "None", "NONE", "nOnE"] {
         let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
         let unsigned = format!("{}.{}.", b64(header.as_bytes()), b64(payload.as_bytes()));
-        assert_eq!(verify(&verifier, &unsigned), Err(TokenError::UnsupportedAlgorithm));
+        assert_eq!(
+            verify(&verifier, &unsigned),
+            Err(TokenError::UnsupportedAlgorithm)
+        );
     }
 }
 
@@ -82,7 +90,10 @@ fn hmac_signed_with_the_rsa_public_key_is_refused() {
     );
     let key = VerifyingKey::from_pem(Algorithm::RS256, &public_pem).unwrap();
     let verifier = Verifier::builder(KeySet::single(key)).build().unwrap();
-    assert_eq!(verify(&verifier, &token), Err(TokenError::UnsupportedAlgorithm));
+    assert_eq!(
+        verify(&verifier, &token),
+        Err(TokenError::UnsupportedAlgorithm)
+    );
 }
 
 #[test]
@@ -102,13 +113,17 @@ fn rfc7515_appendix_a1_hs256_vector() {
     assert_eq!(verified.meta.expires_at, 1_300_819_380);
     // One second later it has expired.
     assert_eq!(
-        verifier.verify_at::<Value>(token, 1_300_819_380).map(|_| ()),
+        verifier
+            .verify_at::<Value>(token, 1_300_819_380)
+            .map(|_| ()),
         Err(TokenError::Expired)
     );
     // One flipped signature character breaks it.
     let tampered = format!("{}A", &token[..token.len() - 1]);
     assert_eq!(
-        verifier.verify_at::<Value>(&tampered, 1_300_819_379).map(|_| ()),
+        verifier
+            .verify_at::<Value>(&tampered, 1_300_819_379)
+            .map(|_| ()),
         Err(TokenError::BadSignature)
     );
 }
@@ -124,13 +139,20 @@ fn key_rotation_by_kid() {
         assert!(verify(&verifier, &token).is_ok());
     }
     // After the old key is removed its tokens are refused as unknown.
-    let verifier = Verifier::builder(KeySet::single(new.verifying_key())).build().unwrap();
+    let verifier = Verifier::builder(KeySet::single(new.verifying_key()))
+        .build()
+        .unwrap();
     let token = old.sign(&access_claims("a")).unwrap();
     assert_eq!(verify(&verifier, &token), Err(TokenError::UnknownKey));
     // A kid that names a key of another algorithm does not select it.
-    let hs = SigningKey::hmac(Algorithm::HS256, SECRET).unwrap().with_kid("2026");
+    let hs = SigningKey::hmac(Algorithm::HS256, SECRET)
+        .unwrap()
+        .with_kid("2026");
     let token = hs.sign(&access_claims("a")).unwrap();
-    assert_eq!(verify(&verifier, &token), Err(TokenError::UnsupportedAlgorithm));
+    assert_eq!(
+        verify(&verifier, &token),
+        Err(TokenError::UnsupportedAlgorithm)
+    );
 }
 
 #[test]
@@ -174,7 +196,10 @@ fn time_claims() {
     let now = now_seconds();
     let sign = |changes: Value| key.sign(&with(access_claims("a"), changes)).unwrap();
 
-    assert_eq!(verify(&verifier, &sign(json!({"exp": now - 1}))), Err(TokenError::Expired));
+    assert_eq!(
+        verify(&verifier, &sign(json!({"exp": now - 1}))),
+        Err(TokenError::Expired)
+    );
     assert_eq!(
         verify(&verifier, &sign(json!({"exp": null}))),
         Err(TokenError::MissingClaim("exp"))
@@ -190,7 +215,10 @@ fn time_claims() {
     let lenient = verifier.to_builder().leeway(30).build().unwrap();
     assert!(verify(&lenient, &sign(json!({"exp": now - 10}))).is_ok());
     assert!(verify(&lenient, &sign(json!({"nbf": now + 10}))).is_ok());
-    assert_eq!(verify(&lenient, &sign(json!({"exp": now - 40}))), Err(TokenError::Expired));
+    assert_eq!(
+        verify(&lenient, &sign(json!({"exp": now - 40}))),
+        Err(TokenError::Expired)
+    );
 }
 
 #[test]
@@ -207,7 +235,10 @@ fn claims_of_the_wrong_json_type_are_refused() {
     assert!(verify(&verifier, &sign(json!({}))).is_ok());
     let now = now_seconds();
     let cases = [
-        (json!({"exp": (now + 60).to_string()}), TokenError::InvalidClaim("exp")),
+        (
+            json!({"exp": (now + 60).to_string()}),
+            TokenError::InvalidClaim("exp"),
+        ),
         (json!({"exp": true}), TokenError::InvalidClaim("exp")),
         (json!({"exp": -5}), TokenError::InvalidClaim("exp")),
         (json!({"nbf": "0"}), TokenError::InvalidClaim("nbf")),
@@ -215,13 +246,20 @@ fn claims_of_the_wrong_json_type_are_refused() {
         (json!({"iss": ["me"]}), TokenError::InvalidClaim("iss")),
         (json!({"iss": 7}), TokenError::InvalidClaim("iss")),
         (json!({"aud": 7}), TokenError::InvalidClaim("aud")),
-        (json!({"aud": {"a": "api"}}), TokenError::InvalidClaim("aud")),
+        (
+            json!({"aud": {"a": "api"}}),
+            TokenError::InvalidClaim("aud"),
+        ),
         (json!({"aud": ["api", 7]}), TokenError::InvalidClaim("aud")),
         (json!({"sub": 7}), TokenError::InvalidClaim("sub")),
         (json!({"usefor": 1}), TokenError::InvalidClaim("kind")),
     ];
     for (changes, expected) in cases {
-        assert_eq!(verify(&verifier, &sign(changes.clone())), Err(expected), "{changes}");
+        assert_eq!(
+            verify(&verifier, &sign(changes.clone())),
+            Err(expected),
+            "{changes}"
+        );
     }
 }
 
@@ -235,37 +273,64 @@ fn issuer_and_audience() {
         .audience("admin")
         .build()
         .unwrap();
-    let base = with(access_claims("a"), json!({"iss": "datarhei-core", "aud": "api"}));
+    let base = with(
+        access_claims("a"),
+        json!({"iss": "datarhei-core", "aud": "api"}),
+    );
     let sign = |changes: Value| key.sign(&with(base.clone(), changes)).unwrap();
     assert!(verify(&verifier, &sign(json!({}))).is_ok());
     assert!(verify(&verifier, &sign(json!({"aud": ["other", "admin"]}))).is_ok());
-    assert_eq!(verify(&verifier, &sign(json!({"iss": "evil"}))), Err(TokenError::WrongIssuer));
+    assert_eq!(
+        verify(&verifier, &sign(json!({"iss": "evil"}))),
+        Err(TokenError::WrongIssuer)
+    );
     assert_eq!(
         verify(&verifier, &sign(json!({"iss": null}))),
         Err(TokenError::MissingClaim("iss"))
     );
-    assert_eq!(verify(&verifier, &sign(json!({"aud": "other"}))), Err(TokenError::WrongAudience));
-    assert_eq!(verify(&verifier, &sign(json!({"aud": []}))), Err(TokenError::WrongAudience));
+    assert_eq!(
+        verify(&verifier, &sign(json!({"aud": "other"}))),
+        Err(TokenError::WrongAudience)
+    );
+    assert_eq!(
+        verify(&verifier, &sign(json!({"aud": []}))),
+        Err(TokenError::WrongAudience)
+    );
     assert_eq!(
         verify(&verifier, &sign(json!({"aud": null}))),
         Err(TokenError::MissingClaim("aud"))
     );
     // A verifier with no audience refuses tokens meant for some audience.
     let plain = verifier_for(&key);
-    assert_eq!(verify(&plain, &sign(json!({}))), Err(TokenError::WrongAudience));
+    assert_eq!(
+        verify(&plain, &sign(json!({}))),
+        Err(TokenError::WrongAudience)
+    );
 }
 
 #[test]
 fn token_kinds() {
     let key = signing_key(Algorithm::HS256);
     let access_only = verifier_for(&key);
-    let sign = |kind: &str| key.sign(&with(access_claims("a"), json!({"usefor": kind}))).unwrap();
+    let sign = |kind: &str| {
+        key.sign(&with(access_claims("a"), json!({"usefor": kind})))
+            .unwrap()
+    };
     assert!(verify(&access_only, &sign("access")).is_ok());
     for kind in ["refresh", "service", "otp-pending", "other"] {
-        assert_eq!(verify(&access_only, &sign(kind)), Err(TokenError::WrongKind), "{kind}");
+        assert_eq!(
+            verify(&access_only, &sign(kind)),
+            Err(TokenError::WrongKind),
+            "{kind}"
+        );
     }
-    let no_kind = key.sign(&with(access_claims("a"), json!({"usefor": null}))).unwrap();
-    assert_eq!(verify(&access_only, &no_kind), Err(TokenError::MissingClaim("kind")));
+    let no_kind = key
+        .sign(&with(access_claims("a"), json!({"usefor": null})))
+        .unwrap();
+    assert_eq!(
+        verify(&access_only, &no_kind),
+        Err(TokenError::MissingClaim("kind"))
+    );
 
     let refresh_only = access_only
         .to_builder()
@@ -273,15 +338,25 @@ fn token_kinds() {
         .build()
         .unwrap();
     assert!(verify(&refresh_only, &sign("refresh")).is_ok());
-    assert_eq!(verify(&refresh_only, &sign("access")), Err(TokenError::WrongKind));
+    assert_eq!(
+        verify(&refresh_only, &sign("access")),
+        Err(TokenError::WrongKind)
+    );
 
     let external = access_only.to_builder().any_kind().build().unwrap();
     assert!(verify(&external, &no_kind).is_ok());
 
     // The claim name is configurable.
-    let custom = access_only.to_builder().kind_claim("token_use").build().unwrap();
+    let custom = access_only
+        .to_builder()
+        .kind_claim("token_use")
+        .build()
+        .unwrap();
     let token = key
-        .sign(&with(access_claims("a"), json!({"usefor": null, "token_use": "access"})))
+        .sign(&with(
+            access_claims("a"),
+            json!({"usefor": null, "token_use": "access"}),
+        ))
         .unwrap();
     assert!(verify(&custom, &token).is_ok());
 }
@@ -298,9 +373,18 @@ fn malformed_tokens() {
         ("abc".into(), TokenError::Malformed),
         (format!("{}.{}", parts[0], parts[1]), TokenError::Malformed),
         (format!("{good}.extra"), TokenError::Malformed),
-        (format!("{}!.{}.{}", parts[0], parts[1], parts[2]), TokenError::Malformed),
-        (format!("{}.{}.{}=", parts[0], parts[1], parts[2]), TokenError::Malformed),
-        (format!("{}.{}.{}", b64(b"not json"), parts[1], parts[2]), TokenError::Malformed),
+        (
+            format!("{}!.{}.{}", parts[0], parts[1], parts[2]),
+            TokenError::Malformed,
+        ),
+        (
+            format!("{}.{}.{}=", parts[0], parts[1], parts[2]),
+            TokenError::Malformed,
+        ),
+        (
+            format!("{}.{}.{}", b64(b"not json"), parts[1], parts[2]),
+            TokenError::Malformed,
+        ),
         ("x".repeat(9000), TokenError::TooLong),
     ];
     for (token, expected) in cases {
@@ -310,14 +394,23 @@ fn malformed_tokens() {
     // A tampered payload breaks the signature.
     let mut claims = access_claims("a");
     claims["sub"] = json!("root");
-    let forged = format!("{}.{}.{}", parts[0], b64(claims.to_string().as_bytes()), parts[2]);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(claims.to_string().as_bytes()),
+        parts[2]
+    );
     assert_eq!(verify(&verifier, &forged), Err(TokenError::BadSignature));
 
     // A validly signed payload that is not JSON, or not an object.
     let header = r#"{"alg":"HS256"}"#;
     for payload in ["not json", "[1,2]", "{\"exp\":1", "{} trailing"] {
         let token = raw_hs256(header, payload, SECRET);
-        assert_eq!(verify(&verifier, &token), Err(TokenError::Malformed), "{payload}");
+        assert_eq!(
+            verify(&verifier, &token),
+            Err(TokenError::Malformed),
+            "{payload}"
+        );
     }
 }
 
@@ -333,7 +426,10 @@ fn duplicate_registered_claims_are_refused() {
     );
     let token = raw_hs256(r#"{"alg":"HS256"}"#, &payload, SECRET);
     assert_eq!(verify(&verifier, &token), Err(TokenError::DuplicateClaim));
-    let payload = format!(r#"{{"exp":{},"usefor":"refresh","usefor":"access"}}"#, now + 600);
+    let payload = format!(
+        r#"{{"exp":{},"usefor":"refresh","usefor":"access"}}"#,
+        now + 600
+    );
     let token = raw_hs256(r#"{"alg":"HS256"}"#, &payload, SECRET);
     assert_eq!(verify(&verifier, &token), Err(TokenError::DuplicateClaim));
 }
@@ -343,11 +439,25 @@ fn critical_header_extensions() {
     let key = signing_key(Algorithm::HS256);
     let verifier = verifier_for(&key);
     let payload = access_claims("a").to_string();
-    let crit = raw_hs256(r#"{"alg":"HS256","crit":["exp-v2"],"exp-v2":1}"#, &payload, SECRET);
-    assert_eq!(verify(&verifier, &crit), Err(TokenError::UnsupportedCritical));
+    let crit = raw_hs256(
+        r#"{"alg":"HS256","crit":["exp-v2"],"exp-v2":1}"#,
+        &payload,
+        SECRET,
+    );
+    assert_eq!(
+        verify(&verifier, &crit),
+        Err(TokenError::UnsupportedCritical)
+    );
     let empty = raw_hs256(r#"{"alg":"HS256","crit":[]}"#, &payload, SECRET);
-    assert_eq!(verify(&verifier, &empty), Err(TokenError::UnsupportedCritical));
-    let understood = verifier.to_builder().understand_critical("exp-v2").build().unwrap();
+    assert_eq!(
+        verify(&verifier, &empty),
+        Err(TokenError::UnsupportedCritical)
+    );
+    let understood = verifier
+        .to_builder()
+        .understand_critical("exp-v2")
+        .build()
+        .unwrap();
     assert!(verify(&understood, &crit).is_ok());
 }
 
@@ -359,7 +469,8 @@ fn embedded_key_headers_are_ignored() {
     let verifier = verifier_for(&key);
     let payload = access_claims("a").to_string();
     let attacker = b"attacker-secret-attacker-secret-attacker!";
-    let header = r#"{"alg":"HS256","jku":"http://127.0.0.1:1/jwks","jwk":{"kty":"oct","k":"YXR0YWNrZXI"}}"#;
+    let header =
+        r#"{"alg":"HS256","jku":"http://127.0.0.1:1/jwks","jwk":{"kty":"oct","k":"YXR0YWNrZXI"}}"#;
     let token = raw_hs256(header, &payload, attacker);
     assert_eq!(verify(&verifier, &token), Err(TokenError::BadSignature));
     let honest = raw_hs256(header, &payload, SECRET);
@@ -376,7 +487,10 @@ fn claims_deserialize_into_the_applications_type() {
     let key = signing_key(Algorithm::HS256);
     let verifier = verifier_for(&key);
     let token = key
-        .sign(&with(access_claims("admin"), json!({"spaces": ["default_space"]})))
+        .sign(&with(
+            access_claims("admin"),
+            json!({"spaces": ["default_space"]}),
+        ))
         .unwrap();
     let verified = verifier.verify::<Mine>(&token).unwrap();
     assert_eq!(verified.claims.sub, "admin");
@@ -386,4 +500,20 @@ fn claims_deserialize_into_the_applications_type() {
         verifier.verify::<Mine>(&missing).map(|_| ()),
         Err(TokenError::ClaimsMismatch)
     );
+}
+
+#[test]
+fn generated_keys_sign_verifiable_tokens_and_publish_their_public_half() {
+    for key in [SigningKey::generate_ed25519().unwrap(), SigningKey::generate_es256().unwrap()] {
+        let key = key.with_kid("fresh");
+        let token = key.sign(&access_claims("a")).unwrap();
+        assert!(verify(&verifier_for(&key), &token).is_ok());
+        let jwk = serde_json::to_string(key.public_jwk().unwrap()).unwrap();
+        assert!(jwk.contains("\"kid\":\"fresh\""), "{jwk}");
+        assert!(!jwk.contains("\"d\""), "a private component leaked: {jwk}");
+        let published = VerifyingKey::from_jwk_json(&jwk).unwrap();
+        let verifier = Verifier::builder(KeySet::single(published)).build().unwrap();
+        assert!(verify(&verifier, &token).is_ok());
+    }
+    assert!(SigningKey::hmac(Algorithm::HS256, SECRET).unwrap().public_jwk().is_none());
 }

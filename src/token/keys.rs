@@ -78,6 +78,9 @@ fn invalid_key(alg: Algorithm, reason: impl fmt::Display) -> ConfigError {
     }
 }
 
+// Lives once behind the key's `Arc`: the size difference costs nothing, and
+// boxing the HMAC key would add an indirection to every verification.
+#[allow(clippy::large_enum_variant)]
 enum Prepared {
     Hmac(hmac::Key),
     Public(lc::ParsedPublicKey),
@@ -155,15 +158,18 @@ impl VerifyingKey {
     /// A key from a `jsonwebtoken` [`DecodingKey`], pinned to `algorithm`.
     pub fn from_decoding_key(algorithm: Algorithm, key: &DecodingKey) -> Result<Self, ConfigError> {
         if key.family() != algorithm.family() {
-            return Err(invalid_key(algorithm, "the key is of another algorithm family"));
+            return Err(invalid_key(
+                algorithm,
+                "the key is of another algorithm family",
+            ));
         }
         let prepared = match (key.kind(), hmac_params(algorithm)) {
             (DecodingKeyKind::SecretOrDer(secret), Some(_)) => {
                 return Self::hmac(algorithm, secret);
             }
             (DecodingKeyKind::SecretOrDer(der), None) => {
-                let params =
-                    public_params(algorithm).ok_or_else(|| invalid_key(algorithm, "unsupported"))?;
+                let params = public_params(algorithm)
+                    .ok_or_else(|| invalid_key(algorithm, "unsupported"))?;
                 lc::ParsedPublicKey::new(params, der).map_err(|e| invalid_key(algorithm, e))?
             }
             (DecodingKeyKind::RsaModulusExponent { n, e }, _) => {
@@ -194,8 +200,8 @@ impl VerifyingKey {
                 .map_err(|_| ConfigError::InvalidJwk(format!("unsupported alg {alg}")))?,
             None => infer_algorithm(&jwk.algorithm)?,
         };
-        let decoding = DecodingKey::from_jwk(jwk)
-            .map_err(|e| ConfigError::InvalidJwk(e.to_string()))?;
+        let decoding =
+            DecodingKey::from_jwk(jwk).map_err(|e| ConfigError::InvalidJwk(e.to_string()))?;
         let key = Self::from_decoding_key(algorithm, &decoding)?;
         Ok(match &jwk.common.key_id {
             Some(kid) => key.with_kid(kid.clone()),
@@ -213,16 +219,15 @@ impl VerifyingKey {
     /// This key, identified by `kid`.
     pub fn with_kid(self, kid: impl Into<String>) -> Self {
         let kid: String = kid.into();
-        let inner = std::sync::Arc::try_unwrap(self.inner).unwrap_or_else(|shared| {
-            VerifyingKeyInner {
+        let inner =
+            std::sync::Arc::try_unwrap(self.inner).unwrap_or_else(|shared| VerifyingKeyInner {
                 algorithm: shared.algorithm,
                 kid: shared.kid.clone(),
                 prepared: match &shared.prepared {
                     Prepared::Hmac(key) => Prepared::Hmac(key.clone()),
                     Prepared::Public(key) => Prepared::Public(key.clone()),
                 },
-            }
-        });
+            });
         VerifyingKey {
             inner: std::sync::Arc::new(VerifyingKeyInner {
                 kid: Some(kid.into_boxed_str()),
@@ -313,7 +318,11 @@ impl KeySet {
     pub fn from_jwks_json(json: &str) -> Result<Self, ConfigError> {
         let set: JwkSet =
             serde_json::from_str(json).map_err(|e| ConfigError::InvalidJwk(e.to_string()))?;
-        Self::new(set.keys.iter().filter_map(|jwk| VerifyingKey::from_jwk(jwk).ok()))
+        Self::new(
+            set.keys
+                .iter()
+                .filter_map(|jwk| VerifyingKey::from_jwk(jwk).ok()),
+        )
     }
 
     /// The keys, in order.
@@ -397,7 +406,7 @@ impl SigningKey {
     /// process: every token it signed stops verifying when the process ends.
     pub fn generate_ed25519() -> Result<Self, ConfigError> {
         let pkcs8 = lc::Ed25519KeyPair::generate()
-            .and_then(|pair| pair.to_pkcs8())
+            .and_then(|pair| pair.to_pkcs8v1())
             .map_err(|e| invalid_key(Algorithm::EdDSA, e))?;
         Self::from_encoding_key(Algorithm::EdDSA, EncodingKey::from_ed_der(pkcs8.as_ref()))
     }
@@ -411,7 +420,8 @@ impl SigningKey {
     }
 
     fn from_encoding_key(algorithm: Algorithm, encoding: EncodingKey) -> Result<Self, ConfigError> {
-        let jwk = Jwk::from_encoding_key(&encoding, algorithm).map_err(|e| invalid_key(algorithm, e))?;
+        let jwk =
+            Jwk::from_encoding_key(&encoding, algorithm).map_err(|e| invalid_key(algorithm, e))?;
         let verifying = VerifyingKey::from_jwk(&jwk)?;
         Ok(SigningKey {
             algorithm,
@@ -456,7 +466,10 @@ impl SigningKey {
 
     /// Signs `claims` into a compact JWT whose header carries this key's
     /// algorithm and `kid`.
-    pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn sign<T: serde::Serialize>(
+        &self,
+        claims: &T,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = jsonwebtoken::Header::new(self.algorithm);
         header.kid = self.kid.clone();
         jsonwebtoken::encode(&header, claims, &self.encoding)

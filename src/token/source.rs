@@ -156,7 +156,10 @@ impl TokenSources {
     /// repeated `Authorization` or token header, a repeated cookie, two
     /// different credentials (unless configured to take the first), a value
     /// over the cap, or a bearer header without a token.
-    pub fn find<'a>(&self, headers: &'a HeaderMap) -> Result<Option<FoundToken<'a>>, AuthRejection> {
+    pub fn find<'a>(
+        &self,
+        headers: &'a HeaderMap,
+    ) -> Result<Option<FoundToken<'a>>, AuthRejection> {
         let mut found: Option<FoundToken<'a>> = None;
         for source in &self.sources {
             let Some(token) = self.read(source, headers)? else {
@@ -295,10 +298,9 @@ fn as_token_text(token: &[u8], max_len: usize) -> Result<&str, AuthRejection> {
     }
     // A JWT is base64url text with dots; anything else cannot be one, and
     // keeping to that alphabet keeps non-ASCII out of every later step.
-    if !token
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'='))
-    {
+    if !token.iter().all(|&b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+    }) {
         return Err(AuthRejection::InvalidToken(
             crate::error::TokenError::Malformed,
         ));
@@ -346,7 +348,10 @@ mod tests {
     #[test]
     fn cookie_is_found_among_others_and_across_headers() {
         let sources = TokenSources::new([TokenSource::cookie("ins_access_token")]).unwrap();
-        let map = headers(&[("cookie", "a=1; b=2"), ("cookie", "ins_access_token=x.y.z; c=3")]);
+        let map = headers(&[
+            ("cookie", "a=1; b=2"),
+            ("cookie", "ins_access_token=x.y.z; c=3"),
+        ]);
         assert_eq!(sources.find(&map).unwrap().unwrap().token, "x.y.z");
         let map = headers(&[("cookie", "xins_access_token=x.y.z")]);
         assert_eq!(sources.find(&map).unwrap(), None);

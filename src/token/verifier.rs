@@ -400,7 +400,10 @@ impl Verifier {
             duplicate: &duplicate,
         };
         let mut de = serde_json::Deserializer::from_slice(&payload);
-        let raw = match seed.deserialize(&mut de).and_then(|raw| de.end().map(|()| raw)) {
+        let raw = match seed
+            .deserialize(&mut de)
+            .and_then(|raw| de.end().map(|()| raw))
+        {
             Ok(raw) => raw,
             Err(_) if duplicate.get() => return Err(TokenError::DuplicateClaim),
             Err(_) => return Err(TokenError::Malformed),
@@ -411,8 +414,7 @@ impl Verifier {
 
     fn check_registered(&self, raw: &RawRegistered<'_>, now: u64) -> Result<TokenMeta, TokenError> {
         let config = &*self.inner;
-        let expires_at =
-            numeric_date(raw.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let expires_at = numeric_date(raw.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
         let not_before = numeric_date(raw.nbf, "nbf")?;
         let issued_at = numeric_date(raw.iat, "iat")?;
         if now >= expires_at.saturating_add(config.leeway) {
@@ -440,12 +442,12 @@ impl Verifier {
                 let accepted = |a: &str| config.audiences.iter().any(|x| **x == *a);
                 let text = aud.get();
                 let ok = if text.starts_with('"') {
-                    let one: Cow<'_, str> = serde_json::from_str(text)
-                        .map_err(|_| TokenError::InvalidClaim("aud"))?;
+                    let one: Cow<'_, str> =
+                        serde_json::from_str(text).map_err(|_| TokenError::InvalidClaim("aud"))?;
                     accepted(&one)
                 } else if text.starts_with('[') {
-                    let many: Vec<Cow<'_, str>> = serde_json::from_str(text)
-                        .map_err(|_| TokenError::InvalidClaim("aud"))?;
+                    let many: Vec<Cow<'_, str>> =
+                        serde_json::from_str(text).map_err(|_| TokenError::InvalidClaim("aud"))?;
                     many.iter().any(|a| accepted(a))
                 } else {
                     return Err(TokenError::InvalidClaim("aud"));

@@ -74,6 +74,9 @@ pub fn b64(bytes: &[u8]) -> String {
 pub fn raw_hs256(header: &str, payload: &str, secret: &[u8]) -> String {
     use aws_lc_rs::hmac;
     let message = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), message.as_bytes());
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, secret),
+        message.as_bytes(),
+    );
     format!("{message}.{}", b64(tag.as_ref()))
 }

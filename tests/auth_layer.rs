@@ -1,0 +1,338 @@
+//! AuthLayer, black-box over `tower::ServiceExt::oneshot`.
+
+mod common;
+
+use std::convert::Infallible;
+
+use common::*;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_authgate::auth::AuthLayer;
+use tower_authgate::token::{
+    Algorithm, Anonymous, Claims, FoundIn, KeySet, MultipleCredentials, SigningKey, TokenMeta,
+    TokenSource, TokenSources, Verifier,
+};
+
+fn all_sources() -> TokenSources {
+    TokenSources::new([
+        TokenSource::cookie("ins_access_token"),
+        TokenSource::bearer(),
+        TokenSource::try_header("X-Auth-Token").unwrap(),
+    ])
+    .unwrap()
+}
+
+fn key() -> SigningKey {
+    signing_key(Algorithm::HS256)
+}
+
+fn layer(sources: TokenSources) -> AuthLayer<Value> {
+    let verifier = Verifier::builder(KeySet::single(key().verifying_key()))
+        .build()
+        .unwrap();
+    AuthLayer::new(verifier).sources(sources)
+}
+
+/// Echoes who the request was authenticated as, and where the token was.
+async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
+    let ext = req.extensions();
+    let body = match (ext.get::<Claims<Value>>(), ext.get::<Anonymous>()) {
+        (Some(Claims(c)), _) => {
+            let meta = ext.get::<TokenMeta>().expect("meta beside claims");
+            let found = ext.get::<FoundIn>().expect("source beside claims");
+            format!(
+                "{} {:?} {}",
+                c["sub"].as_str().unwrap_or("?"),
+                found,
+                meta.expires_at > 0
+            )
+        }
+        (None, Some(_)) => "anonymous".to_owned(),
+        (None, None) => "unreachable".to_owned(),
+    };
+    Ok(Response::new(body))
+}
+
+async fn send(layer: AuthLayer<Value>, request: Request<String>) -> Response<String> {
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(echo))
+        .oneshot(request)
+        .await
+        .unwrap()
+}
+
+fn request(headers: &[(&str, &str)]) -> Request<String> {
+    let mut builder = Request::builder().uri("/api/me");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(String::new()).unwrap()
+}
+
+fn token_for(sub: &str) -> String {
+    key().sign(&access_claims(sub)).unwrap()
+}
+
+fn challenge(response: &Response<String>) -> &str {
+    response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .expect("WWW-Authenticate")
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_source_yields_the_claims() {
+    let token = token_for("admin");
+    let cases = [
+        (("cookie", format!("ins_access_token={token}")), "Cookie"),
+        (("authorization", format!("Bearer {token}")), "Bearer"),
+        (("x-auth-token", token.clone()), "Header"),
+    ];
+    for ((name, value), found) in cases {
+        let response = send(layer(all_sources()), request(&[(name, &value)])).await;
+        assert_eq!(response.status(), StatusCode::OK, "{name}");
+        assert_eq!(response.body(), &format!("admin {found} true"));
+    }
+}
+
+#[tokio::test]
+async fn sources_not_configured_are_not_read() {
+    let token = token_for("admin");
+    let response = send(
+        layer(TokenSources::bearer()),
+        request(&[
+            ("x-auth-token", &token),
+            ("cookie", &format!("ins_access_token={token}")),
+        ]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_query_string_is_never_read() {
+    let token = token_for("admin");
+    let request = Request::builder()
+        .uri(format!("/api/me?access_token={token}"))
+        .body(String::new())
+        .unwrap();
+    let response = send(layer(all_sources()), request).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge(&response), r#"Bearer realm="api""#);
+}
+
+#[tokio::test]
+async fn two_different_credentials_are_refused_unless_take_first() {
+    let admin = token_for("admin");
+    let other = token_for("operator");
+    let headers = [
+        ("authorization", format!("Bearer {other}")),
+        ("x-auth-token", admin.clone()),
+    ];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+
+    let response = send(layer(all_sources()), request(&headers)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(challenge(&response).contains(r#"error="invalid_request""#));
+    let body: Value = serde_json::from_str(response.body()).unwrap();
+    assert_eq!(body["error"], "invalid_request");
+
+    // Configured to take the first present source, in the configured order.
+    let first = all_sources().on_multiple(MultipleCredentials::TakeFirst);
+    let response = send(layer(first), request(&headers)).await;
+    assert_eq!(response.body(), "operator Bearer true");
+    let header_first = TokenSources::new([
+        TokenSource::try_header("X-Auth-Token").unwrap(),
+        TokenSource::bearer(),
+    ])
+    .unwrap()
+    .on_multiple(MultipleCredentials::TakeFirst);
+    let response = send(layer(header_first), request(&headers)).await;
+    assert_eq!(response.body(), "admin Header true");
+
+    // The same token in two places is one credential.
+    let cookie = format!("ins_access_token={admin}");
+    let bearer = format!("Bearer {admin}");
+    let response = send(
+        layer(all_sources()),
+        request(&[("cookie", &cookie), ("authorization", &bearer)]),
+    )
+    .await;
+    assert_eq!(response.body(), "admin Cookie true");
+}
+
+#[tokio::test]
+async fn repeated_headers_and_cookies_are_ambiguous() {
+    let admin = token_for("admin");
+    let other = token_for("operator");
+    let cases: Vec<Vec<(&str, String)>> = vec![
+        vec![
+            ("authorization", format!("Bearer {admin}")),
+            ("authorization", format!("Bearer {other}")),
+        ],
+        vec![
+            ("x-auth-token", admin.clone()),
+            ("x-auth-token", other.clone()),
+        ],
+        vec![(
+            "cookie",
+            format!("ins_access_token={admin}; ins_access_token={other}"),
+        )],
+        vec![
+            ("cookie", format!("ins_access_token={admin}")),
+            ("cookie", format!("a=b; ins_access_token={admin}")),
+        ],
+    ];
+    for case in cases {
+        let headers: Vec<(&str, &str)> = case.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let response = send(layer(all_sources()), request(&headers)).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{case:?}");
+        assert!(challenge(&response).contains("invalid_request"));
+    }
+}
+
+#[tokio::test]
+async fn oversized_values_are_refused_before_decoding() {
+    let huge = "a".repeat(9 * 1024);
+    for (name, value) in [
+        ("authorization", format!("Bearer {huge}")),
+        ("x-auth-token", huge.clone()),
+        ("cookie", format!("ins_access_token={huge}")),
+    ] {
+        let response = send(layer(all_sources()), request(&[(name, &value)])).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name}");
+        assert!(challenge(&response).contains("too long"));
+    }
+    // The cap is configurable.
+    let token = token_for("admin");
+    let tight = all_sources().max_token_len(64);
+    let response = send(layer(tight), request(&[("x-auth-token", &token)])).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bad_tokens_get_invalid_token_challenges() {
+    let k = key();
+    let now = tower_authgate::token::now_seconds();
+    let expired = k
+        .sign(&with(access_claims("a"), json!({"exp": now - 5})))
+        .unwrap();
+    let refresh = k
+        .sign(&with(access_claims("a"), json!({"usefor": "refresh"})))
+        .unwrap();
+    let other_key = SigningKey::hmac(Algorithm::HS256, &[9; 32]).unwrap();
+    let foreign = other_key.sign(&access_claims("a")).unwrap();
+    let cases = [
+        (expired, "the token has expired"),
+        (refresh, "the token is of the wrong kind"),
+        (foreign, "the token's signature is invalid"),
+        ("a.b".to_owned(), "the token is malformed"),
+        ("not a token".to_owned(), "the token is malformed"),
+    ];
+    for (token, description) in cases {
+        let response = send(layer(all_sources()), request(&[("x-auth-token", &token)])).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{description}");
+        assert_eq!(
+            challenge(&response),
+            format!(
+                r#"Bearer realm="api", error="invalid_token", error_description="{description}""#
+            )
+        );
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        let body: Value = serde_json::from_str(response.body()).unwrap();
+        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(body["error_description"], description);
+    }
+}
+
+#[tokio::test]
+async fn empty_bearer_is_an_invalid_request() {
+    for value in ["Bearer", "Bearer ", "bearer    "] {
+        let response = send(layer(all_sources()), request(&[("authorization", value)])).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{value:?}");
+    }
+}
+
+#[tokio::test]
+async fn required_and_optional_modes() {
+    let realm_layer = layer(all_sources()).realm("inSCADA").unwrap();
+    let response = send(realm_layer, request(&[])).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge(&response), r#"Bearer realm="inSCADA""#);
+
+    let response = send(layer(all_sources()).optional(), request(&[])).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.body(), "anonymous");
+
+    // Optional does not mean a bad token is ignored.
+    let response = send(
+        layer(all_sources()).optional(),
+        request(&[("x-auth-token", "x.y.z")]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let token = token_for("admin");
+    let response = send(
+        layer(all_sources()).optional(),
+        request(&[("x-auth-token", &token)]),
+    )
+    .await;
+    assert_eq!(response.body(), "admin Header true");
+}
+
+#[tokio::test]
+async fn realm_is_validated_at_build_time() {
+    assert!(layer(all_sources()).realm("bad\"realm").is_err());
+    assert!(layer(all_sources()).realm("").is_err());
+}
+
+#[tokio::test]
+async fn the_rejection_response_is_customisable() {
+    let custom = layer(all_sources()).on_rejection(|rejection: &tower_authgate::AuthRejection| {
+        let mut response = Response::new(format!("custom: {rejection}"));
+        *response.status_mut() = rejection.status();
+        response
+            .headers_mut()
+            .insert("x-custom", HeaderValue::from_static("1"));
+        response
+    });
+    let response = ServiceBuilder::new()
+        .layer(custom)
+        .service(service_fn(echo))
+        .oneshot(request(&[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["x-custom"], "1");
+    assert_eq!(response.body(), "custom: authentication is required");
+}
+
+#[tokio::test]
+async fn a_typed_claims_struct_reaches_the_handler() {
+    #[derive(Clone, serde::Deserialize)]
+    struct Mine {
+        sub: String,
+    }
+    let verifier = Verifier::builder(KeySet::single(key().verifying_key()))
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new()
+        .layer(AuthLayer::<Mine>::new(verifier))
+        .service(service_fn(|req: Request<String>| async move {
+            let claims = req.extensions().get::<Claims<Mine>>().cloned();
+            Ok::<_, Infallible>(Response::new(
+                claims.map(|c| c.sub.clone()).unwrap_or_default(),
+            ))
+        }));
+    let bearer = format!("Bearer {}", token_for("admin"));
+    let response = service
+        .oneshot(request(&[("authorization", &bearer)]))
+        .await
+        .unwrap();
+    assert_eq!(response.body(), "admin");
+}
