@@ -130,6 +130,9 @@ pub enum AuthRejection {
     /// The credential is valid but does not grant what was asked: `403` with
     /// `error="insufficient_scope"`.
     Forbidden(&'static str),
+    /// A store needed to decide (revocations) cannot be reached and the
+    /// layer fails closed: `503` with `Retry-After`.
+    Unavailable,
 }
 
 impl AuthRejection {
@@ -139,13 +142,14 @@ impl AuthRejection {
             Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The RFC 6750 error code, if the answer carries one.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            Self::MissingToken => None,
+            Self::MissingToken | Self::Unavailable => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InvalidToken(_) => Some("invalid_token"),
             Self::Forbidden(_) => Some("insufficient_scope"),
@@ -156,6 +160,7 @@ impl AuthRejection {
     pub fn description(&self) -> String {
         match self {
             Self::MissingToken => "authentication is required".to_owned(),
+            Self::Unavailable => "authentication is temporarily unavailable".to_owned(),
             Self::InvalidRequest(why) | Self::Forbidden(why) => (*why).to_owned(),
             Self::InvalidToken(err) => err.to_string(),
         }
@@ -165,7 +170,10 @@ impl AuthRejection {
     /// `{"error":"…","error_description":"…"}`.
     pub fn body_text(&self) -> String {
         let body = serde_json::json!({
-            "error": self.error_code().unwrap_or("unauthorized"),
+            "error": self.error_code().unwrap_or(match self {
+                Self::Unavailable => "temporarily_unavailable",
+                _ => "unauthorized",
+            }),
             "error_description": self.description(),
         });
         body.to_string()
@@ -192,7 +200,11 @@ impl AuthRejection {
         let mut response = Response::new(B::from(self.body_text()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
+        if *self == Self::Unavailable {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        } else {
+            headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -52,10 +52,14 @@
 )]
 
 pub mod auth;
+pub mod cookie;
 pub mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+pub mod login;
+pub mod otp;
+pub mod store;
 pub mod token;
 
 pub use error::{AuthRejection, ConfigError, TokenError};

@@ -504,7 +504,10 @@ fn claims_deserialize_into_the_applications_type() {
 
 #[test]
 fn generated_keys_sign_verifiable_tokens_and_publish_their_public_half() {
-    for key in [SigningKey::generate_ed25519().unwrap(), SigningKey::generate_es256().unwrap()] {
+    for key in [
+        SigningKey::generate_ed25519().unwrap(),
+        SigningKey::generate_es256().unwrap(),
+    ] {
         let key = key.with_kid("fresh");
         let token = key.sign(&access_claims("a")).unwrap();
         assert!(verify(&verifier_for(&key), &token).is_ok());
@@ -512,8 +515,15 @@ fn generated_keys_sign_verifiable_tokens_and_publish_their_public_half() {
         assert!(jwk.contains("\"kid\":\"fresh\""), "{jwk}");
         assert!(!jwk.contains("\"d\""), "a private component leaked: {jwk}");
         let published = VerifyingKey::from_jwk_json(&jwk).unwrap();
-        let verifier = Verifier::builder(KeySet::single(published)).build().unwrap();
+        let verifier = Verifier::builder(KeySet::single(published))
+            .build()
+            .unwrap();
         assert!(verify(&verifier, &token).is_ok());
     }
-    assert!(SigningKey::hmac(Algorithm::HS256, SECRET).unwrap().public_jwk().is_none());
+    assert!(
+        SigningKey::hmac(Algorithm::HS256, SECRET)
+            .unwrap()
+            .public_jwk()
+            .is_none()
+    );
 }

@@ -9,25 +9,35 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// Response future of [`Auth`](super::Auth): the inner service's future,
-    /// or a rejection ready at once. No boxing.
-    pub struct ResponseFuture<F, B> {
+    /// or a rejection ready at once (no boxing on these paths), or, when a
+    /// remote store must be asked or a cookie renewed first, a boxed future.
+    pub struct ResponseFuture<F, B, E> {
         #[pin]
-        kind: Kind<F, B>,
+        kind: Kind<F, B, E>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, B> {
+    enum Kind<F, B, E> {
         Inner { #[pin] future: F },
         Rejected { response: Option<Response<B>> },
+        Deferred { future: BoxedResponse<B, E> },
     }
 }
 
-impl<F, B> ResponseFuture<F, B> {
+type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send + 'static>>;
+
+impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn inner(future: F) -> Self {
         ResponseFuture {
             kind: Kind::Inner { future },
+        }
+    }
+
+    pub(crate) fn boxed(future: BoxedResponse<B, E>) -> Self {
+        ResponseFuture {
+            kind: Kind::Deferred { future },
         }
     }
 
@@ -40,7 +50,7 @@ impl<F, B> ResponseFuture<F, B> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -49,6 +59,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
+            KindProj::Deferred { future } => future.as_mut().poll(cx),
             KindProj::Rejected { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 None => panic!("ResponseFuture polled after completion"),

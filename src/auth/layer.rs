@@ -6,8 +6,11 @@ use std::sync::Arc;
 use http::{HeaderMap, Response};
 use tower_layer::Layer;
 
+use crate::cookie::CookieSettings;
 use crate::error::{AuthRejection, ConfigError, check_quoted_value};
-use crate::token::{FoundIn, TokenSources, Verified, Verifier};
+use crate::login::TokenIssuer;
+use crate::store::RevocationStore;
+use crate::token::{FoundIn, TokenSource, TokenSources, Verified, Verifier};
 
 use super::Auth;
 
@@ -41,12 +44,76 @@ where
     }
 }
 
-#[derive(Debug, Clone)]
+/// Transparent renewal of an expired or missing access cookie from a valid
+/// refresh cookie (document 000): the request goes through and its response
+/// carries a fresh access cookie. The refresh token is not rotated, so many
+/// concurrent requests may renew from one refresh cookie.
+#[derive(Clone)]
+pub struct CookieRenewal {
+    pub(crate) access_cookie: String,
+    pub(crate) refresh_cookie: String,
+    pub(crate) cookies: CookieSettings,
+    pub(crate) issuer: Arc<dyn TokenIssuer>,
+}
+
+impl std::fmt::Debug for CookieRenewal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieRenewal")
+            .field("access_cookie", &self.access_cookie)
+            .field("refresh_cookie", &self.refresh_cookie)
+            .field("cookies", &self.cookies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CookieRenewal {
+    /// Renew the `access_cookie` from the `refresh_cookie` with `issuer`;
+    /// new cookies get `cookies`' attributes.
+    pub fn new(
+        access_cookie: &str,
+        refresh_cookie: &str,
+        cookies: CookieSettings,
+        issuer: Arc<dyn TokenIssuer>,
+    ) -> Result<Self, ConfigError> {
+        TokenSource::try_cookie(access_cookie)?;
+        TokenSource::try_cookie(refresh_cookie)?;
+        Ok(CookieRenewal {
+            access_cookie: access_cookie.to_owned(),
+            refresh_cookie: refresh_cookie.to_owned(),
+            cookies,
+            issuer,
+        })
+    }
+}
+
+#[derive(Clone)]
 pub(crate) struct AuthConfig {
     pub(crate) verifier: Verifier,
     pub(crate) sources: TokenSources,
     pub(crate) required: bool,
     pub(crate) realm: Box<str>,
+    pub(crate) revocations: Option<Arc<dyn RevocationStore>>,
+    pub(crate) renewal: Option<(CookieRenewal, TokenSources)>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("verifier", &self.verifier)
+            .field("sources", &self.sources)
+            .field("required", &self.required)
+            .field("realm", &self.realm)
+            .field("revocations", &self.revocations.is_some())
+            .field("renewal", &self.renewal.as_ref().map(|(r, _)| r))
+            .finish()
+    }
+}
+
+/// The outcome of reading and verifying a request's token.
+pub(crate) enum Authenticated<C> {
+    Verified(Verified<C>, FoundIn),
+    Missing,
+    Refused(AuthRejection),
 }
 
 impl AuthConfig {
@@ -54,12 +121,37 @@ impl AuthConfig {
     pub(crate) fn authenticate<C: serde::de::DeserializeOwned>(
         &self,
         headers: &HeaderMap,
-    ) -> Result<Option<(Verified<C>, FoundIn)>, AuthRejection> {
-        let Some(found) = self.sources.find(headers)? else {
-            return Ok(None);
+    ) -> (Authenticated<C>, Option<FoundIn>) {
+        let found = match self.sources.find(headers) {
+            Ok(Some(found)) => found,
+            Ok(None) => return (Authenticated::Missing, None),
+            Err(rejection) => return (Authenticated::Refused(rejection), None),
         };
-        let verified = self.verifier.verify::<C>(found.token)?;
-        Ok(Some((verified, found.found_in)))
+        match self.verifier.verify::<C>(found.token) {
+            Ok(verified) => (
+                Authenticated::Verified(verified, found.found_in),
+                Some(found.found_in),
+            ),
+            Err(err) => (
+                Authenticated::Refused(AuthRejection::InvalidToken(err)),
+                Some(found.found_in),
+            ),
+        }
+    }
+
+    /// The refresh cookie to renew from, when renewal applies: no access
+    /// token at all, or an expired one that came from a cookie.
+    pub(crate) fn renewal_token<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        outcome_is_missing: bool,
+        refused_expired_cookie: bool,
+    ) -> Option<&'h str> {
+        let (_, refresh_source) = self.renewal.as_ref()?;
+        if !(outcome_is_missing || refused_expired_cookie) {
+            return None;
+        }
+        refresh_source.find(headers).ok().flatten().map(|f| f.token)
     }
 }
 
@@ -104,6 +196,8 @@ impl<C> AuthLayer<C> {
                 sources: TokenSources::bearer(),
                 required: true,
                 realm: "api".into(),
+                revocations: None,
+                renewal: None,
             }),
             on_rejection: DefaultRejection,
             _claims: PhantomData,
@@ -144,6 +238,21 @@ impl<C, R> AuthLayer<C, R> {
             on_rejection,
             _claims: PhantomData,
         }
+    }
+
+    /// Consult `store` for every token that has a `jti`: a revoked token, or
+    /// one of a revoked family, is refused. When the store cannot answer the
+    /// request fails closed with `503`.
+    pub fn revocations(mut self, store: Arc<dyn RevocationStore>) -> Self {
+        self.config_mut().revocations = Some(store);
+        self
+    }
+
+    /// Renew an expired or missing access cookie from the refresh cookie.
+    pub fn cookie_renewal(mut self, renewal: CookieRenewal) -> Self {
+        let source = TokenSources::single(TokenSource::Cookie(renewal.refresh_cookie.clone()));
+        self.config_mut().renewal = Some((renewal, source));
+        self
     }
 
     /// The verifier this layer uses.

@@ -68,5 +68,5 @@ mod layer;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::{AuthLayer, DefaultRejection, OnRejection};
+pub use layer::{AuthLayer, CookieRenewal, DefaultRejection, OnRejection};
 pub use service::Auth;

@@ -4,19 +4,23 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::header::SET_COOKIE;
 use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
+use crate::TokenError;
 use crate::error::AuthRejection;
-use crate::token::{Anonymous, Claims};
+use crate::login::LoginError;
+use crate::store::{BoxFuture, RevocationCheck, StoreError};
+use crate::token::{Anonymous, Claims, FoundIn, Verified};
 
 use super::ResponseFuture;
-use super::layer::{AuthConfig, AuthLayer, OnRejection};
+use super::layer::{AuthConfig, AuthLayer, Authenticated, OnRejection};
 
 /// The service made by [`AuthLayer`]: verifies the request's token, then
 /// calls `inner` with [`Claims<C>`], [`TokenMeta`](crate::token::TokenMeta)
-/// and [`FoundIn`](crate::token::FoundIn) in the request extensions.
+/// and [`FoundIn`] in the request extensions.
 pub struct Auth<S, C, R> {
     inner: S,
     config: Arc<AuthConfig>,
@@ -70,39 +74,169 @@ impl<S, C, R> Auth<S, C, R> {
     }
 }
 
+fn insert_verified<C, B>(req: &mut Request<B>, verified: Verified<C>, found_in: FoundIn)
+where
+    C: Clone + Send + Sync + 'static,
+{
+    let extensions = req.extensions_mut();
+    extensions.insert(Claims(verified.claims));
+    extensions.insert(verified.meta);
+    extensions.insert(found_in);
+}
+
+/// Work that needs I/O before the inner service may be called.
+enum Deferred<C> {
+    /// A revocation check answered by a remote store.
+    Revocation(
+        BoxFuture<'static, Result<bool, StoreError>>,
+        Verified<C>,
+        FoundIn,
+    ),
+    /// A renewal of the access cookie from this refresh token.
+    Renewal(String, AuthRejection),
+}
+
 impl<S, C, R, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, C, R>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
     C: DeserializeOwned + Clone + Send + Sync + 'static,
-    R: OnRejection<ResBody>,
+    R: OnRejection<ResBody> + Clone + Send + Sync + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let rejection = match self.config.authenticate::<C>(req.headers()) {
-            Ok(Some((verified, found_in))) => {
-                let extensions = req.extensions_mut();
-                extensions.insert(Claims(verified.claims));
-                extensions.insert(verified.meta);
-                extensions.insert(found_in);
-                return ResponseFuture::inner(self.inner.call(req));
+        let (outcome, found_in) = self.config.authenticate::<C>(req.headers());
+        let rejection = match outcome {
+            Authenticated::Verified(verified, found_in) => match self.check_revocation(&verified) {
+                Ok(None) => {
+                    insert_verified(&mut req, verified, found_in);
+                    return ResponseFuture::inner(self.inner.call(req));
+                }
+                Ok(Some(pending)) => {
+                    return self.deferred(req, Deferred::Revocation(pending, verified, found_in));
+                }
+                Err(rejection) => rejection,
+            },
+            Authenticated::Missing => {
+                if let Some(refresh) = self.config.renewal_token(req.headers(), true, false) {
+                    let refresh = refresh.to_owned();
+                    return self
+                        .deferred(req, Deferred::Renewal(refresh, AuthRejection::MissingToken));
+                }
+                if !self.config.required {
+                    req.extensions_mut().insert(Anonymous);
+                    return ResponseFuture::inner(self.inner.call(req));
+                }
+                AuthRejection::MissingToken
             }
-            Ok(None) if !self.config.required => {
-                req.extensions_mut().insert(Anonymous);
-                return ResponseFuture::inner(self.inner.call(req));
+            Authenticated::Refused(rejection) => {
+                let expired_cookie = rejection == AuthRejection::InvalidToken(TokenError::Expired)
+                    && found_in == Some(FoundIn::Cookie);
+                if let Some(refresh) =
+                    self.config
+                        .renewal_token(req.headers(), false, expired_cookie)
+                {
+                    let refresh = refresh.to_owned();
+                    return self.deferred(req, Deferred::Renewal(refresh, rejection));
+                }
+                rejection
             }
-            Ok(None) => AuthRejection::MissingToken,
-            Err(rejection) => rejection,
         };
         ResponseFuture::rejected(
             self.on_rejection
                 .on_rejection(&rejection, &self.config.realm),
         )
+    }
+}
+
+impl<S, C, R> Auth<S, C, R> {
+    /// `Ok(None)`: not revoked (or no store); `Ok(Some)`: the store needs I/O.
+    fn check_revocation<X>(
+        &self,
+        verified: &Verified<X>,
+    ) -> Result<Option<BoxFuture<'static, Result<bool, StoreError>>>, AuthRejection> {
+        let (Some(store), Some(id)) = (&self.config.revocations, &verified.meta.token_id) else {
+            return Ok(None);
+        };
+        match store.check(id, verified.meta.family.as_deref()) {
+            RevocationCheck::Ready(Ok(false)) => Ok(None),
+            RevocationCheck::Ready(Ok(true)) => Err(TokenError::Revoked.into()),
+            RevocationCheck::Ready(Err(_)) => Err(AuthRejection::Unavailable),
+            RevocationCheck::Pending(future) => Ok(Some(future)),
+        }
+    }
+
+    fn deferred<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        work: Deferred<C>,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        C: DeserializeOwned + Clone + Send + Sync + 'static,
+        R: OnRejection<ResBody> + Clone + Send + Sync + 'static,
+        ReqBody: Send + 'static,
+        ResBody: Send + 'static,
+    {
+        // The service that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = Arc::clone(&self.config);
+        let on_rejection = self.on_rejection.clone();
+        let reject = move |rejection: AuthRejection| {
+            Ok(on_rejection.on_rejection(&rejection, &config.realm))
+        };
+        let config = Arc::clone(&self.config);
+        ResponseFuture::boxed(Box::pin(async move {
+            match work {
+                Deferred::Revocation(pending, verified, found_in) => match pending.await {
+                    Ok(false) => {
+                        insert_verified(&mut req, verified, found_in);
+                        inner.call(req).await
+                    }
+                    Ok(true) => reject(TokenError::Revoked.into()),
+                    Err(_) => reject(AuthRejection::Unavailable),
+                },
+                Deferred::Renewal(refresh, fallback) => {
+                    let Some((renewal, _)) = &config.renewal else {
+                        return reject(fallback);
+                    };
+                    let pair = match renewal.issuer.refresh(&refresh, false).await {
+                        Ok(pair) => pair,
+                        Err(LoginError::Unavailable(_)) => {
+                            return reject(AuthRejection::Unavailable);
+                        }
+                        Err(_) => return reject(fallback),
+                    };
+                    let verified = match config.verifier.verify::<C>(&pair.access.token) {
+                        Ok(verified) => verified,
+                        Err(err) => return reject(err.into()),
+                    };
+                    insert_verified(&mut req, verified, FoundIn::Issued);
+                    let mut response = inner.call(req).await?;
+                    response.headers_mut().append(
+                        SET_COOKIE,
+                        renewal.cookies.set(
+                            &renewal.access_cookie,
+                            &pair.access.token,
+                            pair.access.claims.exi,
+                        ),
+                    );
+                    Ok(response)
+                }
+            }
+        }))
     }
 }

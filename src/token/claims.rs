@@ -137,6 +137,9 @@ pub struct TokenMeta {
     pub issued_at: Option<u64>,
     /// The token's kind, when the verifier checks kinds.
     pub kind: Option<TokenKind>,
+    /// `fam`, the login session a token belongs to, when present: revoking
+    /// the family revokes every token minted from that login.
+    pub family: Option<String>,
 }
 
 /// Where a token was found in a request; [`AuthLayer`](crate::auth::AuthLayer)

@@ -120,8 +120,13 @@ impl TokenSources {
 
     /// Only `Authorization: Bearer`.
     pub fn bearer() -> Self {
+        Self::single(TokenSource::Bearer)
+    }
+
+    /// Only `source`.
+    pub fn single(source: TokenSource) -> Self {
         TokenSources {
-            sources: vec![TokenSource::Bearer],
+            sources: vec![source],
             multiple: MultipleCredentials::Reject,
             max_len: DEFAULT_MAX_TOKEN_LEN,
         }

@@ -196,6 +196,7 @@ struct RawRegistered<'a> {
     aud: Option<&'a RawValue>,
     sub: Option<&'a RawValue>,
     jti: Option<&'a RawValue>,
+    fam: Option<&'a RawValue>,
     kind: Option<&'a RawValue>,
 }
 
@@ -230,6 +231,7 @@ impl<'de> Visitor<'de> for RegisteredSeed<'_> {
                 "aud" => &mut out.aud,
                 "sub" => &mut out.sub,
                 "jti" => &mut out.jti,
+                "fam" => &mut out.fam,
                 other if other == self.kind_claim => &mut out.kind,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -477,6 +479,7 @@ impl Verifier {
             expires_at,
             issued_at,
             kind,
+            family: string_claim(raw.fam, "fam")?.map(Cow::into_owned),
         })
     }
 }

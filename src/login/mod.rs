@@ -1,0 +1,241 @@
+//! The issuer side: checking credentials, minting token pairs, refreshing,
+//! revoking, service-account tokens and the TOTP second step.
+//!
+//! - [`Authenticator`] checks credentials ([`MemoryUsers`] keeps argon2
+//!   hashes in memory).
+//! - [`TokenIssuer`] mints, refreshes (with rotation and reuse detection) and
+//!   revokes ([`JwtIssuer`]).
+//! - [`LoginFlow`] puts them together with the [`TotpVerifier`](crate::otp::TotpVerifier):
+//!   a password login either yields the principal or, for accounts with
+//!   TOTP, an otp-pending token that the second step exchanges.
+//! - [`ServiceAccounts`] keeps the long-lived tokens an administrator mints.
+//! - [`ExternalTokenVerifier`] accepts another issuer's tokens as a login
+//!   (document 001's Auth0 login).
+//!
+//! The wire formats of the documented APIs are in [`schemes`](crate::schemes).
+
+mod issuer;
+mod service_accounts;
+mod users;
+
+use std::sync::Arc;
+
+use http::StatusCode;
+
+pub use issuer::{AuthClaims, JwtIssuer, Lifetimes, Minted, TokenIssuer, TokenPair};
+pub use service_accounts::{MAX_SERVICE_ACCOUNT_TTL, ServiceAccount, ServiceAccounts};
+pub use users::{Authenticator, MemoryUsers, NewUser, Principal, normalize_username};
+
+use crate::TokenError;
+use crate::otp::TotpVerifier;
+use crate::store::{BoxFuture, StoreError};
+use crate::token::{TokenKind, Verifier, now_seconds};
+
+/// Why a login, refresh or logout failed.
+///
+/// Wrong passwords and unknown users are the same
+/// [`InvalidCredentials`](Self::InvalidCredentials): answers never reveal
+/// which usernames exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// Unknown user or wrong password.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// A token was refused.
+    #[error("{0}")]
+    InvalidToken(TokenError),
+    /// A used refresh token was presented again; its family is revoked.
+    #[error("the refresh token was already used; the session is ended")]
+    RefreshReused,
+    /// The TOTP code is wrong, malformed or already used.
+    #[error("invalid one-time code")]
+    InvalidOtp,
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A store could not be reached; the operation fails closed.
+    #[error("{0}")]
+    Unavailable(StoreError),
+    /// Signing failed (a broken key): not caused by the request.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl LoginError {
+    /// The HTTP status that fits.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            LoginError::InvalidCredentials
+            | LoginError::InvalidToken(_)
+            | LoginError::RefreshReused
+            | LoginError::InvalidOtp => StatusCode::UNAUTHORIZED,
+            LoginError::Forbidden(_) => StatusCode::FORBIDDEN,
+            LoginError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            LoginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Text safe to show the client (store and signing details are not).
+    pub fn public_message(&self) -> String {
+        match self {
+            LoginError::Unavailable(_) => "authentication is temporarily unavailable".into(),
+            LoginError::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What the password step produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// The user is logged in.
+    Authenticated(Principal),
+    /// The account requires a TOTP code: exchange this otp-pending token and
+    /// a code at the TOTP step.
+    TotpRequired(Minted),
+}
+
+/// Password login and the TOTP step, over an [`Authenticator`], a
+/// [`TokenIssuer`] and a [`TotpVerifier`].
+#[derive(Clone)]
+pub struct LoginFlow {
+    users: Arc<dyn Authenticator>,
+    issuer: Arc<dyn TokenIssuer>,
+    totp: TotpVerifier,
+}
+
+impl std::fmt::Debug for LoginFlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginFlow")
+            .field("totp", &self.totp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoginFlow {
+    /// A flow over these parts, with the default TOTP verifier.
+    pub fn new(users: Arc<dyn Authenticator>, issuer: Arc<dyn TokenIssuer>) -> Self {
+        LoginFlow {
+            users,
+            issuer,
+            totp: TotpVerifier::default(),
+        }
+    }
+
+    /// With this TOTP verifier.
+    pub fn totp_verifier(mut self, totp: TotpVerifier) -> Self {
+        self.totp = totp;
+        self
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &Arc<dyn TokenIssuer> {
+        &self.issuer
+    }
+
+    /// The authenticator.
+    pub fn users(&self) -> &Arc<dyn Authenticator> {
+        &self.users
+    }
+
+    /// The password step.
+    pub async fn password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<LoginOutcome, LoginError> {
+        if username.trim().is_empty() || password.is_empty() {
+            return Err(LoginError::InvalidCredentials);
+        }
+        let principal = self.users.authenticate(username, password).await?;
+        if principal.totp_secret.is_some() {
+            return Ok(LoginOutcome::TotpRequired(
+                self.issuer.issue_otp_pending(&principal)?,
+            ));
+        }
+        Ok(LoginOutcome::Authenticated(principal))
+    }
+
+    /// The TOTP step: an otp-pending token and a code give the principal.
+    /// The pending token is single-use.
+    pub async fn totp(&self, pending_token: &str, code: &str) -> Result<Principal, LoginError> {
+        let claims = self
+            .issuer
+            .verify(pending_token, &[TokenKind::OtpPending])
+            .await?;
+        let principal = self
+            .users
+            .find(&claims.sub)
+            .await
+            .ok_or(LoginError::InvalidToken(TokenError::Revoked))?;
+        let secret = principal
+            .totp_secret
+            .as_deref()
+            .ok_or(LoginError::InvalidOtp)?;
+        self.totp
+            .check(
+                &normalize_username(&principal.username),
+                secret,
+                code,
+                now_seconds(),
+            )
+            .await?;
+        self.issuer.revoke_id(&claims.jti, claims.exp).await?;
+        Ok(principal)
+    }
+}
+
+/// Accepts a token minted by another issuer (an identity provider) as a
+/// login, and names the local user it stands for.
+pub trait ExternalTokenVerifier: Send + Sync + 'static {
+    /// The local username for `token`, or an error.
+    fn verify_external<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<String, LoginError>>;
+}
+
+/// An [`ExternalTokenVerifier`] over a [`Verifier`] (configured with the
+/// provider's keys, issuer and audience) and a list of allowed subjects.
+#[derive(Debug, Clone)]
+pub struct AllowedSubjects {
+    verifier: Verifier,
+    allowed: Vec<String>,
+}
+
+impl AllowedSubjects {
+    /// Tokens verified by `verifier` whose `sub` is in `allowed`. Build the
+    /// verifier with [`any_kind`](crate::token::VerifierBuilder::any_kind):
+    /// identity providers do not mark token kinds.
+    pub fn new<I, S>(verifier: Verifier, allowed: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        AllowedSubjects {
+            verifier,
+            allowed: allowed.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl ExternalTokenVerifier for AllowedSubjects {
+    fn verify_external<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<String, LoginError>> {
+        Box::pin(async move {
+            let verified = self
+                .verifier
+                .verify::<serde_json::Value>(token)
+                .map_err(LoginError::InvalidToken)?;
+            let subject = verified
+                .meta
+                .subject
+                .ok_or(LoginError::InvalidToken(TokenError::MissingClaim("sub")))?;
+            if !self.allowed.iter().any(|s| *s == subject) {
+                return Err(LoginError::Forbidden("this user may not log in here"));
+            }
+            Ok(subject)
+        })
+    }
+}

@@ -1,0 +1,226 @@
+//! Checking credentials: the [`Authenticator`] trait and an in-memory user
+//! store that keeps argon2 hashes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+
+use crate::error::ConfigError;
+use crate::store::BoxFuture;
+
+use super::LoginError;
+
+/// Who logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// A stable user id (a GUID in document 003's `id`).
+    pub id: String,
+    /// The login name.
+    pub username: String,
+    /// The spaces (tenants) the user may act in; the first is the default.
+    pub spaces: Vec<String>,
+    /// The user's roles, such as `admin`.
+    pub roles: Vec<String>,
+    /// The user's TOTP secret when a second step is required.
+    pub totp_secret: Option<Vec<u8>>,
+}
+
+impl Principal {
+    /// Whether the user holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Checks credentials.
+///
+/// Implementations must answer a wrong password and an unknown user with the
+/// same error, in about the same time, so that answers never reveal which
+/// usernames exist.
+pub trait Authenticator: Send + Sync + 'static {
+    /// The principal for `username` and `password`, or
+    /// [`LoginError::InvalidCredentials`].
+    fn authenticate<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<Principal, LoginError>>;
+
+    /// The principal named `username`, without a password check (for tokens
+    /// that already prove who the user is, such as a refresh token or an
+    /// external identity provider's token).
+    fn find<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Option<Principal>>;
+}
+
+/// A user record for [`MemoryUsers`].
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// The login name.
+    pub username: String,
+    /// The plain password; only its argon2 hash is kept.
+    pub password: String,
+    /// Spaces, the first being the default.
+    pub spaces: Vec<String>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// A TOTP secret (raw bytes), when a second step is required.
+    pub totp_secret: Option<Vec<u8>>,
+}
+
+impl NewUser {
+    /// A user with a password and no spaces, roles or TOTP.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        NewUser {
+            username: username.into(),
+            password: password.into(),
+            spaces: Vec::new(),
+            roles: Vec::new(),
+            totp_secret: None,
+        }
+    }
+
+    /// With these spaces (the first is the default).
+    pub fn spaces<I, S>(mut self, spaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.spaces = spaces.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// With these roles.
+    pub fn roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Requiring a TOTP code after the password, with this base32 secret.
+    pub fn totp_base32(mut self, secret: &str) -> Result<Self, ConfigError> {
+        let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+            .to_bytes()
+            .map_err(|e| ConfigError::Invalid(format!("TOTP secret: {e:?}")))?;
+        self.totp_secret = Some(bytes);
+        Ok(self)
+    }
+}
+
+struct StoredUser {
+    principal: Principal,
+    hash: String,
+}
+
+/// An in-memory [`Authenticator`] keeping argon2id hashes, never passwords.
+///
+/// Usernames are matched case-insensitively. An unknown username still costs
+/// one hash verification (against a fixed dummy hash), so timing does not
+/// tell known from unknown names.
+#[derive(Clone)]
+pub struct MemoryUsers {
+    users: Arc<RwLock<HashMap<String, StoredUser>>>,
+    dummy_hash: Arc<str>,
+}
+
+impl std::fmt::Debug for MemoryUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.users.read().map(|u| u.len()).unwrap_or(0);
+        f.debug_struct("MemoryUsers")
+            .field("users", &count)
+            .finish()
+    }
+}
+
+fn hash_password(password: &str) -> Result<String, ConfigError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| ConfigError::Invalid(format!("password hashing failed: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// The normalised form of a username used as a key: trimmed, lower case.
+pub fn normalize_username(username: &str) -> String {
+    username.trim().to_lowercase()
+}
+
+impl MemoryUsers {
+    /// An empty store.
+    pub fn new() -> Result<Self, ConfigError> {
+        Ok(MemoryUsers {
+            users: Arc::new(RwLock::new(HashMap::new())),
+            dummy_hash: hash_password("tower-authgate dummy password")?.into(),
+        })
+    }
+
+    /// Adds (or replaces) a user; the password is hashed with argon2id.
+    pub fn insert(&self, user: NewUser) -> Result<Principal, ConfigError> {
+        let hash = hash_password(&user.password)?;
+        let principal = Principal {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: user.username.clone(),
+            spaces: user.spaces,
+            roles: user.roles,
+            totp_secret: user.totp_secret,
+        };
+        let mut users = self
+            .users
+            .write()
+            .map_err(|_| ConfigError::Invalid("user store poisoned".into()))?;
+        users.insert(
+            normalize_username(&user.username),
+            StoredUser {
+                principal: principal.clone(),
+                hash,
+            },
+        );
+        Ok(principal)
+    }
+
+    fn lookup(&self, username: &str) -> Option<(Principal, String)> {
+        let users = self.users.read().ok()?;
+        users
+            .get(&normalize_username(username))
+            .map(|u| (u.principal.clone(), u.hash.clone()))
+    }
+}
+
+impl Authenticator for MemoryUsers {
+    fn authenticate<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<Principal, LoginError>> {
+        Box::pin(async move {
+            match self.lookup(username) {
+                Some((principal, hash)) if verify_password(password, &hash) => Ok(principal),
+                Some(_) => Err(LoginError::InvalidCredentials),
+                None => {
+                    // Same work as a known user, same answer.
+                    let _ = verify_password(password, &self.dummy_hash);
+                    Err(LoginError::InvalidCredentials)
+                }
+            }
+        })
+    }
+
+    fn find<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Option<Principal>> {
+        Box::pin(async move { self.lookup(username).map(|(principal, _)| principal) })
+    }
+}
