@@ -59,6 +59,9 @@ pub mod error;
 pub mod extract;
 pub mod login;
 pub mod otp;
+#[cfg(feature = "presets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "presets")))]
+pub mod schemes;
 pub mod store;
 pub mod token;
 

@@ -59,6 +59,9 @@ pub const DEFAULT_MAX_REVOCATIONS: usize = 1_000_000;
 
 const SHARDS: usize = 16;
 
+/// One shard: id → expiry (seconds since the epoch).
+type Shard = Mutex<HashMap<Box<str>, u64>>;
+
 /// The in-memory [`RevocationStore`]: sharded, bounded, with expired entries
 /// purged as shards fill.
 ///
@@ -66,7 +69,7 @@ const SHARDS: usize = 16;
 /// with a [`StoreError`] rather than forget a revocation.
 #[derive(Debug)]
 pub struct MemoryRevocations {
-    shards: Box<[Mutex<HashMap<Box<str>, u64>>]>,
+    shards: Box<[Shard]>,
     max_per_shard: usize,
 }
 
@@ -85,7 +88,7 @@ impl MemoryRevocations {
         }
     }
 
-    fn shard(&self, id: &str) -> &Mutex<HashMap<Box<str>, u64>> {
+    fn shard(&self, id: &str) -> &Shard {
         let mut hasher = DefaultHasher::new();
         id.hash(&mut hasher);
         &self.shards[hasher.finish() as usize % SHARDS]

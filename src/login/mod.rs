@@ -51,6 +51,10 @@ pub enum LoginError {
     /// The TOTP code is wrong, malformed or already used.
     #[error("invalid one-time code")]
     InvalidOtp,
+    /// The password was right and the account requires a TOTP code, which
+    /// the request did not carry.
+    #[error("a one-time code is required")]
+    OtpRequired,
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -72,7 +76,8 @@ impl LoginError {
             LoginError::InvalidCredentials
             | LoginError::InvalidToken(_)
             | LoginError::RefreshReused
-            | LoginError::InvalidOtp => StatusCode::UNAUTHORIZED,
+            | LoginError::InvalidOtp
+            | LoginError::OtpRequired => StatusCode::UNAUTHORIZED,
             LoginError::Forbidden(_) => StatusCode::FORBIDDEN,
             LoginError::BadRequest(_) => StatusCode::BAD_REQUEST,
             LoginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -232,7 +237,7 @@ impl ExternalTokenVerifier for AllowedSubjects {
                 .meta
                 .subject
                 .ok_or(LoginError::InvalidToken(TokenError::MissingClaim("sub")))?;
-            if !self.allowed.iter().any(|s| *s == subject) {
+            if !self.allowed.contains(&subject) {
                 return Err(LoginError::Forbidden("this user may not log in here"));
             }
             Ok(subject)

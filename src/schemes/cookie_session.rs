@@ -1,0 +1,296 @@
+//! Document 000 (inSCADA): form login, JWTs in `HttpOnly` cookies, transparent
+//! renewal, spaces, and an optional TOTP step.
+//!
+//! - `POST /login` with `multipart/form-data` or
+//!   `application/x-www-form-urlencoded` fields `username`, `password` →
+//!   `200`, `Set-Cookie: ins_access_token=…; Path=/; Max-Age=300; HttpOnly;
+//!   SameSite=Lax` and `ins_refresh_token` (`Max-Age=86400`), `Secure` unless
+//!   development mode is chosen, and the body
+//!   `{"expire-seconds":300,"spaces":["default_space","production"]}`.
+//!   The lifetimes are the issuer's ([`Lifetimes`](crate::login::Lifetimes)):
+//!   configure it with 300 and 86 400 seconds to match the document.
+//! - For an account with TOTP, `POST /login` answers
+//!   `{"otp-required":true,"expire-seconds":…}` and sets a short-lived
+//!   `ins_otp_token` cookie; `POST /login/otp` with the field `otp` (same
+//!   content types) then sets the session cookies.
+//! - `POST /logout` revokes the session and clears the cookies (`204`).
+//! - [`CookieSession::auth_layer`] reads `ins_access_token`, renews it from
+//!   `ins_refresh_token` when it is missing or expired, and refuses revoked
+//!   tokens.
+//!
+//! Errors answer `{"status":…,"error":"…","message":"…"}`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Json;
+use http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{AuthLayer, CookieRenewal};
+use crate::cookie::CookieSettings;
+use crate::error::ConfigError;
+use crate::login::{LoginError, LoginFlow, LoginOutcome, Principal, TokenPair};
+use crate::token::{TokenSource, TokenSources, Verifier};
+
+use super::{Failure, LOGIN_BODY_LIMIT, body_bytes};
+
+/// The access cookie's name.
+pub const ACCESS_COOKIE: &str = "ins_access_token";
+/// The refresh cookie's name.
+pub const REFRESH_COOKIE: &str = "ins_refresh_token";
+/// The cookie that carries the otp-pending token between the two steps.
+pub const OTP_COOKIE: &str = "ins_otp_token";
+
+/// The cookie-session preset.
+#[derive(Clone, Debug)]
+pub struct CookieSession {
+    flow: LoginFlow,
+    cookies: CookieSettings,
+}
+
+impl CookieSession {
+    /// The preset over `flow`, with `Secure` cookies.
+    pub fn new(flow: LoginFlow) -> Self {
+        CookieSession {
+            flow,
+            cookies: CookieSettings::default(),
+        }
+    }
+
+    /// With these cookie attributes (for example
+    /// `CookieSettings::default().development()` on plain HTTP).
+    pub fn cookies(mut self, cookies: CookieSettings) -> Self {
+        self.cookies = cookies;
+        self
+    }
+
+    /// `POST /login`, `POST /login/otp` and `POST /logout`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/login", post(login))
+            .route("/login/otp", post(login_otp))
+            .route("/logout", post(logout))
+            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
+            .with_state(Arc::new(self.clone()))
+    }
+
+    /// An [`AuthLayer`] for the API routes: the token from
+    /// `ins_access_token`, transparent renewal from `ins_refresh_token`,
+    /// revoked tokens refused. `verifier` must accept the issuer's key.
+    pub fn auth_layer<C>(&self, verifier: Verifier) -> Result<AuthLayer<C>, ConfigError> {
+        let issuer = Arc::clone(self.flow.issuer());
+        let renewal = CookieRenewal::new(
+            ACCESS_COOKIE,
+            REFRESH_COOKIE,
+            self.cookies.clone(),
+            Arc::clone(&issuer),
+        )?;
+        Ok(AuthLayer::new(verifier)
+            .sources(TokenSources::single(TokenSource::try_cookie(ACCESS_COOKIE)?))
+            .revocations(issuer.revocations())
+            .cookie_renewal(renewal))
+    }
+
+    fn session_response(&self, pair: &TokenPair, principal_spaces: &[String]) -> Response {
+        let mut response = Json(json!({
+            "expire-seconds": pair.access.claims.exi,
+            "spaces": principal_spaces,
+        }))
+        .into_response();
+        let headers = response.headers_mut();
+        headers.append(
+            header::SET_COOKIE,
+            self.cookies
+                .set(ACCESS_COOKIE, &pair.access.token, pair.access.claims.exi),
+        );
+        if let Some(refresh) = &pair.refresh {
+            headers.append(
+                header::SET_COOKIE,
+                self.cookies
+                    .set(REFRESH_COOKIE, &refresh.token, refresh.claims.exi),
+            );
+        }
+        headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        response
+    }
+
+    fn tokens_for(&self, principal: &Principal) -> Response {
+        match self.flow.issuer().issue_pair(principal, None) {
+            Ok(pair) => self.session_response(&pair, &principal.spaces),
+            Err(err) => error_response(err.into()),
+        }
+    }
+}
+
+fn error_response(failure: Failure) -> Response {
+    let reason = failure.status.canonical_reason().unwrap_or("Error");
+    let mut response = (
+        failure.status,
+        Json(json!({
+            "status": failure.status.as_u16(),
+            "error": reason,
+            "message": failure.message,
+        })),
+    )
+        .into_response();
+    if failure.status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("FormBased"),
+        );
+    }
+    response
+}
+
+#[derive(Default, Deserialize)]
+struct LoginForm {
+    username: Option<String>,
+    password: Option<String>,
+    otp: Option<String>,
+}
+
+const MAX_FIELDS: usize = 16;
+
+/// Reads `multipart/form-data` or `application/x-www-form-urlencoded`.
+async fn read_form(request: Request) -> Result<LoginForm, Failure> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| Failure::bad_request(e.body_text()))?;
+        let mut form = LoginForm::default();
+        let mut fields = 0;
+        while let Some(field) = multipart.next_field().await.map_err(|e| {
+            let status = e.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                Failure::new(status, "the request body is too large")
+            } else {
+                Failure::bad_request(format!("malformed multipart body: {}", e.body_text()))
+            }
+        })? {
+            fields += 1;
+            if fields > MAX_FIELDS {
+                return Err(Failure::bad_request("too many form fields"));
+            }
+            let name = field.name().unwrap_or("").to_owned();
+            let value = field
+                .text()
+                .await
+                .map_err(|e| Failure::bad_request(format!("malformed form field: {}", e.body_text())))?;
+            match name.as_str() {
+                "username" => form.username = Some(value),
+                "password" => form.password = Some(value),
+                "otp" => form.otp = Some(value),
+                _ => {}
+            }
+        }
+        Ok(form)
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        let body = body_bytes(Bytes::from_request(request, &()).await)?;
+        serde_urlencoded::from_bytes(&body)
+            .map_err(|e| Failure::bad_request(format!("malformed form body: {e}")))
+    } else {
+        Err(Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected multipart/form-data or application/x-www-form-urlencoded",
+        ))
+    }
+}
+
+fn required(value: Option<String>, name: &str) -> Result<String, Failure> {
+    value.ok_or_else(|| {
+        let mut failure = Failure::bad_request(format!("missing field `{name}`"));
+        failure.field = Some(name.to_owned());
+        failure
+    })
+}
+
+async fn login(State(preset): State<Arc<CookieSession>>, request: Request) -> Response {
+    let form = match read_form(request).await {
+        Ok(form) => form,
+        Err(failure) => return error_response(failure),
+    };
+    let (username, password) = match (required(form.username, "username"), required(form.password, "password")) {
+        (Ok(u), Ok(p)) => (u, p),
+        (Err(f), _) | (_, Err(f)) => return error_response(f),
+    };
+    match preset.flow.password(&username, &password).await {
+        Ok(LoginOutcome::Authenticated(principal)) => preset.tokens_for(&principal),
+        Ok(LoginOutcome::TotpRequired(pending)) => {
+            let mut response = Json(json!({
+                "otp-required": true,
+                "expire-seconds": pending.claims.exi,
+            }))
+            .into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                preset
+                    .cookies
+                    .set(OTP_COOKIE, &pending.token, pending.claims.exi),
+            );
+            response
+        }
+        Err(err) => error_response(err.into()),
+    }
+}
+
+fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Failure> {
+    let source = TokenSource::try_cookie(name).map_err(|e| Failure::bad_request(e.to_string()))?;
+    TokenSources::single(source)
+        .find(headers)
+        .map(|found| found.map(|f| f.token))
+        .map_err(Failure::from)
+}
+
+async fn login_otp(State(preset): State<Arc<CookieSession>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let pending = match cookie_token(&headers, OTP_COOKIE) {
+        Ok(Some(token)) => token.to_owned(),
+        Ok(None) => return error_response(LoginError::InvalidOtp.into()),
+        Err(failure) => return error_response(failure),
+    };
+    let code = match read_form(request).await.and_then(|f| required(f.otp, "otp")) {
+        Ok(code) => code,
+        Err(failure) => return error_response(failure),
+    };
+    match preset.flow.totp(&pending, &code).await {
+        Ok(principal) => {
+            let mut response = preset.tokens_for(&principal);
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, preset.cookies.clear(OTP_COOKIE));
+            response
+        }
+        Err(err) => error_response(err.into()),
+    }
+}
+
+async fn logout(State(preset): State<Arc<CookieSession>>, headers: HeaderMap) -> Response {
+    for name in [ACCESS_COOKIE, REFRESH_COOKIE] {
+        if let Ok(Some(token)) = cookie_token(&headers, name) {
+            // A token that no longer verifies needs no revocation; a store
+            // that cannot be reached must not be mistaken for success.
+            if let Err(LoginError::Unavailable(err)) = preset.flow.issuer().revoke(token).await {
+                return error_response(LoginError::Unavailable(err).into());
+            }
+        }
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    for name in [ACCESS_COOKIE, REFRESH_COOKIE] {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, preset.cookies.clear(name));
+    }
+    response
+}

@@ -1,0 +1,202 @@
+//! Document 004 (a Workflow product): login answering an `X-Auth-Token`
+//! header, which every call then carries.
+//!
+//! - `POST /api/v2/login` with `{"username","password","logoutID"?}` → `200`
+//!   with the header `X-Auth-Token` and the body
+//!   `{"userId","username","X-Auth-Token"}`; `401` for wrong credentials
+//!   (unknown users alike), `400`/`413`/`415` for a bad body. `logoutID`, when
+//!   it is a token of this service, is revoked (the session it replaces).
+//! - Tokens last 24 hours and are signed with a key generated when the
+//!   service starts ([`XAuthToken::restart_scoped_key`]), so a restart voids
+//!   every token, as the document says.
+//! - The deprecated `GET /api/v1/login?username=&password=` puts credentials
+//!   in the URL; it is off unless [`XAuthToken::enable_deprecated_get`] is
+//!   called, and then answers with `Deprecation: true` and a `Link` to its
+//!   successor.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::AuthLayer;
+use crate::error::ConfigError;
+use crate::login::{LoginError, LoginFlow, Principal};
+use crate::token::{SigningKey, TokenSource, TokenSources, Verifier};
+
+use super::{Failure, LOGIN_BODY_LIMIT, body_bytes, parse_json, password_with_code};
+
+/// The header the token travels in.
+pub const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
+
+/// How long a token lives: 24 hours.
+pub const TOKEN_SECONDS: u64 = 86_400;
+
+/// The X-Auth-Token preset.
+#[derive(Clone, Debug)]
+pub struct XAuthToken {
+    flow: LoginFlow,
+    deprecated_get: bool,
+}
+
+impl XAuthToken {
+    /// A signing key that lives as long as the process: tokens it signs stop
+    /// verifying when the service restarts. Give it to the
+    /// [`JwtIssuer`](crate::login::JwtIssuer) of this preset's flow.
+    pub fn restart_scoped_key() -> Result<SigningKey, ConfigError> {
+        Ok(SigningKey::generate_ed25519()?.with_kid(format!("x-auth-{}", uuid::Uuid::new_v4())))
+    }
+
+    /// The preset over `flow`.
+    pub fn new(flow: LoginFlow) -> Self {
+        XAuthToken {
+            flow,
+            deprecated_get: false,
+        }
+    }
+
+    /// Also serve the deprecated `GET /api/v1/login`.
+    pub fn enable_deprecated_get(mut self) -> Self {
+        self.deprecated_get = true;
+        self
+    }
+
+    /// `POST /api/v2/login`, and `GET /api/v1/login` when enabled.
+    pub fn router(&self) -> Router {
+        let mut router = Router::new().route("/api/v2/login", post(login_v2));
+        if self.deprecated_get {
+            router = router.route("/api/v1/login", get(login_v1));
+        }
+        router
+            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
+            .with_state(Arc::new(self.clone()))
+    }
+
+    /// An [`AuthLayer`] reading `X-Auth-Token`, refusing revoked tokens.
+    pub fn auth_layer<C>(&self, verifier: Verifier) -> AuthLayer<C> {
+        AuthLayer::new(verifier)
+            .sources(TokenSources::single(TokenSource::header(X_AUTH_TOKEN)))
+            .revocations(self.flow.issuer().revocations())
+    }
+
+    async fn token_for(&self, principal: &Principal) -> Result<String, LoginError> {
+        Ok(self
+            .flow
+            .issuer()
+            .issue_access(principal, TOKEN_SECONDS)?
+            .token)
+    }
+}
+
+fn error_response(failure: Failure) -> Response {
+    // The document's error answers have no content; a short JSON message
+    // helps clients without contradicting it.
+    (failure.status, Json(json!({ "message": failure.message }))).into_response()
+}
+
+fn with_token(mut response: Response, token: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(token) {
+        response.headers_mut().insert(X_AUTH_TOKEN, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginV2 {
+    username: String,
+    password: String,
+    #[serde(default, rename = "logoutID")]
+    logout_id: Option<String>,
+    #[serde(default)]
+    otp: Option<String>,
+}
+
+async fn login_v2(
+    State(preset): State<Arc<XAuthToken>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let body = body_bytes(body)?;
+        let login: LoginV2 = parse_json(&headers, &body)?;
+        let principal =
+            password_with_code(&preset.flow, &login.username, &login.password, login.otp.as_deref())
+                .await?;
+        if let Some(previous) = login.logout_id.as_deref().filter(|t| !t.is_empty()) {
+            // Only a token of this service names a session to end; anything
+            // else is ignored, as an unknown logout id would be.
+            if let Err(LoginError::Unavailable(err)) = preset.flow.issuer().revoke(previous).await {
+                return Err(LoginError::Unavailable(err).into());
+            }
+        }
+        let token = preset.token_for(&principal).await?;
+        Ok::<_, Failure>((principal, token))
+    }
+    .await;
+    match result {
+        Ok((principal, token)) => with_token(
+            Json(json!({
+                "userId": principal.id,
+                "username": principal.username,
+                "X-Auth-Token": token,
+            }))
+            .into_response(),
+            &token,
+        ),
+        Err(failure) => error_response(failure),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginV1 {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+async fn login_v1(
+    State(preset): State<Arc<XAuthToken>>,
+    query: Result<Query<LoginV1>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        let Query(query) = query.map_err(|e| Failure::bad_request(e.body_text()))?;
+        let (Some(username), Some(password)) = (query.username, query.password) else {
+            return Err(Failure::bad_request("username and password are required"));
+        };
+        let principal = password_with_code(&preset.flow, &username, &password, None).await?;
+        let token = preset.token_for(&principal).await?;
+        Ok::<_, Failure>((principal, token))
+    }
+    .await;
+    let mut response = match result {
+        Ok((principal, token)) => with_token(
+            Json(json!({ "id": principal.id, "username": principal.username })).into_response(),
+            &token,
+        ),
+        Err(failure) => error_response(failure),
+    };
+    let headers = response.headers_mut();
+    headers.insert("deprecation", HeaderValue::from_static("true"));
+    headers.insert(
+        header::LINK,
+        HeaderValue::from_static("</api/v2/login>; rel=\"successor-version\""),
+    );
+    response
+}
+
+impl From<StatusCode> for Failure {
+    fn from(status: StatusCode) -> Self {
+        Failure::new(status, status.canonical_reason().unwrap_or("error"))
+    }
+}
