@@ -336,3 +336,81 @@ async fn a_typed_claims_struct_reaches_the_handler() {
         .unwrap();
     assert_eq!(response.body(), "admin");
 }
+
+/// A store that answers through a future, as a remote one would, or fails.
+struct RemoteLike {
+    revoked: Vec<String>,
+    down: bool,
+}
+
+impl tower_authgate::store::RevocationStore for RemoteLike {
+    fn revoke(
+        &self,
+        _id: &str,
+        _until: u64,
+    ) -> tower_authgate::store::BoxFuture<'_, Result<bool, tower_authgate::store::StoreError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn check(&self, id: &str, _family: Option<&str>) -> tower_authgate::store::RevocationCheck {
+        let answer = if self.down {
+            Err(tower_authgate::store::StoreError("down".into()))
+        } else {
+            Ok(self.revoked.iter().any(|r| r == id))
+        };
+        tower_authgate::store::RevocationCheck::Pending(Box::pin(async move {
+            tokio::task::yield_now().await;
+            answer
+        }))
+    }
+}
+
+#[tokio::test]
+async fn revocations_are_checked_through_remote_stores_and_fail_closed() {
+    let k = key();
+    let revoked_claims = with(access_claims("gone"), json!({"jti": "revoked-id"}));
+    let revoked = k.sign(&revoked_claims).unwrap();
+    let fine = k.sign(&access_claims("admin")).unwrap();
+    let store = std::sync::Arc::new(RemoteLike {
+        revoked: vec!["revoked-id".into()],
+        down: false,
+    });
+    let with_store = || layer(all_sources()).revocations(store.clone());
+
+    let response = send(with_store(), request(&[("x-auth-token", &fine)])).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.body(), "admin Header true");
+    let response = send(with_store(), request(&[("x-auth-token", &revoked)])).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&response).contains("revoked"));
+
+    let down = std::sync::Arc::new(RemoteLike {
+        revoked: Vec::new(),
+        down: true,
+    });
+    let response = send(
+        layer(all_sources()).revocations(down),
+        request(&[("x-auth-token", &fine)]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+
+    // The in-memory store answers without a future.
+    let memory = std::sync::Arc::new(tower_authgate::store::MemoryRevocations::default());
+    memory
+        .revoke_now("revoked-id", tower_authgate::token::now_seconds() + 60)
+        .unwrap();
+    let response = send(
+        layer(all_sources()).revocations(memory.clone()),
+        request(&[("x-auth-token", &revoked)]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = send(
+        layer(all_sources()).revocations(memory),
+        request(&[("x-auth-token", &fine)]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}

@@ -247,8 +247,20 @@ impl JwtIssuer {
         }
     }
 
-    async fn check_revoked(&self, claims: &AuthClaims) -> Result<(), LoginError> {
-        let revoked = match self.revocations.check(&claims.jti, claims.fam.as_deref()) {
+    /// Signature, registered claims and kind; no revocation check.
+    fn verify_signed(&self, token: &str, kinds: &[TokenKind]) -> Result<AuthClaims, LoginError> {
+        let verified = self
+            .verifier
+            .verify::<AuthClaims>(token)
+            .map_err(LoginError::InvalidToken)?;
+        if !kinds.contains(&verified.claims.usefor) {
+            return Err(LoginError::InvalidToken(crate::TokenError::WrongKind));
+        }
+        Ok(verified.claims)
+    }
+
+    async fn check_revoked(&self, id: &str, family: Option<&str>) -> Result<(), LoginError> {
+        let revoked = match self.revocations.check(id, family) {
             RevocationCheck::Ready(answer) => answer,
             RevocationCheck::Pending(future) => future.await,
         };
@@ -323,15 +335,10 @@ impl TokenIssuer for JwtIssuer {
         kinds: &'a [TokenKind],
     ) -> BoxFuture<'a, Result<AuthClaims, LoginError>> {
         Box::pin(async move {
-            let verified = self
-                .verifier
-                .verify::<AuthClaims>(token)
-                .map_err(LoginError::InvalidToken)?;
-            if !kinds.contains(&verified.claims.usefor) {
-                return Err(LoginError::InvalidToken(crate::TokenError::WrongKind));
-            }
-            self.check_revoked(&verified.claims).await?;
-            Ok(verified.claims)
+            let claims = self.verify_signed(token, kinds)?;
+            self.check_revoked(&claims.jti, claims.fam.as_deref())
+                .await?;
+            Ok(claims)
         })
     }
 
@@ -341,9 +348,14 @@ impl TokenIssuer for JwtIssuer {
         rotate: bool,
     ) -> BoxFuture<'a, Result<TokenPair, LoginError>> {
         Box::pin(async move {
-            let claims = self.verify(refresh_token, &[TokenKind::Refresh]).await?;
+            let claims = self.verify_signed(refresh_token, &[TokenKind::Refresh])?;
             let principal = Self::principal_of(&claims);
-            if rotate {
+            if let Some(family) = &claims.fam {
+                self.check_revoked(family, None).await?;
+            }
+            if !rotate {
+                self.check_revoked(&claims.jti, None).await?;
+            } else {
                 let first_use = self
                     .revocations
                     .revoke(&claims.jti, claims.exp)

@@ -5,7 +5,7 @@
 //!   hashes in memory).
 //! - [`TokenIssuer`] mints, refreshes (with rotation and reuse detection) and
 //!   revokes ([`JwtIssuer`]).
-//! - [`LoginFlow`] puts them together with the [`TotpVerifier`](crate::otp::TotpVerifier):
+//! - [`LoginFlow`] puts them together with the [`crate::otp::TotpVerifier`]:
 //!   a password login either yields the principal or, for accounts with
 //!   TOTP, an otp-pending token that the second step exchanges.
 //! - [`ServiceAccounts`] keeps the long-lived tokens an administrator mints.

@@ -136,9 +136,13 @@ async fn login(
         async {
             let body = body_bytes(body)?;
             let login: Login = parse_json(&headers, &body)?;
-            let principal =
-                password_with_code(&preset.flow, &login.username, &login.password, login.otp.as_deref())
-                    .await?;
+            let principal = password_with_code(
+                &preset.flow,
+                &login.username,
+                &login.password,
+                login.otp.as_deref(),
+            )
+            .await?;
             let minted = preset
                 .flow
                 .issuer()
@@ -195,10 +199,12 @@ async fn create(
                 roles: admin.roles.clone(),
                 totp_secret: None,
             };
-            let (account, token) =
-                preset
-                    .accounts
-                    .create(preset.flow.issuer().as_ref(), &creator, &request.purpose, ttl)?;
+            let (account, token) = preset.accounts.create(
+                preset.flow.issuer().as_ref(),
+                &creator,
+                &request.purpose,
+                ttl,
+            )?;
             let mut response = (
                 StatusCode::CREATED,
                 Json(json!({
@@ -245,7 +251,10 @@ async fn revoke(
             {
                 Ok(StatusCode::NO_CONTENT.into_response())
             } else {
-                Err(Failure::new(StatusCode::NOT_FOUND, "no such service account"))
+                Err(Failure::new(
+                    StatusCode::NOT_FOUND,
+                    "no such service account",
+                ))
             }
         }
         .await,

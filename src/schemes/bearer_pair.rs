@@ -93,7 +93,11 @@ impl BearerPair {
 }
 
 fn error_response(failure: Failure) -> Response {
-    let details: Vec<String> = failure.field.iter().map(|f| format!("field: {f}")).collect();
+    let details: Vec<String> = failure
+        .field
+        .iter()
+        .map(|f| format!("field: {f}"))
+        .collect();
     let mut response = (
         failure.status,
         Json(json!({
@@ -139,8 +143,13 @@ async fn login(
             }
             _ => {
                 let login: LoginBody = parse_json(&headers, &body)?;
-                password_with_code(&preset.flow, &login.username, &login.password, login.otp.as_deref())
-                    .await?
+                password_with_code(
+                    &preset.flow,
+                    &login.username,
+                    &login.password,
+                    login.otp.as_deref(),
+                )
+                .await?
             }
         };
         let pair = preset.flow.issuer().issue_pair(&principal, None)?;
@@ -159,7 +168,10 @@ async fn login(
 async fn refresh(State(preset): State<Arc<BearerPair>>, headers: HeaderMap) -> Response {
     let result = async {
         let token = bearer_token(&headers)?.ok_or_else(|| {
-            Failure::new(http::StatusCode::UNAUTHORIZED, "a bearer refresh token is required")
+            Failure::new(
+                http::StatusCode::UNAUTHORIZED,
+                "a bearer refresh token is required",
+            )
         })?;
         let pair = preset.flow.issuer().refresh(token, false).await?;
         Ok::<_, Failure>(Json(json!({ "access_token": pair.access.token })))

@@ -22,12 +22,12 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Json;
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
@@ -92,7 +92,9 @@ impl CookieSession {
             Arc::clone(&issuer),
         )?;
         Ok(AuthLayer::new(verifier)
-            .sources(TokenSources::single(TokenSource::try_cookie(ACCESS_COOKIE)?))
+            .sources(TokenSources::single(TokenSource::try_cookie(
+                ACCESS_COOKIE,
+            )?))
             .revocations(issuer.revocations())
             .cookie_renewal(renewal))
     }
@@ -116,7 +118,10 @@ impl CookieSession {
                     .set(REFRESH_COOKIE, &refresh.token, refresh.claims.exi),
             );
         }
-        headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
         response
     }
 
@@ -171,23 +176,13 @@ async fn read_form(request: Request) -> Result<LoginForm, Failure> {
             .map_err(|e| Failure::bad_request(e.body_text()))?;
         let mut form = LoginForm::default();
         let mut fields = 0;
-        while let Some(field) = multipart.next_field().await.map_err(|e| {
-            let status = e.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                Failure::new(status, "the request body is too large")
-            } else {
-                Failure::bad_request(format!("malformed multipart body: {}", e.body_text()))
-            }
-        })? {
+        while let Some(field) = multipart.next_field().await.map_err(multipart_failure)? {
             fields += 1;
             if fields > MAX_FIELDS {
                 return Err(Failure::bad_request("too many form fields"));
             }
             let name = field.name().unwrap_or("").to_owned();
-            let value = field
-                .text()
-                .await
-                .map_err(|e| Failure::bad_request(format!("malformed form field: {}", e.body_text())))?;
+            let value = field.text().await.map_err(multipart_failure)?;
             match name.as_str() {
                 "username" => form.username = Some(value),
                 "password" => form.password = Some(value),
@@ -208,6 +203,15 @@ async fn read_form(request: Request) -> Result<LoginForm, Failure> {
     }
 }
 
+fn multipart_failure(err: axum::extract::multipart::MultipartError) -> Failure {
+    let status = err.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Failure::new(status, "the request body is too large")
+    } else {
+        Failure::bad_request(format!("malformed multipart body: {}", err.body_text()))
+    }
+}
+
 fn required(value: Option<String>, name: &str) -> Result<String, Failure> {
     value.ok_or_else(|| {
         let mut failure = Failure::bad_request(format!("missing field `{name}`"));
@@ -221,7 +225,10 @@ async fn login(State(preset): State<Arc<CookieSession>>, request: Request) -> Re
         Ok(form) => form,
         Err(failure) => return error_response(failure),
     };
-    let (username, password) = match (required(form.username, "username"), required(form.password, "password")) {
+    let (username, password) = match (
+        required(form.username, "username"),
+        required(form.password, "password"),
+    ) {
         (Ok(u), Ok(p)) => (u, p),
         (Err(f), _) | (_, Err(f)) => return error_response(f),
     };
@@ -260,7 +267,10 @@ async fn login_otp(State(preset): State<Arc<CookieSession>>, request: Request) -
         Ok(None) => return error_response(LoginError::InvalidOtp.into()),
         Err(failure) => return error_response(failure),
     };
-    let code = match read_form(request).await.and_then(|f| required(f.otp, "otp")) {
+    let code = match read_form(request)
+        .await
+        .and_then(|f| required(f.otp, "otp"))
+    {
         Ok(code) => code,
         Err(failure) => return error_response(failure),
     };

@@ -3,9 +3,9 @@
 //! Each preset is a [`Router`](axum::Router) (a tower `Service`, so it serves
 //! plain hyper as well as axum) that speaks one API's wire format exactly:
 //! paths, field names, status codes, headers and cookie attributes. They all
-//! run on the same parts: a [`LoginFlow`](crate::login::LoginFlow)
+//! run on the same parts: a [`crate::login::LoginFlow`]
 //! (authenticator, token issuer, TOTP) and, for the cookie session,
-//! [`CookieSettings`](crate::cookie::CookieSettings).
+//! [`crate::cookie::CookieSettings`].
 //!
 //! | preset | document | token travels in |
 //! |---|---|---|
@@ -98,7 +98,10 @@ fn content_type(headers: &HeaderMap) -> Option<&str> {
 
 /// Parses a JSON body: `415` without a JSON content type, `400` for
 /// malformed JSON or a missing field (named in the answer).
-pub(crate) fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Failure> {
+pub(crate) fn parse_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Failure> {
     let is_json = content_type(headers).is_some_and(|ct| {
         let ct = ct.to_ascii_lowercase();
         ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))

@@ -27,7 +27,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{on, post, MethodFilter};
+use axum::routing::{MethodFilter, on, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
@@ -136,7 +136,11 @@ async fn signin(
             let body = body_bytes(body)?;
             let signin: SignIn = parse_json(&headers, &body)?;
             let refresh_ttl = signin.keep_logged_in.then_some(preset.keep_logged_in);
-            match preset.flow.password(&signin.username, &signin.password).await? {
+            match preset
+                .flow
+                .password(&signin.username, &signin.password)
+                .await?
+            {
                 LoginOutcome::Authenticated(principal) => Ok(pair_response(
                     &preset.flow.issuer().issue_pair(&principal, refresh_ttl)?,
                 )),
@@ -174,9 +178,14 @@ async fn refresh(
                 return Err(failure);
             }
             let token = bearer_token(&headers)?.ok_or_else(|| {
-                Failure::new(StatusCode::UNAUTHORIZED, "a bearer refresh token is required")
+                Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    "a bearer refresh token is required",
+                )
             })?;
-            Ok(pair_response(&preset.flow.issuer().refresh(token, true).await?))
+            Ok(pair_response(
+                &preset.flow.issuer().refresh(token, true).await?,
+            ))
         }
         .await,
     )
@@ -185,8 +194,9 @@ async fn refresh(
 async fn signout(State(preset): State<Arc<PascalCase>>, headers: HeaderMap) -> Response {
     respond(
         async {
-            let token = bearer_token(&headers)?
-                .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "authentication is required"))?;
+            let token = bearer_token(&headers)?.ok_or_else(|| {
+                Failure::new(StatusCode::UNAUTHORIZED, "authentication is required")
+            })?;
             // Only an access token signs out; it revokes its whole session.
             preset
                 .flow

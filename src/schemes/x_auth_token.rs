@@ -131,9 +131,13 @@ async fn login_v2(
     let result = async {
         let body = body_bytes(body)?;
         let login: LoginV2 = parse_json(&headers, &body)?;
-        let principal =
-            password_with_code(&preset.flow, &login.username, &login.password, login.otp.as_deref())
-                .await?;
+        let principal = password_with_code(
+            &preset.flow,
+            &login.username,
+            &login.password,
+            login.otp.as_deref(),
+        )
+        .await?;
         if let Some(previous) = login.logout_id.as_deref().filter(|t| !t.is_empty()) {
             // Only a token of this service names a session to end; anything
             // else is ignored, as an unknown logout id would be.

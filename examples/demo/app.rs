@@ -1,0 +1,213 @@
+//! The demo application: all five documented login APIs on one router, with
+//! in-memory stores. `main.rs` serves it; the integration tests start it on
+//! an ephemeral loopback port.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+use tower_authgate::auth::{AuthLayer, CookieRenewal};
+use tower_authgate::cookie::CookieSettings;
+use tower_authgate::login::{
+    AuthClaims, JwtIssuer, Lifetimes, LoginFlow, MemoryUsers, NewUser, TokenIssuer,
+};
+use tower_authgate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
+use tower_authgate::store::{MemoryRevocations, RevocationStore};
+use tower_authgate::token::{
+    Claims, KeySet, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
+};
+
+/// The TOTP secret of the demo user `operator`.
+pub const OPERATOR_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+/// The issuer named in tokens of every API but document 001's.
+pub const DEMO_ISSUER: &str = "tower-authgate-demo";
+
+/// How the demo is set up.
+#[derive(Clone, Debug, Default)]
+pub struct DemoConfig {
+    /// Cookies without `Secure` (plain HTTP).
+    pub development: bool,
+    /// The signing key; generated when absent.
+    pub signing_key: Option<SigningKey>,
+}
+
+fn issuer(
+    key: &SigningKey,
+    name: &str,
+    lifetimes: Lifetimes,
+    revocations: &Arc<MemoryRevocations>,
+) -> Result<Arc<dyn TokenIssuer>, Box<dyn std::error::Error>> {
+    let store: Arc<dyn RevocationStore> = revocations.clone();
+    Ok(Arc::new(
+        JwtIssuer::new(key.clone(), name)?
+            .lifetimes(lifetimes)
+            .revocation_store(store),
+    ))
+}
+
+/// Builds the demo.
+pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
+    let users = MemoryUsers::new()?;
+    users.insert(
+        NewUser::new("admin", "admin")
+            .spaces(["default_space", "production"])
+            .roles(["admin"]),
+    )?;
+    users.insert(
+        NewUser::new("operator", "operator")
+            .spaces(["default_space"])
+            .roles(["operator"])
+            .totp_base32(OPERATOR_TOTP_SECRET)?,
+    )?;
+    let users = Arc::new(users);
+
+    let key = match config.signing_key {
+        Some(key) => key,
+        None => SigningKey::generate_ed25519()?.with_kid("demo"),
+    };
+    let restart_key = x_auth_token::XAuthToken::restart_scoped_key()?;
+    let revocations = Arc::new(MemoryRevocations::default());
+
+    let cookie_lifetimes = Lifetimes {
+        access: 300,
+        refresh: 86_400,
+        ..Lifetimes::default()
+    };
+    let default_lifetimes = Lifetimes::default();
+    let flow = |issuer: Arc<dyn TokenIssuer>| LoginFlow::new(users.clone(), issuer);
+
+    let cookie_issuer = issuer(&key, DEMO_ISSUER, cookie_lifetimes, &revocations)?;
+    let core_issuer = issuer(&key, "datarhei-core", default_lifetimes, &revocations)?;
+    let demo_issuer = issuer(&key, DEMO_ISSUER, default_lifetimes, &revocations)?;
+    let workflow_issuer = issuer(&restart_key, DEMO_ISSUER, default_lifetimes, &revocations)?;
+
+    let cookies = if config.development {
+        CookieSettings::default().development()
+    } else {
+        CookieSettings::default()
+    };
+    let session =
+        cookie_session::CookieSession::new(flow(cookie_issuer.clone())).cookies(cookies.clone());
+    let core = bearer_pair::BearerPair::new(flow(core_issuer));
+    let nx = pascal_case::PascalCase::new(flow(demo_issuer.clone()));
+    let regscale = auth_token::AuthToken::new(flow(demo_issuer));
+    let workflow = x_auth_token::XAuthToken::new(flow(workflow_issuer));
+
+    // One verifier for the API routes: both signing keys, both issuer names,
+    // access and service-account tokens.
+    let verifier = Verifier::builder(KeySet::new([
+        key.verifying_key(),
+        restart_key.verifying_key(),
+    ])?)
+    .issuer(DEMO_ISSUER)
+    .issuer("datarhei-core")
+    .accept_kinds([TokenKind::Access, TokenKind::ServiceAccount])
+    .build()?;
+    let sources = TokenSources::new([
+        TokenSource::cookie(cookie_session::ACCESS_COOKIE),
+        TokenSource::bearer(),
+        TokenSource::header(x_auth_token::X_AUTH_TOKEN),
+    ])?;
+    let store: Arc<dyn RevocationStore> = revocations.clone();
+    let api_auth = AuthLayer::<AuthClaims>::new(verifier)
+        .sources(sources)
+        .revocations(store)
+        .cookie_renewal(CookieRenewal::new(
+            cookie_session::ACCESS_COOKIE,
+            cookie_session::REFRESH_COOKIE,
+            cookies,
+            cookie_issuer,
+        )?);
+
+    let jwks = Arc::new(json!({
+        "keys": [key.public_jwk(), restart_key.public_jwk()]
+    }));
+    let api = Router::new()
+        .route("/api/me", get(me))
+        .route("/api/projects", get(projects))
+        .route_layer(api_auth);
+    let router = Router::new()
+        .merge(session.router())
+        .merge(core.router())
+        .merge(nx.router())
+        .merge(regscale.router())
+        .merge(workflow.router())
+        .merge(api)
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/.well-known/jwks.json",
+            get(move || {
+                let jwks = Arc::clone(&jwks);
+                async move { Json((*jwks).clone()) }
+            }),
+        );
+    Ok(router)
+}
+
+/// The space the request acts in: `X-Space`, or the token's first space.
+fn space(headers: &HeaderMap, claims: &AuthClaims) -> Result<String, Box<Response>> {
+    let forbidden = |message: &str| -> Box<Response> {
+        (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "forbidden_space", "message": message})),
+        )
+            .into_response()
+            .into()
+    };
+    let mut values = headers.get_all("x-space").iter();
+    let requested = match (values.next(), values.next()) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            return Err(Box::new(
+                (StatusCode::BAD_REQUEST, "X-Space is repeated").into_response(),
+            ));
+        }
+        (Some(value), None) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    Box::new((StatusCode::BAD_REQUEST, "X-Space is not text").into_response())
+                })?
+                .trim()
+                .to_owned(),
+        ),
+    };
+    match requested {
+        Some(space) if claims.spaces.contains(&space) => Ok(space),
+        Some(_) => Err(forbidden("the token does not grant this space")),
+        None => claims
+            .spaces
+            .first()
+            .cloned()
+            .ok_or_else(|| forbidden("the token grants no space")),
+    }
+}
+
+async fn me(Claims(claims): Claims<AuthClaims>, headers: HeaderMap) -> Response {
+    match space(&headers, &claims) {
+        Ok(space) => Json(json!({
+            "sub": claims.sub,
+            "username": claims.sub,
+            "id": claims.uid,
+            "space": space,
+            "kind": claims.usefor,
+        }))
+        .into_response(),
+        Err(response) => *response,
+    }
+}
+
+async fn projects(Claims(claims): Claims<AuthClaims>, headers: HeaderMap) -> Response {
+    match space(&headers, &claims) {
+        Ok(space) => Json(json!([
+            {"id": 1, "name": format!("{space} water plant"), "space": space},
+            {"id": 2, "name": format!("{space} substation"), "space": space},
+        ]))
+        .into_response(),
+        Err(response) => *response,
+    }
+}

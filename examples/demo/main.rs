@@ -1,0 +1,53 @@
+//! The demo server: every documented login API on 127.0.0.1, in-memory
+//! stores.
+//!
+//! ```sh
+//! cargo run --example demo            # 127.0.0.1:8080, or DEMO_ADDR
+//! ```
+
+mod app;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let demo = app::build(app::DemoConfig {
+        development: true,
+        signing_key: None,
+    })?;
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    println!("tower-authgate demo listening on {base}");
+    println!("DEVELOPMENT MODE: plain HTTP, cookies without `Secure`. Use HTTPS in production.");
+    println!("users: admin/admin (spaces default_space, production; role admin),");
+    println!(
+        "       operator/operator (space default_space; TOTP secret {})",
+        app::OPERATOR_TOTP_SECRET
+    );
+    println!();
+    println!("try:");
+    println!("  # 000 cookie session");
+    println!("  curl -c cookies.txt -X POST {base}/login -F username=admin -F password=admin");
+    println!("  curl -b cookies.txt {base}/api/projects -H 'X-Space: default_space'");
+    println!("  # 001 bearer pair");
+    println!(
+        "  curl {base}/api/login -H 'Content-Type: application/json' -X POST -d '{{\"username\":\"admin\",\"password\":\"admin\"}}'"
+    );
+    println!("  curl {base}/api/login/refresh -H 'Authorization: Bearer <refresh_token>'");
+    println!("  # 002 PascalCase sign-in");
+    println!(
+        "  curl {base}/authenticate/signin -H 'Content-Type: application/json' -d '{{\"Username\":\"admin\",\"Password\":\"admin\",\"KeepLoggedIn\":true}}'"
+    );
+    println!("  # 003 auth_token");
+    println!(
+        "  curl {base}/api/authentication/login -H 'Content-Type: application/json' -d '{{\"username\":\"admin\",\"password\":\"admin\",\"oldPassword\":\"\"}}'"
+    );
+    println!("  # 004 X-Auth-Token");
+    println!(
+        "  curl -i {base}/api/v2/login -H 'Content-Type: application/json' -d '{{\"username\":\"admin\",\"password\":\"admin\"}}'"
+    );
+    println!("  curl {base}/api/me -H 'X-Auth-Token: <token>'");
+    println!("  # keys");
+    println!("  curl {base}/.well-known/jwks.json");
+    axum::serve(listener, demo).await?;
+    Ok(())
+}

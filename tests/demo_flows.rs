@@ -1,0 +1,1032 @@
+//! Each document's flow over real HTTP against the demo router, served on an
+//! ephemeral loopback port.
+#![cfg(feature = "presets")]
+
+#[path = "../examples/demo/app.rs"]
+#[allow(dead_code)]
+mod app;
+mod common;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use tower_authgate::otp::TotpVerifier;
+use tower_authgate::token::{Algorithm, SigningKey, now_seconds};
+
+struct Server {
+    addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    key: SigningKey,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    text: String,
+}
+
+impl Reply {
+    fn cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn cookie_value(&self, name: &str) -> Option<String> {
+        self.cookies().iter().find_map(|c| {
+            c.strip_prefix(&format!("{name}="))
+                .map(|rest| rest.split(';').next().unwrap().to_owned())
+        })
+    }
+
+    fn str(&self, field: &str) -> String {
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field} in {}", self.text))
+            .to_owned()
+    }
+}
+
+async fn start() -> Server {
+    let key = SigningKey::from_pem(Algorithm::EdDSA, &common::key_pem("ed25519_private"))
+        .unwrap()
+        .with_kid("demo");
+    let router = app::build(app::DemoConfig {
+        development: true,
+        signing_key: Some(key.clone()),
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Server {
+        addr,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        key,
+    }
+}
+
+impl Server {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = self
+            .client
+            .request(builder.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {text}");
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> Reply {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.send(method, path, &all, body.to_string().into_bytes())
+            .await
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(Method::GET, path, headers, Vec::new()).await
+    }
+}
+
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn multipart(fields: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = "----authgate-test-boundary";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        body.into_bytes(),
+    )
+}
+
+fn operator_code(offset_steps: i64) -> String {
+    let secret = totp_rs::Secret::Encoded(app::OPERATOR_TOTP_SECRET.into())
+        .to_bytes()
+        .unwrap();
+    let time = (now_seconds() as i64 + offset_steps * 30) as u64;
+    TotpVerifier::default().generate(&secret, time).unwrap()
+}
+
+#[tokio::test]
+async fn document_000_cookie_session() {
+    let server = start().await;
+    let (content_type, body) = multipart(&[("username", "admin"), ("password", "admin")]);
+    let login = server
+        .send(
+            Method::POST,
+            "/login",
+            &[("content-type", &content_type)],
+            body,
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    assert_eq!(
+        login.body,
+        json!({"expire-seconds": 300, "spaces": ["default_space", "production"]})
+    );
+    let cookies = login.cookies();
+    assert_eq!(cookies.len(), 2);
+    assert!(cookies[0].starts_with("ins_access_token=ey"));
+    assert!(
+        cookies[0].ends_with("; Path=/; Max-Age=300; HttpOnly; SameSite=Lax"),
+        "{}",
+        cookies[0]
+    );
+    assert!(cookies[1].starts_with("ins_refresh_token=ey"));
+    assert!(
+        cookies[1].ends_with("; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax"),
+        "{}",
+        cookies[1]
+    );
+    let access = login.cookie_value("ins_access_token").unwrap();
+    let refresh = login.cookie_value("ins_refresh_token").unwrap();
+
+    // The urlencoded form works too (Python requests' `data=`).
+    let form = server
+        .send(
+            Method::POST,
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"username=admin&password=admin".to_vec(),
+        )
+        .await;
+    assert_eq!(form.status, StatusCode::OK);
+
+    // API call with the cookie and X-Space; omitted means the default space.
+    let cookie = format!("ins_access_token={access}");
+    let projects = server
+        .get(
+            "/api/projects",
+            &[("cookie", &cookie), ("x-space", "production")],
+        )
+        .await;
+    assert_eq!(projects.status, StatusCode::OK);
+    assert_eq!(projects.body[0]["space"], "production");
+    let me = server.get("/api/me", &[("cookie", &cookie)]).await;
+    assert_eq!(me.body["space"], "default_space");
+    assert_eq!(me.body["username"], "admin");
+    let foreign = server
+        .get("/api/me", &[("cookie", &cookie), ("x-space", "other")])
+        .await;
+    assert_eq!(foreign.status, StatusCode::FORBIDDEN);
+
+    // Expired access cookie + valid refresh cookie: renewed transparently.
+    let mut expired_claims = claims_of(&access);
+    expired_claims["exp"] = json!(now_seconds() - 10);
+    let expired = server.key.sign(&expired_claims).unwrap();
+    let both = format!("ins_access_token={expired}; ins_refresh_token={refresh}");
+    let renewed = server.get("/api/me", &[("cookie", &both)]).await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
+    let fresh = renewed
+        .cookie_value("ins_access_token")
+        .expect("a fresh access cookie");
+    assert!(renewed.cookies()[0].ends_with("; Path=/; Max-Age=300; HttpOnly; SameSite=Lax"));
+    assert_eq!(claims_of(&fresh)["usefor"], "access");
+    // Missing access cookie: renewed as well.
+    let only_refresh = format!("ins_refresh_token={refresh}");
+    assert_eq!(
+        server
+            .get("/api/me", &[("cookie", &only_refresh)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Without a refresh cookie an expired one is refused.
+    let stale = format!("ins_access_token={expired}");
+    let refused = server.get("/api/me", &[("cookie", &stale)]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        refused.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("expired")
+    );
+
+    // Logout clears both cookies and revokes the session.
+    let logout = server
+        .send(Method::POST, "/logout", &[("cookie", &both)], Vec::new())
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    assert!(
+        logout
+            .cookies()
+            .iter()
+            .all(|c| c.contains("=; Path=/; Max-Age=0"))
+    );
+    assert_eq!(
+        server
+            .get("/api/me", &[("cookie", &only_refresh)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.get("/api/me", &[("cookie", &cookie)]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn document_000_errors_and_otp() {
+    let server = start().await;
+    let post = |fields: &[(&str, &str)]| multipart(fields);
+    // Wrong password and unknown user answer identically.
+    let (ct, body) = post(&[("username", "admin"), ("password", "wrong")]);
+    let wrong = server
+        .send(Method::POST, "/login", &[("content-type", &ct)], body)
+        .await;
+    let (ct, body) = post(&[("username", "nobody"), ("password", "wrong")]);
+    let unknown = server
+        .send(Method::POST, "/login", &[("content-type", &ct)], body)
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!((wrong.status, &wrong.text), (unknown.status, &unknown.text));
+    assert!(wrong.cookies().is_empty());
+    // Missing field, wrong content type, malformed multipart, huge body.
+    let (ct, body) = post(&[("username", "admin")]);
+    let missing = server
+        .send(Method::POST, "/login", &[("content-type", &ct)], body)
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert!(missing.text.contains("password"));
+    let json_body = server
+        .json(Method::POST, "/login", &[], json!({"username": "admin"}))
+        .await;
+    assert_eq!(json_body.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let broken = server
+        .send(
+            Method::POST,
+            "/login",
+            &[("content-type", "multipart/form-data; boundary=x")],
+            b"garbage".to_vec(),
+        )
+        .await;
+    assert_eq!(broken.status, StatusCode::BAD_REQUEST);
+    let huge = "a".repeat(64 * 1024);
+    let (ct, body) = post(&[("username", "admin"), ("password", &huge)]);
+    let too_big = server
+        .send(Method::POST, "/login", &[("content-type", &ct)], body)
+        .await;
+    assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // OTP: the password step sets only a pending cookie; the code completes it.
+    let (ct, body) = post(&[("username", "operator"), ("password", "operator")]);
+    let step1 = server
+        .send(Method::POST, "/login", &[("content-type", &ct)], body)
+        .await;
+    assert_eq!(step1.status, StatusCode::OK);
+    assert_eq!(step1.body["otp-required"], true);
+    assert!(step1.cookie_value("ins_access_token").is_none());
+    let pending = format!(
+        "ins_otp_token={}",
+        step1.cookie_value("ins_otp_token").unwrap()
+    );
+    // The pending token is no access token.
+    assert_eq!(
+        server
+            .get(
+                "/api/me",
+                &[(
+                    "cookie",
+                    &pending.replace("ins_otp_token", "ins_access_token")
+                )]
+            )
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let (ct, body) = post(&[("otp", "000000")]);
+    let bad = server
+        .send(
+            Method::POST,
+            "/login/otp",
+            &[("content-type", &ct), ("cookie", &pending)],
+            body,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let (ct, body) = post(&[("otp", &operator_code(0))]);
+    let step2 = server
+        .send(
+            Method::POST,
+            "/login/otp",
+            &[("content-type", &ct), ("cookie", &pending)],
+            body,
+        )
+        .await;
+    assert_eq!(step2.status, StatusCode::OK, "{}", step2.text);
+    assert_eq!(step2.body["spaces"], json!(["default_space"]));
+    assert!(step2.cookie_value("ins_access_token").is_some());
+}
+
+#[tokio::test]
+async fn document_001_bearer_pair() {
+    let server = start().await;
+    let login = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[],
+            json!({"username": "admin", "password": "admin"}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    let (access, refresh) = (login.str("access_token"), login.str("refresh_token"));
+    let claims = claims_of(&access);
+    assert_eq!(claims["iss"], "datarhei-core");
+    assert_eq!(claims["usefor"], "access");
+    assert_eq!(claims["exi"], 600);
+    assert_eq!(claims["sub"], "admin");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        600
+    );
+    for field in ["exi", "exp", "iat", "iss", "jti", "sub", "usefor"] {
+        assert!(claims.get(field).is_some(), "{field}");
+    }
+    let refresh_claims = claims_of(&refresh);
+    assert_eq!(refresh_claims["usefor"], "refresh");
+    assert_eq!(refresh_claims["exi"], 86_400);
+
+    let bearer = format!("Bearer {access}");
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &bearer)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A refresh token never passes as an access token, nor the reverse.
+    let refresh_bearer = format!("Bearer {refresh}");
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &refresh_bearer)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server
+            .get("/api/login/refresh", &[("authorization", &bearer)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let renewed = server
+        .get("/api/login/refresh", &[("authorization", &refresh_bearer)])
+        .await;
+    assert_eq!(renewed.status, StatusCode::OK);
+    assert_eq!(
+        renewed.body.as_object().unwrap().len(),
+        1,
+        "only access_token: {}",
+        renewed.text
+    );
+    let new_access = renewed.str("access_token");
+    assert_eq!(claims_of(&new_access)["usefor"], "access");
+    let new_bearer = format!("Bearer {new_access}");
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &new_bearer)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Errors in Core's shape.
+    let wrong = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[],
+            json!({"username": "admin", "password": "x"}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.body["code"], 401);
+    let missing = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[],
+            json!({"username": "admin"}),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(missing.body["details"], json!(["field: password"]));
+    // An external token is refused when no external login is configured.
+    let external = server
+        .send(
+            Method::POST,
+            "/api/login",
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(external.status, StatusCode::UNAUTHORIZED);
+    // The TOTP user sends the code with the password.
+    let no_code = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[],
+            json!({"username": "operator", "password": "operator"}),
+        )
+        .await;
+    assert_eq!(no_code.status, StatusCode::UNAUTHORIZED);
+    assert!(no_code.text.contains("one-time code is required"));
+    let with_code = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[],
+            json!({"username": "operator", "password": "operator", "otp": operator_code(0)}),
+        )
+        .await;
+    assert_eq!(with_code.status, StatusCode::OK, "{}", with_code.text);
+}
+
+#[tokio::test]
+async fn document_002_pascal_case() {
+    let server = start().await;
+    let signin = server
+        .json(
+            Method::POST,
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "admin", "Password": "admin", "KeepLoggedIn": true}),
+        )
+        .await;
+    assert_eq!(signin.status, StatusCode::OK, "{}", signin.text);
+    let refresh = signin.str("RefreshToken");
+    assert_eq!(claims_of(&refresh)["exi"], 30 * 86_400);
+    let short = server
+        .json(
+            Method::GET,
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "admin", "Password": "admin", "KeepLoggedIn": false}),
+        )
+        .await;
+    assert_eq!(claims_of(&short.str("RefreshToken"))["exi"], 86_400);
+
+    // Refresh rotates; the old refresh token is used up.
+    let grant = json!({"GrantType": "refresh_token"});
+    let rb = format!("Bearer {refresh}");
+    let rotated = server
+        .json(
+            Method::POST,
+            "/authenticate/refresh",
+            &[("authorization", &rb)],
+            grant.clone(),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    let access2 = format!("Bearer {}", rotated.str("AccessToken"));
+    let refresh2 = format!("Bearer {}", rotated.str("RefreshToken"));
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &access2)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Reuse of the old refresh token ends the whole session.
+    let reuse = server
+        .json(
+            Method::POST,
+            "/authenticate/refresh",
+            &[("authorization", &rb)],
+            grant.clone(),
+        )
+        .await;
+    assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reuse.body["AuthorizationInvalid"], true);
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &access2)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let after = server
+        .json(
+            Method::POST,
+            "/authenticate/refresh",
+            &[("authorization", &refresh2)],
+            grant.clone(),
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+
+    // The error body has exactly the documented keys.
+    let wrong = server
+        .json(
+            Method::POST,
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "admin", "Password": "x", "KeepLoggedIn": false}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let mut keys: Vec<&String> = wrong.body.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "AuthorizationInvalid",
+            "BackendMessage",
+            "Email",
+            "Field",
+            "Message",
+            "UUID"
+        ]
+    );
+    let missing = server
+        .json(
+            Method::POST,
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "admin"}),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(missing.body["Field"]["Name"], "Password");
+    let bad_grant = server
+        .json(
+            Method::POST,
+            "/authenticate/refresh",
+            &[("authorization", &refresh2)],
+            json!({"GrantType": "password"}),
+        )
+        .await;
+    assert_eq!(bad_grant.status, StatusCode::BAD_REQUEST);
+
+    // Sign-out revokes.
+    let fresh = server
+        .json(
+            Method::POST,
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "admin", "Password": "admin", "KeepLoggedIn": false}),
+        )
+        .await;
+    let ab = format!("Bearer {}", fresh.str("AccessToken"));
+    let rb = format!("Bearer {}", fresh.str("RefreshToken"));
+    assert_eq!(
+        server
+            .json(
+                Method::POST,
+                "/authenticate/signout",
+                &[("authorization", &rb)],
+                json!({})
+            )
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server
+            .json(
+                Method::POST,
+                "/authenticate/signout",
+                &[("authorization", &ab)],
+                json!({})
+            )
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &ab)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server
+            .json(
+                Method::POST,
+                "/authenticate/refresh",
+                &[("authorization", &rb)],
+                grant
+            )
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // TOTP step.
+    let pending = server
+        .json(
+            Method::POST,
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "operator", "Password": "operator", "KeepLoggedIn": false}),
+        )
+        .await;
+    assert_eq!(pending.str("AccessToken"), "");
+    let code = pending.str("TotpAccessCode");
+    assert_eq!(claims_of(&code)["usefor"], "otp-pending");
+    let wrong_code = server
+        .json(
+            Method::POST,
+            "/authenticate/totp",
+            &[],
+            json!({"token": code, "totp": "12345"}),
+        )
+        .await;
+    assert_eq!(wrong_code.status, StatusCode::UNAUTHORIZED);
+    assert_ne!(wrong_code.str("Error"), "");
+    let step = server
+        .json(
+            Method::POST,
+            "/authenticate/totp",
+            &[],
+            json!({"token": code, "totp": operator_code(0)}),
+        )
+        .await;
+    assert_eq!(step.status, StatusCode::OK, "{}", step.text);
+    let mut keys: Vec<&String> = step.body.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["AccessToken", "Error", "RefreshToken", "TotpAccessCode"]
+    );
+    assert_eq!(claims_of(&step.str("AccessToken"))["sub"], "operator");
+    // The pending token and the code are single-use.
+    let again = server
+        .json(
+            Method::POST,
+            "/authenticate/totp",
+            &[],
+            json!({"token": code, "totp": operator_code(0)}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn document_003_auth_token_and_service_accounts() {
+    let server = start().await;
+    let login = server
+        .json(
+            Method::POST,
+            "/api/authentication/login",
+            &[],
+            json!({"username": "admin", "password": "admin", "oldPassword": ""}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    let token = login.str("auth_token");
+    assert_eq!(login.str("id").len(), 36, "a GUID");
+    let claims = claims_of(&token);
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        86_400
+    );
+    let admin = format!("Bearer {token}");
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &admin)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let created = server
+        .json(
+            Method::POST,
+            "/api/serviceAccounts",
+            &[("authorization", &admin)],
+            json!({"purpose": "CI sync", "durationDays": 30}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["roles"], json!(["admin"]));
+    let service = format!("Bearer {}", created.str("token"));
+    let second = server
+        .json(
+            Method::POST,
+            "/api/serviceAccounts",
+            &[("authorization", &admin)],
+            json!({"purpose": "backup", "durationSeconds": 3600}),
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    let service_claims = claims_of(&created.str("token"));
+    assert_eq!(service_claims["usefor"], "service");
+    assert_eq!(service_claims["purpose"], "CI sync");
+    assert_eq!(service_claims["exi"], 30 * 86_400);
+    let me = server.get("/api/me", &[("authorization", &service)]).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["kind"], "service");
+
+    let list = server
+        .get("/api/serviceAccounts", &[("authorization", &admin)])
+        .await;
+    assert_eq!(list.body.as_array().unwrap().len(), 2);
+    assert!(
+        !list.text.contains(&created.str("token")),
+        "tokens are shown once"
+    );
+    // A service-account token cannot administer service accounts.
+    assert_eq!(
+        server
+            .get("/api/serviceAccounts", &[("authorization", &service)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Revoking one leaves the other.
+    let id = created.str("id");
+    let revoked = server
+        .send(
+            Method::DELETE,
+            &format!("/api/serviceAccounts/{id}"),
+            &[("authorization", &admin)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &service)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let other = format!("Bearer {}", second.str("token"));
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &other)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let unknown = server
+        .send(
+            Method::DELETE,
+            "/api/serviceAccounts/nope",
+            &[("authorization", &admin)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    // Non-administrators may not mint service accounts; bad durations are 400.
+    let operator = server
+        .json(
+            Method::POST,
+            "/api/authentication/login",
+            &[],
+            json!({"username": "operator", "password": "operator", "otp": operator_code(0)}),
+        )
+        .await;
+    let op = format!("Bearer {}", operator.str("auth_token"));
+    let forbidden = server
+        .json(
+            Method::POST,
+            "/api/serviceAccounts",
+            &[("authorization", &op)],
+            json!({"purpose": "x", "durationDays": 1}),
+        )
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    let bad = server
+        .json(
+            Method::POST,
+            "/api/serviceAccounts",
+            &[("authorization", &admin)],
+            json!({"purpose": "x", "durationDays": 100000}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn document_004_x_auth_token() {
+    let server = start().await;
+    let login = server
+        .json(
+            Method::POST,
+            "/api/v2/login",
+            &[],
+            json!({"username": "admin", "password": "admin"}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    let header = login.headers["x-auth-token"].to_str().unwrap().to_owned();
+    assert_eq!(login.str("X-Auth-Token"), header);
+    assert_eq!(login.str("username"), "admin");
+    assert!(login.body.get("userId").is_some());
+    let claims = claims_of(&header);
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        86_400
+    );
+    let me = server.get("/api/me", &[("x-auth-token", &header)]).await;
+    assert_eq!(me.status, StatusCode::OK);
+
+    // logoutID ends the session it names.
+    let second = server
+        .json(
+            Method::POST,
+            "/api/v2/login",
+            &[],
+            json!({"username": "admin", "password": "admin", "logoutID": header}),
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(
+        server
+            .get("/api/me", &[("x-auth-token", &header)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let wrong = server
+        .json(
+            Method::POST,
+            "/api/v2/login",
+            &[],
+            json!({"username": "admin", "password": "x"}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers.get("x-auth-token").is_none());
+    // The deprecated GET login is off by default.
+    let v1 = server
+        .get("/api/v1/login?username=admin&password=admin", &[])
+        .await;
+    assert_eq!(v1.status, StatusCode::NOT_FOUND);
+
+    // The restart-scoped key is published beside the main key; a token signed
+    // by a key the demo does not hold (a "previous run") is refused.
+    let jwks = server.get("/.well-known/jwks.json", &[]).await;
+    let keys = jwks.body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.get("d").is_none()));
+    let previous_run = SigningKey::generate_ed25519()
+        .unwrap()
+        .with_kid(claims_of(&header)["jti"].as_str().unwrap());
+    let stale = previous_run.sign(&claims).unwrap();
+    assert_eq!(
+        server
+            .get("/api/me", &[("x-auth-token", &stale)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_deprecated_get_login_says_so_when_enabled() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use tower_authgate::login::{JwtIssuer, LoginFlow, MemoryUsers, NewUser};
+    use tower_authgate::schemes::x_auth_token::XAuthToken;
+    let users = MemoryUsers::new().unwrap();
+    users.insert(NewUser::new("user", "pass")).unwrap();
+    let issuer = JwtIssuer::new(XAuthToken::restart_scoped_key().unwrap(), "workflow").unwrap();
+    let preset = XAuthToken::new(LoginFlow::new(
+        std::sync::Arc::new(users),
+        std::sync::Arc::new(issuer),
+    ))
+    .enable_deprecated_get();
+    let response = preset
+        .router()
+        .oneshot(
+            Request::get("/api/v1/login?username=user&password=pass")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["deprecation"], "true");
+    assert!(response.headers().contains_key("x-auth-token"));
+    assert!(
+        response.headers()["link"]
+            .to_str()
+            .unwrap()
+            .contains("/api/v2/login")
+    );
+}
+
+#[tokio::test]
+async fn garbage_never_yields_a_server_error() {
+    let server = start().await;
+    let paths = [
+        "/login",
+        "/login/otp",
+        "/logout",
+        "/api/login",
+        "/api/login/refresh",
+        "/authenticate/signin",
+        "/authenticate/refresh",
+        "/authenticate/signout",
+        "/authenticate/totp",
+        "/api/authentication/login",
+        "/api/serviceAccounts",
+        "/api/v2/login",
+        "/api/me",
+    ];
+    let bodies: [&[u8]; 6] = [
+        b"",
+        b"{",
+        b"null",
+        b"[1,2,3]",
+        b"{\"username\":7,\"password\":[]}",
+        &[0xff, 0xfe, 0x00],
+    ];
+    let types = [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=b",
+        "text/plain",
+    ];
+    for path in paths {
+        for body in bodies {
+            for content_type in types {
+                for auth in ["", "Bearer x.y.z", "Bearer "] {
+                    let mut headers = vec![("content-type", content_type)];
+                    if !auth.is_empty() {
+                        headers.push(("authorization", auth));
+                    }
+                    let reply = server
+                        .send(Method::POST, path, &headers, body.to_vec())
+                        .await;
+                    // Logging out without a session is a harmless success.
+                    let expected = if path == "/logout" {
+                        reply.status == StatusCode::NO_CONTENT
+                    } else {
+                        reply.status.is_client_error()
+                    };
+                    assert!(
+                        expected,
+                        "{path} {content_type} {body:?}: {} {}",
+                        reply.status, reply.text
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The issuer-side traits' in-memory implementations.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use tower_authgate::TokenError;
+use tower_authgate::login::{
+    Authenticator, JwtIssuer, LoginError, LoginFlow, LoginOutcome, MemoryUsers, NewUser,
+    ServiceAccounts, TokenIssuer,
+};
+use tower_authgate::otp::{TotpAlgorithm, TotpVerifier};
+use tower_authgate::store::{MemoryRevocations, RevocationCheck, RevocationStore};
+use tower_authgate::token::{Algorithm, TokenKind, now_seconds};
+
+fn issuer() -> Arc<JwtIssuer> {
+    Arc::new(JwtIssuer::new(signing_key(Algorithm::EdDSA), "test").unwrap())
+}
+
+fn users() -> Arc<MemoryUsers> {
+    let users = MemoryUsers::new().unwrap();
+    users
+        .insert(
+            NewUser::new("Admin", "s3cret")
+                .spaces(["default_space"])
+                .roles(["admin"]),
+        )
+        .unwrap();
+    users
+        .insert(
+            NewUser::new("operator", "operator")
+                .totp_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+                .unwrap(),
+        )
+        .unwrap();
+    Arc::new(users)
+}
+
+#[tokio::test]
+async fn memory_users_check_hashes_and_do_not_enumerate() {
+    let users = users();
+    let admin = users.authenticate("admin", "s3cret").await.unwrap();
+    assert_eq!(admin.username, "Admin");
+    assert_eq!(admin.spaces, ["default_space"]);
+    assert!(
+        users.authenticate("ADMIN ", "s3cret").await.is_ok(),
+        "names are normalised"
+    );
+    assert_eq!(
+        users.authenticate("admin", "S3cret").await,
+        Err(LoginError::InvalidCredentials)
+    );
+    assert_eq!(
+        users.authenticate("ghost", "s3cret").await,
+        Err(LoginError::InvalidCredentials)
+    );
+    // Only the hash is kept: the Debug output and the principal carry no password.
+    assert!(!format!("{users:?} {admin:?}").contains("s3cret"));
+}
+
+#[tokio::test]
+async fn a_pair_verifies_and_kinds_do_not_mix() {
+    let issuer = issuer();
+    let principal = users().find("admin").await.unwrap();
+    let pair = issuer.issue_pair(&principal, None).unwrap();
+    let refresh = pair.refresh.unwrap();
+    assert_eq!(pair.access.claims.fam, refresh.claims.fam);
+    assert_eq!(pair.access.claims.exi, 600);
+    assert_eq!(refresh.claims.exi, 86_400);
+    assert!(
+        issuer
+            .verify(&pair.access.token, &[TokenKind::Access])
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        issuer.verify(&refresh.token, &[TokenKind::Access]).await,
+        Err(LoginError::InvalidToken(TokenError::WrongKind))
+    );
+    assert_eq!(
+        issuer.refresh(&pair.access.token, false).await.map(|_| ()),
+        Err(LoginError::InvalidToken(TokenError::WrongKind))
+    );
+    let verifier = issuer.access_verifier();
+    assert!(
+        verifier
+            .verify::<serde_json::Value>(&pair.access.token)
+            .is_ok()
+    );
+    assert_eq!(
+        verifier
+            .verify::<serde_json::Value>(&refresh.token)
+            .map(|_| ()),
+        Err(TokenError::WrongKind)
+    );
+}
+
+#[tokio::test]
+async fn refresh_without_rotation_keeps_the_refresh_token() {
+    let issuer = issuer();
+    let principal = users().find("admin").await.unwrap();
+    let refresh = issuer
+        .issue_pair(&principal, None)
+        .unwrap()
+        .refresh
+        .unwrap();
+    for _ in 0..3 {
+        let renewed = issuer.refresh(&refresh.token, false).await.unwrap();
+        assert!(renewed.refresh.is_none());
+        assert_eq!(renewed.access.claims.fam, refresh.claims.fam);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reuse_of_a_refresh_token_rotates_once_and_ends_the_family() {
+    for _round in 0..20 {
+        let issuer = issuer();
+        let principal = users().find("admin").await.unwrap();
+        let pair = issuer.issue_pair(&principal, None).unwrap();
+        let refresh = pair.refresh.unwrap().token;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let issuer = issuer.clone();
+                let refresh = refresh.clone();
+                tokio::spawn(async move { issuer.refresh(&refresh, true).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut reused = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(pair) => winners.push(pair),
+                Err(LoginError::RefreshReused) => reused += 1,
+                // A task that runs after the family was revoked sees it revoked.
+                Err(LoginError::InvalidToken(TokenError::Revoked)) => reused += 1,
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one rotation");
+        assert_eq!(reused, 7);
+        // The reuse revoked the whole family, the winner's new tokens included.
+        let winner = winners.pop().unwrap();
+        assert_eq!(
+            issuer
+                .verify(&winner.access.token, &[TokenKind::Access])
+                .await,
+            Err(LoginError::InvalidToken(TokenError::Revoked))
+        );
+        assert!(
+            issuer
+                .refresh(&winner.refresh.unwrap().token, true)
+                .await
+                .is_err()
+        );
+        assert!(
+            issuer
+                .verify(&pair.access.token, &[TokenKind::Access])
+                .await
+                .is_err()
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoke_ends_the_token_and_its_family() {
+    let store = Arc::new(MemoryRevocations::default());
+    let shared: Arc<dyn RevocationStore> = store.clone();
+    let issuer = JwtIssuer::new(signing_key(Algorithm::ES256), "test")
+        .unwrap()
+        .revocation_store(shared);
+    let principal = users().find("admin").await.unwrap();
+    let pair = issuer.issue_pair(&principal, None).unwrap();
+    issuer.revoke(&pair.access.token).await.unwrap();
+    let refresh = pair.refresh.unwrap();
+    assert!(issuer.refresh(&refresh.token, false).await.is_err());
+    match store.check(&refresh.claims.jti, refresh.claims.fam.as_deref()) {
+        RevocationCheck::Ready(Ok(revoked)) => assert!(revoked),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn totp_flow_pending_token_is_single_use_and_codes_do_not_replay() {
+    let flow = LoginFlow::new(users(), issuer());
+    let LoginOutcome::TotpRequired(pending) = flow.password("operator", "operator").await.unwrap()
+    else {
+        panic!("TOTP expected");
+    };
+    assert_eq!(pending.claims.usefor, TokenKind::OtpPending);
+    let secret = totp_rs::Secret::Encoded("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into())
+        .to_bytes()
+        .unwrap();
+    let totp = TotpVerifier::default();
+    let code = totp.generate(&secret, now_seconds()).unwrap();
+    for bad in ["", "12345", "1234567", " 123456", "١٢٣٤٥٦", "12 456"] {
+        assert_eq!(
+            flow.totp(&pending.token, bad).await,
+            Err(LoginError::InvalidOtp),
+            "{bad:?}"
+        );
+    }
+    let principal = flow.totp(&pending.token, &code).await.unwrap();
+    assert_eq!(principal.username, "operator");
+    assert!(
+        flow.totp(&pending.token, &code).await.is_err(),
+        "pending token reused"
+    );
+    // A fresh pending token with the same code: the step was used.
+    let LoginOutcome::TotpRequired(again) = flow.password("operator", "operator").await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        flow.totp(&again.token, &code).await,
+        Err(LoginError::InvalidOtp)
+    );
+}
+
+#[tokio::test]
+async fn totp_drift_window_is_one_step() {
+    let secret = b"12345678901234567890".to_vec();
+    let totp = TotpVerifier::default();
+    let now = now_seconds();
+    for (offset, ok) in [
+        (-60i64, false),
+        (-30, true),
+        (0, true),
+        (30, true),
+        (60, false),
+    ] {
+        let code = totp
+            .generate(&secret, (now as i64 + offset) as u64)
+            .unwrap();
+        let result = totp
+            .check(&format!("acct{offset}"), &secret, &code, now)
+            .await;
+        assert_eq!(result.is_ok(), ok, "offset {offset}");
+    }
+}
+
+#[tokio::test]
+async fn rfc6238_appendix_b_vectors() {
+    // RFC 6238 Appendix B, 8 digits; the seeds are the ASCII strings of the RFC.
+    let sha1 = b"12345678901234567890".to_vec();
+    let sha256 = b"12345678901234567890123456789012".to_vec();
+    let sha512 = b"1234567890123456789012345678901234567890123456789012345678901234".to_vec();
+    let vectors: [(u64, &str, &str, &str); 6] = [
+        (59, "94287082", "46119246", "90693936"),
+        (1_111_111_109, "07081804", "68084774", "25091201"),
+        (1_111_111_111, "14050471", "67062674", "99943326"),
+        (1_234_567_890, "89005924", "91819424", "93441116"),
+        (2_000_000_000, "69279037", "90698825", "38618901"),
+        (20_000_000_000, "65353130", "77737706", "47863826"),
+    ];
+    for (time, c1, c256, c512) in vectors {
+        for (alg, secret, expected) in [
+            (TotpAlgorithm::SHA1, &sha1, c1),
+            (TotpAlgorithm::SHA256, &sha256, c256),
+            (TotpAlgorithm::SHA512, &sha512, c512),
+        ] {
+            let totp = TotpVerifier::default().with_parameters(alg, 8, 30).unwrap();
+            assert_eq!(
+                totp.generate(secret, time).unwrap(),
+                expected,
+                "{alg:?} at {time}"
+            );
+            assert!(totp.check("rfc", secret, expected, time).await.is_ok());
+        }
+    }
+}
+
+#[tokio::test]
+async fn service_accounts_are_admin_only_listed_and_revoked_one_by_one() {
+    let issuer = issuer();
+    let users = users();
+    let admin = users.find("admin").await.unwrap();
+    let operator = users.find("operator").await.unwrap();
+    let accounts = ServiceAccounts::new();
+    assert!(matches!(
+        accounts.create(issuer.as_ref(), &operator, "x", 60),
+        Err(LoginError::Forbidden(_))
+    ));
+    assert!(matches!(
+        accounts.create(issuer.as_ref(), &admin, " ", 60),
+        Err(LoginError::BadRequest(_))
+    ));
+    assert!(matches!(
+        accounts.create(issuer.as_ref(), &admin, "x", 0),
+        Err(LoginError::BadRequest(_))
+    ));
+    let (first, first_token) = accounts
+        .create(issuer.as_ref(), &admin, "ci", 3600)
+        .unwrap();
+    let (_, second_token) = accounts
+        .create(issuer.as_ref(), &admin, "backup", 7200)
+        .unwrap();
+    assert_eq!(accounts.list().unwrap().len(), 2);
+    assert_eq!(first.roles, ["admin"]);
+    let kinds = [TokenKind::ServiceAccount];
+    assert!(issuer.verify(&first_token, &kinds).await.is_ok());
+    assert!(accounts.revoke(issuer.as_ref(), &first.id).await.unwrap());
+    assert!(!accounts.revoke(issuer.as_ref(), "missing").await.unwrap());
+    assert!(issuer.verify(&first_token, &kinds).await.is_err());
+    assert!(issuer.verify(&second_token, &kinds).await.is_ok());
+    assert!(
+        accounts
+            .list()
+            .unwrap()
+            .iter()
+            .any(|a| a.id == first.id && a.revoked)
+    );
+}
