@@ -143,3 +143,44 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for TokenMeta {
         Ok(parts.extensions.get::<TokenMeta>().cloned())
     }
 }
+
+/// A layer's extension is missing: `500` naming the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingLayer(pub &'static str);
+
+impl IntoResponse for MissingLayer {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "Missing request extension: is `{}` installed on this route?",
+                self.0
+            ),
+        )
+            .into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for crate::tenant::Space {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or(MissingLayer("SpaceLayer"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for crate::ip::ClientIp {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .copied()
+            .ok_or(MissingLayer("IpFilterLayer"))
+    }
+}

@@ -57,12 +57,15 @@ pub mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+mod future;
+pub mod ip;
 pub mod login;
 pub mod otp;
 #[cfg(feature = "presets")]
 #[cfg_attr(docsrs, doc(cfg(feature = "presets")))]
 pub mod schemes;
 pub mod store;
+pub mod tenant;
 pub mod token;
 
 pub use error::{AuthRejection, ConfigError, TokenError};

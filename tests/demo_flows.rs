@@ -60,14 +60,27 @@ async fn start() -> Server {
     let key = SigningKey::from_pem(Algorithm::EdDSA, &common::key_pem("ed25519_private"))
         .unwrap()
         .with_kid("demo");
+    start_with(key, tower_authgate::ip::IpRules::allow_all()).await
+}
+
+async fn start_with(key: SigningKey, ip_rules: tower_authgate::ip::IpRules) -> Server {
     let router = app::build(app::DemoConfig {
         development: true,
         signing_key: Some(key.clone()),
+        ip_rules,
+        trusted_proxies: tower_authgate::ip::IpRanges::parse_list("127.0.0.1").unwrap(),
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     Server {
         addr,
         client: Client::builder(TokioExecutor::new()).build_http(),
@@ -1029,4 +1042,85 @@ async fn garbage_never_yields_a_server_error() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn ip_filter_and_trusted_proxy_headers() {
+    use tower_authgate::ip::IpRules;
+    let key = SigningKey::from_pem(Algorithm::EdDSA, &common::key_pem("ed25519_private"))
+        .unwrap()
+        .with_kid("demo");
+    // The test client connects from 127.0.0.1, which the demo trusts as a proxy.
+    let server = start_with(key.clone(), IpRules::parse("", "203.0.113.0/24").unwrap()).await;
+    let login = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[],
+            json!({"username": "admin", "password": "admin"}),
+        )
+        .await;
+    let bearer = format!("Bearer {}", login.str("access_token"));
+    let me = server
+        .get(
+            "/api/me",
+            &[
+                ("authorization", &bearer),
+                ("x-forwarded-for", "198.51.100.7"),
+            ],
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["client_ip"], "198.51.100.7");
+    let denied = server
+        .get(
+            "/api/me",
+            &[
+                ("authorization", &bearer),
+                ("x-forwarded-for", "203.0.113.9"),
+            ],
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let mapped = server
+        .get(
+            "/api/me",
+            &[
+                ("authorization", &bearer),
+                ("x-forwarded-for", "::ffff:203.0.113.9"),
+            ],
+        )
+        .await;
+    assert_eq!(mapped.status, StatusCode::FORBIDDEN);
+    let login_denied = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[("x-forwarded-for", "203.0.113.9")],
+            json!({"username": "admin", "password": "admin"}),
+        )
+        .await;
+    assert_eq!(login_denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server
+            .get("/healthz", &[("x-forwarded-for", "203.0.113.9")])
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Loopback itself denied: everything but the open routes is refused.
+    let closed = start_with(key, IpRules::parse("10.0.0.0/8", "").unwrap()).await;
+    assert_eq!(
+        closed
+            .get("/api/me", &[("authorization", &bearer)])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(closed.get("/healthz", &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        closed.get("/.well-known/jwks.json", &[]).await.status,
+        StatusCode::OK
+    );
 }

@@ -4,18 +4,19 @@
 
 use std::sync::Arc;
 
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use http::{HeaderMap, StatusCode};
 use serde_json::json;
+use tower::ServiceBuilder;
 use tower_authgate::auth::{AuthLayer, CookieRenewal};
 use tower_authgate::cookie::CookieSettings;
+use tower_authgate::ip::{ClientIp, ClientIpResolver, IpFilterLayer, IpRanges, IpRules};
 use tower_authgate::login::{
     AuthClaims, JwtIssuer, Lifetimes, LoginFlow, MemoryUsers, NewUser, TokenIssuer,
 };
 use tower_authgate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
 use tower_authgate::store::{MemoryRevocations, RevocationStore};
+use tower_authgate::tenant::{Space, SpaceLayer};
 use tower_authgate::token::{
     Claims, KeySet, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
 };
@@ -33,6 +34,25 @@ pub struct DemoConfig {
     pub development: bool,
     /// The signing key; generated when absent.
     pub signing_key: Option<SigningKey>,
+    /// The IP allow and deny lists for the API and login routes.
+    pub ip_rules: IpRules,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: IpRanges,
+}
+
+impl DemoConfig {
+    /// The configuration from the environment: `IP_ALLOW`, `IP_DENY` and
+    /// `TRUSTED_PROXIES` (comma-separated CIDRs); none set allows every
+    /// address and trusts no proxy header.
+    pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
+        let var = |name| std::env::var(name).unwrap_or_default();
+        Ok(DemoConfig {
+            development: true,
+            signing_key: None,
+            ip_rules: IpRules::parse(&var("IP_ALLOW"), &var("IP_DENY"))?,
+            trusted_proxies: IpRanges::parse_list(&var("TRUSTED_PROXIES"))?,
+        })
+    }
 }
 
 fn issuer(
@@ -129,7 +149,15 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/projects", get(projects))
-        .route_layer(api_auth);
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(api_auth)
+                .layer(SpaceLayer::<AuthClaims>::new()),
+        );
+    let ip_filter = IpFilterLayer::new(
+        config.ip_rules,
+        ClientIpResolver::new().trusted_proxies(config.trusted_proxies),
+    );
     let router = Router::new()
         .merge(session.router())
         .merge(core.router())
@@ -137,6 +165,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         .merge(regscale.router())
         .merge(workflow.router())
         .merge(api)
+        .route_layer(ip_filter)
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/.well-known/jwks.json",
@@ -148,66 +177,24 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     Ok(router)
 }
 
-/// The space the request acts in: `X-Space`, or the token's first space.
-fn space(headers: &HeaderMap, claims: &AuthClaims) -> Result<String, Box<Response>> {
-    let forbidden = |message: &str| -> Box<Response> {
-        (
-            StatusCode::FORBIDDEN,
-            Json(json!({"error": "forbidden_space", "message": message})),
-        )
-            .into_response()
-            .into()
-    };
-    let mut values = headers.get_all("x-space").iter();
-    let requested = match (values.next(), values.next()) {
-        (None, _) => None,
-        (Some(_), Some(_)) => {
-            return Err(Box::new(
-                (StatusCode::BAD_REQUEST, "X-Space is repeated").into_response(),
-            ));
-        }
-        (Some(value), None) => Some(
-            value
-                .to_str()
-                .map_err(|_| {
-                    Box::new((StatusCode::BAD_REQUEST, "X-Space is not text").into_response())
-                })?
-                .trim()
-                .to_owned(),
-        ),
-    };
-    match requested {
-        Some(space) if claims.spaces.contains(&space) => Ok(space),
-        Some(_) => Err(forbidden("the token does not grant this space")),
-        None => claims
-            .spaces
-            .first()
-            .cloned()
-            .ok_or_else(|| forbidden("the token grants no space")),
-    }
+async fn me(
+    Claims(claims): Claims<AuthClaims>,
+    Space(space): Space,
+    ClientIp(ip): ClientIp,
+) -> Json<serde_json::Value> {
+    Json(json!({
+        "sub": claims.sub,
+        "username": claims.sub,
+        "id": claims.uid,
+        "space": space,
+        "kind": claims.usefor,
+        "client_ip": ip,
+    }))
 }
 
-async fn me(Claims(claims): Claims<AuthClaims>, headers: HeaderMap) -> Response {
-    match space(&headers, &claims) {
-        Ok(space) => Json(json!({
-            "sub": claims.sub,
-            "username": claims.sub,
-            "id": claims.uid,
-            "space": space,
-            "kind": claims.usefor,
-        }))
-        .into_response(),
-        Err(response) => *response,
-    }
-}
-
-async fn projects(Claims(claims): Claims<AuthClaims>, headers: HeaderMap) -> Response {
-    match space(&headers, &claims) {
-        Ok(space) => Json(json!([
-            {"id": 1, "name": format!("{space} water plant"), "space": space},
-            {"id": 2, "name": format!("{space} substation"), "space": space},
-        ]))
-        .into_response(),
-        Err(response) => *response,
-    }
+async fn projects(Space(space): Space) -> Json<serde_json::Value> {
+    Json(json!([
+        {"id": 1, "name": format!("{space} water plant"), "space": space},
+        {"id": 2, "name": format!("{space} substation"), "space": space},
+    ]))
 }

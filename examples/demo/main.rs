@@ -4,16 +4,16 @@
 //! ```sh
 //! cargo run --example demo            # 127.0.0.1:8080, or DEMO_ADDR
 //! ```
+//!
+//! `IP_ALLOW` and `IP_DENY` (comma-separated CIDRs) filter the API and login
+//! routes; `TRUSTED_PROXIES` names the peers whose `X-Forwarded-For` is read.
 
 mod app;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let demo = app::build(app::DemoConfig {
-        development: true,
-        signing_key: None,
-    })?;
+    let demo = app::build(app::DemoConfig::from_env()?)?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
     println!("tower-authgate demo listening on {base}");
@@ -48,6 +48,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl {base}/api/me -H 'X-Auth-Token: <token>'");
     println!("  # keys");
     println!("  curl {base}/.well-known/jwks.json");
-    axum::serve(listener, demo).await?;
+    axum::serve(
+        listener,
+        demo.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

@@ -1,0 +1,283 @@
+//! IpFilterLayer and client-address resolution over `oneshot`; compiled ranges
+//! checked against a naive scan by property tests.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use http::{Request, Response, StatusCode};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use proptest::prelude::*;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_authgate::ip::{
+    ClientIp, ClientIpResolver, IpDecision, IpFilterLayer, IpRanges, IpRules, PeerAddr,
+};
+
+async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
+    let ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string());
+    Ok(Response::new(ip.unwrap_or_default()))
+}
+
+async fn call(layer: &IpFilterLayer, peer: &str, xff: &[&str]) -> (StatusCode, String) {
+    let service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(echo));
+    let mut request = Request::builder();
+    for value in xff {
+        request = request.header("x-forwarded-for", *value);
+    }
+    let mut request = request.body(String::new()).unwrap();
+    request
+        .extensions_mut()
+        .insert(PeerAddr(peer.parse::<SocketAddr>().unwrap()));
+    let response = service.oneshot(request).await.unwrap();
+    (response.status(), response.into_body())
+}
+
+fn layer(allow: &str, deny: &str, trusted: &str) -> IpFilterLayer {
+    IpFilterLayer::new(
+        IpRules::parse(allow, deny).unwrap(),
+        ClientIpResolver::new().trusted_proxies(IpRanges::parse_list(trusted).unwrap()),
+    )
+}
+
+#[tokio::test]
+async fn allow_deny_and_mapped_addresses() {
+    let filter = layer("10.0.0.0/8, 2001:db8::/32", "10.66.0.0/16", "");
+    assert_eq!(
+        call(&filter, "10.1.2.3:1", &[]).await,
+        (StatusCode::OK, "10.1.2.3".into())
+    );
+    assert_eq!(
+        call(&filter, "10.66.1.1:1", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&filter, "192.0.2.1:1", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&filter, "[2001:db8::1]:1", &[]).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&filter, "[2001:db9::1]:1", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // IPv4-mapped IPv6 peers are matched as IPv4, against allow and deny.
+    assert_eq!(
+        call(&filter, "[::ffff:10.1.2.3]:1", &[]).await,
+        (StatusCode::OK, "10.1.2.3".into())
+    );
+    assert_eq!(
+        call(&filter, "[::ffff:10.66.0.1]:1", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = call(&filter, "192.0.2.1:1", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("not allowed"));
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let filter = layer("", "203.0.113.0/24", "127.0.0.1");
+    // The attacker is denied and claims to be someone else.
+    assert_eq!(
+        call(&filter, "203.0.113.5:1", &["198.51.100.1"]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // An untrusted peer's header does not change its address.
+    assert_eq!(
+        call(&filter, "198.51.100.9:1", &["203.0.113.5"]).await,
+        (StatusCode::OK, "198.51.100.9".into())
+    );
+    // Through the trusted proxy, the forwarded address decides.
+    assert_eq!(
+        call(&filter, "127.0.0.1:1", &["203.0.113.5"]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&filter, "127.0.0.1:1", &["198.51.100.9"]).await,
+        (StatusCode::OK, "198.51.100.9".into())
+    );
+}
+
+#[tokio::test]
+async fn a_chain_of_proxies() {
+    let filter = layer("", "", "127.0.0.1, 10.0.0.0/8");
+    // Left-most entries are client-supplied and cannot be trusted.
+    let chain = ["6.6.6.6, 198.51.100.20, 10.1.1.1"];
+    assert_eq!(
+        call(&filter, "127.0.0.1:1", &chain).await.1,
+        "198.51.100.20"
+    );
+    let split = ["6.6.6.6", "198.51.100.20", "10.1.1.1"];
+    assert_eq!(
+        call(&filter, "127.0.0.1:1", &split).await.1,
+        "198.51.100.20"
+    );
+    // Garbage stops the walk at the last known hop.
+    assert_eq!(
+        call(&filter, "127.0.0.1:1", &["6.6.6.6, bogus, 10.1.1.1"])
+            .await
+            .1,
+        "10.1.1.1"
+    );
+}
+
+#[tokio::test]
+async fn rules_are_replaced_at_run_time() {
+    let filter = layer("", "192.0.2.0/24", "");
+    let handle = filter.handle();
+    assert_eq!(
+        call(&filter, "192.0.2.1:1", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    handle.replace(IpRules::parse("192.0.2.0/24", "").unwrap());
+    assert_eq!(call(&filter, "192.0.2.1:1", &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&filter, "198.51.100.1:1", &[]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        handle.current().decide("192.0.2.9".parse().unwrap()),
+        IpDecision::Allow
+    );
+}
+
+#[tokio::test]
+async fn without_a_peer_address_the_setup_error_is_named() {
+    let filter = layer("", "", "");
+    let service = ServiceBuilder::new()
+        .layer(filter)
+        .service(service_fn(echo));
+    let response = service.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        response
+            .body()
+            .contains("into_make_service_with_connect_info")
+    );
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_connect_info_and_the_extractor() {
+    use axum::Router;
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::routing::get;
+    let app = Router::new()
+        .route(
+            "/",
+            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+        )
+        .route_layer(layer("", "192.0.2.0/24", ""))
+        .layer(MockConnectInfo(SocketAddr::from(([198, 51, 100, 4], 1234))));
+    let response = app
+        .clone()
+        .oneshot(Request::get("/").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let denied_app = Router::new()
+        .route("/", get(|| async { "hi" }))
+        .route_layer(layer("", "198.51.100.0/24", ""))
+        .layer(MockConnectInfo(SocketAddr::from(([198, 51, 100, 4], 1234))));
+    let response = denied_app
+        .oneshot(Request::get("/").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+fn naive(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    nets.iter().any(|net| {
+        let net = match net {
+            IpNet::V6(v6) => match v6.network().to_ipv4_mapped() {
+                Some(v4) if v6.prefix_len() >= 96 => {
+                    IpNet::V4(Ipv4Net::new(v4, v6.prefix_len() - 96).unwrap())
+                }
+                _ => *net,
+            },
+            IpNet::V4(_) => *net,
+        };
+        net.contains(&ip)
+    })
+}
+
+fn v4_net() -> impl Strategy<Value = IpNet> {
+    (any::<u32>(), 0u8..=32)
+        .prop_map(|(a, p)| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), p).unwrap().trunc()))
+}
+
+fn v6_net() -> impl Strategy<Value = IpNet> {
+    // Half of them near each other so that ranges overlap and merge.
+    (any::<u128>(), 0u8..=128, any::<bool>()).prop_map(|(a, p, near)| {
+        let a = if near {
+            (0x2001_0db8u128 << 96) | (a & 0xffff_ffff)
+        } else {
+            a
+        };
+        IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), p).unwrap().trunc())
+    })
+}
+
+fn mapped_net() -> impl Strategy<Value = IpNet> {
+    (any::<u32>(), 96u8..=128).prop_map(|(a, p)| {
+        IpNet::V6(
+            Ipv6Net::new(Ipv4Addr::from(a).to_ipv6_mapped(), p)
+                .unwrap()
+                .trunc(),
+        )
+    })
+}
+
+fn address() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<u32>().prop_map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+        any::<u32>().prop_map(|a| IpAddr::V4(Ipv4Addr::new(
+            10,
+            (a >> 16) as u8,
+            (a >> 8) as u8,
+            a as u8
+        ))),
+        any::<u128>().prop_map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+        any::<u32>().prop_map(|a| IpAddr::V6(Ipv6Addr::from((0x2001_0db8u128 << 96) | a as u128))),
+        any::<u32>().prop_map(|a| IpAddr::V6(Ipv4Addr::from(a).to_ipv6_mapped())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn compiled_ranges_agree_with_a_naive_scan(
+        nets in proptest::collection::vec(prop_oneof![v4_net(), v6_net(), mapped_net()], 0..40),
+        probes in proptest::collection::vec(address(), 1..40),
+    ) {
+        let compiled = IpRanges::new(nets.iter().copied());
+        for ip in probes {
+            prop_assert_eq!(compiled.contains(ip), naive(&nets, ip), "{:?}", ip);
+        }
+        // Probing the exact edges of every network too.
+        for net in &nets {
+            for edge in [net.network(), net.broadcast()] {
+                prop_assert_eq!(compiled.contains(edge), naive(&nets, edge));
+            }
+        }
+    }
+
+    #[test]
+    fn forwarded_for_garbage_never_panics_or_escapes_the_chain(value in "[ -~]{0,120}") {
+        let resolver = ClientIpResolver::new().trusted_proxies(IpRanges::parse_list("127.0.0.1").unwrap());
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            headers.insert("x-forwarded-for", v);
+        }
+        let ip = resolver.resolve("127.0.0.1".parse().unwrap(), &headers);
+        // The answer is the peer or an address written in the header.
+        prop_assert!(ip == "127.0.0.1".parse::<IpAddr>().unwrap()
+            || value.contains(&ip.to_string())
+            || value.to_ascii_lowercase().contains(&ip.to_string()));
+    }
+}
