@@ -59,6 +59,7 @@ pub mod error;
 pub mod extract;
 mod future;
 pub mod ip;
+pub mod lockout;
 pub mod login;
 pub mod otp;
 #[cfg(feature = "presets")]
@@ -66,6 +67,7 @@ pub mod otp;
 pub mod schemes;
 pub mod store;
 pub mod tenant;
+pub mod throttle;
 pub mod token;
 
 pub use error::{AuthRejection, ConfigError, TokenError};

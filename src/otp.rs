@@ -81,6 +81,28 @@ impl TotpVerifier {
             .map_err(|e| ConfigError::Invalid(format!("TOTP: {e}")))
     }
 
+    /// The `otpauth://totp/…` URI an authenticator app enrolls from (as a QR
+    /// code), per the Key Uri Format of Google Authenticator.
+    pub fn provisioning_uri(&self, secret: &[u8], issuer: &str, account: &str) -> String {
+        let algorithm = match self.algorithm {
+            TotpAlgorithm::SHA1 => "SHA1",
+            TotpAlgorithm::SHA256 => "SHA256",
+            TotpAlgorithm::SHA512 => "SHA512",
+            // totp-rs's optional Steam variant has no otpauth name.
+            #[allow(unreachable_patterns)]
+            _ => "SHA1",
+        };
+        let secret = base32::encode(base32::Alphabet::Rfc4648 { padding: false }, secret);
+        format!(
+            "otpauth://totp/{}:{}?secret={secret}&issuer={}&algorithm={algorithm}&digits={}&period={}",
+            percent_encode(issuer),
+            percent_encode(account),
+            percent_encode(issuer),
+            self.digits,
+            self.period,
+        )
+    }
+
     /// Checks `code` for `account` at `now`. The code must be exactly the
     /// configured number of ASCII digits; it may match the current step or
     /// one step either side; a step already used by this account is refused.
@@ -116,4 +138,17 @@ impl TotpVerifier {
             Err(err) => Err(LoginError::Unavailable(err)),
         }
     }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

@@ -64,13 +64,20 @@ async fn start() -> Server {
 }
 
 async fn start_with(key: SigningKey, ip_rules: tower_authgate::ip::IpRules) -> Server {
-    let router = app::build(app::DemoConfig {
+    start_config(app::DemoConfig {
         development: true,
-        signing_key: Some(key.clone()),
+        signing_key: Some(key),
         ip_rules,
         trusted_proxies: tower_authgate::ip::IpRanges::parse_list("127.0.0.1").unwrap(),
+        login_throttle_per_minute: 0,
+        lockout: tower_authgate::lockout::Lockout::default(),
     })
-    .unwrap();
+    .await
+}
+
+async fn start_config(config: app::DemoConfig) -> Server {
+    let key = config.signing_key.clone().expect("a test key");
+    let router = app::build(config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -1121,6 +1128,178 @@ async fn ip_filter_and_trusted_proxy_headers() {
     assert_eq!(closed.get("/healthz", &[]).await.status, StatusCode::OK);
     assert_eq!(
         closed.get("/.well-known/jwks.json", &[]).await.status,
+        StatusCode::OK
+    );
+}
+
+fn demo_key() -> SigningKey {
+    SigningKey::from_pem(Algorithm::EdDSA, &common::key_pem("ed25519_private"))
+        .unwrap()
+        .with_kid("demo")
+}
+
+#[tokio::test]
+async fn lockout_after_five_failures_and_locked_users_listing() {
+    use std::sync::Arc;
+    use tower_authgate::lockout::{Lockout, LockoutPolicy, ManualClock};
+    let clock = Arc::new(ManualClock::new(now_seconds()));
+    let server = start_config(app::DemoConfig {
+        development: true,
+        signing_key: Some(demo_key()),
+        ip_rules: tower_authgate::ip::IpRules::allow_all(),
+        trusted_proxies: tower_authgate::ip::IpRanges::default(),
+        login_throttle_per_minute: 0,
+        lockout: Lockout::new(LockoutPolicy::default()).clock(clock.clone()),
+    })
+    .await;
+    let admin = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[],
+            json!({"username": "admin", "password": "admin"}),
+        )
+        .await;
+    let admin = format!("Bearer {}", admin.str("access_token"));
+
+    let attempt = |user: &'static str, password: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .json(
+                    Method::POST,
+                    "/api/v2/login",
+                    &[],
+                    json!({"username": user, "password": password}),
+                )
+                .await
+        }
+    };
+    for i in 0..5 {
+        assert_eq!(
+            attempt("operator", "wrong").await.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {i}"
+        );
+        assert_eq!(
+            attempt("ghost", "wrong").await.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {i}"
+        );
+    }
+    // Locked: the right password is not even checked, and the answer for an
+    // unknown account is the same.
+    let locked = attempt("operator", "operator").await;
+    assert_eq!(locked.status, StatusCode::LOCKED, "{}", locked.text);
+    let retry: u64 = locked.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=600).contains(&retry));
+    let ghost = attempt("ghost", "anything").await;
+    assert_eq!((ghost.status, &ghost.text), (locked.status, &locked.text));
+    // Every preset answers the lock the same way.
+    let (ct, body) = multipart(&[("username", "operator"), ("password", "operator")]);
+    let cookie = server
+        .send(Method::POST, "/login", &[("content-type", &ct)], body)
+        .await;
+    assert_eq!(cookie.status, StatusCode::LOCKED);
+    assert!(cookie.headers.contains_key("retry-after"));
+
+    let list = server
+        .get("/api/auth/lockedUsers", &[("authorization", &admin)])
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let names: Vec<&str> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ghost", "operator"]);
+    assert!(list.body[1]["lockedUntil"].as_u64().unwrap() > now_seconds());
+    // Anonymous callers and non-administrators may not see it.
+    assert_eq!(
+        server.get("/api/auth/lockedUsers", &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // An administrator unlocks one; the other unlocks when its time is up.
+    let unlock = server
+        .send(
+            Method::DELETE,
+            "/api/auth/lockedUsers/operator",
+            &[("authorization", &admin)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(unlock.status, StatusCode::NO_CONTENT);
+    let after = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[],
+            json!({"username": "operator", "password": "operator", "otp": operator_code(0)}),
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.text);
+    let operator = format!("Bearer {}", after.str("access_token"));
+    assert_eq!(
+        server
+            .get("/api/auth/lockedUsers", &[("authorization", &operator)])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(attempt("ghost", "x").await.status, StatusCode::LOCKED);
+    clock.advance(601);
+    assert_eq!(attempt("ghost", "x").await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn login_throttle_per_address() {
+    let server = start_config(app::DemoConfig {
+        development: true,
+        signing_key: Some(demo_key()),
+        ip_rules: tower_authgate::ip::IpRules::allow_all(),
+        trusted_proxies: tower_authgate::ip::IpRanges::parse_list("127.0.0.1").unwrap(),
+        login_throttle_per_minute: 3,
+        lockout: tower_authgate::lockout::Lockout::default(),
+    })
+    .await;
+    let from = |ip: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .json(
+                    Method::POST,
+                    "/api/login",
+                    &[("x-forwarded-for", ip)],
+                    json!({"username": "nobody", "password": "x"}),
+                )
+                .await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(from("198.51.100.1").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let throttled = from("198.51.100.1").await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another address is not affected; API routes are not throttled.
+    assert_eq!(from("198.51.100.2").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server
+            .get("/healthz", &[("x-forwarded-for", "198.51.100.1")])
+            .await
+            .status,
         StatusCode::OK
     );
 }

@@ -11,12 +11,14 @@ use tower::ServiceBuilder;
 use tower_authgate::auth::{AuthLayer, CookieRenewal};
 use tower_authgate::cookie::CookieSettings;
 use tower_authgate::ip::{ClientIp, ClientIpResolver, IpFilterLayer, IpRanges, IpRules};
+use tower_authgate::lockout::Lockout;
 use tower_authgate::login::{
     AuthClaims, JwtIssuer, Lifetimes, LoginFlow, MemoryUsers, NewUser, TokenIssuer,
 };
 use tower_authgate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
 use tower_authgate::store::{MemoryRevocations, RevocationStore};
 use tower_authgate::tenant::{Space, SpaceLayer};
+use tower_authgate::throttle::LoginThrottleLayer;
 use tower_authgate::token::{
     Claims, KeySet, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
 };
@@ -38,12 +40,21 @@ pub struct DemoConfig {
     pub ip_rules: IpRules,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: IpRanges,
+    /// Login attempts allowed per minute from one address; 0 turns the
+    /// throttle off.
+    pub login_throttle_per_minute: u32,
+    /// The lockout policy and clock.
+    pub lockout: Lockout,
 }
+
+/// The default login throttle: generous enough for an office behind one
+/// address, tight enough to slow credential stuffing.
+pub const DEFAULT_LOGIN_THROTTLE_PER_MINUTE: u32 = 60;
 
 impl DemoConfig {
     /// The configuration from the environment: `IP_ALLOW`, `IP_DENY` and
-    /// `TRUSTED_PROXIES` (comma-separated CIDRs); none set allows every
-    /// address and trusts no proxy header.
+    /// `TRUSTED_PROXIES` (comma-separated CIDRs; none set allows every
+    /// address and trusts no proxy header), and `LOGIN_THROTTLE_PER_MINUTE`.
     pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
         let var = |name| std::env::var(name).unwrap_or_default();
         Ok(DemoConfig {
@@ -51,6 +62,13 @@ impl DemoConfig {
             signing_key: None,
             ip_rules: IpRules::parse(&var("IP_ALLOW"), &var("IP_DENY"))?,
             trusted_proxies: IpRanges::parse_list(&var("TRUSTED_PROXIES"))?,
+            login_throttle_per_minute: match var("LOGIN_THROTTLE_PER_MINUTE").trim() {
+                "" => DEFAULT_LOGIN_THROTTLE_PER_MINUTE,
+                value => value.parse().map_err(|_| {
+                    format!("LOGIN_THROTTLE_PER_MINUTE must be a whole number, not {value:?}")
+                })?,
+            },
+            lockout: Lockout::default(),
         })
     }
 }
@@ -98,7 +116,10 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         ..Lifetimes::default()
     };
     let default_lifetimes = Lifetimes::default();
-    let flow = |issuer: Arc<dyn TokenIssuer>| LoginFlow::new(users.clone(), issuer);
+    let lockout = config.lockout.clone();
+    let flow = |issuer: Arc<dyn TokenIssuer>| {
+        LoginFlow::new(users.clone(), issuer).lockout(lockout.clone())
+    };
 
     let cookie_issuer = issuer(&key, DEMO_ISSUER, cookie_lifetimes, &revocations)?;
     let core_issuer = issuer(&key, "datarhei-core", default_lifetimes, &revocations)?;
@@ -149,6 +170,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/projects", get(projects))
+        .merge(cookie_session::locked_users_router(config.lockout.clone()))
         .route_layer(
             ServiceBuilder::new()
                 .layer(api_auth)
@@ -158,12 +180,19 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         config.ip_rules,
         ClientIpResolver::new().trusted_proxies(config.trusted_proxies),
     );
-    let router = Router::new()
+    let mut logins = Router::new()
         .merge(session.router())
         .merge(core.router())
         .merge(nx.router())
         .merge(regscale.router())
-        .merge(workflow.router())
+        .merge(workflow.router());
+    if config.login_throttle_per_minute > 0 {
+        logins = logins.route_layer(LoginThrottleLayer::per_minute(
+            config.login_throttle_per_minute,
+        )?);
+    }
+    let router = Router::new()
+        .merge(logins)
         .merge(api)
         .route_layer(ip_filter)
         .route("/healthz", get(|| async { "ok" }))

@@ -6,7 +6,10 @@
 //! ```
 //!
 //! `IP_ALLOW` and `IP_DENY` (comma-separated CIDRs) filter the API and login
-//! routes; `TRUSTED_PROXIES` names the peers whose `X-Forwarded-For` is read.
+//! routes; `TRUSTED_PROXIES` names the peers whose `X-Forwarded-For` is read;
+//! `LOGIN_THROTTLE_PER_MINUTE` caps login attempts per address (default 60,
+//! `0` turns the throttle off). Five failed logins lock an account for ten
+//! minutes; `GET /api/auth/lockedUsers` lists locked accounts (admin only).
 
 mod app;
 
@@ -46,6 +49,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  curl -i {base}/api/v2/login -H 'Content-Type: application/json' -d '{{\"username\":\"admin\",\"password\":\"admin\"}}'"
     );
     println!("  curl {base}/api/me -H 'X-Auth-Token: <token>'");
+    println!("  # locked accounts (admin token), unlock one");
+    println!("  curl {base}/api/auth/lockedUsers -H 'Authorization: Bearer <access_token>'");
+    println!(
+        "  curl -X DELETE {base}/api/auth/lockedUsers/operator -H 'Authorization: Bearer <access_token>'"
+    );
     println!("  # keys");
     println!("  curl {base}/.well-known/jwks.json");
     axum::serve(

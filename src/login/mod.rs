@@ -18,6 +18,7 @@ mod issuer;
 mod service_accounts;
 mod users;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::StatusCode;
@@ -27,6 +28,7 @@ pub use service_accounts::{MAX_SERVICE_ACCOUNT_TTL, ServiceAccount, ServiceAccou
 pub use users::{Authenticator, MemoryUsers, NewUser, Principal, normalize_username};
 
 use crate::TokenError;
+use crate::lockout::Lockout;
 use crate::otp::TotpVerifier;
 use crate::store::{BoxFuture, StoreError};
 use crate::token::{TokenKind, Verifier, now_seconds};
@@ -55,6 +57,13 @@ pub enum LoginError {
     /// the request did not carry.
     #[error("a one-time code is required")]
     OtpRequired,
+    /// The account is locked after too many failures; nothing was checked.
+    /// The same answer is given for accounts that do not exist.
+    #[error("the account is locked; try again later")]
+    Locked {
+        /// Seconds until the lock ends.
+        retry_after: u64,
+    },
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -78,10 +87,20 @@ impl LoginError {
             | LoginError::RefreshReused
             | LoginError::InvalidOtp
             | LoginError::OtpRequired => StatusCode::UNAUTHORIZED,
+            LoginError::Locked { .. } => StatusCode::LOCKED,
             LoginError::Forbidden(_) => StatusCode::FORBIDDEN,
             LoginError::BadRequest(_) => StatusCode::BAD_REQUEST,
             LoginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds the client should wait before trying again, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            LoginError::Locked { retry_after } => Some(*retry_after),
+            LoginError::Unavailable(_) => Some(5),
+            _ => None,
         }
     }
 
@@ -112,6 +131,7 @@ pub struct LoginFlow {
     users: Arc<dyn Authenticator>,
     issuer: Arc<dyn TokenIssuer>,
     totp: TotpVerifier,
+    lockout: Option<Lockout>,
 }
 
 impl std::fmt::Debug for LoginFlow {
@@ -129,7 +149,57 @@ impl LoginFlow {
             users,
             issuer,
             totp: TotpVerifier::default(),
+            lockout: None,
         }
+    }
+
+    /// Count failed passwords and codes, and lock accounts per `lockout`.
+    pub fn lockout(mut self, lockout: Lockout) -> Self {
+        self.lockout = Some(lockout);
+        self
+    }
+
+    /// The lockout in force, if any.
+    pub fn lockout_policy(&self) -> Option<&Lockout> {
+        self.lockout.as_ref()
+    }
+
+    /// The lockout key for `username` from `client`, when lockout is on.
+    fn lock_key(&self, username: &str, client: Option<IpAddr>) -> Option<(&Lockout, String)> {
+        let lockout = self.lockout.as_ref()?;
+        Some((lockout, lockout.key(&normalize_username(username), client)))
+    }
+
+    async fn refuse_if_locked(&self, key: &Option<(&Lockout, String)>) -> Result<(), LoginError> {
+        if let Some((lockout, key)) = key
+            && let Some(retry_after) = lockout
+                .retry_after(key)
+                .await
+                .map_err(LoginError::Unavailable)?
+        {
+            return Err(LoginError::Locked { retry_after });
+        }
+        Ok(())
+    }
+
+    async fn count_failure(&self, key: &Option<(&Lockout, String)>) -> Result<(), LoginError> {
+        if let Some((lockout, key)) = key {
+            lockout
+                .failure(key)
+                .await
+                .map_err(LoginError::Unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn count_success(&self, key: &Option<(&Lockout, String)>) -> Result<(), LoginError> {
+        if let Some((lockout, key)) = key {
+            lockout
+                .success(key)
+                .await
+                .map_err(LoginError::Unavailable)?;
+        }
+        Ok(())
     }
 
     /// With this TOTP verifier.
@@ -154,25 +224,62 @@ impl LoginFlow {
         username: &str,
         password: &str,
     ) -> Result<LoginOutcome, LoginError> {
+        self.password_from(username, password, None).await
+    }
+
+    /// The password step for a request from `client` (used when lockout
+    /// counts per address).
+    ///
+    /// A locked account is refused before its password is checked; a wrong
+    /// password counts a failure; a complete login (no TOTP required)
+    /// forgets the failures.
+    pub async fn password_from(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<LoginOutcome, LoginError> {
         if username.trim().is_empty() || password.is_empty() {
             return Err(LoginError::InvalidCredentials);
         }
-        let principal = self.users.authenticate(username, password).await?;
+        let key = self.lock_key(username, client);
+        self.refuse_if_locked(&key).await?;
+        let principal = match self.users.authenticate(username, password).await {
+            Ok(principal) => principal,
+            Err(LoginError::InvalidCredentials) => {
+                self.count_failure(&key).await?;
+                return Err(LoginError::InvalidCredentials);
+            }
+            Err(other) => return Err(other),
+        };
         if principal.totp_secret.is_some() {
             return Ok(LoginOutcome::TotpRequired(
                 self.issuer.issue_otp_pending(&principal)?,
             ));
         }
+        self.count_success(&key).await?;
         Ok(LoginOutcome::Authenticated(principal))
     }
 
     /// The TOTP step: an otp-pending token and a code give the principal.
-    /// The pending token is single-use.
     pub async fn totp(&self, pending_token: &str, code: &str) -> Result<Principal, LoginError> {
+        self.totp_from(pending_token, code, None).await
+    }
+
+    /// The TOTP step for a request from `client`. The pending token is
+    /// single-use; a wrong code counts toward the lockout.
+    pub async fn totp_from(
+        &self,
+        pending_token: &str,
+        code: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, LoginError> {
         let claims = self
             .issuer
             .verify(pending_token, &[TokenKind::OtpPending])
             .await?;
+        let key = self.lock_key(&claims.sub, client);
+        self.refuse_if_locked(&key).await?;
         let principal = self
             .users
             .find(&claims.sub)
@@ -182,15 +289,15 @@ impl LoginFlow {
             .totp_secret
             .as_deref()
             .ok_or(LoginError::InvalidOtp)?;
-        self.totp
-            .check(
-                &normalize_username(&principal.username),
-                secret,
-                code,
-                now_seconds(),
-            )
-            .await?;
+        let account = normalize_username(&principal.username);
+        if let Err(err) = self.totp.check(&account, secret, code, now_seconds()).await {
+            if err == LoginError::InvalidOtp {
+                self.count_failure(&key).await?;
+            }
+            return Err(err);
+        }
         self.issuer.revoke_id(&claims.jti, claims.exp).await?;
+        self.count_success(&key).await?;
         Ok(principal)
     }
 }

@@ -34,7 +34,10 @@ use crate::auth::AuthLayer;
 use crate::login::{AuthClaims, LoginFlow, ServiceAccounts};
 use crate::token::{TokenKind, TokenSources, Verifier};
 
-use super::{Failure, LOGIN_BODY_LIMIT, bearer_token, body_bytes, parse_json, password_with_code};
+use super::{
+    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_token, body_bytes, parse_json,
+    password_with_code,
+};
 
 /// How long an `auth_token` lives: 24 hours.
 pub const AUTH_TOKEN_SECONDS: u64 = 86_400;
@@ -98,6 +101,11 @@ impl AuthToken {
 }
 
 fn error_response(failure: Failure) -> Response {
+    let response = error_body(&failure);
+    failure.finish(response)
+}
+
+fn error_body(failure: &Failure) -> Response {
     let mut response = (
         failure.status,
         Json(json!({ "statusCode": failure.status.as_u16(), "message": failure.message })),
@@ -129,6 +137,7 @@ struct Login {
 
 async fn login(
     State(preset): State<Arc<AuthToken>>,
+    client: LoginClient,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -141,6 +150,7 @@ async fn login(
                 &login.username,
                 &login.password,
                 login.otp.as_deref(),
+                client,
             )
             .await?;
             let minted = preset

@@ -31,7 +31,10 @@ use serde_json::json;
 
 use crate::login::{ExternalTokenVerifier, LoginError, LoginFlow, Principal};
 
-use super::{Failure, LOGIN_BODY_LIMIT, bearer_token, body_bytes, parse_json, password_with_code};
+use super::{
+    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_token, body_bytes, parse_json,
+    password_with_code,
+};
 
 /// The bearer-pair preset.
 #[derive(Clone)]
@@ -93,6 +96,11 @@ impl BearerPair {
 }
 
 fn error_response(failure: Failure) -> Response {
+    let response = error_body(&failure);
+    failure.finish(response)
+}
+
+fn error_body(failure: &Failure) -> Response {
     let details: Vec<String> = failure
         .field
         .iter()
@@ -132,6 +140,7 @@ struct LoginBody {
 
 async fn login(
     State(preset): State<Arc<BearerPair>>,
+    client: LoginClient,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -148,6 +157,7 @@ async fn login(
                     &login.username,
                     &login.password,
                     login.otp.as_deref(),
+                    client,
                 )
                 .await?
             }

@@ -38,7 +38,7 @@ use crate::error::ConfigError;
 use crate::login::{LoginError, LoginFlow, LoginOutcome, Principal, TokenPair};
 use crate::token::{TokenSource, TokenSources, Verifier};
 
-use super::{Failure, LOGIN_BODY_LIMIT, body_bytes};
+use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, body_bytes};
 
 /// The access cookie's name.
 pub const ACCESS_COOKIE: &str = "ins_access_token";
@@ -134,6 +134,11 @@ impl CookieSession {
 }
 
 fn error_response(failure: Failure) -> Response {
+    let response = error_body(&failure);
+    failure.finish(response)
+}
+
+fn error_body(failure: &Failure) -> Response {
     let reason = failure.status.canonical_reason().unwrap_or("Error");
     let mut response = (
         failure.status,
@@ -220,7 +225,11 @@ fn required(value: Option<String>, name: &str) -> Result<String, Failure> {
     })
 }
 
-async fn login(State(preset): State<Arc<CookieSession>>, request: Request) -> Response {
+async fn login(
+    State(preset): State<Arc<CookieSession>>,
+    client: LoginClient,
+    request: Request,
+) -> Response {
     let form = match read_form(request).await {
         Ok(form) => form,
         Err(failure) => return error_response(failure),
@@ -232,7 +241,11 @@ async fn login(State(preset): State<Arc<CookieSession>>, request: Request) -> Re
         (Ok(u), Ok(p)) => (u, p),
         (Err(f), _) | (_, Err(f)) => return error_response(f),
     };
-    match preset.flow.password(&username, &password).await {
+    match preset
+        .flow
+        .password_from(&username, &password, client.0)
+        .await
+    {
         Ok(LoginOutcome::Authenticated(principal)) => preset.tokens_for(&principal),
         Ok(LoginOutcome::TotpRequired(pending)) => {
             let mut response = Json(json!({
@@ -260,7 +273,11 @@ fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str
         .map_err(Failure::from)
 }
 
-async fn login_otp(State(preset): State<Arc<CookieSession>>, request: Request) -> Response {
+async fn login_otp(
+    State(preset): State<Arc<CookieSession>>,
+    client: LoginClient,
+    request: Request,
+) -> Response {
     let headers = request.headers().clone();
     let pending = match cookie_token(&headers, OTP_COOKIE) {
         Ok(Some(token)) => token.to_owned(),
@@ -274,7 +291,7 @@ async fn login_otp(State(preset): State<Arc<CookieSession>>, request: Request) -
         Ok(code) => code,
         Err(failure) => return error_response(failure),
     };
-    match preset.flow.totp(&pending, &code).await {
+    match preset.flow.totp_from(&pending, &code, client.0).await {
         Ok(principal) => {
             let mut response = preset.tokens_for(&principal);
             response
@@ -303,4 +320,71 @@ async fn logout(State(preset): State<Arc<CookieSession>>, headers: HeaderMap) ->
             .append(header::SET_COOKIE, preset.cookies.clear(name));
     }
     response
+}
+
+/// `GET /api/auth/lockedUsers` (document 000) and
+/// `DELETE /api/auth/lockedUsers/{username}` to unlock one, for
+/// administrators (role `admin`).
+///
+/// Put it behind the API's [`AuthLayer`] (`Claims<AuthClaims>`); without it
+/// the routes answer `500` naming the missing layer. The list answers
+/// `[{"username","lockedUntil","retryAfter","failures"}]`.
+pub fn locked_users_router(lockout: crate::lockout::Lockout) -> Router {
+    Router::new()
+        .route("/api/auth/lockedUsers", axum::routing::get(locked_users))
+        .route(
+            "/api/auth/lockedUsers/{username}",
+            axum::routing::delete(unlock_user),
+        )
+        .with_state(Arc::new(lockout))
+}
+
+/// The answer for a caller who is not an administrator, if this one is not.
+fn refuse_non_admin(claims: &crate::login::AuthClaims) -> Option<Response> {
+    (!claims.roles.iter().any(|r| r == "admin"))
+        .then(|| error_response(Failure::new(StatusCode::FORBIDDEN, "administrators only")))
+}
+
+async fn locked_users(
+    State(lockout): State<Arc<crate::lockout::Lockout>>,
+    crate::token::Claims(claims): crate::token::Claims<crate::login::AuthClaims>,
+) -> Response {
+    if let Some(response) = refuse_non_admin(&claims) {
+        return response;
+    }
+    match lockout.locked().await {
+        Ok(locked) => {
+            let now = lockout.now();
+            Json(
+                locked
+                    .into_iter()
+                    .map(|account| {
+                        json!({
+                            "username": account.account,
+                            "lockedUntil": account.locked_until,
+                            "retryAfter": account.locked_until.saturating_sub(now),
+                            "failures": account.failures,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .into_response()
+        }
+        Err(err) => error_response(LoginError::Unavailable(err).into()),
+    }
+}
+
+async fn unlock_user(
+    State(lockout): State<Arc<crate::lockout::Lockout>>,
+    crate::token::Claims(claims): crate::token::Claims<crate::login::AuthClaims>,
+    axum::extract::Path(username): axum::extract::Path<String>,
+) -> Response {
+    if let Some(response) = refuse_non_admin(&claims) {
+        return response;
+    }
+    let key = crate::login::normalize_username(&username);
+    match lockout.unlock(&key).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => error_response(LoginError::Unavailable(err).into()),
+    }
 }

@@ -48,6 +48,9 @@ pub struct Failure {
     pub message: String,
     /// The request field at fault, if one is.
     pub field: Option<String>,
+    /// Seconds to wait before trying again (a locked account, an
+    /// unavailable store), sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -56,6 +59,7 @@ impl Failure {
             status,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -66,7 +70,55 @@ impl Failure {
 
 impl From<LoginError> for Failure {
     fn from(err: LoginError) -> Self {
-        Failure::new(err.status(), err.public_message())
+        let mut failure = Failure::new(err.status(), err.public_message());
+        failure.retry_after = err.retry_after();
+        failure
+    }
+}
+
+impl Failure {
+    /// Adds `Retry-After` to `response` when the failure has one.
+    pub(crate) fn finish(
+        &self,
+        mut response: axum::response::Response,
+    ) -> axum::response::Response {
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = http::HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// The client address of a login request, for lockout per address: the
+/// [`ClientIp`](crate::ip::ClientIp) an `IpFilterLayer` resolved, else the
+/// peer address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginClient(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LoginClient {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(crate::ip::ClientIp(ip)) = parts.extensions.get::<crate::ip::ClientIp>() {
+            return Ok(LoginClient(Some(*ip)));
+        }
+        use axum::extract::ConnectInfo;
+        let peer = parts
+            .extensions
+            .get::<crate::ip::PeerAddr>()
+            .map(|p| p.0.ip())
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip())
+            });
+        Ok(LoginClient(peer.map(|ip| ip.to_canonical())))
     }
 }
 
@@ -137,11 +189,12 @@ pub(crate) async fn password_with_code(
     username: &str,
     password: &str,
     code: Option<&str>,
+    client: LoginClient,
 ) -> Result<Principal, LoginError> {
-    match flow.password(username, password).await? {
+    match flow.password_from(username, password, client.0).await? {
         LoginOutcome::Authenticated(principal) => Ok(principal),
         LoginOutcome::TotpRequired(pending) => match code {
-            Some(code) => flow.totp(&pending.token, code).await,
+            Some(code) => flow.totp_from(&pending.token, code, client.0).await,
             None => Err(LoginError::OtpRequired),
         },
     }

@@ -35,7 +35,7 @@ use serde_json::json;
 use crate::login::{LoginFlow, LoginOutcome, TokenPair};
 use crate::token::TokenKind;
 
-use super::{Failure, LOGIN_BODY_LIMIT, bearer_token, body_bytes, parse_json};
+use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_token, body_bytes, parse_json};
 
 /// Refresh lifetime for `KeepLoggedIn: true`: 30 days.
 pub const KEEP_LOGGED_IN_SECONDS: u64 = 30 * 86_400;
@@ -78,6 +78,11 @@ impl PascalCase {
 }
 
 fn error_response(failure: Failure) -> Response {
+    let response = error_body(&failure);
+    failure.finish(response)
+}
+
+fn error_body(failure: &Failure) -> Response {
     let authorization_invalid = failure.status == StatusCode::UNAUTHORIZED;
     let mut response = (
         failure.status,
@@ -128,6 +133,7 @@ struct SignIn {
 
 async fn signin(
     State(preset): State<Arc<PascalCase>>,
+    client: LoginClient,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -138,7 +144,7 @@ async fn signin(
             let refresh_ttl = signin.keep_logged_in.then_some(preset.keep_logged_in);
             match preset
                 .flow
-                .password(&signin.username, &signin.password)
+                .password_from(&signin.username, &signin.password, client.0)
                 .await?
             {
                 LoginOutcome::Authenticated(principal) => Ok(pair_response(
@@ -218,13 +224,17 @@ struct TotpStep {
 
 async fn totp(
     State(preset): State<Arc<PascalCase>>,
+    client: LoginClient,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let body = body_bytes(body)?;
         let step: TotpStep = parse_json(&headers, &body)?;
-        let principal = preset.flow.totp(&step.token, &step.totp).await?;
+        let principal = preset
+            .flow
+            .totp_from(&step.token, &step.totp, client.0)
+            .await?;
         Ok::<_, Failure>(preset.flow.issuer().issue_pair(&principal, None)?)
     }
     .await;

@@ -32,7 +32,7 @@ use crate::error::ConfigError;
 use crate::login::{LoginError, LoginFlow, Principal};
 use crate::token::{SigningKey, TokenSource, TokenSources, Verifier};
 
-use super::{Failure, LOGIN_BODY_LIMIT, body_bytes, parse_json, password_with_code};
+use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, body_bytes, parse_json, password_with_code};
 
 /// The header the token travels in.
 pub const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
@@ -97,6 +97,11 @@ impl XAuthToken {
 }
 
 fn error_response(failure: Failure) -> Response {
+    let response = error_body(&failure);
+    failure.finish(response)
+}
+
+fn error_body(failure: &Failure) -> Response {
     // The document's error answers have no content; a short JSON message
     // helps clients without contradicting it.
     (failure.status, Json(json!({ "message": failure.message }))).into_response()
@@ -125,6 +130,7 @@ struct LoginV2 {
 
 async fn login_v2(
     State(preset): State<Arc<XAuthToken>>,
+    client: LoginClient,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -136,6 +142,7 @@ async fn login_v2(
             &login.username,
             &login.password,
             login.otp.as_deref(),
+            client,
         )
         .await?;
         if let Some(previous) = login.logout_id.as_deref().filter(|t| !t.is_empty()) {
@@ -171,6 +178,7 @@ struct LoginV1 {
 
 async fn login_v1(
     State(preset): State<Arc<XAuthToken>>,
+    client: LoginClient,
     query: Result<Query<LoginV1>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
@@ -178,7 +186,8 @@ async fn login_v1(
         let (Some(username), Some(password)) = (query.username, query.password) else {
             return Err(Failure::bad_request("username and password are required"));
         };
-        let principal = password_with_code(&preset.flow, &username, &password, None).await?;
+        let principal =
+            password_with_code(&preset.flow, &username, &password, None, client).await?;
         let token = preset.token_for(&principal).await?;
         Ok::<_, Failure>((principal, token))
     }
