@@ -2,181 +2,12 @@
 //! ephemeral loopback port.
 #![cfg(feature = "presets")]
 
-#[path = "../examples/demo/app.rs"]
-#[allow(dead_code)]
-mod app;
 mod common;
 
-use std::net::SocketAddr;
-
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
-use tower_authgate::otp::TotpVerifier;
-use tower_authgate::token::{Algorithm, SigningKey, now_seconds};
-
-struct Server {
-    addr: SocketAddr,
-    client: Client<HttpConnector, Full<Bytes>>,
-    key: SigningKey,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-    text: String,
-}
-
-impl Reply {
-    fn cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn cookie_value(&self, name: &str) -> Option<String> {
-        self.cookies().iter().find_map(|c| {
-            c.strip_prefix(&format!("{name}="))
-                .map(|rest| rest.split(';').next().unwrap().to_owned())
-        })
-    }
-
-    fn str(&self, field: &str) -> String {
-        self.body[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {field} in {}", self.text))
-            .to_owned()
-    }
-}
-
-async fn start() -> Server {
-    let key = SigningKey::from_pem(Algorithm::EdDSA, &common::key_pem("ed25519_private"))
-        .unwrap()
-        .with_kid("demo");
-    start_with(key, tower_authgate::ip::IpRules::allow_all()).await
-}
-
-async fn start_with(key: SigningKey, ip_rules: tower_authgate::ip::IpRules) -> Server {
-    start_config(app::DemoConfig {
-        development: true,
-        signing_key: Some(key),
-        ip_rules,
-        trusted_proxies: tower_authgate::ip::IpRanges::parse_list("127.0.0.1").unwrap(),
-        login_throttle_per_minute: 0,
-        lockout: tower_authgate::lockout::Lockout::default(),
-    })
-    .await
-}
-
-async fn start_config(config: app::DemoConfig) -> Server {
-    let key = config.signing_key.clone().expect("a test key");
-    let router = app::build(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    Server {
-        addr,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        key,
-    }
-}
-
-impl Server {
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let response = self
-            .client
-            .request(builder.body(Full::new(Bytes::from(body))).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {text}");
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
-    }
-
-    async fn json(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Value,
-    ) -> Reply {
-        let mut all = vec![("content-type", "application/json")];
-        all.extend_from_slice(headers);
-        self.send(method, path, &all, body.to_string().into_bytes())
-            .await
-    }
-
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        self.send(Method::GET, path, headers, Vec::new()).await
-    }
-}
-
-fn claims_of(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-fn multipart(fields: &[(&str, &str)]) -> (String, Vec<u8>) {
-    let boundary = "----authgate-test-boundary";
-    let mut body = String::new();
-    for (name, value) in fields {
-        body.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-        ));
-    }
-    body.push_str(&format!("--{boundary}--\r\n"));
-    (
-        format!("multipart/form-data; boundary={boundary}"),
-        body.into_bytes(),
-    )
-}
-
-fn operator_code(offset_steps: i64) -> String {
-    let secret = totp_rs::Secret::Encoded(app::OPERATOR_TOTP_SECRET.into())
-        .to_bytes()
-        .unwrap();
-    let time = (now_seconds() as i64 + offset_steps * 30) as u64;
-    TotpVerifier::default().generate(&secret, time).unwrap()
-}
+use common::demo::*;
+use http::{Method, Request, StatusCode};
+use serde_json::json;
+use tower_authgate::token::{SigningKey, now_seconds};
 
 #[tokio::test]
 async fn document_000_cookie_session() {
@@ -1054,9 +885,7 @@ async fn garbage_never_yields_a_server_error() {
 #[tokio::test]
 async fn ip_filter_and_trusted_proxy_headers() {
     use tower_authgate::ip::IpRules;
-    let key = SigningKey::from_pem(Algorithm::EdDSA, &common::key_pem("ed25519_private"))
-        .unwrap()
-        .with_kid("demo");
+    let key = demo_key();
     // The test client connects from 127.0.0.1, which the demo trusts as a proxy.
     let server = start_with(key.clone(), IpRules::parse("", "203.0.113.0/24").unwrap()).await;
     let login = server
@@ -1132,12 +961,6 @@ async fn ip_filter_and_trusted_proxy_headers() {
     );
 }
 
-fn demo_key() -> SigningKey {
-    SigningKey::from_pem(Algorithm::EdDSA, &common::key_pem("ed25519_private"))
-        .unwrap()
-        .with_kid("demo")
-}
-
 #[tokio::test]
 async fn lockout_after_five_failures_and_locked_users_listing() {
     use std::sync::Arc;
@@ -1150,6 +973,7 @@ async fn lockout_after_five_failures_and_locked_users_listing() {
         trusted_proxies: tower_authgate::ip::IpRanges::default(),
         login_throttle_per_minute: 0,
         lockout: Lockout::new(LockoutPolicy::default()).clock(clock.clone()),
+        redis_url: None,
     })
     .await;
     let admin = server
@@ -1267,6 +1091,7 @@ async fn login_throttle_per_address() {
         trusted_proxies: tower_authgate::ip::IpRanges::parse_list("127.0.0.1").unwrap(),
         login_throttle_per_minute: 3,
         lockout: tower_authgate::lockout::Lockout::default(),
+        redis_url: None,
     })
     .await;
     let from = |ip: &'static str| {

@@ -527,3 +527,23 @@ fn generated_keys_sign_verifiable_tokens_and_publish_their_public_half() {
             .is_none()
     );
 }
+
+#[test]
+fn generated_keys_round_trip_through_pkcs8_pem() {
+    for (key, alg) in [
+        (SigningKey::generate_ed25519().unwrap(), Algorithm::EdDSA),
+        (SigningKey::generate_es256().unwrap(), Algorithm::ES256),
+    ] {
+        let pem = key.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let reloaded = SigningKey::from_pem(alg, pem.as_bytes()).unwrap();
+        let token = reloaded.sign(&access_claims("a")).unwrap();
+        assert!(verify(&verifier_for(&key), &token).is_ok(), "{alg:?}");
+    }
+    assert!(
+        SigningKey::hmac(Algorithm::HS256, SECRET)
+            .unwrap()
+            .to_pkcs8_pem()
+            .is_none()
+    );
+}

@@ -15,6 +15,7 @@ use tower_authgate::lockout::Lockout;
 use tower_authgate::login::{
     AuthClaims, JwtIssuer, Lifetimes, LoginFlow, MemoryUsers, NewUser, TokenIssuer,
 };
+use tower_authgate::otp::TotpVerifier;
 use tower_authgate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
 use tower_authgate::store::{MemoryRevocations, RevocationStore};
 use tower_authgate::tenant::{Space, SpaceLayer};
@@ -45,6 +46,9 @@ pub struct DemoConfig {
     pub login_throttle_per_minute: u32,
     /// The lockout policy and clock.
     pub lockout: Lockout,
+    /// A Redis server for revocations, lockout counters and used TOTP steps
+    /// (`REDIS_URL`); in-memory stores when absent.
+    pub redis_url: Option<String>,
 }
 
 /// The default login throttle: generous enough for an office behind one
@@ -54,12 +58,18 @@ pub const DEFAULT_LOGIN_THROTTLE_PER_MINUTE: u32 = 60;
 impl DemoConfig {
     /// The configuration from the environment: `IP_ALLOW`, `IP_DENY` and
     /// `TRUSTED_PROXIES` (comma-separated CIDRs; none set allows every
-    /// address and trusts no proxy header), and `LOGIN_THROTTLE_PER_MINUTE`.
+    /// address and trusts no proxy header), `LOGIN_THROTTLE_PER_MINUTE`,
+    /// `REDIS_URL`, and `DEMO_SIGNING_KEY` (a PEM file holding the Ed25519
+    /// signing key, created when it does not exist yet, so that the instances
+    /// of one deployment accept each other's tokens).
     pub fn from_env() -> Result<Self, Box<dyn std::error::Error>> {
         let var = |name| std::env::var(name).unwrap_or_default();
         Ok(DemoConfig {
             development: true,
-            signing_key: None,
+            signing_key: match std::env::var("DEMO_SIGNING_KEY") {
+                Ok(path) if !path.is_empty() => Some(load_or_create_key(&path)?),
+                _ => None,
+            },
             ip_rules: IpRules::parse(&var("IP_ALLOW"), &var("IP_DENY"))?,
             trusted_proxies: IpRanges::parse_list(&var("TRUSTED_PROXIES"))?,
             login_throttle_per_minute: match var("LOGIN_THROTTLE_PER_MINUTE").trim() {
@@ -69,6 +79,9 @@ impl DemoConfig {
                 })?,
             },
             lockout: Lockout::default(),
+            redis_url: std::env::var("REDIS_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
         })
     }
 }
@@ -77,13 +90,12 @@ fn issuer(
     key: &SigningKey,
     name: &str,
     lifetimes: Lifetimes,
-    revocations: &Arc<MemoryRevocations>,
+    revocations: &Arc<dyn RevocationStore>,
 ) -> Result<Arc<dyn TokenIssuer>, Box<dyn std::error::Error>> {
-    let store: Arc<dyn RevocationStore> = revocations.clone();
     Ok(Arc::new(
         JwtIssuer::new(key.clone(), name)?
             .lifetimes(lifetimes)
-            .revocation_store(store),
+            .revocation_store(Arc::clone(revocations)),
     ))
 }
 
@@ -108,7 +120,19 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         None => SigningKey::generate_ed25519()?.with_kid("demo"),
     };
     let restart_key = x_auth_token::XAuthToken::restart_scoped_key()?;
-    let revocations = Arc::new(MemoryRevocations::default());
+    // Shared state: Redis when configured (several instances), memory otherwise.
+    let SharedState {
+        revocations,
+        lockout,
+        totp,
+    } = match &config.redis_url {
+        Some(url) => redis_stores(url, config.lockout.clone())?,
+        None => SharedState {
+            revocations: Arc::new(MemoryRevocations::default()),
+            lockout: config.lockout.clone(),
+            totp: TotpVerifier::default(),
+        },
+    };
 
     let cookie_lifetimes = Lifetimes {
         access: 300,
@@ -116,9 +140,10 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         ..Lifetimes::default()
     };
     let default_lifetimes = Lifetimes::default();
-    let lockout = config.lockout.clone();
     let flow = |issuer: Arc<dyn TokenIssuer>| {
-        LoginFlow::new(users.clone(), issuer).lockout(lockout.clone())
+        LoginFlow::new(users.clone(), issuer)
+            .lockout(lockout.clone())
+            .totp_verifier(totp.clone())
     };
 
     let cookie_issuer = issuer(&key, DEMO_ISSUER, cookie_lifetimes, &revocations)?;
@@ -153,7 +178,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         TokenSource::bearer(),
         TokenSource::header(x_auth_token::X_AUTH_TOKEN),
     ])?;
-    let store: Arc<dyn RevocationStore> = revocations.clone();
+    let store = Arc::clone(&revocations);
     let api_auth = AuthLayer::<AuthClaims>::new(verifier)
         .sources(sources)
         .revocations(store)
@@ -170,7 +195,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/projects", get(projects))
-        .merge(cookie_session::locked_users_router(config.lockout.clone()))
+        .merge(cookie_session::locked_users_router(lockout.clone()))
         .route_layer(
             ServiceBuilder::new()
                 .layer(api_auth)
@@ -226,4 +251,50 @@ async fn projects(Space(space): Space) -> Json<serde_json::Value> {
         {"id": 1, "name": format!("{space} water plant"), "space": space},
         {"id": 2, "name": format!("{space} substation"), "space": space},
     ]))
+}
+
+/// The state every instance of a deployment must share.
+struct SharedState {
+    revocations: Arc<dyn RevocationStore>,
+    lockout: Lockout,
+    totp: TotpVerifier,
+}
+
+#[cfg(feature = "redis")]
+fn redis_stores(url: &str, lockout: Lockout) -> Result<SharedState, Box<dyn std::error::Error>> {
+    use tower_authgate::store::{RedisStore, RedisStoreConfig};
+    let store = Arc::new(RedisStore::open(url, RedisStoreConfig::default())?);
+    Ok(SharedState {
+        revocations: store.clone(),
+        lockout: lockout.store(store.clone()),
+        totp: TotpVerifier::default().replay_guard(store),
+    })
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_stores(_url: &str, _lockout: Lockout) -> Result<SharedState, Box<dyn std::error::Error>> {
+    Err(
+        "REDIS_URL is set but the demo was built without the `redis` feature: \
+         cargo run --example demo --features redis"
+            .into(),
+    )
+}
+
+/// The Ed25519 key in the PEM file at `path`, or a new one written there.
+fn load_or_create_key(path: &str) -> Result<SigningKey, Box<dyn std::error::Error>> {
+    use tower_authgate::token::Algorithm;
+    match std::fs::read(path) {
+        Ok(pem) => Ok(SigningKey::from_pem(Algorithm::EdDSA, &pem)?.with_kid("demo")),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::generate_ed25519()?.with_kid("demo");
+            let pem = key.to_pkcs8_pem().ok_or("an Ed25519 key has a PEM form")?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(&mut options.open(path)?, pem.as_bytes())?;
+            Ok(key)
+        }
+        Err(err) => Err(format!("DEMO_SIGNING_KEY {path}: {err}").into()),
+    }
 }

@@ -453,6 +453,27 @@ impl SigningKey {
         self.kid.as_deref()
     }
 
+    /// The private key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), for
+    /// EdDSA and ECDSA keys, so a generated key can be stored and shared by
+    /// several instances; `None` for HMAC and RSA keys. Keep the text secret.
+    pub fn to_pkcs8_pem(&self) -> Option<String> {
+        use base64::Engine as _;
+        if !matches!(
+            self.algorithm,
+            Algorithm::EdDSA | Algorithm::ES256 | Algorithm::ES384
+        ) {
+            return None;
+        }
+        let body = base64::engine::general_purpose::STANDARD.encode(self.encoding.as_bytes());
+        let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        Some(pem)
+    }
+
     /// The matching verifying key.
     pub fn verifying_key(&self) -> VerifyingKey {
         self.verifying.clone()

@@ -1,5 +1,11 @@
-//! Helpers shared by the integration tests: fixture keys and token minting.
+//! Helpers shared by the integration tests: fixture keys, token minting, and
+//! a real redis-server.
 #![allow(dead_code, unreachable_pub)]
+
+#[cfg(feature = "presets")]
+pub mod demo;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use serde_json::{Value, json};
 use tower_authgate::token::{Algorithm, SigningKey, now_seconds};

@@ -14,6 +14,12 @@ use std::sync::Mutex;
 
 use crate::token::now_seconds;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreConfig, Unreachable};
+
 /// A boxed, `Send` future, as returned by the store traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
