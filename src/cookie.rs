@@ -44,6 +44,12 @@ impl CookieSettings {
         self
     }
 
+    /// Whether cookie names may carry the `__Host-` prefix (RFC 6265bis
+    /// §4.1.3.2): `Secure`, `Path=/`, no `Domain`.
+    pub fn allows_host_prefix(&self) -> bool {
+        self.secure && self.path == "/"
+    }
+
     /// Whether cookies carry `Secure`.
     pub fn is_secure(&self) -> bool {
         self.secure

@@ -53,6 +53,7 @@
 
 pub mod auth;
 pub mod cookie;
+pub mod csrf;
 pub mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -1128,3 +1128,50 @@ async fn login_throttle_per_address() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn host_prefixed_cookies() {
+    use axum::body::Body;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    use tower_authgate::cookie::CookieSettings;
+    use tower_authgate::login::{JwtIssuer, LoginFlow, MemoryUsers, NewUser};
+    use tower_authgate::schemes::cookie_session::CookieSession;
+    let users = MemoryUsers::new().unwrap();
+    users
+        .insert(NewUser::new("admin", "admin").spaces(["default_space"]))
+        .unwrap();
+    let issuer = JwtIssuer::new(demo_key(), "t").unwrap();
+    let flow = LoginFlow::new(Arc::new(users), Arc::new(issuer));
+    assert!(
+        CookieSession::new(flow.clone())
+            .cookies(CookieSettings::default().development())
+            .host_prefixed()
+            .is_err()
+    );
+    let preset = CookieSession::new(flow).host_prefixed().unwrap();
+    assert_eq!(preset.access_cookie_name(), "__Host-ins_access_token");
+    let response = preset
+        .router()
+        .oneshot(
+            Request::post("/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from("username=admin&password=admin"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookies: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(cookies[0].starts_with("__Host-ins_access_token="));
+    assert!(cookies[1].starts_with("__Host-ins_refresh_token="));
+    assert!(cookies.iter().all(|c| {
+        c.ends_with("; Path=/; Max-Age=600; HttpOnly; SameSite=Lax; Secure")
+            || c.contains("Max-Age=86400; HttpOnly; SameSite=Lax; Secure")
+    }));
+}

@@ -10,6 +10,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 use tower_authgate::auth::{AuthLayer, CookieRenewal};
 use tower_authgate::cookie::CookieSettings;
+use tower_authgate::csrf::CsrfLayer;
 use tower_authgate::ip::{ClientIp, ClientIpResolver, IpFilterLayer, IpRanges, IpRules};
 use tower_authgate::lockout::Lockout;
 use tower_authgate::login::{
@@ -199,6 +200,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         .route_layer(
             ServiceBuilder::new()
                 .layer(api_auth)
+                .layer(CsrfLayer::new())
                 .layer(SpaceLayer::<AuthClaims>::new()),
         );
     let ip_filter = IpFilterLayer::new(

@@ -52,6 +52,9 @@ pub const OTP_COOKIE: &str = "ins_otp_token";
 pub struct CookieSession {
     flow: LoginFlow,
     cookies: CookieSettings,
+    access_cookie: String,
+    refresh_cookie: String,
+    otp_cookie: String,
 }
 
 impl CookieSession {
@@ -60,7 +63,33 @@ impl CookieSession {
         CookieSession {
             flow,
             cookies: CookieSettings::default(),
+            access_cookie: ACCESS_COOKIE.into(),
+            refresh_cookie: REFRESH_COOKIE.into(),
+            otp_cookie: OTP_COOKIE.into(),
         }
+    }
+
+    /// Names the cookies `__Host-ins_access_token`, `__Host-ins_refresh_token`
+    /// and `__Host-ins_otp_token`: browsers then refuse them unless they are
+    /// `Secure`, for `Path=/` and without `Domain`, so a sibling subdomain
+    /// cannot plant or overwrite them (RFC 6265bis §4.1.3.2). Call it after
+    /// [`cookies`](Self::cookies); it is refused for development (non-`Secure`)
+    /// cookies.
+    pub fn host_prefixed(mut self) -> Result<Self, ConfigError> {
+        if !self.cookies.allows_host_prefix() {
+            return Err(ConfigError::Invalid(
+                "`__Host-` cookies must be Secure with Path=/".into(),
+            ));
+        }
+        self.access_cookie = format!("__Host-{ACCESS_COOKIE}");
+        self.refresh_cookie = format!("__Host-{REFRESH_COOKIE}");
+        self.otp_cookie = format!("__Host-{OTP_COOKIE}");
+        Ok(self)
+    }
+
+    /// The access cookie's name in force.
+    pub fn access_cookie_name(&self) -> &str {
+        &self.access_cookie
     }
 
     /// With these cookie attributes (for example
@@ -86,14 +115,14 @@ impl CookieSession {
     pub fn auth_layer<C>(&self, verifier: Verifier) -> Result<AuthLayer<C>, ConfigError> {
         let issuer = Arc::clone(self.flow.issuer());
         let renewal = CookieRenewal::new(
-            ACCESS_COOKIE,
-            REFRESH_COOKIE,
+            &self.access_cookie,
+            &self.refresh_cookie,
             self.cookies.clone(),
             Arc::clone(&issuer),
         )?;
         Ok(AuthLayer::new(verifier)
             .sources(TokenSources::single(TokenSource::try_cookie(
-                ACCESS_COOKIE,
+                self.access_cookie.clone(),
             )?))
             .revocations(issuer.revocations())
             .cookie_renewal(renewal))
@@ -108,14 +137,17 @@ impl CookieSession {
         let headers = response.headers_mut();
         headers.append(
             header::SET_COOKIE,
-            self.cookies
-                .set(ACCESS_COOKIE, &pair.access.token, pair.access.claims.exi),
+            self.cookies.set(
+                &self.access_cookie,
+                &pair.access.token,
+                pair.access.claims.exi,
+            ),
         );
         if let Some(refresh) = &pair.refresh {
             headers.append(
                 header::SET_COOKIE,
                 self.cookies
-                    .set(REFRESH_COOKIE, &refresh.token, refresh.claims.exi),
+                    .set(&self.refresh_cookie, &refresh.token, refresh.claims.exi),
             );
         }
         headers.insert(
@@ -257,7 +289,7 @@ async fn login(
                 header::SET_COOKIE,
                 preset
                     .cookies
-                    .set(OTP_COOKIE, &pending.token, pending.claims.exi),
+                    .set(&preset.otp_cookie, &pending.token, pending.claims.exi),
             );
             response
         }
@@ -279,7 +311,7 @@ async fn login_otp(
     request: Request,
 ) -> Response {
     let headers = request.headers().clone();
-    let pending = match cookie_token(&headers, OTP_COOKIE) {
+    let pending = match cookie_token(&headers, &preset.otp_cookie) {
         Ok(Some(token)) => token.to_owned(),
         Ok(None) => return error_response(LoginError::InvalidOtp.into()),
         Err(failure) => return error_response(failure),
@@ -296,7 +328,7 @@ async fn login_otp(
             let mut response = preset.tokens_for(&principal);
             response
                 .headers_mut()
-                .append(header::SET_COOKIE, preset.cookies.clear(OTP_COOKIE));
+                .append(header::SET_COOKIE, preset.cookies.clear(&preset.otp_cookie));
             response
         }
         Err(err) => error_response(err.into()),
@@ -304,7 +336,7 @@ async fn login_otp(
 }
 
 async fn logout(State(preset): State<Arc<CookieSession>>, headers: HeaderMap) -> Response {
-    for name in [ACCESS_COOKIE, REFRESH_COOKIE] {
+    for name in [&preset.access_cookie, &preset.refresh_cookie] {
         if let Ok(Some(token)) = cookie_token(&headers, name) {
             // A token that no longer verifies needs no revocation; a store
             // that cannot be reached must not be mistaken for success.
@@ -314,7 +346,7 @@ async fn logout(State(preset): State<Arc<CookieSession>>, headers: HeaderMap) ->
         }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    for name in [ACCESS_COOKIE, REFRESH_COOKIE] {
+    for name in [&preset.access_cookie, &preset.refresh_cookie] {
         response
             .headers_mut()
             .append(header::SET_COOKIE, preset.cookies.clear(name));

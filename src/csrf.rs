@@ -1,0 +1,205 @@
+//! Cross-site request forgery guard for cookie-authenticated requests.
+//!
+//! A browser sends cookies with cross-site requests, so a request whose
+//! credential came from a cookie and whose method changes state (anything
+//! but `GET`, `HEAD`, `OPTIONS`, `TRACE`) must come from the site itself.
+//! [`CsrfLayer`] checks it the way browsers make possible (OWASP's
+//! Fetch-Metadata and Origin verification):
+//!
+//! - `Sec-Fetch-Site: same-origin` or `none` passes; any other value passes
+//!   only when `Origin` is a trusted origin.
+//! - Without `Sec-Fetch-Site`, an `Origin` must equal the request's own
+//!   origin (its `Host`) or be a trusted origin.
+//! - A request with neither header did not come from a browser and passes.
+//!
+//! Requests authenticated by a header token (bearer, `X-Auth-Token`) are
+//! exempt: a browser never attaches those by itself. Install the layer
+//! inside the [`AuthLayer`](crate::auth::AuthLayer), which tells it where the
+//! token was found ([`FoundIn`]). A refused request gets `403`.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Method, Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_authgate::csrf::CsrfLayer;
+//! use tower_authgate::token::FoundIn;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = ServiceBuilder::new()
+//!     .layer(CsrfLayer::new().trusted_origin("https://admin.example.com")?)
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//!     }));
+//! let post = |origin: &str| {
+//!     let mut request = Request::builder()
+//!         .method(Method::POST)
+//!         .header("host", "api.example.com")
+//!         .header("origin", origin)
+//!         .body(String::new())
+//!         .unwrap();
+//!     // What AuthLayer records for a token read from a cookie.
+//!     request.extensions_mut().insert(FoundIn::Cookie);
+//!     request
+//! };
+//! let evil = service.clone().oneshot(post("https://evil.example")).await?;
+//! assert_eq!(evil.status(), StatusCode::FORBIDDEN);
+//! let same = service.clone().oneshot(post("https://api.example.com")).await?;
+//! assert_eq!(same.status(), StatusCode::OK);
+//! let trusted = service.oneshot(post("https://admin.example.com")).await?;
+//! assert_eq!(trusted.status(), StatusCode::OK);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::ConfigError;
+use crate::future::{InnerOrRejected, json_error};
+use crate::token::FoundIn;
+
+/// The response future of [`CsrfGuard`].
+pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
+
+/// A [`Layer`] refusing cross-site, state-changing requests authenticated by
+/// a cookie.
+#[derive(Debug, Clone, Default)]
+pub struct CsrfLayer {
+    trusted: Arc<Vec<String>>,
+}
+
+impl CsrfLayer {
+    /// A guard that trusts only the request's own origin.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also trust `origin` (`scheme://host[:port]`, as browsers send it).
+    pub fn trusted_origin(mut self, origin: &str) -> Result<Self, ConfigError> {
+        let origin = origin.trim_end_matches('/');
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        let valid = authority.is_some_and(|a| {
+            !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'@'))
+        });
+        if !valid {
+            return Err(ConfigError::Invalid(format!(
+                "a trusted origin is scheme://host[:port], not {origin:?}"
+            )));
+        }
+        Arc::make_mut(&mut self.trusted).push(origin.to_ascii_lowercase());
+        Ok(self)
+    }
+
+    fn is_trusted(&self, origin: &str) -> bool {
+        self.trusted.iter().any(|t| t.eq_ignore_ascii_case(origin))
+    }
+
+    /// Whether a request with these parts may go through.
+    pub fn allows(&self, method: &Method, headers: &HeaderMap, found_in: Option<FoundIn>) -> bool {
+        if matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        ) {
+            return true;
+        }
+        if !matches!(found_in, Some(FoundIn::Cookie | FoundIn::Issued)) {
+            return true;
+        }
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+        };
+        let origin = text(header::ORIGIN);
+        match text(http::HeaderName::from_static("sec-fetch-site")) {
+            Some("same-origin" | "none") => return true,
+            Some(_) => return origin.is_some_and(|o| self.is_trusted(o)),
+            None => {}
+        }
+        let Some(origin) = origin else {
+            // Neither header: not a browser, so not a forgery.
+            return true;
+        };
+        if self.is_trusted(origin) {
+            return true;
+        }
+        // Same origin: the Origin's host[:port] is the request's Host.
+        let host = text(header::HOST);
+        let origin_host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+    }
+}
+
+impl<S> Layer<S> for CsrfLayer {
+    type Service = CsrfGuard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CsrfGuard {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`CsrfLayer`].
+#[derive(Debug, Clone)]
+pub struct CsrfGuard<S> {
+    inner: S,
+    layer: CsrfLayer,
+}
+
+impl<S> CsrfGuard<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CsrfGuard<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<String>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let found_in = req.extensions().get::<FoundIn>().copied();
+        if self.layer.allows(req.method(), req.headers(), found_in) {
+            ResponseFuture::inner(self.inner.call(req))
+        } else {
+            ResponseFuture::rejected(json_error(
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "cross-site requests with cookie credentials are not allowed",
+            ))
+        }
+    }
+}
