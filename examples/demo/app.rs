@@ -224,6 +224,10 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         .route_layer(ip_filter)
         .route("/healthz", get(|| async { "ok" }))
         .route(
+            "/browser-login.html",
+            get(|| async { axum::response::Html(include_str!("browser.html")) }),
+        )
+        .route(
             "/.well-known/jwks.json",
             get(move || {
                 let jwks = Arc::clone(&jwks);
