@@ -110,6 +110,10 @@ pub enum TokenError {
     /// The token's claims do not fit the application's claims type.
     #[error("the token's claims are not accepted")]
     ClaimsMismatch,
+    /// The keys come from a remote source that cannot be trusted now (never
+    /// fetched, or staler than allowed): the token cannot be judged.
+    #[error("the signing keys are unavailable")]
+    KeysUnavailable,
 }
 
 /// Why a request was refused by a layer of this crate.
@@ -224,7 +228,11 @@ impl std::error::Error for AuthRejection {}
 
 impl From<TokenError> for AuthRejection {
     fn from(err: TokenError) -> Self {
-        Self::InvalidToken(err)
+        match err {
+            // Not the token's fault: answer 503, as for an unreachable store.
+            TokenError::KeysUnavailable => Self::Unavailable,
+            err => Self::InvalidToken(err),
+        }
     }
 }
 

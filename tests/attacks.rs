@@ -93,6 +93,7 @@ fn demo_router(rules: IpRules) -> Router {
         login_throttle_per_minute: 0,
         lockout: Lockout::default(),
         redis_url: None,
+        external: None,
     })
     .unwrap()
 }

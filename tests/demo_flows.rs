@@ -974,6 +974,7 @@ async fn lockout_after_five_failures_and_locked_users_listing() {
         login_throttle_per_minute: 0,
         lockout: Lockout::new(LockoutPolicy::default()).clock(clock.clone()),
         redis_url: None,
+        external: None,
     })
     .await;
     let admin = server
@@ -1092,6 +1093,7 @@ async fn login_throttle_per_address() {
         login_throttle_per_minute: 3,
         lockout: tower_authgate::lockout::Lockout::default(),
         redis_url: None,
+        external: None,
     })
     .await;
     let from = |ip: &'static str| {

@@ -118,6 +118,7 @@ mod login_bodies {
                 },
             ),
             redis_url: None,
+            external: None,
         })
         .unwrap()
         .layer(MockConnectInfo(std::net::SocketAddr::from((

@@ -27,6 +27,7 @@ fn config(redis: &RedisServer) -> app::DemoConfig {
         login_throttle_per_minute: 0,
         lockout: Lockout::default(),
         redis_url: Some(redis.url()),
+        external: None,
     }
 }
 

@@ -50,6 +50,25 @@ pub struct DemoConfig {
     /// A Redis server for revocations, lockout counters and used TOTP steps
     /// (`REDIS_URL`); in-memory stores when absent.
     pub redis_url: Option<String>,
+    /// An identity provider whose tokens log users in at `POST /api/login`
+    /// (document 001's Auth0 login).
+    pub external: Option<ExternalLogin>,
+}
+
+/// An external identity provider for document 001's login.
+#[derive(Clone, Debug)]
+// Without the `jwks` feature the demo refuses the configuration instead.
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+pub struct ExternalLogin {
+    /// `EXTERNAL_ISSUER`: the provider's issuer (`iss`).
+    pub issuer: String,
+    /// `EXTERNAL_AUDIENCE`: the audience its tokens must name.
+    pub audience: String,
+    /// `EXTERNAL_JWKS_URL`; discovery from the issuer when absent.
+    pub jwks_url: Option<String>,
+    /// `EXTERNAL_ALLOWED_SUBJECTS`: comma-separated `sub` values allowed in;
+    /// the local username is the `sub`.
+    pub allowed_subjects: Vec<String>,
 }
 
 /// The default login throttle: generous enough for an office behind one
@@ -83,6 +102,22 @@ impl DemoConfig {
             redis_url: std::env::var("REDIS_URL")
                 .ok()
                 .filter(|url| !url.is_empty()),
+            external: match (var("EXTERNAL_ISSUER"), var("EXTERNAL_AUDIENCE")) {
+                (issuer, audience) if !issuer.is_empty() && !audience.is_empty() => {
+                    Some(ExternalLogin {
+                        issuer,
+                        audience,
+                        jwks_url: Some(var("EXTERNAL_JWKS_URL")).filter(|u| !u.is_empty()),
+                        allowed_subjects: var("EXTERNAL_ALLOWED_SUBJECTS")
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    })
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -159,7 +194,10 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     };
     let session =
         cookie_session::CookieSession::new(flow(cookie_issuer.clone())).cookies(cookies.clone());
-    let core = bearer_pair::BearerPair::new(flow(core_issuer));
+    let mut core = bearer_pair::BearerPair::new(flow(core_issuer));
+    if let Some(external) = &config.external {
+        core = core.external_login(external_login(external)?);
+    }
     let nx = pascal_case::PascalCase::new(flow(demo_issuer.clone()));
     let regscale = auth_token::AuthToken::new(flow(demo_issuer));
     let workflow = x_auth_token::XAuthToken::new(flow(workflow_issuer));
@@ -303,4 +341,37 @@ fn load_or_create_key(path: &str) -> Result<SigningKey, Box<dyn std::error::Erro
         }
         Err(err) => Err(format!("DEMO_SIGNING_KEY {path}: {err}").into()),
     }
+}
+
+#[cfg(feature = "jwks")]
+fn external_login(
+    external: &ExternalLogin,
+) -> Result<Arc<dyn tower_authgate::login::ExternalTokenVerifier>, Box<dyn std::error::Error>> {
+    use tower_authgate::login::AllowedSubjects;
+    use tower_authgate::token::jwks::{JwksConfig, JwksSource};
+    let source = match &external.jwks_url {
+        Some(url) => JwksSource::from_url(url, JwksConfig::default())?,
+        None => JwksSource::discover(&external.issuer, JwksConfig::default())?,
+    };
+    source.start()?;
+    let verifier = Verifier::builder_with_source(Arc::new(source))
+        .issuer(external.issuer.clone())
+        .audience(external.audience.clone())
+        .any_kind()
+        .build()?;
+    Ok(Arc::new(AllowedSubjects::new(
+        verifier,
+        external.allowed_subjects.clone(),
+    )))
+}
+
+#[cfg(not(feature = "jwks"))]
+fn external_login(
+    _external: &ExternalLogin,
+) -> Result<Arc<dyn tower_authgate::login::ExternalTokenVerifier>, Box<dyn std::error::Error>> {
+    Err(
+        "EXTERNAL_ISSUER is set but the demo was built without the `jwks` feature: \
+         cargo run --example demo --features jwks"
+            .into(),
+    )
 }

@@ -133,7 +133,7 @@ impl AuthConfig {
                 Some(found.found_in),
             ),
             Err(err) => (
-                Authenticated::Refused(AuthRejection::InvalidToken(err)),
+                Authenticated::Refused(AuthRejection::from(err)),
                 Some(found.found_in),
             ),
         }

@@ -94,6 +94,8 @@ enum Deferred<C> {
     ),
     /// A renewal of the access cookie from this refresh token.
     Renewal(String, AuthRejection),
+    /// A refetch of remote keys, after which this token is verified again.
+    KeyRefresh(BoxFuture<'static, ()>, String, FoundIn),
 }
 
 impl<S, C, R, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, C, R>
@@ -139,6 +141,11 @@ where
                 }
                 AuthRejection::MissingToken
             }
+            Authenticated::Refused(
+                AuthRejection::InvalidToken(TokenError::UnknownKey) | AuthRejection::Unavailable,
+            ) if let Some((refresh, token, found_in)) = self.key_refresh(req.headers()) => {
+                return self.deferred(req, Deferred::KeyRefresh(refresh, token, found_in));
+            }
             Authenticated::Refused(rejection) => {
                 let expired_cookie = rejection == AuthRejection::InvalidToken(TokenError::Expired)
                     && found_in == Some(FoundIn::Cookie);
@@ -160,6 +167,17 @@ where
 }
 
 impl<S, C, R> Auth<S, C, R> {
+    /// The refetch of remote keys for the request's token, when its keys
+    /// come from a key source that may refetch now.
+    fn key_refresh(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<(BoxFuture<'static, ()>, String, FoundIn)> {
+        let found = self.config.sources.find(headers).ok()??;
+        let refresh = self.config.verifier.on_unknown_key(found.token)?;
+        Some((refresh, found.token.to_owned(), found.found_in))
+    }
+
     /// `Ok(None)`: not revoked (or no store); `Ok(Some)`: the store needs I/O.
     fn check_revocation<X>(
         &self,
@@ -209,6 +227,30 @@ impl<S, C, R> Auth<S, C, R> {
                     Ok(true) => reject(TokenError::Revoked.into()),
                     Err(_) => reject(AuthRejection::Unavailable),
                 },
+                Deferred::KeyRefresh(refresh, token, found_in) => {
+                    refresh.await;
+                    let verified = match config.verifier.verify::<C>(&token) {
+                        Ok(verified) => verified,
+                        Err(err) => return reject(err.into()),
+                    };
+                    let revoked = match (&config.revocations, &verified.meta.token_id) {
+                        (Some(store), Some(id)) => {
+                            match store.check(id, verified.meta.family.as_deref()) {
+                                RevocationCheck::Ready(answer) => answer,
+                                RevocationCheck::Pending(pending) => pending.await,
+                            }
+                        }
+                        _ => Ok(false),
+                    };
+                    match revoked {
+                        Ok(false) => {
+                            insert_verified(&mut req, verified, found_in);
+                            inner.call(req).await
+                        }
+                        Ok(true) => reject(TokenError::Revoked.into()),
+                        Err(_) => reject(AuthRejection::Unavailable),
+                    }
+                }
                 Deferred::Renewal(refresh, fallback) => {
                     let Some((renewal, _)) = &config.renewal else {
                         return reject(fallback);

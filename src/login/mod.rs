@@ -338,8 +338,14 @@ impl ExternalTokenVerifier for AllowedSubjects {
         Box::pin(async move {
             let verified = self
                 .verifier
-                .verify::<serde_json::Value>(token)
-                .map_err(LoginError::InvalidToken)?;
+                .verify_refreshing::<serde_json::Value>(token)
+                .await
+                .map_err(|err| match err {
+                    TokenError::KeysUnavailable => LoginError::Unavailable(StoreError(
+                        "the identity provider's keys are unavailable".into(),
+                    )),
+                    err => LoginError::InvalidToken(err),
+                })?;
             let subject = verified
                 .meta
                 .subject

@@ -286,6 +286,14 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// A key set with no key (a remote source before its first fetch).
+    #[cfg(feature = "jwks")]
+    pub(crate) fn empty() -> Self {
+        KeySet {
+            keys: std::sync::Arc::from(Vec::new()),
+        }
+    }
+
     /// A key set of one key.
     pub fn single(key: VerifyingKey) -> Self {
         KeySet {
@@ -316,13 +324,40 @@ impl KeySet {
     /// Keys that cannot verify signatures here (encryption keys, unknown key
     /// types or curves) are skipped; the set must keep at least one key.
     pub fn from_jwks_json(json: &str) -> Result<Self, ConfigError> {
+        let (keys, _skipped) = Self::from_jwks_json_lenient(json)?;
+        if keys.keys.is_empty() {
+            return Err(ConfigError::EmptyKeySet);
+        }
+        Ok(keys)
+    }
+
+    /// Like [`from_jwks_json`](Self::from_jwks_json), but an empty result is
+    /// allowed, and the reasons keys were skipped are returned.
+    pub fn from_jwks_json_lenient(json: &str) -> Result<(Self, Vec<String>), ConfigError> {
         let set: JwkSet =
             serde_json::from_str(json).map_err(|e| ConfigError::InvalidJwk(e.to_string()))?;
-        Self::new(
-            set.keys
-                .iter()
-                .filter_map(|jwk| VerifyingKey::from_jwk(jwk).ok()),
-        )
+        let mut keys: Vec<VerifyingKey> = Vec::new();
+        let mut skipped = Vec::new();
+        for jwk in &set.keys {
+            let kid = jwk.common.key_id.as_deref().unwrap_or("(no kid)");
+            match VerifyingKey::from_jwk(jwk) {
+                Ok(key)
+                    if key
+                        .kid()
+                        .is_some_and(|k| keys.iter().any(|o| o.kid() == Some(k))) =>
+                {
+                    skipped.push(format!("{kid}: a second key with this kid"));
+                }
+                Ok(key) => keys.push(key),
+                Err(err) => skipped.push(format!("{kid}: {err}")),
+            }
+        }
+        Ok((
+            KeySet {
+                keys: std::sync::Arc::from(keys),
+            },
+            skipped,
+        ))
     }
 
     /// The keys, in order.
@@ -349,6 +384,39 @@ impl KeySet {
     /// Whether a key with this `kid` exists.
     pub(crate) fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|key| key.kid() == Some(kid))
+    }
+}
+
+/// Keys that live elsewhere and change: a JWK Set an identity provider
+/// publishes, fetched and cached by [`JwksSource`](crate::token::jwks::JwksSource)
+/// (feature `jwks`), or any source of the application's.
+///
+/// The verifier asks [`current`](Self::current) on every token, so it must be
+/// cheap (an `Arc` clone of a cached set); fetching happens elsewhere.
+pub trait KeySource: Send + Sync + 'static {
+    /// The keys in force, or [`TokenError::KeysUnavailable`](crate::TokenError::KeysUnavailable)
+    /// when none can be trusted (never fetched, or older than allowed).
+    fn current(&self) -> Result<std::sync::Arc<KeySet>, crate::TokenError>;
+
+    /// Called when a token names a `kid` the current keys lack: a future
+    /// that refetches the keys (shared by concurrent callers), or `None` when
+    /// a refetch is not allowed yet (so random `kid`s cannot cause a storm).
+    fn refresh_for_unknown_key(&self) -> Option<crate::store::BoxFuture<'static, ()>>;
+}
+
+/// Where a verifier's keys come from.
+#[derive(Clone)]
+pub(crate) enum KeyStore {
+    Static(KeySet),
+    Source(std::sync::Arc<dyn KeySource>),
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyStore::Static(keys) => keys.fmt(f),
+            KeyStore::Source(_) => f.write_str("KeySource"),
+        }
     }
 }
 

@@ -6,11 +6,14 @@
 //! - [`claims`]: what a verified token yields.
 
 pub mod claims;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub mod jwks;
 pub mod keys;
 pub mod source;
 pub mod verifier;
 
 pub use claims::{Anonymous, Claims, FoundIn, TokenKind, TokenKinds, TokenMeta};
-pub use keys::{Algorithm, KeySet, SigningKey, VerifyingKey, algorithm_name};
+pub use keys::{Algorithm, KeySet, KeySource, SigningKey, VerifyingKey, algorithm_name};
 pub use source::{FoundToken, MultipleCredentials, TokenSource, TokenSources};
 pub use verifier::{Verified, Verifier, VerifierBuilder, now_seconds};

@@ -24,8 +24,9 @@ use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visito
 use serde_json::value::RawValue;
 
 use crate::error::{ConfigError, TokenError};
+use crate::store::BoxFuture;
 use crate::token::claims::{TokenKind, TokenKinds, TokenMeta};
-use crate::token::keys::KeySet;
+use crate::token::keys::{KeySet, KeySource, KeyStore};
 use crate::token::source::DEFAULT_MAX_TOKEN_LEN;
 
 /// The claim that names a token's kind unless configured otherwise, as in
@@ -69,7 +70,9 @@ pub struct Verifier {
 
 #[derive(Clone)]
 struct VerifierConfig {
-    keys: KeySet,
+    keys: KeyStore,
+    /// Keys chosen by `iss`, when several issuers each have their own.
+    issuer_keys: Box<[(Box<str>, KeyStore)]>,
     issuers: Box<[Box<str>]>,
     audiences: Box<[Box<str>]>,
     leeway: u64,
@@ -84,6 +87,10 @@ impl fmt::Debug for Verifier {
         let c = &self.inner;
         f.debug_struct("Verifier")
             .field("keys", &c.keys)
+            .field(
+                "issuer_keys",
+                &c.issuer_keys.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+            )
             .field("issuers", &c.issuers)
             .field("audiences", &c.audiences)
             .field("leeway", &c.leeway)
@@ -100,6 +107,17 @@ pub struct VerifierBuilder {
 }
 
 impl VerifierBuilder {
+    /// Accept tokens from `issuer`, verified with `keys` rather than the
+    /// verifier's own: several issuers at once, each with its own key source,
+    /// `iss` selecting which. Implies [`issuer`](Self::issuer).
+    pub fn issuer_with_keys(mut self, issuer: impl Into<String>, keys: Arc<dyn KeySource>) -> Self {
+        let issuer = issuer.into();
+        let mut list = self.config.issuer_keys.into_vec();
+        list.push((issuer.clone().into_boxed_str(), KeyStore::Source(keys)));
+        self.config.issuer_keys = list.into_boxed_slice();
+        self.issuer(issuer)
+    }
+
     /// Accept tokens from `issuer`; once any issuer is set, `iss` is required.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         let mut list = self.config.issuers.into_vec();
@@ -279,6 +297,22 @@ fn string_claim<'a>(
         .map_err(|_| TokenError::InvalidClaim(name))
 }
 
+/// The `iss` of an unverified payload, to choose keys by.
+fn peek_issuer(payload: &[u8], kind_claim: &str) -> Option<String> {
+    let duplicate = Cell::new(false);
+    let seed = RegisteredSeed {
+        kind_claim,
+        duplicate: &duplicate,
+    };
+    let raw = seed
+        .deserialize(&mut serde_json::Deserializer::from_slice(payload))
+        .ok()?;
+    string_claim(raw.iss, "iss")
+        .ok()
+        .flatten()
+        .map(Cow::into_owned)
+}
+
 fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
     URL_SAFE_NO_PAD
         .decode(segment)
@@ -289,9 +323,20 @@ impl Verifier {
     /// Starts a verifier over `keys`; by default it accepts access tokens
     /// only, requires `exp`, and has no leeway.
     pub fn builder(keys: KeySet) -> VerifierBuilder {
+        Self::builder_for(KeyStore::Static(keys))
+    }
+
+    /// Starts a verifier over keys that live elsewhere and change (a JWK Set
+    /// fetched from an identity provider).
+    pub fn builder_with_source(source: Arc<dyn KeySource>) -> VerifierBuilder {
+        Self::builder_for(KeyStore::Source(source))
+    }
+
+    fn builder_for(keys: KeyStore) -> VerifierBuilder {
         VerifierBuilder {
             config: VerifierConfig {
                 keys,
+                issuer_keys: Box::new([]),
                 issuers: Box::new([]),
                 audiences: Box::new([]),
                 leeway: 0,
@@ -311,9 +356,67 @@ impl Verifier {
         }
     }
 
-    /// The keys this verifier accepts.
-    pub fn keys(&self) -> &KeySet {
-        &self.inner.keys
+    /// The keys this verifier holds, when they are a fixed set.
+    pub fn keys(&self) -> Option<&KeySet> {
+        match &self.inner.keys {
+            KeyStore::Static(keys) => Some(keys),
+            KeyStore::Source(_) => None,
+        }
+    }
+
+    /// When a token was refused with [`TokenError::UnknownKey`] or
+    /// [`TokenError::KeysUnavailable`] and its keys come from a
+    /// [`KeySource`], the future that refetches them (shared by concurrent
+    /// callers, and not offered again before the source allows).
+    pub fn on_unknown_key(&self, token: &str) -> Option<BoxFuture<'static, ()>> {
+        let store = if self.inner.issuer_keys.is_empty() {
+            &self.inner.keys
+        } else {
+            let payload = token
+                .split('.')
+                .nth(1)
+                .and_then(|p| decode_segment(p).ok())?;
+            let issuer = peek_issuer(&payload, &self.inner.kind_claim)?;
+            self.store_for(Some(&issuer))
+        };
+        match store {
+            KeyStore::Source(source) => source.refresh_for_unknown_key(),
+            KeyStore::Static(_) => None,
+        }
+    }
+
+    /// Verifies `token`; when its key is unknown, or no keys were fetched
+    /// yet, and the keys come from a [`KeySource`] that may refetch now (or
+    /// is fetching), waits for that fetch and tries once more (a provider
+    /// that rotated its keys, a service that just started).
+    pub async fn verify_refreshing<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Verified<C>, TokenError> {
+        match self.verify::<C>(token) {
+            Err(err @ (TokenError::UnknownKey | TokenError::KeysUnavailable)) => {
+                match self.on_unknown_key(token) {
+                    Some(refresh) => {
+                        refresh.await;
+                        self.verify::<C>(token)
+                    }
+                    None => Err(err),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn store_for(&self, issuer: Option<&str>) -> &KeyStore {
+        issuer
+            .and_then(|iss| {
+                self.inner
+                    .issuer_keys
+                    .iter()
+                    .find(|(name, _)| **name == *iss)
+                    .map(|(_, store)| store)
+            })
+            .unwrap_or(&self.inner.keys)
     }
 
     /// The name of the claim that carries the token kind.
@@ -373,28 +476,6 @@ impl Verifier {
             }
         }
 
-        let signature = decode_segment(signature_b64)?;
-        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        let kid = header.kid.as_deref();
-        let mut tried_any = false;
-        let mut verified = false;
-        for key in config.keys.candidates(&header.alg, kid) {
-            tried_any = true;
-            if key.verify(message, &signature) {
-                verified = true;
-                break;
-            }
-        }
-        if !tried_any {
-            return Err(match kid {
-                Some(kid) if !config.keys.has_kid(kid) => TokenError::UnknownKey,
-                _ => TokenError::UnsupportedAlgorithm,
-            });
-        }
-        if !verified {
-            return Err(TokenError::BadSignature);
-        }
-
         let payload = decode_segment(payload_b64)?;
         let duplicate = Cell::new(false);
         let seed = RegisteredSeed {
@@ -410,6 +491,45 @@ impl Verifier {
             Err(_) if duplicate.get() => return Err(TokenError::DuplicateClaim),
             Err(_) => return Err(TokenError::Malformed),
         };
+
+        // With keys per issuer, `iss` (read before the signature is checked)
+        // picks the keys; the issuer is then checked like any other claim.
+        let store = if config.issuer_keys.is_empty() {
+            &config.keys
+        } else {
+            self.store_for(string_claim(raw.iss, "iss")?.as_deref())
+        };
+        let fetched;
+        let keys = match store {
+            KeyStore::Static(keys) => keys,
+            KeyStore::Source(source) => {
+                fetched = source.current()?;
+                &*fetched
+            }
+        };
+
+        let signature = decode_segment(signature_b64)?;
+        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        let kid = header.kid.as_deref();
+        let mut tried_any = false;
+        let mut verified = false;
+        for key in keys.candidates(&header.alg, kid) {
+            tried_any = true;
+            if key.verify(message, &signature) {
+                verified = true;
+                break;
+            }
+        }
+        if !tried_any {
+            return Err(match kid {
+                Some(kid) if !keys.has_kid(kid) => TokenError::UnknownKey,
+                _ => TokenError::UnsupportedAlgorithm,
+            });
+        }
+        if !verified {
+            return Err(TokenError::BadSignature);
+        }
+
         let meta = self.check_registered(&raw, now)?;
         Ok((meta, payload))
     }

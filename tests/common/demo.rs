@@ -67,6 +67,7 @@ pub async fn start_with(key: SigningKey, ip_rules: tower_authgate::ip::IpRules) 
         login_throttle_per_minute: 0,
         lockout: tower_authgate::lockout::Lockout::default(),
         redis_url: None,
+        external: None,
     })
     .await
 }
