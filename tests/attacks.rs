@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
-use common::demo::{app, demo_key};
+use common::demo::{app, config};
 use common::{b64, key_pem, with};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -25,7 +25,6 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
 use tower_authgate::ip::{IpRanges, IpRules};
-use tower_authgate::lockout::Lockout;
 use tower_authgate::store::MemoryRevocations;
 use tower_authgate::token::{
     Algorithm, KeySet, SigningKey, TokenSources, Verifier, VerifyingKey, now_seconds,
@@ -86,14 +85,9 @@ fn post(path: &str, content_type: &str, body: impl Into<Body>) -> Request<Body> 
 
 fn demo_router(rules: IpRules) -> Router {
     app::build(app::DemoConfig {
-        development: true,
-        signing_key: Some(demo_key()),
         ip_rules: rules,
         trusted_proxies: IpRanges::parse_list("10.0.0.1").unwrap(),
-        login_throttle_per_minute: 0,
-        lockout: Lockout::default(),
-        redis_url: None,
-        external: None,
+        ..config()
     })
     .unwrap()
 }

@@ -414,3 +414,85 @@ async fn revocations_are_checked_through_remote_stores_and_fail_closed() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_token_cache_serves_repeats_but_revocation_is_still_checked() {
+    use tower_authgate::token::TokenCache;
+    let k = key();
+    let claims = with(access_claims("cached"), json!({"jti": "cached-jti"}));
+    let token = k.sign(&claims).unwrap();
+    let cache = TokenCache::new(100);
+    let memory = std::sync::Arc::new(tower_authgate::store::MemoryRevocations::default());
+    let layer = || {
+        layer(all_sources())
+            .cache(cache.clone())
+            .revocations(memory.clone())
+    };
+    for _ in 0..3 {
+        let response = send(layer(), request(&[("x-auth-token", &token)])).await;
+        assert_eq!(response.body(), "cached Header true");
+    }
+    assert_eq!(cache.len(), 1);
+    memory
+        .revoke_now("cached-jti", tower_authgate::token::now_seconds() + 60)
+        .unwrap();
+    let response = send(layer(), request(&[("x-auth-token", &token)])).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&response).contains("revoked"));
+    // A refused token is never cached.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    assert_eq!(
+        send(layer(), request(&[("x-auth-token", &forged)]))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(cache.len(), 1);
+}
+
+#[tokio::test]
+async fn the_token_cache_forgets_tokens_when_the_keys_change() {
+    use std::sync::{Arc, Mutex};
+    use tower_authgate::token::{KeySource, TokenCache};
+    struct Swappable(Mutex<(Arc<KeySet>, u64)>);
+    impl KeySource for Swappable {
+        fn current(&self) -> Result<Arc<KeySet>, tower_authgate::TokenError> {
+            Ok(self.0.lock().unwrap().0.clone())
+        }
+        fn refresh_for_unknown_key(&self) -> Option<tower_authgate::store::BoxFuture<'static, ()>> {
+            None
+        }
+        fn generation(&self) -> u64 {
+            self.0.lock().unwrap().1
+        }
+    }
+    let old = key();
+    let new = SigningKey::hmac(Algorithm::HS256, &[3; 32]).unwrap();
+    let source = Arc::new(Swappable(Mutex::new((
+        Arc::new(KeySet::single(old.verifying_key())),
+        1,
+    ))));
+    let verifier = Verifier::builder_with_source(source.clone())
+        .build()
+        .unwrap();
+    let cache = TokenCache::new(100);
+    let layer = || {
+        AuthLayer::<Value>::new(verifier.clone())
+            .sources(all_sources())
+            .cache(cache.clone())
+    };
+    let token = old.sign(&access_claims("admin")).unwrap();
+    assert_eq!(
+        send(layer(), request(&[("x-auth-token", &token)]))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    *source.0.lock().unwrap() = (Arc::new(KeySet::single(new.verifying_key())), 2);
+    let response = send(layer(), request(&[("x-auth-token", &token)])).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "a token of a removed key is not served from the cache"
+    );
+}

@@ -967,14 +967,9 @@ async fn lockout_after_five_failures_and_locked_users_listing() {
     use tower_authgate::lockout::{Lockout, LockoutPolicy, ManualClock};
     let clock = Arc::new(ManualClock::new(now_seconds()));
     let server = start_config(app::DemoConfig {
-        development: true,
-        signing_key: Some(demo_key()),
-        ip_rules: tower_authgate::ip::IpRules::allow_all(),
         trusted_proxies: tower_authgate::ip::IpRanges::default(),
-        login_throttle_per_minute: 0,
         lockout: Lockout::new(LockoutPolicy::default()).clock(clock.clone()),
-        redis_url: None,
-        external: None,
+        ..config()
     })
     .await;
     let admin = server
@@ -1086,14 +1081,8 @@ async fn lockout_after_five_failures_and_locked_users_listing() {
 #[tokio::test]
 async fn login_throttle_per_address() {
     let server = start_config(app::DemoConfig {
-        development: true,
-        signing_key: Some(demo_key()),
-        ip_rules: tower_authgate::ip::IpRules::allow_all(),
-        trusted_proxies: tower_authgate::ip::IpRanges::parse_list("127.0.0.1").unwrap(),
         login_throttle_per_minute: 3,
-        lockout: tower_authgate::lockout::Lockout::default(),
-        redis_url: None,
-        external: None,
+        ..config()
     })
     .await;
     let from = |ip: &'static str| {

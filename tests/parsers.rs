@@ -79,7 +79,7 @@ proptest! {
 
 #[cfg(feature = "presets")]
 mod login_bodies {
-    use super::common::demo::{app, demo_key};
+    use super::common::demo::{app, config};
     use axum::body::Body;
     use axum::extract::connect_info::MockConnectInfo;
     use http::Request;
@@ -105,11 +105,6 @@ mod login_bodies {
     /// One demo for every case: building it hashes three passwords.
     static ROUTER: std::sync::LazyLock<axum::Router> = std::sync::LazyLock::new(|| {
         app::build(app::DemoConfig {
-            development: true,
-            signing_key: Some(demo_key()),
-            ip_rules: tower_authgate::ip::IpRules::allow_all(),
-            trusted_proxies: tower_authgate::ip::IpRanges::default(),
-            login_throttle_per_minute: 0,
             // Garbage logins must not lock the demo users for later cases.
             lockout: tower_authgate::lockout::Lockout::new(
                 tower_authgate::lockout::LockoutPolicy {
@@ -117,8 +112,7 @@ mod login_bodies {
                     ..Default::default()
                 },
             ),
-            redis_url: None,
-            external: None,
+            ..config()
         })
         .unwrap()
         .layer(MockConnectInfo(std::net::SocketAddr::from((

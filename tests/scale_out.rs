@@ -8,11 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::demo::*;
+use common::demo::{Server, app, config as demo_config, operator_code, start_config};
 use common::redis::RedisServer;
 use http::{Method, StatusCode};
 use serde_json::json;
-use tower_authgate::lockout::Lockout;
 use tower_authgate::store::{
     RedisStore, RedisStoreConfig, RevocationCheck, RevocationStore, Unreachable,
 };
@@ -20,14 +19,8 @@ use tower_authgate::token::now_seconds;
 
 fn config(redis: &RedisServer) -> app::DemoConfig {
     app::DemoConfig {
-        development: true,
-        signing_key: Some(demo_key()),
-        ip_rules: tower_authgate::ip::IpRules::allow_all(),
-        trusted_proxies: tower_authgate::ip::IpRanges::default(),
-        login_throttle_per_minute: 0,
-        lockout: Lockout::default(),
         redis_url: Some(redis.url()),
-        external: None,
+        ..demo_config()
     }
 }
 

@@ -10,7 +10,9 @@ use crate::cookie::CookieSettings;
 use crate::error::{AuthRejection, ConfigError, check_quoted_value};
 use crate::login::TokenIssuer;
 use crate::store::RevocationStore;
-use crate::token::{FoundIn, TokenSource, TokenSources, Verified, Verifier};
+use crate::token::{
+    FoundIn, TokenCache, TokenSource, TokenSources, Verified, Verifier, now_seconds,
+};
 
 use super::Auth;
 
@@ -94,6 +96,7 @@ pub(crate) struct AuthConfig {
     pub(crate) realm: Box<str>,
     pub(crate) revocations: Option<Arc<dyn RevocationStore>>,
     pub(crate) renewal: Option<(CookieRenewal, TokenSources)>,
+    pub(crate) cache: Option<TokenCache>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -105,6 +108,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("realm", &self.realm)
             .field("revocations", &self.revocations.is_some())
             .field("renewal", &self.renewal.as_ref().map(|(r, _)| r))
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -117,17 +121,42 @@ pub(crate) enum Authenticated<C> {
 }
 
 impl AuthConfig {
-    /// Finds and verifies the request's token.
-    pub(crate) fn authenticate<C: serde::de::DeserializeOwned>(
-        &self,
-        headers: &HeaderMap,
-    ) -> (Authenticated<C>, Option<FoundIn>) {
+    /// Finds and verifies the request's token (through the cache, when one
+    /// is configured).
+    pub(crate) fn authenticate<C>(&self, headers: &HeaderMap) -> (Authenticated<C>, Option<FoundIn>)
+    where
+        C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         let found = match self.sources.find(headers) {
             Ok(Some(found)) => found,
             Ok(None) => return (Authenticated::Missing, None),
             Err(rejection) => return (Authenticated::Refused(rejection), None),
         };
-        match self.verifier.verify::<C>(found.token) {
+        let cached = self.cache.as_ref().map(|cache| {
+            let now = now_seconds();
+            let generation = self.verifier.key_generation();
+            let hit = cache
+                .get(found.token, now, generation)
+                .and_then(|v| v.downcast_ref::<Verified<C>>().cloned());
+            (cache, hit, now, generation)
+        });
+        if let Some((_, Some(verified), _, _)) = cached {
+            return (
+                Authenticated::Verified(verified, found.found_in),
+                Some(found.found_in),
+            );
+        }
+        let result = self.verifier.verify::<C>(found.token);
+        if let (Some((cache, None, now, generation)), Ok(verified)) = (cached, &result) {
+            cache.insert(
+                found.token,
+                Arc::new(verified.clone()),
+                verified.meta.expires_at,
+                now,
+                generation,
+            );
+        }
+        match result {
             Ok(verified) => (
                 Authenticated::Verified(verified, found.found_in),
                 Some(found.found_in),
@@ -198,6 +227,7 @@ impl<C> AuthLayer<C> {
                 realm: "api".into(),
                 revocations: None,
                 renewal: None,
+                cache: None,
             }),
             on_rejection: DefaultRejection,
             _claims: PhantomData,
@@ -252,6 +282,14 @@ impl<C, R> AuthLayer<C, R> {
     pub fn cookie_renewal(mut self, renewal: CookieRenewal) -> Self {
         let source = TokenSources::single(TokenSource::Cookie(renewal.refresh_cookie.clone()));
         self.config_mut().renewal = Some((renewal, source));
+        self
+    }
+
+    /// Keep verified tokens in `cache`, so a token seen again skips the
+    /// signature check (see [`TokenCache`] for when this pays). Revocation is
+    /// still checked on every request.
+    pub fn cache(mut self, cache: TokenCache) -> Self {
+        self.config_mut().cache = Some(cache);
         self
     }
 

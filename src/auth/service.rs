@@ -84,14 +84,36 @@ where
     extensions.insert(found_in);
 }
 
+/// A revocation check a remote store answers later.
+type PendingCheck = BoxFuture<'static, Result<bool, StoreError>>;
+
+/// `Ok(None)`: not revoked (or no store); `Ok(Some)`: the store needs I/O.
+fn check_revocation<X>(
+    config: &AuthConfig,
+    verified: &Verified<X>,
+) -> Result<Option<PendingCheck>, AuthRejection> {
+    let (Some(store), Some(id)) = (&config.revocations, &verified.meta.token_id) else {
+        return Ok(None);
+    };
+    match store.check(id, verified.meta.family.as_deref()) {
+        RevocationCheck::Ready(answer) => revoked_answer(answer).map(|()| None),
+        RevocationCheck::Pending(future) => Ok(Some(future)),
+    }
+}
+
+/// The rejection, if any, for a store's answer.
+fn revoked_answer(answer: Result<bool, StoreError>) -> Result<(), AuthRejection> {
+    match answer {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(TokenError::Revoked.into()),
+        Err(_) => Err(AuthRejection::Unavailable),
+    }
+}
+
 /// Work that needs I/O before the inner service may be called.
 enum Deferred<C> {
     /// A revocation check answered by a remote store.
-    Revocation(
-        BoxFuture<'static, Result<bool, StoreError>>,
-        Verified<C>,
-        FoundIn,
-    ),
+    Revocation(PendingCheck, Verified<C>, FoundIn),
     /// A renewal of the access cookie from this refresh token.
     Renewal(String, AuthRejection),
     /// A refetch of remote keys, after which this token is verified again.
@@ -178,20 +200,11 @@ impl<S, C, R> Auth<S, C, R> {
         Some((refresh, found.token.to_owned(), found.found_in))
     }
 
-    /// `Ok(None)`: not revoked (or no store); `Ok(Some)`: the store needs I/O.
     fn check_revocation<X>(
         &self,
         verified: &Verified<X>,
-    ) -> Result<Option<BoxFuture<'static, Result<bool, StoreError>>>, AuthRejection> {
-        let (Some(store), Some(id)) = (&self.config.revocations, &verified.meta.token_id) else {
-            return Ok(None);
-        };
-        match store.check(id, verified.meta.family.as_deref()) {
-            RevocationCheck::Ready(Ok(false)) => Ok(None),
-            RevocationCheck::Ready(Ok(true)) => Err(TokenError::Revoked.into()),
-            RevocationCheck::Ready(Err(_)) => Err(AuthRejection::Unavailable),
-            RevocationCheck::Pending(future) => Ok(Some(future)),
-        }
+    ) -> Result<Option<PendingCheck>, AuthRejection> {
+        check_revocation(&self.config, verified)
     }
 
     fn deferred<ReqBody, ResBody>(
@@ -219,36 +232,32 @@ impl<S, C, R> Auth<S, C, R> {
         let config = Arc::clone(&self.config);
         ResponseFuture::boxed(Box::pin(async move {
             match work {
-                Deferred::Revocation(pending, verified, found_in) => match pending.await {
-                    Ok(false) => {
-                        insert_verified(&mut req, verified, found_in);
-                        inner.call(req).await
+                Deferred::Revocation(pending, verified, found_in) => {
+                    match revoked_answer(pending.await) {
+                        Ok(()) => {
+                            insert_verified(&mut req, verified, found_in);
+                            inner.call(req).await
+                        }
+                        Err(rejection) => reject(rejection),
                     }
-                    Ok(true) => reject(TokenError::Revoked.into()),
-                    Err(_) => reject(AuthRejection::Unavailable),
-                },
+                }
                 Deferred::KeyRefresh(refresh, token, found_in) => {
                     refresh.await;
                     let verified = match config.verifier.verify::<C>(&token) {
                         Ok(verified) => verified,
                         Err(err) => return reject(err.into()),
                     };
-                    let revoked = match (&config.revocations, &verified.meta.token_id) {
-                        (Some(store), Some(id)) => {
-                            match store.check(id, verified.meta.family.as_deref()) {
-                                RevocationCheck::Ready(answer) => answer,
-                                RevocationCheck::Pending(pending) => pending.await,
-                            }
-                        }
-                        _ => Ok(false),
+                    let checked = match check_revocation(&config, &verified) {
+                        Ok(None) => Ok(()),
+                        Ok(Some(pending)) => revoked_answer(pending.await),
+                        Err(rejection) => Err(rejection),
                     };
-                    match revoked {
-                        Ok(false) => {
+                    match checked {
+                        Ok(()) => {
                             insert_verified(&mut req, verified, found_in);
                             inner.call(req).await
                         }
-                        Ok(true) => reject(TokenError::Revoked.into()),
-                        Err(_) => reject(AuthRejection::Unavailable),
+                        Err(rejection) => reject(rejection),
                     }
                 }
                 Deferred::Renewal(refresh, fallback) => {

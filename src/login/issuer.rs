@@ -259,6 +259,20 @@ impl JwtIssuer {
         Ok(verified.claims)
     }
 
+    /// Revokes the login session `claims` belong to, for as long as any of
+    /// its tokens could still be valid.
+    async fn revoke_family(&self, claims: &AuthClaims) -> Result<(), LoginError> {
+        let Some(family) = &claims.fam else {
+            return Ok(());
+        };
+        let until = now_seconds() + self.lifetimes.refresh.max(claims.exi);
+        self.revocations
+            .revoke(family, until)
+            .await
+            .map(|_| ())
+            .map_err(LoginError::Unavailable)
+    }
+
     async fn check_revoked(&self, id: &str, family: Option<&str>) -> Result<(), LoginError> {
         let revoked = match self.revocations.check(id, family) {
             RevocationCheck::Ready(answer) => answer,
@@ -364,13 +378,7 @@ impl TokenIssuer for JwtIssuer {
                 if !first_use {
                     // A used refresh token came back: someone holds a copy.
                     // End the whole login session.
-                    if let Some(family) = &claims.fam {
-                        let until = now_seconds() + self.lifetimes.refresh.max(claims.exi);
-                        self.revocations
-                            .revoke(family, until)
-                            .await
-                            .map_err(LoginError::Unavailable)?;
-                    }
+                    self.revoke_family(&claims).await?;
                     return Err(LoginError::RefreshReused);
                 }
             }
@@ -403,14 +411,7 @@ impl TokenIssuer for JwtIssuer {
                 .revoke(&claims.jti, claims.exp)
                 .await
                 .map_err(LoginError::Unavailable)?;
-            if let Some(family) = &claims.fam {
-                let until = now_seconds() + self.lifetimes.refresh.max(claims.exi);
-                self.revocations
-                    .revoke(family, until)
-                    .await
-                    .map_err(LoginError::Unavailable)?;
-            }
-            Ok(())
+            self.revoke_family(&claims).await
         })
     }
 

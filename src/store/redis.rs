@@ -147,17 +147,17 @@ impl RedisStore {
     }
 
     /// `SET key 1 NX EXAT until`: whether this call set it.
-    async fn set_once(&self, key: String, until: u64) -> Result<bool, StoreError> {
+    async fn set_once(&self, key: &str, until: u64) -> redis::RedisResult<bool> {
         let mut connection = self.connection.clone();
-        let result: redis::RedisResult<Option<String>> = redis::cmd("SET")
-            .arg(&key)
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
             .arg(1)
             .arg("NX")
             .arg("EXAT")
             .arg(until.max(1))
             .query_async(&mut connection)
-            .await;
-        self.settle(result.map(|set| set.is_some()), true)
+            .await?;
+        Ok(set.is_some())
     }
 }
 
@@ -167,17 +167,8 @@ impl RevocationStore for RedisStore {
         Box::pin(async move {
             // A failed revocation is never reported as done, whatever the
             // policy: the caller must know the token still works.
-            let mut connection = self.connection.clone();
-            let result: redis::RedisResult<Option<String>> = redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("NX")
-                .arg("EXAT")
-                .arg(until.max(1))
-                .query_async(&mut connection)
-                .await;
-            result
-                .map(|set| set.is_some())
+            self.set_once(&key, until)
+                .await
                 .map_err(|e| StoreError(format!("redis: {e}")))
         })
     }
@@ -207,7 +198,11 @@ impl OtpReplayGuard for RedisStore {
         until: u64,
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
         let key = self.key("otp", &format!("{account}:{step}"));
-        Box::pin(self.set_once(key, until))
+        Box::pin(async move {
+            let result = self.set_once(&key, until).await;
+            // Fail open treats the step as unused.
+            self.settle(result, true)
+        })
     }
 }
 

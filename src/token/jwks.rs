@@ -102,6 +102,8 @@ struct Inner {
     /// The outcome of the last fetch.
     last_error: Mutex<Option<JwksError>>,
     fetches: AtomicU64,
+    /// Bumped whenever a new key set is stored.
+    generation: AtomicU64,
 }
 
 /// A JWK Set fetched from a URL or by discovery, cached and refreshed. Cheap
@@ -187,6 +189,7 @@ impl JwksSource {
                 in_flight: Mutex::new(None),
                 last_error: Mutex::new(None),
                 fetches: AtomicU64::new(0),
+                generation: AtomicU64::new(0),
             }),
         })
     }
@@ -330,6 +333,7 @@ impl JwksSource {
             return Err(JwksError(format!("{url}: no usable key")));
         }
         self.inner.keys.store(Arc::new(keys));
+        self.inner.generation.fetch_add(1, Ordering::Relaxed);
         *lock(&self.inner.fetched_at) = Some(Instant::now());
         *lock(&self.inner.max_age) = max_age(&headers);
         Ok(())
@@ -342,6 +346,10 @@ impl JwksSource {
 }
 
 impl KeySource for JwksSource {
+    fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Relaxed)
+    }
+
     fn current(&self) -> Result<Arc<KeySet>, TokenError> {
         match *lock(&self.inner.fetched_at) {
             Some(at) if at.elapsed() <= self.inner.config.max_staleness => {

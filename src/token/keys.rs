@@ -402,6 +402,12 @@ pub trait KeySource: Send + Sync + 'static {
     /// that refetches the keys (shared by concurrent callers), or `None` when
     /// a refetch is not allowed yet (so random `kid`s cannot cause a storm).
     fn refresh_for_unknown_key(&self) -> Option<crate::store::BoxFuture<'static, ()>>;
+
+    /// A number that changes whenever the key set changes, so that caches
+    /// of verified tokens can be emptied (default: never changes).
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// Where a verifier's keys come from.

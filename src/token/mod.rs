@@ -5,6 +5,7 @@
 //! - [`verifier`]: signature, registered claims, token kind, claims type.
 //! - [`claims`]: what a verified token yields.
 
+pub mod cache;
 pub mod claims;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
@@ -13,6 +14,7 @@ pub mod keys;
 pub mod source;
 pub mod verifier;
 
+pub use cache::TokenCache;
 pub use claims::{Anonymous, Claims, FoundIn, TokenKind, TokenKinds, TokenMeta};
 pub use keys::{Algorithm, KeySet, KeySource, SigningKey, VerifyingKey, algorithm_name};
 pub use source::{FoundToken, MultipleCredentials, TokenSource, TokenSources};

@@ -407,6 +407,19 @@ impl Verifier {
         }
     }
 
+    /// Changes whenever any of the verifier's key sets changes.
+    pub(crate) fn key_generation(&self) -> u64 {
+        let generation = |store: &KeyStore| match store {
+            KeyStore::Static(_) => 0,
+            KeyStore::Source(source) => source.generation(),
+        };
+        self.inner
+            .issuer_keys
+            .iter()
+            .map(|(_, store)| generation(store))
+            .fold(generation(&self.inner.keys), u64::wrapping_add)
+    }
+
     fn store_for(&self, issuer: Option<&str>) -> &KeyStore {
         issuer
             .and_then(|iss| {

@@ -60,14 +60,9 @@ pub async fn start() -> Server {
 
 pub async fn start_with(key: SigningKey, ip_rules: tower_authgate::ip::IpRules) -> Server {
     start_config(app::DemoConfig {
-        development: true,
         signing_key: Some(key),
         ip_rules,
-        trusted_proxies: tower_authgate::ip::IpRanges::parse_list("127.0.0.1").unwrap(),
-        login_throttle_per_minute: 0,
-        lockout: tower_authgate::lockout::Lockout::default(),
-        redis_url: None,
-        external: None,
+        ..config()
     })
     .await
 }
@@ -173,6 +168,22 @@ pub fn operator_code(offset_steps: i64) -> String {
         .unwrap();
     let time = (now_seconds() as i64 + offset_steps * 30) as u64;
     TotpVerifier::default().generate(&secret, time).unwrap()
+}
+
+/// The demo as the tests run it: development cookies, the fixture signing
+/// key, every address allowed, 127.0.0.1 a trusted proxy, no throttle, the
+/// default lockout, in-memory stores.
+pub fn config() -> app::DemoConfig {
+    app::DemoConfig {
+        development: true,
+        signing_key: Some(demo_key()),
+        ip_rules: tower_authgate::ip::IpRules::allow_all(),
+        trusted_proxies: tower_authgate::ip::IpRanges::parse_list("127.0.0.1").unwrap(),
+        login_throttle_per_minute: 0,
+        lockout: tower_authgate::lockout::Lockout::default(),
+        redis_url: None,
+        external: None,
+    }
 }
 
 pub fn demo_key() -> SigningKey {

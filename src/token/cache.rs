@@ -1,0 +1,214 @@
+//! A cache of verified tokens, so that a token seen again skips the
+//! signature check and the claims parse (as Envoy's `jwt_authn` does).
+//!
+//! Turn it on when clients send the same token many times (sessions, API
+//! clients that reuse an access token until it expires), and most of all with
+//! asymmetric algorithms, whose verification costs tens of microseconds.
+//! Leave it off when most tokens are seen once. Memory is bounded by the
+//! capacity times the token size.
+//!
+//! What it keeps is safe to reuse:
+//!
+//! - the key is the whole token string (equality on every byte; the hash
+//!   only picks the bucket), so a different token never hits another's
+//!   entry;
+//! - an entry is dropped at the token's `exp` and whenever the verifier's
+//!   keys change (a remote key source fetched a new set);
+//! - the [`AuthLayer`](crate::auth::AuthLayer) checks revocation on every
+//!   request, cached or not, so a revoked `jti` is refused even when its
+//!   token is cached;
+//! - only tokens that passed every check are stored.
+//!
+//! Reads take one shard lock (16 shards) for a hash lookup and an `Arc`
+//! clone.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+
+/// The default number of tokens kept.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+const SHARDS: usize = 16;
+
+struct Entry {
+    verified: Arc<dyn Any + Send + Sync>,
+    expires_at: u64,
+    generation: u64,
+}
+
+type Shard = Mutex<HashMap<Box<str>, Entry, foldhash::fast::FixedState>>;
+
+/// A bounded cache of verified tokens; see the [module docs](self).
+/// Cheap to clone: clones share the entries.
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    shards: Box<[Shard]>,
+    max_per_shard: usize,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("entries", &self.len())
+            .field("capacity", &(self.inner.max_per_shard * SHARDS))
+            .finish()
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl TokenCache {
+    /// A cache keeping at most `capacity` tokens.
+    pub fn new(capacity: usize) -> Self {
+        let hasher = foldhash::fast::FixedState::with_seed(rand_seed());
+        TokenCache {
+            inner: Arc::new(CacheInner {
+                shards: (0..SHARDS)
+                    .map(|_| Mutex::new(HashMap::with_hasher(hasher.clone())))
+                    .collect(),
+                max_per_shard: capacity.div_ceil(SHARDS).max(1),
+                hasher,
+            }),
+        }
+    }
+
+    fn shard(&self, token: &str) -> &Shard {
+        let hash = self.inner.hasher.hash_one(token);
+        // The high bits pick the shard; the map uses the full hash.
+        &self.inner.shards[(hash >> 60) as usize % SHARDS]
+    }
+
+    /// The verified value stored for `token`, if it is there, not expired
+    /// at `now`, and stored under key generation `generation`.
+    pub(crate) fn get(
+        &self,
+        token: &str,
+        now: u64,
+        generation: u64,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let shard = self.shard(token).lock().ok()?;
+        let entry = shard.get(token)?;
+        (entry.expires_at > now && entry.generation == generation)
+            .then(|| Arc::clone(&entry.verified))
+    }
+
+    /// Stores a verified value for `token` until `expires_at`.
+    pub(crate) fn insert(
+        &self,
+        token: &str,
+        verified: Arc<dyn Any + Send + Sync>,
+        expires_at: u64,
+        now: u64,
+        generation: u64,
+    ) {
+        let Ok(mut shard) = self.shard(token).lock() else {
+            return;
+        };
+        if shard.len() >= self.inner.max_per_shard && !shard.contains_key(token) {
+            shard.retain(|_, e| e.expires_at > now && e.generation == generation);
+            if shard.len() >= self.inner.max_per_shard {
+                // Still full of live entries: drop an eighth of them.
+                let drop: Vec<Box<str>> = shard
+                    .keys()
+                    .take((self.inner.max_per_shard / 8).max(1))
+                    .cloned()
+                    .collect();
+                for key in drop {
+                    shard.remove(&key);
+                }
+            }
+        }
+        shard.insert(
+            token.into(),
+            Entry {
+                verified,
+                expires_at,
+                generation,
+            },
+        );
+    }
+
+    /// Empties the cache.
+    pub fn clear(&self) {
+        for shard in self.inner.shards.iter() {
+            if let Ok(mut shard) = shard.lock() {
+                shard.clear();
+            }
+        }
+    }
+
+    /// The number of tokens kept, expired or not.
+    pub fn len(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A per-process seed, so bucket placement cannot be predicted from outside.
+fn rand_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // The system generator failing is not worth a panic: fall back to
+        // the address of a local and the time.
+        let local = 0u8;
+        return (&local as *const u8 as u64) ^ crate::token::now_seconds();
+    }
+    u64::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(n: u32) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(n)
+    }
+
+    fn read(cache: &TokenCache, token: &str, now: u64, generation: u64) -> Option<u32> {
+        cache
+            .get(token, now, generation)
+            .and_then(|v| v.downcast_ref::<u32>().copied())
+    }
+
+    #[test]
+    fn hits_only_the_same_token_before_expiry_and_under_the_same_keys() {
+        let cache = TokenCache::new(100);
+        cache.insert("a.b.c", value(1), 1_000, 900, 7);
+        assert_eq!(read(&cache, "a.b.c", 999, 7), Some(1));
+        assert_eq!(read(&cache, "a.b.c", 1_000, 7), None, "expired at exp");
+        assert_eq!(read(&cache, "a.b.c", 999, 8), None, "keys changed");
+        assert_eq!(read(&cache, "a.b.cd", 999, 7), None);
+        assert_eq!(read(&cache, "a.b.", 999, 7), None);
+        cache.clear();
+        assert_eq!(read(&cache, "a.b.c", 999, 7), None);
+    }
+
+    #[test]
+    fn stays_within_capacity() {
+        let cache = TokenCache::new(160);
+        for i in 0..10_000u32 {
+            cache.insert(&format!("token-{i}"), value(i), 2_000, 1_000, 0);
+            assert!(cache.len() <= 160, "{} at {i}", cache.len());
+        }
+        assert_eq!(read(&cache, "token-9999", 1_001, 0), Some(9_999));
+    }
+}
