@@ -26,7 +26,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -35,8 +35,8 @@ use crate::login::{AuthClaims, LoginFlow, ServiceAccounts};
 use crate::token::{TokenKind, TokenSources, Verifier};
 
 use super::{
-    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_token, body_bytes, parse_json,
-    password_with_code,
+    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, body_bytes, no_store,
+    parse_json, password_with_code,
 };
 
 /// How long an `auth_token` lives: 24 hours.
@@ -106,17 +106,13 @@ fn error_response(failure: Failure) -> Response {
 }
 
 fn error_body(failure: &Failure) -> Response {
-    let mut response = (
-        failure.status,
-        Json(json!({ "statusCode": failure.status.as_u16(), "message": failure.message })),
+    bearer_challenge(
+        (
+            failure.status,
+            Json(json!({ "statusCode": failure.status.as_u16(), "message": failure.message })),
+        )
+            .into_response(),
     )
-        .into_response();
-    if failure.status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
 }
 
 fn respond(result: Result<Response, Failure>) -> Response {
@@ -157,17 +153,14 @@ async fn login(
                 .flow
                 .issuer()
                 .issue_access(&principal, AUTH_TOKEN_SECONDS)?;
-            let mut response = Json(json!({
+            let response = Json(json!({
                 "id": principal.id,
                 "auth_token": minted.token,
                 "username": principal.username,
                 "expires": minted.claims.exp,
             }))
             .into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(response)
+            Ok(no_store(response))
         }
         .await,
     )
@@ -215,7 +208,7 @@ async fn create(
                 &request.purpose,
                 ttl,
             )?;
-            let mut response = (
+            let response = (
                 StatusCode::CREATED,
                 Json(json!({
                     "id": account.id,
@@ -227,10 +220,7 @@ async fn create(
                 })),
             )
                 .into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(response)
+            Ok(no_store(response))
         }
         .await,
     )

@@ -25,15 +25,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::login::{ExternalTokenVerifier, LoginError, LoginFlow, Principal};
 
 use super::{
-    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_token, body_bytes, parse_json,
-    password_with_code,
+    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, body_bytes, no_store,
+    parse_json, password_with_code,
 };
 
 /// The bearer-pair preset.
@@ -106,28 +106,17 @@ fn error_body(failure: &Failure) -> Response {
         .iter()
         .map(|f| format!("field: {f}"))
         .collect();
-    let mut response = (
-        failure.status,
-        Json(json!({
-            "code": failure.status.as_u16(),
-            "message": failure.message,
-            "details": details,
-        })),
+    bearer_challenge(
+        (
+            failure.status,
+            Json(json!({
+                "code": failure.status.as_u16(),
+                "message": failure.message,
+                "details": details,
+            })),
+        )
+            .into_response(),
     )
-        .into_response();
-    if failure.status == http::StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
-fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 #[derive(Deserialize)]

@@ -38,7 +38,7 @@ use crate::error::ConfigError;
 use crate::login::{LoginError, LoginFlow, LoginOutcome, Principal, TokenPair};
 use crate::token::{TokenSource, TokenSources, Verifier};
 
-use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, body_bytes};
+use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, body_bytes, no_store};
 
 /// The access cookie's name.
 pub const ACCESS_COOKIE: &str = "ins_access_token";
@@ -150,11 +150,7 @@ impl CookieSession {
                     .set(&self.refresh_cookie, &refresh.token, refresh.claims.exi),
             );
         }
-        headers.insert(
-            header::CACHE_CONTROL,
-            http::HeaderValue::from_static("no-store"),
-        );
-        response
+        no_store(response)
     }
 
     fn tokens_for(&self, principal: &Principal) -> Response {

@@ -148,6 +148,27 @@ fn content_type(headers: &HeaderMap) -> Option<&str> {
         .map(|v| v.split(';').next().unwrap_or("").trim())
 }
 
+/// Marks a response that carries credentials as not to be stored
+/// (RFC 6749 §5.1).
+pub(crate) fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// Adds a bare `WWW-Authenticate: Bearer` challenge to a `401`.
+pub(crate) fn bearer_challenge(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
 /// Parses a JSON body: `415` without a JSON content type, `400` for
 /// malformed JSON or a missing field (named in the answer).
 pub(crate) fn parse_json<T: DeserializeOwned>(

@@ -28,14 +28,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on, post};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::login::{LoginFlow, LoginOutcome, TokenPair};
 use crate::token::TokenKind;
 
-use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_token, body_bytes, parse_json};
+use super::{
+    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, body_bytes, no_store,
+    parse_json,
+};
 
 /// Refresh lifetime for `KeepLoggedIn: true`: 30 days.
 pub const KEEP_LOGGED_IN_SECONDS: u64 = 30 * 86_400;
@@ -84,7 +87,7 @@ fn error_response(failure: Failure) -> Response {
 
 fn error_body(failure: &Failure) -> Response {
     let authorization_invalid = failure.status == StatusCode::UNAUTHORIZED;
-    let mut response = (
+    let response = (
         failure.status,
         Json(json!({
             "AuthorizationInvalid": authorization_invalid,
@@ -99,24 +102,17 @@ fn error_body(failure: &Failure) -> Response {
         })),
     )
         .into_response();
-    if authorization_invalid {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
+    bearer_challenge(response)
 }
 
 fn pair_response(pair: &TokenPair) -> Response {
-    let mut response = Json(json!({
-        "AccessToken": pair.access.token,
-        "RefreshToken": pair.refresh.as_ref().map(|r| r.token.as_str()).unwrap_or(""),
-    }))
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    no_store(
+        Json(json!({
+            "AccessToken": pair.access.token,
+            "RefreshToken": pair.refresh.as_ref().map(|r| r.token.as_str()).unwrap_or(""),
+        }))
+        .into_response(),
+    )
 }
 
 fn respond(result: Result<Response, Failure>) -> Response {
@@ -240,21 +236,18 @@ async fn totp(
     .await;
     match result {
         Ok(pair) => {
-            let mut response = Json(json!({
+            let response = Json(json!({
                 "AccessToken": pair.access.token,
                 "Error": "",
                 "RefreshToken": pair.refresh.map(|r| r.token).unwrap_or_default(),
                 "TotpAccessCode": "",
             }))
             .into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
+            no_store(response)
         }
         Err(failure) if failure.status == StatusCode::UNAUTHORIZED => {
             // The step's own shape carries the error in `Error`.
-            let mut response = (
+            let response = (
                 failure.status,
                 Json(json!({
                     "AccessToken": "",
@@ -264,10 +257,7 @@ async fn totp(
                 })),
             )
                 .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
+            bearer_challenge(response)
         }
         Err(failure) => error_response(failure),
     }

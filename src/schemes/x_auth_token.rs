@@ -32,7 +32,9 @@ use crate::error::ConfigError;
 use crate::login::{LoginError, LoginFlow, Principal};
 use crate::token::{SigningKey, TokenSource, TokenSources, Verifier};
 
-use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, body_bytes, parse_json, password_with_code};
+use super::{
+    Failure, LOGIN_BODY_LIMIT, LoginClient, body_bytes, no_store, parse_json, password_with_code,
+};
 
 /// The header the token travels in.
 pub const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
@@ -111,10 +113,7 @@ fn with_token(mut response: Response, token: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(token) {
         response.headers_mut().insert(X_AUTH_TOKEN, value);
     }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    no_store(response)
 }
 
 #[derive(Deserialize)]
