@@ -13,15 +13,13 @@
 //! Time comes from a [`Clock`], so tests never sleep.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::store::{BoxFuture, StoreError};
+use crate::store::{BoxFuture, ShardedMap, StoreError};
 use crate::token::now_seconds;
 
 /// Seconds since the Unix epoch, from a source tests can control.
@@ -155,12 +153,8 @@ impl Counter {
     }
 }
 
-const SHARDS: usize = 16;
-
 /// The default cap on accounts tracked by [`MemoryLockoutStore`].
 pub const DEFAULT_MAX_TRACKED: usize = 100_000;
-
-type Shard = Mutex<HashMap<Box<str>, Counter>>;
 
 /// The in-memory [`LockoutStore`]: sharded and bounded.
 ///
@@ -172,8 +166,7 @@ type Shard = Mutex<HashMap<Box<str>, Counter>>;
 /// rather than forget a lock.
 #[derive(Debug)]
 pub struct MemoryLockoutStore {
-    shards: Box<[Shard]>,
-    max_per_shard: usize,
+    counters: ShardedMap<Counter>,
 }
 
 impl Default for MemoryLockoutStore {
@@ -186,20 +179,8 @@ impl MemoryLockoutStore {
     /// A store tracking at most `max` accounts.
     pub fn with_capacity(max: usize) -> Self {
         MemoryLockoutStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            max_per_shard: max.div_ceil(SHARDS).max(1),
+            counters: ShardedMap::with_capacity(max),
         }
-    }
-
-    fn shard(
-        &self,
-        key: &str,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<Box<str>, Counter>>, StoreError> {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        self.shards[hasher.finish() as usize % SHARDS]
-            .lock()
-            .map_err(|_| StoreError("lockout shard poisoned".into()))
     }
 
     /// Counts a failure now (the synchronous form of
@@ -210,10 +191,11 @@ impl MemoryLockoutStore {
         policy: &LockoutPolicy,
         now: u64,
     ) -> Result<FailureRecorded, StoreError> {
-        let mut shard = self.shard(key)?;
-        if !shard.contains_key(key) && shard.len() >= self.max_per_shard {
-            Self::make_room(&mut shard, self.max_per_shard, now, policy.window_seconds);
-            if shard.len() >= self.max_per_shard {
+        let max = self.counters.max_per_shard;
+        let mut shard = self.counters.lock(key)?;
+        if !shard.contains_key(key) && shard.len() >= max {
+            Self::make_room(&mut shard, max, now, policy.window_seconds);
+            if shard.len() >= max {
                 return Err(StoreError(
                     "lockout store is full of locked accounts".into(),
                 ));
@@ -276,15 +258,16 @@ impl MemoryLockoutStore {
 
     /// When `key`'s lock ends, if it is locked at `now`.
     pub fn locked_until_now(&self, key: &str, now: u64) -> Result<Option<u64>, StoreError> {
-        Ok(self.shard(key)?.get(key).and_then(|c| c.locked_at(now)))
+        Ok(self
+            .counters
+            .lock(key)?
+            .get(key)
+            .and_then(|c| c.locked_at(now)))
     }
 
     /// The number of accounts tracked.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
-            .sum()
+        self.counters.len()
     }
 
     /// Whether no account is tracked.
@@ -314,33 +297,28 @@ impl LockoutStore for MemoryLockoutStore {
     }
 
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self.shard(key).map(|mut shard| {
+        let result = self.counters.lock(key).map(|mut shard| {
             shard.remove(key);
         });
         Box::pin(std::future::ready(result))
     }
 
     fn list_locked(&self, now: u64) -> BoxFuture<'_, Result<Vec<LockedAccount>, StoreError>> {
-        let mut locked = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = match shard.lock() {
-                Ok(shard) => shard,
-                Err(_) => {
-                    return Box::pin(std::future::ready(Err(StoreError(
-                        "lockout shard poisoned".into(),
-                    ))));
-                }
-            };
-            locked.extend(shard.iter().filter_map(|(key, c)| {
-                c.locked_at(now).map(|until| LockedAccount {
-                    account: key.to_string(),
-                    locked_until: until,
-                    failures: c.failures,
-                })
-            }));
-        }
-        locked.sort_by(|a, b| a.account.cmp(&b.account));
-        Box::pin(std::future::ready(Ok(locked)))
+        let list = || {
+            let mut locked = Vec::new();
+            for shard in self.counters.each() {
+                locked.extend(shard?.iter().filter_map(|(key, c)| {
+                    c.locked_at(now).map(|until| LockedAccount {
+                        account: key.to_string(),
+                        locked_until: until,
+                        failures: c.failures,
+                    })
+                }));
+            }
+            locked.sort_by(|a, b| a.account.cmp(&b.account));
+            Ok(locked)
+        };
+        Box::pin(std::future::ready(list()))
     }
 }
 

@@ -65,8 +65,52 @@ pub const DEFAULT_MAX_REVOCATIONS: usize = 1_000_000;
 
 const SHARDS: usize = 16;
 
-/// One shard: id → expiry (seconds since the epoch).
-type Shard = Mutex<HashMap<Box<str>, u64>>;
+/// A map from string keys split into independently locked shards, each
+/// holding at most `max_per_shard` entries: the in-memory stores' base.
+#[derive(Debug)]
+pub(crate) struct ShardedMap<V> {
+    shards: Box<[Shard<V>]>,
+    pub(crate) max_per_shard: usize,
+}
+
+/// One shard of a [`ShardedMap`].
+type Shard<V> = Mutex<HashMap<Box<str>, V>>;
+
+/// One locked shard of a [`ShardedMap`].
+pub(crate) type ShardGuard<'a, V> = std::sync::MutexGuard<'a, HashMap<Box<str>, V>>;
+
+impl<V> ShardedMap<V> {
+    /// A map holding at most about `max` entries.
+    pub(crate) fn with_capacity(max: usize) -> Self {
+        ShardedMap {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            max_per_shard: max.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// The shard that holds `key`, locked.
+    pub(crate) fn lock(&self, key: &str) -> Result<ShardGuard<'_, V>, StoreError> {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        Self::guard(&self.shards[hasher.finish() as usize % SHARDS])
+    }
+
+    /// Every shard in turn, locked.
+    pub(crate) fn each(&self) -> impl Iterator<Item = Result<ShardGuard<'_, V>, StoreError>> {
+        self.shards.iter().map(Self::guard)
+    }
+
+    fn guard(shard: &Shard<V>) -> Result<ShardGuard<'_, V>, StoreError> {
+        shard
+            .lock()
+            .map_err(|_| StoreError("in-memory store shard poisoned".into()))
+    }
+
+    /// The number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.each().map(|s| s.map(|s| s.len()).unwrap_or(0)).sum()
+    }
+}
 
 /// The in-memory [`RevocationStore`]: sharded, bounded, with expired entries
 /// purged as shards fill.
@@ -75,8 +119,7 @@ type Shard = Mutex<HashMap<Box<str>, u64>>;
 /// with a [`StoreError`] rather than forget a revocation.
 #[derive(Debug)]
 pub struct MemoryRevocations {
-    shards: Box<[Shard]>,
-    max_per_shard: usize,
+    ids: ShardedMap<u64>,
 }
 
 impl Default for MemoryRevocations {
@@ -89,25 +132,15 @@ impl MemoryRevocations {
     /// A store that tracks at most `max` ids at once.
     pub fn with_capacity(max: usize) -> Self {
         MemoryRevocations {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            max_per_shard: max.div_ceil(SHARDS).max(1),
+            ids: ShardedMap::with_capacity(max),
         }
-    }
-
-    fn shard(&self, id: &str) -> &Shard {
-        let mut hasher = DefaultHasher::new();
-        id.hash(&mut hasher);
-        &self.shards[hasher.finish() as usize % SHARDS]
     }
 
     /// Revokes `id` at once (the synchronous form of
     /// [`RevocationStore::revoke`]).
     pub fn revoke_now(&self, id: &str, until: u64) -> Result<bool, StoreError> {
         let now = now_seconds();
-        let mut shard = self
-            .shard(id)
-            .lock()
-            .map_err(|_| StoreError("revocation shard poisoned".into()))?;
+        let mut shard = self.ids.lock(id)?;
         if let Some(existing) = shard.get_mut(id) {
             if *existing > now {
                 *existing = (*existing).max(until);
@@ -116,9 +149,9 @@ impl MemoryRevocations {
             *existing = until;
             return Ok(true);
         }
-        if shard.len() >= self.max_per_shard {
+        if shard.len() >= self.ids.max_per_shard {
             shard.retain(|_, until| *until > now);
-            if shard.len() >= self.max_per_shard {
+            if shard.len() >= self.ids.max_per_shard {
                 return Err(StoreError("revocation store is full".into()));
             }
         }
@@ -128,19 +161,13 @@ impl MemoryRevocations {
 
     /// Whether `id` is revoked now.
     pub fn is_revoked(&self, id: &str) -> Result<bool, StoreError> {
-        let shard = self
-            .shard(id)
-            .lock()
-            .map_err(|_| StoreError("revocation shard poisoned".into()))?;
+        let shard = self.ids.lock(id)?;
         Ok(shard.get(id).is_some_and(|until| *until > now_seconds()))
     }
 
     /// The number of ids tracked, expired or not.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
-            .sum()
+        self.ids.len()
     }
 
     /// Whether no id is tracked.
