@@ -1166,3 +1166,60 @@ async fn host_prefixed_cookies() {
             || c.contains("Max-Age=86400; HttpOnly; SameSite=Lax; Secure")
     }));
 }
+
+#[tokio::test]
+async fn optional_routes_treat_a_dead_refresh_cookie_as_anonymous() {
+    use axum::body::Body;
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    use tower_authgate::login::{JwtIssuer, LoginFlow, MemoryUsers, TokenIssuer};
+    use tower_authgate::schemes::cookie_session::CookieSession;
+    use tower_authgate::token::{Anonymous, Claims};
+    let issuer = Arc::new(JwtIssuer::new(demo_key(), "t").unwrap());
+    let verifier = issuer.access_verifier();
+    let session = CookieSession::new(LoginFlow::new(
+        Arc::new(MemoryUsers::new().unwrap()),
+        issuer,
+    ));
+    let layer = session.auth_layer::<serde_json::Value>(verifier).unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|request: axum::extract::Request| async move {
+                match (
+                    request.extensions().get::<Claims<serde_json::Value>>(),
+                    request.extensions().get::<Anonymous>(),
+                ) {
+                    (Some(_), _) => "signed in",
+                    (None, Some(_)) => "anonymous",
+                    (None, None) => "neither",
+                }
+            }),
+        )
+        .layer(layer.clone().optional());
+    let request = |cookie: &str| {
+        Request::get("/")
+            .header("cookie", cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let response = app
+        .clone()
+        .oneshot(request("ins_refresh_token=not.a.token"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"anonymous");
+    // On a required route the same request is refused.
+    let required = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hi" }))
+        .layer(layer);
+    let response = required
+        .oneshot(request("ins_refresh_token=not.a.token"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}

@@ -269,6 +269,12 @@ impl<S, C, R> Auth<S, C, R> {
                         Err(LoginError::Unavailable(_)) => {
                             return reject(AuthRejection::Unavailable);
                         }
+                        // No access token and a refresh cookie that renews
+                        // nothing: on an optional route, that is anonymous.
+                        Err(_) if fallback == AuthRejection::MissingToken && !config.required => {
+                            req.extensions_mut().insert(Anonymous);
+                            return inner.call(req).await;
+                        }
                         Err(_) => return reject(fallback),
                     };
                     let verified = match config.verifier.verify::<C>(&pair.access.token) {
