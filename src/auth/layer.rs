@@ -132,22 +132,23 @@ impl AuthConfig {
             Ok(None) => return (Authenticated::Missing, None),
             Err(rejection) => return (Authenticated::Refused(rejection), None),
         };
+        // One clock reading serves the cache and the verifier.
+        let now = now_seconds();
         let cached = self.cache.as_ref().map(|cache| {
-            let now = now_seconds();
             let generation = self.verifier.key_generation();
             let hit = cache
                 .get(found.token, now, generation)
                 .and_then(|v| v.downcast_ref::<Verified<C>>().cloned());
-            (cache, hit, now, generation)
+            (cache, hit, generation)
         });
-        if let Some((_, Some(verified), _, _)) = cached {
+        if let Some((_, Some(verified), _)) = cached {
             return (
                 Authenticated::Verified(verified, found.found_in),
                 Some(found.found_in),
             );
         }
-        let result = self.verifier.verify::<C>(found.token);
-        if let (Some((cache, None, now, generation)), Ok(verified)) = (cached, &result) {
+        let result = self.verifier.verify_at::<C>(found.token, now);
+        if let (Some((cache, None, generation)), Ok(verified)) = (cached, &result) {
             cache.insert(
                 found.token,
                 Arc::new(verified.clone()),
