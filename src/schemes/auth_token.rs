@@ -35,8 +35,8 @@ use crate::login::{AuthClaims, LoginFlow, ServiceAccounts};
 use crate::token::{TokenKind, TokenSources, Verifier};
 
 use super::{
-    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, body_bytes, no_store,
-    parse_json, password_with_code,
+    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, json_body, no_store,
+    password_with_code,
 };
 
 /// How long an `auth_token` lives: 24 hours.
@@ -139,8 +139,7 @@ async fn login(
 ) -> Response {
     respond(
         async {
-            let body = body_bytes(body)?;
-            let login: Login = parse_json(&headers, &body)?;
+            let login: Login = json_body(&headers, body)?;
             let principal = password_with_code(
                 &preset.flow,
                 &login.username,
@@ -184,8 +183,7 @@ async fn create(
     respond(
         async {
             let admin = preset.administrator(&headers).await?;
-            let body = body_bytes(body)?;
-            let request: NewServiceAccount = parse_json(&headers, &body)?;
+            let request: NewServiceAccount = json_body(&headers, body)?;
             let ttl = match (request.duration_seconds, request.duration_days) {
                 (Some(seconds), None) => seconds,
                 (None, Some(days)) => days.saturating_mul(86_400),

@@ -195,6 +195,14 @@ pub(crate) fn parse_json<T: DeserializeOwned>(
     })
 }
 
+/// Reads a JSON body: [`body_bytes`] then [`parse_json`].
+pub(crate) fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Failure> {
+    parse_json(headers, &body_bytes(body)?)
+}
+
 /// The bearer token of a request, if any.
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Failure> {
     TokenSources::bearer()

@@ -36,8 +36,7 @@ use crate::login::{LoginFlow, LoginOutcome, TokenPair};
 use crate::token::TokenKind;
 
 use super::{
-    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, body_bytes, no_store,
-    parse_json,
+    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, json_body, no_store,
 };
 
 /// Refresh lifetime for `KeepLoggedIn: true`: 30 days.
@@ -135,8 +134,7 @@ async fn signin(
 ) -> Response {
     respond(
         async {
-            let body = body_bytes(body)?;
-            let signin: SignIn = parse_json(&headers, &body)?;
+            let signin: SignIn = json_body(&headers, body)?;
             let refresh_ttl = signin.keep_logged_in.then_some(preset.keep_logged_in);
             match preset
                 .flow
@@ -172,8 +170,7 @@ async fn refresh(
 ) -> Response {
     respond(
         async {
-            let body = body_bytes(body)?;
-            let request: Refresh = parse_json(&headers, &body)?;
+            let request: Refresh = json_body(&headers, body)?;
             if request.grant_type != "refresh_token" {
                 let mut failure = Failure::bad_request("GrantType must be \"refresh_token\"");
                 failure.field = Some("GrantType".into());
@@ -225,8 +222,7 @@ async fn totp(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let body = body_bytes(body)?;
-        let step: TotpStep = parse_json(&headers, &body)?;
+        let step: TotpStep = json_body(&headers, body)?;
         let principal = preset
             .flow
             .totp_from(&step.token, &step.totp, client.0)

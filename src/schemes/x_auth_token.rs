@@ -32,9 +32,7 @@ use crate::error::ConfigError;
 use crate::login::{LoginError, LoginFlow, Principal};
 use crate::token::{SigningKey, TokenSource, TokenSources, Verifier};
 
-use super::{
-    Failure, LOGIN_BODY_LIMIT, LoginClient, body_bytes, no_store, parse_json, password_with_code,
-};
+use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, json_body, no_store, password_with_code};
 
 /// The header the token travels in.
 pub const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
@@ -134,8 +132,7 @@ async fn login_v2(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let body = body_bytes(body)?;
-        let login: LoginV2 = parse_json(&headers, &body)?;
+        let login: LoginV2 = json_body(&headers, body)?;
         let principal = password_with_code(
             &preset.flow,
             &login.username,
