@@ -158,6 +158,15 @@ fn validation(c: &mut Criterion) {
         group.bench_function("authgate_verifier", |b| {
             b.iter(|| verifier.verify::<BenchClaims>(black_box(&token)).unwrap())
         });
+        group.bench_function("no_layer", |b| {
+            b.iter(|| {
+                let mut request = Request::new(String::new());
+                request.headers_mut().insert(header::COOKIE, cookie.clone());
+                let response = ready(handler.oneshot(request)).unwrap();
+                assert_eq!(response.status(), 200);
+                response
+            })
+        });
         group.bench_function("authgate_layer_cookie", |b| {
             b.iter(|| {
                 let mut request = Request::new(String::new());

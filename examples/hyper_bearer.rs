@@ -18,7 +18,9 @@ use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tower_authgate::auth::AuthLayer;
-use tower_authgate::token::{Claims, KeySet, SigningKey, TokenSources, Verifier, now_seconds};
+use tower_authgate::token::{
+    KeySet, SigningKey, TokenSources, VerifiedToken, Verifier, now_seconds,
+};
 
 #[derive(Clone, Serialize, Deserialize)]
 struct MyClaims {
@@ -28,7 +30,8 @@ struct MyClaims {
 async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let subject = req
         .extensions()
-        .get::<Claims<MyClaims>>()
+        .get::<VerifiedToken>()
+        .and_then(VerifiedToken::claims::<MyClaims>)
         .map(|claims| claims.sub.clone())
         .unwrap_or_default();
     Ok(Response::new(Full::from(format!("hello {subject}\n"))))

@@ -20,28 +20,35 @@
 //! # Example
 //!
 //! ```
-//! use http::{Method, Request, Response, StatusCode};
+//! use http::{Method, Request, Response, StatusCode, header};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_authgate::auth::AuthLayer;
 //! use tower_authgate::csrf::CsrfLayer;
-//! use tower_authgate::token::FoundIn;
+//! use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+//! let verifier = Verifier::builder(KeySet::single(key.verifying_key())).build()?;
+//! let auth = AuthLayer::<serde_json::Value>::new(verifier)
+//!     .sources(TokenSources::new([TokenSource::cookie("ins_access_token")])?);
 //! let service = ServiceBuilder::new()
+//!     .layer(auth)
 //!     .layer(CsrfLayer::new().trusted_origin("https://admin.example.com")?)
 //!     .service(service_fn(|_req: Request<String>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
 //!     }));
+//! let exp = tower_authgate::token::now_seconds() + 300;
+//! let token = key.sign(&serde_json::json!({"sub": "admin", "exp": exp, "usefor": "access"}))?;
+//! // A POST a browser sends with the session cookie.
 //! let post = |origin: &str| {
-//!     let mut request = Request::builder()
+//!     Request::builder()
 //!         .method(Method::POST)
-//!         .header("host", "api.example.com")
-//!         .header("origin", origin)
+//!         .header(header::HOST, "api.example.com")
+//!         .header(header::ORIGIN, origin)
+//!         .header(header::COOKIE, format!("ins_access_token={token}"))
 //!         .body(String::new())
-//!         .unwrap();
-//!     // What AuthLayer records for a token read from a cookie.
-//!     request.extensions_mut().insert(FoundIn::Cookie);
-//!     request
+//!         .unwrap()
 //! };
 //! let evil = service.clone().oneshot(post("https://evil.example")).await?;
 //! assert_eq!(evil.status(), StatusCode::FORBIDDEN);
@@ -62,7 +69,7 @@ use tower_service::Service;
 
 use crate::error::ConfigError;
 use crate::future::{InnerOrRejected, json_error};
-use crate::token::FoundIn;
+use crate::token::{FoundIn, VerifiedToken};
 
 /// The response future of [`CsrfGuard`].
 pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
@@ -191,7 +198,10 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let found_in = req.extensions().get::<FoundIn>().copied();
+        let found_in = req
+            .extensions()
+            .get::<VerifiedToken>()
+            .map(VerifiedToken::found_in);
         if self.layer.allows(req.method(), req.headers(), found_in) {
             ResponseFuture::inner(self.inner.call(req))
         } else {

@@ -12,7 +12,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::error::AuthRejection;
-use crate::token::{Anonymous, Claims, TokenMeta};
+use crate::token::{Anonymous, Claims, TokenMeta, VerifiedToken};
 
 /// Why [`Claims<C>`] could not be extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl IntoResponse for AuthRejection {
 }
 
 fn missing(parts: &Parts) -> ClaimsRejection {
-    if parts.extensions.get::<TokenMeta>().is_some() {
+    if parts.extensions.get::<VerifiedToken>().is_some() {
         ClaimsRejection::ClaimsTypeMismatch
     } else if parts.extensions.get::<Anonymous>().is_some() {
         ClaimsRejection::Anonymous
@@ -91,8 +91,8 @@ where
     type Rejection = ClaimsRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Claims<C>>() {
-            Some(claims) => Ok(claims.clone()),
+        match claims::<C>(parts) {
+            Some(claims) => Ok(Claims(claims.clone())),
             None => Err(missing(parts)),
         }
     }
@@ -109,8 +109,8 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match parts.extensions.get::<Claims<C>>() {
-            Some(claims) => Ok(Some(claims.clone())),
+        match claims::<C>(parts) {
+            Some(claims) => Ok(Some(Claims(claims.clone()))),
             None => match missing(parts) {
                 ClaimsRejection::Anonymous => Ok(None),
                 other => Err(other),
@@ -119,17 +119,45 @@ where
     }
 }
 
+fn claims<C: 'static>(parts: &Parts) -> Option<&C> {
+    parts
+        .extensions
+        .get::<VerifiedToken>()
+        .and_then(VerifiedToken::claims::<C>)
+}
+
+fn verified_token(parts: &Parts) -> Result<&VerifiedToken, ClaimsRejection> {
+    match parts.extensions.get::<VerifiedToken>() {
+        Some(token) => Ok(token),
+        None if parts.extensions.get::<Anonymous>().is_some() => Err(ClaimsRejection::Anonymous),
+        None => Err(ClaimsRejection::MissingAuthLayer),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for VerifiedToken {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        verified_token(parts).cloned()
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedToken {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<VerifiedToken>().cloned())
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for TokenMeta {
     type Rejection = ClaimsRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<TokenMeta>() {
-            Some(meta) => Ok(meta.clone()),
-            None if parts.extensions.get::<Anonymous>().is_some() => {
-                Err(ClaimsRejection::Anonymous)
-            }
-            None => Err(ClaimsRejection::MissingAuthLayer),
-        }
+        verified_token(parts).map(|token| token.meta().clone())
     }
 }
 
@@ -140,7 +168,10 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for TokenMeta {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<TokenMeta>().cloned())
+        Ok(parts
+            .extensions
+            .get::<VerifiedToken>()
+            .map(|token| token.meta().clone()))
     }
 }
 

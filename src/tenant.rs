@@ -45,7 +45,7 @@ use tower_service::Service;
 
 use crate::error::ConfigError;
 use crate::future::{InnerOrRejected, json_error};
-use crate::token::Claims;
+use crate::token::VerifiedToken;
 
 /// The response future of [`SpaceGuard`].
 pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
@@ -275,7 +275,10 @@ where
             }
             (None, _) => None,
         };
-        let claims = req.extensions().get::<Claims<C>>();
+        let claims = req
+            .extensions()
+            .get::<VerifiedToken>()
+            .and_then(VerifiedToken::claims::<C>);
         let space = match (requested, &self.config.default_space, claims) {
             (Some(space), _, _) => space.to_owned(),
             (None, Some(default), _) => default.clone(),

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
 use tower_authgate::token::{
-    Algorithm, Anonymous, Claims, FoundIn, KeySet, MultipleCredentials, SigningKey, TokenMeta,
-    TokenSource, TokenSources, Verifier,
+    Algorithm, Anonymous, KeySet, MultipleCredentials, SigningKey, TokenSource, TokenSources,
+    VerifiedToken, Verifier,
 };
 
 fn all_sources() -> TokenSources {
@@ -37,10 +37,15 @@ fn layer(sources: TokenSources) -> AuthLayer<Value> {
 /// Echoes who the request was authenticated as, and where the token was.
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
     let ext = req.extensions();
-    let body = match (ext.get::<Claims<Value>>(), ext.get::<Anonymous>()) {
-        (Some(Claims(c)), _) => {
-            let meta = ext.get::<TokenMeta>().expect("meta beside claims");
-            let found = ext.get::<FoundIn>().expect("source beside claims");
+    let token = ext.get::<VerifiedToken>();
+    let body = match (
+        token.and_then(VerifiedToken::claims::<Value>),
+        ext.get::<Anonymous>(),
+    ) {
+        (Some(c), _) => {
+            let token = token.expect("claims come in a verified token");
+            let meta = token.meta();
+            let found = token.found_in();
             format!(
                 "{} {:?} {}",
                 c["sub"].as_str().unwrap_or("?"),
@@ -324,7 +329,11 @@ async fn a_typed_claims_struct_reaches_the_handler() {
     let service = ServiceBuilder::new()
         .layer(AuthLayer::<Mine>::new(verifier))
         .service(service_fn(|req: Request<String>| async move {
-            let claims = req.extensions().get::<Claims<Mine>>().cloned();
+            let claims = req
+                .extensions()
+                .get::<VerifiedToken>()
+                .and_then(VerifiedToken::claims::<Mine>)
+                .cloned();
             Ok::<_, Infallible>(Response::new(
                 claims.map(|c| c.sub.clone()).unwrap_or_default(),
             ))

@@ -1174,7 +1174,7 @@ async fn optional_routes_treat_a_dead_refresh_cookie_as_anonymous() {
     use tower::ServiceExt;
     use tower_authgate::login::{JwtIssuer, LoginFlow, MemoryUsers, TokenIssuer};
     use tower_authgate::schemes::cookie_session::CookieSession;
-    use tower_authgate::token::{Anonymous, Claims};
+    use tower_authgate::token::{Anonymous, VerifiedToken};
     let issuer = Arc::new(JwtIssuer::new(demo_key(), "t").unwrap());
     let verifier = issuer.access_verifier();
     let session = CookieSession::new(LoginFlow::new(
@@ -1187,7 +1187,7 @@ async fn optional_routes_treat_a_dead_refresh_cookie_as_anonymous() {
             "/",
             axum::routing::get(|request: axum::extract::Request| async move {
                 match (
-                    request.extensions().get::<Claims<serde_json::Value>>(),
+                    request.extensions().get::<VerifiedToken>(),
                     request.extensions().get::<Anonymous>(),
                 ) {
                     (Some(_), _) => "signed in",

@@ -10,8 +10,9 @@ use crate::cookie::CookieSettings;
 use crate::error::{AuthRejection, ConfigError, check_quoted_value};
 use crate::login::TokenIssuer;
 use crate::store::RevocationStore;
+use crate::token::claims::ErasedVerified;
 use crate::token::{
-    FoundIn, TokenCache, TokenSource, TokenSources, Verified, Verifier, now_seconds,
+    FoundIn, TokenCache, TokenSource, TokenSources, VerifiedToken, Verifier, now_seconds,
 };
 
 use super::Auth;
@@ -114,8 +115,8 @@ impl std::fmt::Debug for AuthConfig {
 }
 
 /// The outcome of reading and verifying a request's token.
-pub(crate) enum Authenticated<C> {
-    Verified(Verified<C>, FoundIn),
+pub(crate) enum Authenticated {
+    Verified(VerifiedToken),
     Missing,
     Refused(AuthRejection),
 }
@@ -123,49 +124,53 @@ pub(crate) enum Authenticated<C> {
 impl AuthConfig {
     /// Finds and verifies the request's token (through the cache, when one
     /// is configured).
-    pub(crate) fn authenticate<C>(&self, headers: &HeaderMap) -> (Authenticated<C>, Option<FoundIn>)
+    pub(crate) fn authenticate<C>(&self, headers: &HeaderMap) -> (Authenticated, Option<FoundIn>)
     where
-        C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+        C: serde::de::DeserializeOwned + Send + Sync + 'static,
     {
         let found = match self.sources.find(headers) {
             Ok(Some(found)) => found,
             Ok(None) => return (Authenticated::Missing, None),
             Err(rejection) => return (Authenticated::Refused(rejection), None),
         };
+        let found_in = Some(found.found_in);
         // One clock reading serves the cache and the verifier.
         let now = now_seconds();
-        let cached = self.cache.as_ref().map(|cache| {
-            let generation = self.verifier.key_generation();
-            let hit = cache
-                .get(found.token, now, generation)
-                .and_then(|v| v.downcast_ref::<Verified<C>>().cloned());
-            (cache, hit, generation)
-        });
-        if let Some((_, Some(verified), _)) = cached {
-            return (
-                Authenticated::Verified(verified, found.found_in),
-                Some(found.found_in),
-            );
+        let Some(cache) = &self.cache else {
+            return match self.verifier.verify_at::<C>(found.token, now) {
+                Ok(verified) => (
+                    Authenticated::Verified(VerifiedToken::new(Arc::new(verified), found.found_in)),
+                    found_in,
+                ),
+                Err(err) => (Authenticated::Refused(err.into()), found_in),
+            };
+        };
+        let generation = self.verifier.key_generation();
+        if let Some(hit) = cache.get(found.token, now, generation) {
+            let token = VerifiedToken::new(hit, found.found_in);
+            // A cache shared by layers of other claims types holds their
+            // values too: only this type's is a hit.
+            if token.holds::<C>() {
+                return (Authenticated::Verified(token), found_in);
+            }
         }
-        let result = self.verifier.verify_at::<C>(found.token, now);
-        if let (Some((cache, None, generation)), Ok(verified)) = (cached, &result) {
-            cache.insert(
-                found.token,
-                Arc::new(verified.clone()),
-                verified.meta.expires_at,
-                now,
-                generation,
-            );
-        }
-        match result {
-            Ok(verified) => (
-                Authenticated::Verified(verified, found.found_in),
-                Some(found.found_in),
-            ),
-            Err(err) => (
-                Authenticated::Refused(AuthRejection::from(err)),
-                Some(found.found_in),
-            ),
+        match self.verifier.verify_at::<C>(found.token, now) {
+            Ok(verified) => {
+                let expires_at = verified.meta.expires_at;
+                let shared: Arc<dyn ErasedVerified> = Arc::new(verified);
+                cache.insert(
+                    found.token,
+                    Arc::clone(&shared),
+                    expires_at,
+                    now,
+                    generation,
+                );
+                (
+                    Authenticated::Verified(VerifiedToken::new(shared, found.found_in)),
+                    found_in,
+                )
+            }
+            Err(err) => (Authenticated::Refused(err.into()), found_in),
         }
     }
 
@@ -188,8 +193,9 @@ impl AuthConfig {
 /// A [`Layer`] that verifies a token on every request and puts its claims in
 /// the request extensions.
 ///
-/// `C` is the application's claims type (any `DeserializeOwned + Clone +
-/// Send + Sync + 'static`). See the [module docs](crate::auth) for an
+/// `C` is the application's claims type (any `DeserializeOwned + Send +
+/// Sync + 'static`; the [`Claims`](crate::token::Claims) extractor also needs
+/// `Clone`). See the [module docs](crate::auth) for an
 /// example.
 pub struct AuthLayer<C, R = DefaultRejection> {
     pub(crate) config: Arc<AuthConfig>,

@@ -2,9 +2,11 @@
 //!
 //! [`AuthLayer`] finds a token in the configured [`TokenSources`](crate::token::TokenSources)
 //! (bearer header, cookie, custom header, in order), verifies it with a
-//! [`Verifier`](crate::token::Verifier), and calls the inner service with
-//! [`Claims<C>`](crate::token::Claims), [`TokenMeta`](crate::token::TokenMeta)
-//! and [`FoundIn`](crate::token::FoundIn) in the request extensions.
+//! [`Verifier`](crate::token::Verifier), and calls the inner service with a
+//! [`VerifiedToken`](crate::token::VerifiedToken) in the request extensions:
+//! the application's claims, the registered claims
+//! ([`TokenMeta`](crate::token::TokenMeta)) and where the token was found
+//! ([`FoundIn`](crate::token::FoundIn)).
 //!
 //! Rejections follow RFC 6750: no credential on a required route is `401`
 //! with `WWW-Authenticate: Bearer realm="…"`; a refused token is `401` with
@@ -20,7 +22,7 @@
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_authgate::auth::AuthLayer;
 //! use tower_authgate::token::{
-//!     Algorithm, Claims, KeySet, SigningKey, TokenSource, TokenSources, Verifier,
+//!     Algorithm, KeySet, SigningKey, TokenSource, TokenSources, VerifiedToken, Verifier,
 //! };
 //!
 //! #[derive(Clone, Serialize, Deserialize)]
@@ -41,7 +43,8 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(AuthLayer::<MyClaims>::new(verifier).sources(sources))
 //!     .service(service_fn(|req: Request<String>| async move {
-//!         let Claims(claims) = req.extensions().get::<Claims<MyClaims>>().cloned().unwrap();
+//!         let token = req.extensions().get::<VerifiedToken>().unwrap();
+//!         let claims = token.claims::<MyClaims>().unwrap();
 //!         Ok::<_, std::convert::Infallible>(Response::new(format!("hello {}", claims.sub)))
 //!     }));
 //!

@@ -13,14 +13,13 @@ use crate::TokenError;
 use crate::error::AuthRejection;
 use crate::login::LoginError;
 use crate::store::{BoxFuture, RevocationCheck, StoreError};
-use crate::token::{Anonymous, Claims, FoundIn, Verified};
+use crate::token::{Anonymous, FoundIn, Verified, VerifiedToken};
 
 use super::ResponseFuture;
 use super::layer::{AuthConfig, AuthLayer, Authenticated, OnRejection};
 
 /// The service made by [`AuthLayer`]: verifies the request's token, then
-/// calls `inner` with [`Claims<C>`], [`TokenMeta`](crate::token::TokenMeta)
-/// and [`FoundIn`] in the request extensions.
+/// calls `inner` with a [`VerifiedToken`] in the request extensions.
 pub struct Auth<S, C, R> {
     inner: S,
     config: Arc<AuthConfig>,
@@ -74,28 +73,25 @@ impl<S, C, R> Auth<S, C, R> {
     }
 }
 
-fn insert_verified<C, B>(req: &mut Request<B>, verified: Verified<C>, found_in: FoundIn)
-where
-    C: Clone + Send + Sync + 'static,
-{
-    let extensions = req.extensions_mut();
-    extensions.insert(Claims(verified.claims));
-    extensions.insert(verified.meta);
-    extensions.insert(found_in);
+/// Wraps a freshly verified token (not read from the request) for the
+/// extensions.
+fn issued<C: Send + Sync + 'static>(verified: Verified<C>) -> VerifiedToken {
+    VerifiedToken::new(Arc::new(verified), FoundIn::Issued)
 }
 
 /// A revocation check a remote store answers later.
 type PendingCheck = BoxFuture<'static, Result<bool, StoreError>>;
 
 /// `Ok(None)`: not revoked (or no store); `Ok(Some)`: the store needs I/O.
-fn check_revocation<X>(
+fn check_revocation(
     config: &AuthConfig,
-    verified: &Verified<X>,
+    token: &VerifiedToken,
 ) -> Result<Option<PendingCheck>, AuthRejection> {
-    let (Some(store), Some(id)) = (&config.revocations, &verified.meta.token_id) else {
+    let meta = token.meta();
+    let (Some(store), Some(id)) = (&config.revocations, &meta.token_id) else {
         return Ok(None);
     };
-    match store.check(id, verified.meta.family.as_deref()) {
+    match store.check(id, meta.family.as_deref()) {
         RevocationCheck::Ready(answer) => revoked_answer(answer).map(|()| None),
         RevocationCheck::Pending(future) => Ok(Some(future)),
     }
@@ -111,9 +107,9 @@ fn revoked_answer(answer: Result<bool, StoreError>) -> Result<(), AuthRejection>
 }
 
 /// Work that needs I/O before the inner service may be called.
-enum Deferred<C> {
+enum Deferred {
     /// A revocation check answered by a remote store.
-    Revocation(PendingCheck, Verified<C>, FoundIn),
+    Revocation(PendingCheck, VerifiedToken),
     /// A renewal of the access cookie from this refresh token.
     Renewal(String, AuthRejection),
     /// A refetch of remote keys, after which this token is verified again.
@@ -125,7 +121,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    C: DeserializeOwned + Send + Sync + 'static,
     R: OnRejection<ResBody> + Clone + Send + Sync + 'static,
     ReqBody: Send + 'static,
     ResBody: Send + 'static,
@@ -141,13 +137,13 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let (outcome, found_in) = self.config.authenticate::<C>(req.headers());
         let rejection = match outcome {
-            Authenticated::Verified(verified, found_in) => match self.check_revocation(&verified) {
+            Authenticated::Verified(token) => match check_revocation(&self.config, &token) {
                 Ok(None) => {
-                    insert_verified(&mut req, verified, found_in);
+                    req.extensions_mut().insert(token);
                     return ResponseFuture::inner(self.inner.call(req));
                 }
                 Ok(Some(pending)) => {
-                    return self.deferred(req, Deferred::Revocation(pending, verified, found_in));
+                    return self.deferred(req, Deferred::Revocation(pending, token));
                 }
                 Err(rejection) => rejection,
             },
@@ -200,23 +196,16 @@ impl<S, C, R> Auth<S, C, R> {
         Some((refresh, found.token.to_owned(), found.found_in))
     }
 
-    fn check_revocation<X>(
-        &self,
-        verified: &Verified<X>,
-    ) -> Result<Option<PendingCheck>, AuthRejection> {
-        check_revocation(&self.config, verified)
-    }
-
     fn deferred<ReqBody, ResBody>(
         &mut self,
         mut req: Request<ReqBody>,
-        work: Deferred<C>,
+        work: Deferred,
     ) -> ResponseFuture<S::Future, ResBody, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Send + 'static,
-        C: DeserializeOwned + Clone + Send + Sync + 'static,
+        C: DeserializeOwned + Send + Sync + 'static,
         R: OnRejection<ResBody> + Clone + Send + Sync + 'static,
         ReqBody: Send + 'static,
         ResBody: Send + 'static,
@@ -232,19 +221,17 @@ impl<S, C, R> Auth<S, C, R> {
         let config = Arc::clone(&self.config);
         ResponseFuture::boxed(Box::pin(async move {
             match work {
-                Deferred::Revocation(pending, verified, found_in) => {
-                    match revoked_answer(pending.await) {
-                        Ok(()) => {
-                            insert_verified(&mut req, verified, found_in);
-                            inner.call(req).await
-                        }
-                        Err(rejection) => reject(rejection),
+                Deferred::Revocation(pending, token) => match revoked_answer(pending.await) {
+                    Ok(()) => {
+                        req.extensions_mut().insert(token);
+                        inner.call(req).await
                     }
-                }
+                    Err(rejection) => reject(rejection),
+                },
                 Deferred::KeyRefresh(refresh, token, found_in) => {
                     refresh.await;
                     let verified = match config.verifier.verify::<C>(&token) {
-                        Ok(verified) => verified,
+                        Ok(verified) => VerifiedToken::new(Arc::new(verified), found_in),
                         Err(err) => return reject(err.into()),
                     };
                     let checked = match check_revocation(&config, &verified) {
@@ -254,7 +241,7 @@ impl<S, C, R> Auth<S, C, R> {
                     };
                     match checked {
                         Ok(()) => {
-                            insert_verified(&mut req, verified, found_in);
+                            req.extensions_mut().insert(verified);
                             inner.call(req).await
                         }
                         Err(rejection) => reject(rejection),
@@ -278,10 +265,10 @@ impl<S, C, R> Auth<S, C, R> {
                         Err(_) => return reject(fallback),
                     };
                     let verified = match config.verifier.verify::<C>(&pair.access.token) {
-                        Ok(verified) => verified,
+                        Ok(verified) => issued(verified),
                         Err(err) => return reject(err.into()),
                     };
-                    insert_verified(&mut req, verified, FoundIn::Issued);
+                    req.extensions_mut().insert(verified);
                     let mut response = inner.call(req).await?;
                     response.headers_mut().append(
                         SET_COOKIE,

@@ -1,8 +1,12 @@
 //! What a verified token says: the application's own claims, the registered
 //! claims every layer may read, and the token's kind.
 
+use std::any::Any;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::token::Verified;
 
 /// What a token is for.
 ///
@@ -120,8 +124,8 @@ impl FromIterator<TokenKind> for TokenKinds {
     }
 }
 
-/// The registered claims of a verified token, read once by the verifier and
-/// put in the request extensions beside the application's [`Claims`].
+/// The registered claims of a verified token, read once by the verifier
+/// ([`VerifiedToken::meta`] in the request extensions).
 ///
 /// Later layers (revocation, tenant selection, renewal) read this rather than
 /// decode the token again.
@@ -142,8 +146,7 @@ pub struct TokenMeta {
     pub family: Option<String>,
 }
 
-/// Where a token was found in a request; [`AuthLayer`](crate::auth::AuthLayer)
-/// puts it in the request extensions beside [`TokenMeta`].
+/// Where a token was found in a request ([`VerifiedToken::found_in`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FoundIn {
@@ -158,11 +161,83 @@ pub enum FoundIn {
     Issued,
 }
 
+/// A request's verified token: what [`AuthLayer`](crate::auth::AuthLayer)
+/// puts in the request extensions, one value holding the application's
+/// claims, the registered claims ([`TokenMeta`]) and where the token was
+/// found ([`FoundIn`]).
+///
+/// Cloning it clones an `Arc`: a token served from the
+/// [`TokenCache`](crate::token::TokenCache) is shared, not copied. With the
+/// `axum` feature it is an extractor, as are [`Claims<C>`] and [`TokenMeta`].
+///
+/// ```
+/// # use tower_authgate::token::VerifiedToken;
+/// # #[derive(Clone)] struct MyClaims { sub: String }
+/// fn subject<B>(req: &http::Request<B>) -> Option<&str> {
+///     let token = req.extensions().get::<VerifiedToken>()?;
+///     token.claims::<MyClaims>().map(|claims| claims.sub.as_str())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct VerifiedToken {
+    verified: Arc<dyn ErasedVerified>,
+    found_in: FoundIn,
+}
+
+/// A [`Verified<C>`] of any claims type.
+pub(crate) trait ErasedVerified: Any + Send + Sync {
+    fn meta(&self) -> &TokenMeta;
+}
+
+impl<C: Send + Sync + 'static> ErasedVerified for Verified<C> {
+    fn meta(&self) -> &TokenMeta {
+        &self.meta
+    }
+}
+
+impl VerifiedToken {
+    pub(crate) fn new(verified: Arc<dyn ErasedVerified>, found_in: FoundIn) -> Self {
+        VerifiedToken { verified, found_in }
+    }
+
+    /// The application's claims, when the layer was built for claims type
+    /// `C`.
+    pub fn claims<C: 'static>(&self) -> Option<&C> {
+        let any: &dyn Any = &*self.verified;
+        any.downcast_ref::<Verified<C>>().map(|v| &v.claims)
+    }
+
+    /// Whether the layer was built for claims type `C`.
+    pub fn holds<C: 'static>(&self) -> bool {
+        self.claims::<C>().is_some()
+    }
+
+    /// The registered claims.
+    pub fn meta(&self) -> &TokenMeta {
+        self.verified.meta()
+    }
+
+    /// Where the token was found.
+    pub fn found_in(&self) -> FoundIn {
+        self.found_in
+    }
+}
+
+impl fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("meta", self.meta())
+            .field("found_in", &self.found_in)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The application's claims of a verified token.
 ///
-/// [`AuthLayer`](crate::auth::AuthLayer) inserts `Claims<C>` into the request
-/// extensions after verifying the token; with the `axum` feature it is also an
-/// extractor (and `Option<Claims<C>>` one for optional authentication).
+/// With the `axum` feature this is an extractor (and `Option<Claims<C>>` one
+/// for optional authentication) that clones the claims out of the request's
+/// [`VerifiedToken`]; handlers that only read them can extract
+/// `VerifiedToken` and borrow instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims<C>(pub C);
 

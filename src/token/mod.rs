@@ -11,11 +11,12 @@ pub mod claims;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub mod jwks;
 pub mod keys;
+mod payload;
 pub mod source;
 pub mod verifier;
 
 pub use cache::TokenCache;
-pub use claims::{Anonymous, Claims, FoundIn, TokenKind, TokenKinds, TokenMeta};
+pub use claims::{Anonymous, Claims, FoundIn, TokenKind, TokenKinds, TokenMeta, VerifiedToken};
 pub use keys::{Algorithm, KeySet, KeySource, SigningKey, VerifyingKey, algorithm_name};
 pub use source::{FoundToken, MultipleCredentials, TokenSource, TokenSources};
 pub use verifier::{Verified, Verifier, VerifierBuilder, now_seconds};

@@ -270,9 +270,16 @@ fn read_cookie<'a>(
 ) -> Result<Option<&'a str>, AuthRejection> {
     let mut found: Option<&'a [u8]> = None;
     for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|&b| b == b';') {
+        for pair in memchr::memchr_iter(b';', header.as_bytes())
+            .chain(std::iter::once(header.len()))
+            .scan(0, |start, end| {
+                let pair = &header.as_bytes()[*start..end];
+                *start = end + 1;
+                Some(pair)
+            })
+        {
             let pair = trim_ascii(pair);
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+            let Some(eq) = memchr::memchr(b'=', pair) else {
                 continue;
             };
             if trim_ascii(&pair[..eq]) != name.as_bytes() {
@@ -297,15 +304,30 @@ fn read_cookie<'a>(
     }
 }
 
+/// The bytes a token may hold: base64url text with dots (a JWT), and the
+/// rest of RFC 6750's `b64token` alphabet.
+const TOKEN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    table
+};
+
 fn as_token_text(token: &[u8], max_len: usize) -> Result<&str, AuthRejection> {
     if token.len() > max_len {
         return Err(TOO_LONG);
     }
-    // A JWT is base64url text with dots; anything else cannot be one, and
-    // keeping to that alphabet keeps non-ASCII out of every later step.
-    if !token.iter().all(|&b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
-    }) {
+    // Anything outside the token alphabet cannot be a token, and keeping to
+    // it keeps non-ASCII out of every later step.
+    if !token
+        .iter()
+        .fold(true, |ok, &b| ok & TOKEN_BYTE[usize::from(b)])
+    {
         return Err(AuthRejection::InvalidToken(
             crate::error::TokenError::Malformed,
         ));

@@ -13,20 +13,20 @@
 //! Only then are the claims deserialized into the application's type.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::error::{ConfigError, TokenError};
 use crate::store::BoxFuture;
 use crate::token::claims::{TokenKind, TokenKinds, TokenMeta};
 use crate::token::keys::{KeySet, KeySource, KeyStore};
+use crate::token::payload::{RawRegistered, parse_claims, parse_registered};
 use crate::token::source::DEFAULT_MAX_TOKEN_LEN;
 
 /// The claim that names a token's kind unless configured otherwise, as in
@@ -205,67 +205,6 @@ struct JoseHeader<'a> {
     crit: Option<Vec<Cow<'a, str>>>,
 }
 
-#[derive(Default)]
-struct RawRegistered<'a> {
-    exp: Option<&'a RawValue>,
-    nbf: Option<&'a RawValue>,
-    iat: Option<&'a RawValue>,
-    iss: Option<&'a RawValue>,
-    aud: Option<&'a RawValue>,
-    sub: Option<&'a RawValue>,
-    jti: Option<&'a RawValue>,
-    fam: Option<&'a RawValue>,
-    kind: Option<&'a RawValue>,
-}
-
-struct RegisteredSeed<'k> {
-    kind_claim: &'k str,
-    duplicate: &'k Cell<bool>,
-}
-
-impl<'de> DeserializeSeed<'de> for RegisteredSeed<'_> {
-    type Value = RawRegistered<'de>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RegisteredSeed<'_> {
-    type Value = RawRegistered<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object of claims")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = RawRegistered::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let slot = match key.as_ref() {
-                "exp" => &mut out.exp,
-                "nbf" => &mut out.nbf,
-                "iat" => &mut out.iat,
-                "iss" => &mut out.iss,
-                "aud" => &mut out.aud,
-                "sub" => &mut out.sub,
-                "jti" => &mut out.jti,
-                "fam" => &mut out.fam,
-                other if other == self.kind_claim => &mut out.kind,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
-            };
-            if slot.is_some() {
-                self.duplicate.set(true);
-                return Err(serde::de::Error::custom("duplicate claim"));
-            }
-            *slot = Some(map.next_value::<&'de RawValue>()?);
-        }
-        Ok(out)
-    }
-}
-
 fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result<Option<u64>, TokenError> {
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get();
@@ -289,24 +228,23 @@ fn string_claim<'a>(
     name: &'static str,
 ) -> Result<Option<Cow<'a, str>>, TokenError> {
     let Some(raw) = raw else { return Ok(None) };
-    if !raw.get().starts_with('"') {
+    let text = raw.get();
+    let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
         return Err(TokenError::InvalidClaim(name));
+    };
+    // The payload parser already checked this is a valid JSON string: one
+    // without escapes is its own text.
+    if !inner.contains('\\') {
+        return Ok(Some(Cow::Borrowed(inner)));
     }
-    serde_json::from_str::<Cow<'a, str>>(raw.get())
-        .map(Some)
+    serde_json::from_str::<String>(text)
+        .map(|s| Some(Cow::Owned(s)))
         .map_err(|_| TokenError::InvalidClaim(name))
 }
 
 /// The `iss` of an unverified payload, to choose keys by.
 fn peek_issuer(payload: &[u8], kind_claim: &str) -> Option<String> {
-    let duplicate = Cell::new(false);
-    let seed = RegisteredSeed {
-        kind_claim,
-        duplicate: &duplicate,
-    };
-    let raw = seed
-        .deserialize(&mut serde_json::Deserializer::from_slice(payload))
-        .ok()?;
+    let raw = parse_registered(payload, kind_claim).ok()?;
     string_claim(raw.iss, "iss")
         .ok()
         .flatten()
@@ -318,6 +256,31 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
         .decode(segment)
         .map_err(|_| TokenError::Malformed)
 }
+
+/// Decodes a base64url segment into `stack` when it fits, else into `heap`.
+fn decode_segment_into<'b>(
+    segment: &str,
+    stack: &'b mut [u8],
+    heap: &'b mut Vec<u8>,
+) -> Result<&'b [u8], TokenError> {
+    if base64::decoded_len_estimate(segment.len()) <= stack.len() {
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(segment, stack)
+            .map_err(|_| TokenError::Malformed)?;
+        Ok(&stack[..len])
+    } else {
+        URL_SAFE_NO_PAD
+            .decode_vec(segment, heap)
+            .map_err(|_| TokenError::Malformed)?;
+        Ok(heap)
+    }
+}
+
+/// Segments this size or smaller are decoded on the stack.
+const HEADER_ON_STACK: usize = 256;
+const PAYLOAD_ON_STACK: usize = 1024;
+/// Room for an RSA-4096 signature.
+const SIGNATURE_ON_STACK: usize = 528;
 
 impl Verifier {
     /// Starts a verifier over `keys`; by default it accepts access tokens
@@ -449,20 +412,6 @@ impl Verifier {
         token: &str,
         now: u64,
     ) -> Result<Verified<C>, TokenError> {
-        let (meta, payload) = self.verify_registered(token, now)?;
-        let claims = serde_json::from_slice::<C>(&payload).map_err(|err| {
-            if err.to_string().starts_with("duplicate field") {
-                TokenError::DuplicateClaim
-            } else {
-                TokenError::ClaimsMismatch
-            }
-        })?;
-        Ok(Verified { claims, meta })
-    }
-
-    /// Verifies everything but the application's claims type; returns the
-    /// registered claims and the decoded payload.
-    fn verify_registered(&self, token: &str, now: u64) -> Result<(TokenMeta, Vec<u8>), TokenError> {
         let config = &*self.inner;
         if token.len() > config.max_len {
             return Err(TokenError::TooLong);
@@ -473,10 +422,42 @@ impl Verifier {
         else {
             return Err(TokenError::Malformed);
         };
+        let (mut payload_stack, mut payload_heap) = ([0u8; PAYLOAD_ON_STACK], Vec::new());
+        let payload = decode_segment_into(payload_b64, &mut payload_stack, &mut payload_heap)?;
+        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        self.check_signature(header_b64, message, signature_b64, payload)?;
 
-        let header_json = decode_segment(header_b64)?;
+        // The signature holds: read the claims, once.
+        match parse_claims::<C>(payload, &config.kind_claim) {
+            Ok((claims, raw)) => {
+                let meta = self.check_registered(&raw, now)?;
+                Ok(Verified { claims, meta })
+            }
+            Err(err) => {
+                // The registered claims' verdict comes first (an expired
+                // token is expired, whatever its other claims look like).
+                let raw = parse_registered(payload, &config.kind_claim)?;
+                self.check_registered(&raw, now)?;
+                Err(err)
+            }
+        }
+    }
+
+    /// The header's checks and the signature over `message`. `payload` (the
+    /// decoded, unverified payload) is read only to pick keys by `iss` when
+    /// several issuers each have their own.
+    fn check_signature(
+        &self,
+        header_b64: &str,
+        message: &[u8],
+        signature_b64: &str,
+        payload: &[u8],
+    ) -> Result<(), TokenError> {
+        let config = &*self.inner;
+        let (mut header_stack, mut header_heap) = ([0u8; HEADER_ON_STACK], Vec::new());
+        let header_json = decode_segment_into(header_b64, &mut header_stack, &mut header_heap)?;
         let header: JoseHeader<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+            serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
         if let Some(crit) = &header.crit {
             let understood = |name: &Cow<'_, str>| {
                 config
@@ -489,27 +470,12 @@ impl Verifier {
             }
         }
 
-        let payload = decode_segment(payload_b64)?;
-        let duplicate = Cell::new(false);
-        let seed = RegisteredSeed {
-            kind_claim: &config.kind_claim,
-            duplicate: &duplicate,
-        };
-        let mut de = serde_json::Deserializer::from_slice(&payload);
-        let raw = match seed
-            .deserialize(&mut de)
-            .and_then(|raw| de.end().map(|()| raw))
-        {
-            Ok(raw) => raw,
-            Err(_) if duplicate.get() => return Err(TokenError::DuplicateClaim),
-            Err(_) => return Err(TokenError::Malformed),
-        };
-
         // With keys per issuer, `iss` (read before the signature is checked)
         // picks the keys; the issuer is then checked like any other claim.
         let store = if config.issuer_keys.is_empty() {
             &config.keys
         } else {
+            let raw = parse_registered(payload, &config.kind_claim)?;
             self.store_for(string_claim(raw.iss, "iss")?.as_deref())
         };
         let fetched;
@@ -521,30 +487,25 @@ impl Verifier {
             }
         };
 
-        let signature = decode_segment(signature_b64)?;
-        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        let (mut signature_stack, mut signature_heap) = ([0u8; SIGNATURE_ON_STACK], Vec::new());
+        let signature =
+            decode_segment_into(signature_b64, &mut signature_stack, &mut signature_heap)?;
         let kid = header.kid.as_deref();
         let mut tried_any = false;
-        let mut verified = false;
         for key in keys.candidates(&header.alg, kid) {
             tried_any = true;
-            if key.verify(message, &signature) {
-                verified = true;
-                break;
+            if key.verify(message, signature) {
+                return Ok(());
             }
         }
-        if !tried_any {
-            return Err(match kid {
+        Err(if tried_any {
+            TokenError::BadSignature
+        } else {
+            match kid {
                 Some(kid) if !keys.has_kid(kid) => TokenError::UnknownKey,
                 _ => TokenError::UnsupportedAlgorithm,
-            });
-        }
-        if !verified {
-            return Err(TokenError::BadSignature);
-        }
-
-        let meta = self.check_registered(&raw, now)?;
-        Ok((meta, payload))
+            }
+        })
     }
 
     fn check_registered(&self, raw: &RawRegistered<'_>, now: u64) -> Result<TokenMeta, TokenError> {
