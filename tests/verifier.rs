@@ -263,6 +263,94 @@ fn claims_of_the_wrong_json_type_are_refused() {
     }
 }
 
+/// The verdict on the registered claims does not depend on how the
+/// application's claims type reads the payload: watched as a `Value` reads
+/// it, watched as a struct that ignores every claim reads it, or read on
+/// their own when the type is a newtype the verifier cannot watch.
+#[test]
+fn registered_claims_get_the_same_verdict_whatever_the_claims_type() {
+    #[derive(serde::Deserialize)]
+    struct IgnoresAll {}
+    #[derive(serde::Deserialize)]
+    struct Wrapped(#[allow(dead_code)] Value);
+
+    let key = signing_key(Algorithm::HS256);
+    let verifier = verifier_for(&key)
+        .to_builder()
+        .issuer("me")
+        .audience("api")
+        .accept_kinds([TokenKind::Access, TokenKind::Refresh])
+        .build()
+        .unwrap();
+    let now = now_seconds();
+    let base = with(
+        access_claims("a"),
+        json!({"iss": "me", "aud": "api", "fam": "f1"}),
+    );
+    let cases: Vec<(&str, Value)> = vec![
+        ("exp", json!(now as f64 + 60.5)),
+        (
+            "exp",
+            json!(format!("{}e0", now + 60).parse::<f64>().unwrap()),
+        ),
+        ("exp", json!((now + 60).to_string())),
+        ("exp", json!(-5)),
+        ("exp", Value::Null),
+        ("exp", json!(true)),
+        ("exp", json!([now + 60])),
+        ("exp", json!({"at": now + 60})),
+        ("exp", json!(now - 5)),
+        ("nbf", json!(now + 3600)),
+        ("nbf", json!(1.5)),
+        ("iat", json!("0")),
+        ("iat", json!(u64::MAX)),
+        ("sub", json!("a\"b\\c\u{1}é")),
+        ("sub", json!(7)),
+        ("sub", Value::Null),
+        ("sub", json!(["a"])),
+        ("jti", json!({"x": 1})),
+        ("jti", json!("")),
+        ("iss", json!("other")),
+        ("iss", json!(["me"])),
+        ("aud", json!(["x", "api"])),
+        ("aud", json!(["x"])),
+        ("aud", json!(["api", 7])),
+        ("aud", json!(7)),
+        ("usefor", json!("refresh")),
+        ("usefor", json!("service")),
+        ("usefor", json!(1)),
+        ("usefor", Value::Null),
+        ("fam", Value::Null),
+        ("fam", json!(false)),
+    ];
+    // Escaped spellings of accepted values, written into the JSON text.
+    let escaped = [
+        ("\"iss\":\"me\"", "\"iss\":\"m\\u0065\""),
+        ("\"usefor\":\"access\"", "\"usefor\":\"acc\\u0065ss\""),
+        ("\"aud\":\"api\"", "\"\\u0061ud\":\"api\""),
+    ];
+    let escaped = escaped.into_iter().map(|(from, to)| {
+        let text = serde_json::to_string(&base).unwrap();
+        assert!(text.contains(from), "{text}");
+        (to, text.replace(from, to))
+    });
+    let valued = cases.into_iter().map(|(name, value)| {
+        let mut claims = base.clone();
+        claims[name] = value.clone();
+        (name, serde_json::to_string(&claims).unwrap())
+    });
+    for (name, text) in valued.chain(escaped) {
+        let value = &text;
+        let payload = serde_json::value::RawValue::from_string(text.clone()).unwrap();
+        let token = key.sign(&payload).unwrap();
+        let watched_value = verifier.verify::<Value>(&token).map(|v| v.meta);
+        let watched_struct = verifier.verify::<IgnoresAll>(&token).map(|v| v.meta);
+        let on_their_own = verifier.verify::<Wrapped>(&token).map(|v| v.meta);
+        assert_eq!(watched_value, on_their_own, "{name}: {value}");
+        assert_eq!(watched_struct, on_their_own, "{name}: {value}");
+    }
+}
+
 #[test]
 fn issuer_and_audience() {
     let key = signing_key(Algorithm::HS256);

@@ -12,7 +12,7 @@ use crate::login::TokenIssuer;
 use crate::store::RevocationStore;
 use crate::token::claims::ErasedVerified;
 use crate::token::{
-    FoundIn, TokenCache, TokenSource, TokenSources, VerifiedToken, Verifier, now_seconds,
+    FoundIn, TokenCache, TokenSource, TokenSources, Verified, VerifiedToken, Verifier, now_seconds,
 };
 
 use super::Auth;
@@ -114,6 +114,10 @@ impl std::fmt::Debug for AuthConfig {
     }
 }
 
+fn shared<C: Send + Sync + 'static>(verified: Verified<C>) -> Arc<dyn ErasedVerified> {
+    Arc::new(verified)
+}
+
 /// The outcome of reading and verifying a request's token.
 pub(crate) enum Authenticated {
     Verified(VerifiedToken),
@@ -137,9 +141,9 @@ impl AuthConfig {
         // One clock reading serves the cache and the verifier.
         let now = now_seconds();
         let Some(cache) = &self.cache else {
-            return match self.verifier.verify_at::<C>(found.token, now) {
+            return match self.verifier.verify_into(found.token, now, shared::<C>) {
                 Ok(verified) => (
-                    Authenticated::Verified(VerifiedToken::new(Arc::new(verified), found.found_in)),
+                    Authenticated::Verified(VerifiedToken::new(verified, found.found_in)),
                     found_in,
                 ),
                 Err(err) => (Authenticated::Refused(err.into()), found_in),
@@ -154,10 +158,9 @@ impl AuthConfig {
                 return (Authenticated::Verified(token), found_in);
             }
         }
-        match self.verifier.verify_at::<C>(found.token, now) {
-            Ok(verified) => {
-                let expires_at = verified.meta.expires_at;
-                let shared: Arc<dyn ErasedVerified> = Arc::new(verified);
+        match self.verifier.verify_into(found.token, now, shared::<C>) {
+            Ok(shared) => {
+                let expires_at = shared.meta().expires_at;
                 cache.insert(
                     found.token,
                     Arc::clone(&shared),

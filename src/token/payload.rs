@@ -26,18 +26,34 @@ use serde_json::value::RawValue;
 
 use crate::error::TokenError;
 
-/// The raw JSON of each registered claim a payload carries.
+/// A registered claim's value, as seen going by.
+#[derive(Debug, Clone)]
+pub(crate) enum Claim<'a> {
+    /// The claim's JSON text, kept whole.
+    Raw(&'a RawValue),
+    /// A non-negative integer.
+    Int(u64),
+    /// Any other number but a negative integer.
+    Float(f64),
+    /// A string.
+    Str(Cow<'a, str>),
+    /// Anything else: `null`, a boolean, a negative integer, an array, an
+    /// object.
+    Other,
+}
+
+/// Each registered claim a payload carries.
 #[derive(Default)]
 pub(crate) struct RawRegistered<'a> {
-    pub(crate) exp: Option<&'a RawValue>,
-    pub(crate) nbf: Option<&'a RawValue>,
-    pub(crate) iat: Option<&'a RawValue>,
-    pub(crate) iss: Option<&'a RawValue>,
-    pub(crate) aud: Option<&'a RawValue>,
-    pub(crate) sub: Option<&'a RawValue>,
-    pub(crate) jti: Option<&'a RawValue>,
-    pub(crate) fam: Option<&'a RawValue>,
-    pub(crate) kind: Option<&'a RawValue>,
+    pub(crate) exp: Option<Claim<'a>>,
+    pub(crate) nbf: Option<Claim<'a>>,
+    pub(crate) iat: Option<Claim<'a>>,
+    pub(crate) iss: Option<Claim<'a>>,
+    pub(crate) aud: Option<Claim<'a>>,
+    pub(crate) sub: Option<Claim<'a>>,
+    pub(crate) jti: Option<Claim<'a>>,
+    pub(crate) fam: Option<Claim<'a>>,
+    pub(crate) kind: Option<Claim<'a>>,
 }
 
 /// Which registered claim a key names.
@@ -56,6 +72,9 @@ enum Slot {
 
 impl Slot {
     fn of(key: &str, kind_claim: &str) -> Option<Slot> {
+        if key.len() != 3 {
+            return (key == kind_claim).then_some(Slot::Kind);
+        }
         Some(match key {
             "exp" => Slot::Exp,
             "nbf" => Slot::Nbf,
@@ -73,7 +92,7 @@ impl Slot {
 
 impl<'a> RawRegistered<'a> {
     /// Records `value` for `slot`; `false` when the claim was already seen.
-    fn record(&mut self, slot: Slot, value: &'a RawValue) -> bool {
+    fn record(&mut self, slot: Slot, value: Claim<'a>) -> bool {
         let place = match slot {
             Slot::Exp => &mut self.exp,
             Slot::Nbf => &mut self.nbf,
@@ -127,14 +146,35 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 /// What the pass over the payload learned besides the application's claims.
 struct Capture<'k, 'de> {
     kind_claim: &'k str,
+    /// Keep every registered claim's JSON text whole (the registered-only
+    /// pass), rather than watching the claims type read it.
+    keep_raw: bool,
     raw: RefCell<RawRegistered<'de>>,
+    /// How many values were recorded.
+    recorded: Cell<usize>,
     duplicate: Cell<bool>,
     /// The top-level object was read to its end.
     complete: Cell<bool>,
+    /// A registered claim went by that the claims type read in a way that
+    /// could not be watched (a newtype, a raw value).
+    unseen: Cell<bool>,
 }
 
-impl<'de> Capture<'_, 'de> {
-    fn record<E: de::Error>(&self, slot: Slot, value: &'de RawValue) -> Result<(), E> {
+impl<'k, 'de> Capture<'k, 'de> {
+    fn new(kind_claim: &'k str, keep_raw: bool) -> Self {
+        Capture {
+            kind_claim,
+            keep_raw,
+            raw: RefCell::new(RawRegistered::default()),
+            recorded: Cell::new(0),
+            duplicate: Cell::new(false),
+            complete: Cell::new(false),
+            unseen: Cell::new(false),
+        }
+    }
+
+    fn record<E: de::Error>(&self, slot: Slot, value: Claim<'de>) -> Result<(), E> {
+        self.recorded.set(self.recorded.get() + 1);
         if self.raw.borrow_mut().record(slot, value) {
             Ok(())
         } else {
@@ -150,12 +190,7 @@ pub(crate) fn parse_claims<'de, C: DeserializeOwned>(
     payload: &'de [u8],
     kind_claim: &str,
 ) -> Result<(C, RawRegistered<'de>), TokenError> {
-    let capture = Capture {
-        kind_claim,
-        raw: RefCell::new(RawRegistered::default()),
-        duplicate: Cell::new(false),
-        complete: Cell::new(false),
-    };
+    let capture = Capture::new(kind_claim, false);
     let mut de = serde_json::Deserializer::from_slice(payload);
     let parsed = C::deserialize(Tee {
         inner: &mut de,
@@ -163,9 +198,12 @@ pub(crate) fn parse_claims<'de, C: DeserializeOwned>(
     })
     .and_then(|claims| de.end().map(|()| claims));
     match parsed {
-        Ok(claims) if capture.complete.get() => Ok((claims, capture.raw.into_inner())),
-        // A claims type that did not read the payload as one plain object:
-        // read the registered claims on their own.
+        Ok(claims) if capture.complete.get() && !capture.unseen.get() => {
+            Ok((claims, capture.raw.into_inner()))
+        }
+        // A claims type that did not read the payload as one plain object,
+        // or read a registered claim out of sight: read the registered claims
+        // on their own.
         Ok(claims) => Ok((claims, parse_registered(payload, kind_claim)?)),
         Err(_) if capture.duplicate.get() => Err(TokenError::DuplicateClaim),
         Err(err) if err.to_string().starts_with("duplicate field") => {
@@ -180,12 +218,7 @@ pub(crate) fn parse_registered<'de>(
     payload: &'de [u8],
     kind_claim: &str,
 ) -> Result<RawRegistered<'de>, TokenError> {
-    let capture = Capture {
-        kind_claim,
-        raw: RefCell::new(RawRegistered::default()),
-        duplicate: Cell::new(false),
-        complete: Cell::new(false),
-    };
+    let capture = Capture::new(kind_claim, true);
     let mut de = serde_json::Deserializer::from_slice(payload);
     let read = IgnoredAny::deserialize(Tee {
         inner: &mut de,
@@ -324,10 +357,24 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
         match self.pending.take() {
             None => self.map.next_value_seed(seed),
-            Some(slot) => {
+            // An audience may be an array: kept whole, then handed on.
+            Some(slot) if self.capture.keep_raw || matches!(slot, Slot::Aud) => {
                 let raw: &'de RawValue = self.map.next_value()?;
-                self.capture.record(slot, raw)?;
-                seed.deserialize(raw).map_err(de::Error::custom)
+                self.capture.record(slot, Claim::Raw(raw))?;
+                seed.deserialize(RawClaim(raw)).map_err(de::Error::custom)
+            }
+            // Anything else is seen as the claims type reads it.
+            Some(slot) => {
+                let before = self.capture.recorded.get();
+                let value = self.map.next_value_seed(Watched {
+                    seed,
+                    slot,
+                    capture: self.capture,
+                })?;
+                if self.capture.recorded.get() == before {
+                    self.capture.unseen.set(true);
+                }
+                Ok(value)
             }
         }
     }
@@ -337,11 +384,314 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
     }
 }
 
+/// A registered claim's value, handed to the claims type's seed through a
+/// deserializer whose visitor records what `serde_json` shows it.
+struct Watched<'c, 'k, 'de, S> {
+    seed: S,
+    slot: Slot,
+    capture: &'c Capture<'k, 'de>,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Watched<'_, '_, 'de, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        self.seed.deserialize(WatchedValue {
+            inner: deserializer,
+            slot: self.slot,
+            capture: self.capture,
+        })
+    }
+}
+
+struct WatchedValue<'c, 'k, 'de, D> {
+    inner: D,
+    slot: Slot,
+    capture: &'c Capture<'k, 'de>,
+}
+
+impl<'c, 'k, 'de, D> WatchedValue<'c, 'k, 'de, D> {
+    fn watch<V>(self, visitor: V) -> (D, WatchingVisitor<'c, 'k, 'de, V>) {
+        (
+            self.inner,
+            WatchingVisitor {
+                visitor,
+                slot: self.slot,
+                capture: self.capture,
+            },
+        )
+    }
+}
+
+/// `deserialize_*` methods handed on with a watching visitor.
+macro_rules! watch_value {
+    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            let (inner, visitor) = self.watch(visitor);
+            inner.$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for WatchedValue<'_, '_, 'de, D> {
+    type Error = D::Error;
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        // `serde_json` would skip the value unseen; `IgnoredAny` takes any
+        // visit.
+        let (inner, visitor) = self.watch(visitor);
+        inner.deserialize_any(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        // Left unwatched (this is how a `RawValue` is asked for): nothing
+        // is recorded, and the registered claims are read on their own.
+        self.inner.deserialize_newtype_struct(name, visitor)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+
+    watch_value! {
+        deserialize_any(), deserialize_bool(), deserialize_i8(), deserialize_i16(),
+        deserialize_i32(), deserialize_i64(), deserialize_i128(), deserialize_u8(),
+        deserialize_u16(), deserialize_u32(), deserialize_u64(), deserialize_u128(),
+        deserialize_f32(), deserialize_f64(), deserialize_char(), deserialize_str(),
+        deserialize_string(), deserialize_bytes(), deserialize_byte_buf(),
+        deserialize_option(), deserialize_unit(), deserialize_unit_struct(name: &'static str),
+        deserialize_seq(), deserialize_tuple(len: usize),
+        deserialize_tuple_struct(name: &'static str, len: usize), deserialize_map(),
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
+        deserialize_identifier(),
+    }
+}
+
+/// The claims type's visitor for a registered claim: each visit records
+/// the value, then goes on.
+struct WatchingVisitor<'c, 'k, 'de, V> {
+    visitor: V,
+    slot: Slot,
+    capture: &'c Capture<'k, 'de>,
+}
+
+/// Visits recorded as [`Claim::Other`].
+macro_rules! visit_other {
+    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
+        fn $method<E: de::Error>(self, $($arg: $ty),*) -> Result<V::Value, E> {
+            self.capture.record::<E>(self.slot, Claim::Other)?;
+            self.visitor.$method($($arg),*)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for WatchingVisitor<'_, '_, 'de, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<V::Value, E> {
+        self.capture.record::<E>(self.slot, Claim::Int(v))?;
+        self.visitor.visit_u64(v)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<V::Value, E> {
+        self.capture.record::<E>(self.slot, Claim::Float(v))?;
+        self.visitor.visit_f64(v)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<V::Value, E> {
+        self.capture
+            .record::<E>(self.slot, Claim::Str(Cow::Borrowed(v)))?;
+        self.visitor.visit_borrowed_str(v)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
+        self.capture
+            .record::<E>(self.slot, Claim::Str(Cow::Owned(v.to_owned())))?;
+        self.visitor.visit_str(v)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
+        self.capture
+            .record::<E>(self.slot, Claim::Str(Cow::Owned(v.clone())))?;
+        self.visitor.visit_string(v)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
+        // Not null: the value itself is visited next.
+        self.visitor.visit_some(WatchedValue {
+            inner: deserializer,
+            slot: self.slot,
+            capture: self.capture,
+        })
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.capture.record::<E>(self.slot, Claim::Other)?;
+        self.visitor.visit_none()
+    }
+
+    visit_other! {
+        visit_bool(v: bool), visit_i8(v: i8), visit_i16(v: i16), visit_i32(v: i32),
+        visit_i64(v: i64), visit_i128(v: i128), visit_u8(v: u8), visit_u16(v: u16),
+        visit_u32(v: u32), visit_u128(v: u128), visit_f32(v: f32), visit_char(v: char),
+        visit_bytes(v: &[u8]), visit_borrowed_bytes(v: &'de [u8]), visit_byte_buf(v: Vec<u8>),
+        visit_unit(),
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<V::Value, D::Error> {
+        self.capture.record::<D::Error>(self.slot, Claim::Other)?;
+        self.visitor.visit_newtype_struct(deserializer)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.capture.record::<A::Error>(self.slot, Claim::Other)?;
+        self.visitor.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.capture.record::<A::Error>(self.slot, Claim::Other)?;
+        self.visitor.visit_map(map)
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.capture.record::<A::Error>(self.slot, Claim::Other)?;
+        self.visitor.visit_enum(data)
+    }
+}
+
+/// A registered claim's value, handed on to the claims type after its raw
+/// JSON was kept: the usual shapes (an unescaped string, a non-negative
+/// integer) are visited directly, as `serde_json` would visit them, without
+/// parsing the text again; anything else goes through `serde_json`.
+struct RawClaim<'de>(&'de RawValue);
+
+impl<'de> RawClaim<'de> {
+    /// An unescaped string's contents.
+    fn plain_str(&self) -> Option<&'de str> {
+        let text = self.0.get();
+        let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+        (!inner.contains('\\')).then_some(inner)
+    }
+
+    /// A non-negative integer that fits `u64`.
+    fn plain_u64(&self) -> Option<u64> {
+        let text = self.0.get();
+        // `parse` accepts a leading `+`, which JSON does not.
+        text.starts_with(|c: char| c.is_ascii_digit())
+            .then(|| text.parse().ok())
+            .flatten()
+    }
+}
+
+/// Methods that take a string: an unescaped one is visited as `serde_json`
+/// visits it (borrowed); anything else goes to `serde_json`.
+macro_rules! plain_str {
+    ($($method:ident),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
+            match self.plain_str() {
+                Some(text) => visitor.visit_borrowed_str(text),
+                None => self.0.$method(visitor),
+            }
+        }
+    )*};
+}
+
+/// Methods that take a number: a non-negative integer is visited as
+/// `serde_json` visits it (`visit_u64`); anything else goes to `serde_json`.
+macro_rules! plain_u64 {
+    ($($method:ident),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
+            match self.plain_u64() {
+                Some(number) => visitor.visit_u64(number),
+                None => self.0.$method(visitor),
+            }
+        }
+    )*};
+}
+
+/// Methods that go to `serde_json` untouched.
+macro_rules! forward_raw {
+    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, serde_json::Error> {
+            self.0.$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for RawClaim<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        if let Some(text) = self.plain_str() {
+            return visitor.visit_borrowed_str(text);
+        }
+        match self.plain_u64() {
+            Some(number) => visitor.visit_u64(number),
+            None => self.0.deserialize_any(visitor),
+        }
+    }
+
+    plain_str! { deserialize_str, deserialize_string }
+
+    plain_u64! {
+        deserialize_u8, deserialize_u16, deserialize_u32, deserialize_u64,
+        deserialize_i8, deserialize_i16, deserialize_i32, deserialize_i64,
+        deserialize_f32, deserialize_f64,
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0.get() {
+            "null" => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        // The value was read (and checked) already.
+        visitor.visit_unit()
+    }
+
+    forward_raw! {
+        deserialize_u128(), deserialize_i128(), deserialize_identifier(),
+        deserialize_bool(), deserialize_char(), deserialize_bytes(), deserialize_byte_buf(),
+        deserialize_unit(), deserialize_unit_struct(name: &'static str),
+        deserialize_newtype_struct(name: &'static str), deserialize_seq(),
+        deserialize_tuple(len: usize), deserialize_tuple_struct(name: &'static str, len: usize),
+        deserialize_map(),
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;
     use serde_json::Value;
+
+    /// A recorded claim as JSON text.
+    fn text(claim: &Option<Claim<'_>>) -> String {
+        match claim {
+            Some(Claim::Raw(raw)) => raw.get().to_owned(),
+            Some(Claim::Int(v)) => v.to_string(),
+            Some(Claim::Float(v)) => v.to_string(),
+            Some(Claim::Str(v)) => format!("{v:?}"),
+            Some(Claim::Other) => "other".to_owned(),
+            None => "none".to_owned(),
+        }
+    }
 
     #[derive(Deserialize, Debug, PartialEq)]
     struct Mine {
@@ -361,10 +711,31 @@ mod tests {
         assert_eq!(mine.sub, "admin");
         assert_eq!(mine.exp, 17);
         assert_eq!(mine.roles, ["a"]);
-        assert_eq!(raw.exp.unwrap().get(), "17");
-        assert_eq!(raw.iss.unwrap().get(), r#""core""#);
-        assert_eq!(raw.kind.unwrap().get(), r#""access""#);
+        assert_eq!(text(&raw.exp), "17");
+        assert_eq!(text(&raw.iss), r#""core""#);
+        assert_eq!(text(&raw.kind), r#""access""#);
         assert!(raw.nbf.is_none());
+    }
+
+    #[test]
+    fn plain_types_are_watched_without_a_second_pass() {
+        #[derive(Deserialize)]
+        struct IgnoresAll {}
+        let payload = br#"{"sub":"a","exp":17,"aud":["x"]}"#;
+        let watched = |raw: RawRegistered<'_>| {
+            matches!(raw.exp, Some(Claim::Int(17)))
+                && matches!(raw.sub, Some(Claim::Str(Cow::Borrowed("a"))))
+                // An audience is kept whole.
+                && matches!(raw.aud, Some(Claim::Raw(_)))
+        };
+        assert!(watched(parse_claims::<Mine>(payload, "usefor").unwrap().1));
+        assert!(watched(parse_claims::<Value>(payload, "usefor").unwrap().1));
+        assert!(watched(
+            parse_claims::<IgnoresAll>(payload, "usefor").unwrap().1
+        ));
+        // The registered-only pass keeps every claim whole.
+        let raw = parse_registered(payload, "usefor").unwrap();
+        assert!(matches!(raw.exp, Some(Claim::Raw(_))));
     }
 
     #[test]
@@ -385,12 +756,61 @@ mod tests {
     fn types_that_do_not_read_an_object_get_a_second_pass() {
         let payload = br#"{"exp":5,"sub":"x"}"#;
         let (_, raw) = parse_claims::<Wrapped>(payload, "usefor").unwrap();
-        assert_eq!(raw.exp.unwrap().get(), "5");
+        assert_eq!(text(&raw.exp), "5");
         let (_, raw) = parse_claims::<Option<Value>>(payload, "usefor").unwrap();
-        assert_eq!(raw.sub.unwrap().get(), r#""x""#);
+        assert_eq!(text(&raw.sub), r#""x""#);
         let (value, raw) = parse_claims::<Value>(payload, "usefor").unwrap();
         assert_eq!(value["exp"], 5);
-        assert_eq!(raw.exp.unwrap().get(), "5");
+        assert_eq!(text(&raw.exp), "5");
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Use {
+        Access,
+    }
+
+    #[derive(Deserialize, Debug)]
+    struct Shapes {
+        exp: f64,
+        iat: Option<u32>,
+        nbf: Option<i64>,
+        sub: Option<String>,
+        jti: Value,
+        iss: Box<RawValue>,
+        aud: Vec<String>,
+        usefor: Use,
+        fam: Option<String>,
+    }
+
+    #[test]
+    fn registered_claims_reach_the_claims_type_as_serde_json_would_give_them() {
+        let payload = br#"{"exp":17,"iat":3,"nbf":-2,"sub":"a\"b","jti":{"x":[1]},
+            "iss":"core","aud":["p","q"],"usefor":"access","fam":null}"#;
+        let (shapes, raw) = parse_claims::<Shapes>(payload, "usefor").unwrap();
+        assert_eq!(shapes.exp, 17.0);
+        assert_eq!(shapes.iat, Some(3));
+        assert_eq!(shapes.nbf, Some(-2));
+        assert_eq!(shapes.sub.as_deref(), Some("a\"b"));
+        assert_eq!(shapes.jti["x"][0], 1);
+        assert_eq!(shapes.iss.get(), r#""core""#);
+        assert_eq!(shapes.aud, ["p", "q"]);
+        assert_eq!(shapes.usefor, Use::Access);
+        assert_eq!(shapes.fam, None);
+        assert_eq!(text(&raw.fam), "null");
+
+        // Shapes serde_json refuses are refused the same way.
+        for payload in [
+            &br#"{"exp":"17","iat":3,"nbf":1,"sub":"a","jti":1,"iss":"c","aud":[],"usefor":"access","fam":null}"#[..],
+            br#"{"exp":17,"iat":70000000000,"nbf":1,"sub":"a","jti":1,"iss":"c","aud":[],"usefor":"access","fam":null}"#,
+            br#"{"exp":17,"iat":3,"nbf":1,"sub":5,"jti":1,"iss":"c","aud":[],"usefor":"access","fam":null}"#,
+            br#"{"exp":17,"iat":3,"nbf":1,"sub":"a","jti":1,"iss":"c","aud":"p","usefor":"access","fam":null}"#,
+            br#"{"exp":17,"iat":3,"nbf":1,"sub":"a","jti":1,"iss":"c","aud":[],"usefor":"refresh","fam":null}"#,
+        ] {
+            let ours = parse_claims::<Shapes>(payload, "usefor").is_ok();
+            let theirs = serde_json::from_slice::<Shapes>(payload).is_ok();
+            assert!(!ours && !theirs, "{}", String::from_utf8_lossy(payload));
+        }
     }
 
     #[test]
@@ -398,7 +818,7 @@ mod tests {
         let payload = br#"{"\u0065xp":9,"sub":"a"}"#;
         let (mine, raw) = parse_claims::<Mine>(payload, "usefor").unwrap();
         assert_eq!(mine.exp, 9);
-        assert_eq!(raw.exp.unwrap().get(), "9");
+        assert_eq!(text(&raw.exp), "9");
     }
 
     #[test]

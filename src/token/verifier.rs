@@ -17,16 +17,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 
 use crate::error::{ConfigError, TokenError};
 use crate::store::BoxFuture;
 use crate::token::claims::{TokenKind, TokenKinds, TokenMeta};
-use crate::token::keys::{KeySet, KeySource, KeyStore};
-use crate::token::payload::{RawRegistered, parse_claims, parse_registered};
+use crate::token::keys::{KeySet, KeySource, KeyStore, algorithm_name};
+use crate::token::payload::{Claim, RawRegistered, parse_claims, parse_registered};
 use crate::token::source::DEFAULT_MAX_TOKEN_LEN;
 
 /// The claim that names a token's kind unless configured otherwise, as in
@@ -80,6 +80,55 @@ struct VerifierConfig {
     kind_claim: Box<str>,
     understood_critical: Box<[Box<str>]>,
     max_len: usize,
+    known_headers: KnownHeaders,
+}
+
+/// Header segments of tokens whose signature held, with what they say. An
+/// issuer sends the same header on every token, so each distinct header is
+/// decoded and parsed once; what a header means depends only on its text and
+/// the verifier's settings, and a clone (a sibling verifier with other
+/// settings) starts empty.
+#[derive(Default)]
+struct KnownHeaders(ArcSwap<Vec<KnownHeader>>);
+
+#[derive(Clone)]
+struct KnownHeader {
+    segment: Box<str>,
+    alg: &'static str,
+    kid: Option<Box<str>>,
+}
+
+/// How many distinct headers are remembered (one per signing key is usual).
+const KNOWN_HEADERS: usize = 8;
+/// Longer header segments are parsed every time rather than remembered.
+const KNOWN_HEADER_MAX_LEN: usize = 256;
+
+impl Clone for KnownHeaders {
+    fn clone(&self) -> Self {
+        KnownHeaders::default()
+    }
+}
+
+impl KnownHeaders {
+    fn remember(&self, segment: &str, alg: &'static str, kid: Option<&str>) {
+        if segment.len() > KNOWN_HEADER_MAX_LEN {
+            return;
+        }
+        self.0.rcu(|known| {
+            let mut known = Vec::clone(known);
+            if !known.iter().any(|h| *h.segment == *segment) {
+                if known.len() >= KNOWN_HEADERS {
+                    known.remove(0);
+                }
+                known.push(KnownHeader {
+                    segment: segment.into(),
+                    alg,
+                    kid: kid.map(Into::into),
+                });
+            }
+            known
+        });
+    }
 }
 
 impl fmt::Debug for Verifier {
@@ -205,15 +254,20 @@ struct JoseHeader<'a> {
     crit: Option<Vec<Cow<'a, str>>>,
 }
 
-fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result<Option<u64>, TokenError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let text = raw.get();
+fn numeric_date(claim: Option<&Claim<'_>>, name: &'static str) -> Result<Option<u64>, TokenError> {
+    let text = match claim {
+        None => return Ok(None),
+        Some(Claim::Int(whole)) => return Ok(Some(*whole)),
+        // A JSON number with a fraction or exponent is allowed (RFC 7519
+        // NumericDate); negative or non-finite values are not.
+        Some(Claim::Float(v)) if v.is_finite() && *v >= 0.0 => return Ok(Some(*v as u64)),
+        Some(Claim::Raw(raw)) => raw.get(),
+        Some(_) => return Err(TokenError::InvalidClaim(name)),
+    };
     if let Ok(whole) = text.parse::<u64>() {
         return Ok(Some(whole));
     }
-    // Not a plain integer: a JSON number with a fraction or exponent is
-    // allowed (RFC 7519 NumericDate); strings, booleans, null, negative or
-    // non-finite values are not.
+    // Strings, booleans, null, negative numbers are not dates.
     if !text.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(TokenError::InvalidClaim(name));
     }
@@ -224,11 +278,15 @@ fn numeric_date(raw: Option<&RawValue>, name: &'static str) -> Result<Option<u64
 }
 
 fn string_claim<'a>(
-    raw: Option<&'a RawValue>,
+    claim: Option<&'a Claim<'_>>,
     name: &'static str,
 ) -> Result<Option<Cow<'a, str>>, TokenError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let text = raw.get();
+    let text = match claim {
+        None => return Ok(None),
+        Some(Claim::Str(text)) => return Ok(Some(Cow::Borrowed(text))),
+        Some(Claim::Raw(raw)) => raw.get(),
+        Some(_) => return Err(TokenError::InvalidClaim(name)),
+    };
     let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
         return Err(TokenError::InvalidClaim(name));
     };
@@ -245,7 +303,7 @@ fn string_claim<'a>(
 /// The `iss` of an unverified payload, to choose keys by.
 fn peek_issuer(payload: &[u8], kind_claim: &str) -> Option<String> {
     let raw = parse_registered(payload, kind_claim).ok()?;
-    string_claim(raw.iss, "iss")
+    string_claim(raw.iss.as_ref(), "iss")
         .ok()
         .flatten()
         .map(Cow::into_owned)
@@ -279,8 +337,9 @@ fn decode_segment_into<'b>(
 /// Segments this size or smaller are decoded on the stack.
 const HEADER_ON_STACK: usize = 256;
 const PAYLOAD_ON_STACK: usize = 1024;
-/// Room for an RSA-4096 signature.
-const SIGNATURE_ON_STACK: usize = 528;
+/// Room for every signature but RSA's (whose verification costs far more
+/// than the allocation).
+const SIGNATURE_ON_STACK: usize = 128;
 
 impl Verifier {
     /// Starts a verifier over `keys`; by default it accepts access tokens
@@ -307,6 +366,7 @@ impl Verifier {
                 kind_claim: DEFAULT_KIND_CLAIM.into(),
                 understood_critical: Box::new([]),
                 max_len: DEFAULT_MAX_TOKEN_LEN,
+                known_headers: KnownHeaders::default(),
             },
         }
     }
@@ -412,16 +472,30 @@ impl Verifier {
         token: &str,
         now: u64,
     ) -> Result<Verified<C>, TokenError> {
+        self.verify_into(token, now, |verified| verified)
+    }
+
+    /// [`verify_at`](Self::verify_at), handing the verified token to `wrap`
+    /// where it is built (into an `Arc`, say) rather than returning it.
+    pub(crate) fn verify_into<C: DeserializeOwned, T>(
+        &self,
+        token: &str,
+        now: u64,
+        wrap: impl FnOnce(Verified<C>) -> T,
+    ) -> Result<T, TokenError> {
         let config = &*self.inner;
         if token.len() > config.max_len {
             return Err(TokenError::TooLong);
         }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let Some((header_b64, rest)) = token.split_once('.') else {
             return Err(TokenError::Malformed);
         };
+        let Some((payload_b64, signature_b64)) = rest.split_once('.') else {
+            return Err(TokenError::Malformed);
+        };
+        if signature_b64.contains('.') {
+            return Err(TokenError::Malformed);
+        }
         let (mut payload_stack, mut payload_heap) = ([0u8; PAYLOAD_ON_STACK], Vec::new());
         let payload = decode_segment_into(payload_b64, &mut payload_stack, &mut payload_heap)?;
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
@@ -431,7 +505,7 @@ impl Verifier {
         match parse_claims::<C>(payload, &config.kind_claim) {
             Ok((claims, raw)) => {
                 let meta = self.check_registered(&raw, now)?;
-                Ok(Verified { claims, meta })
+                Ok(wrap(Verified { claims, meta }))
             }
             Err(err) => {
                 // The registered claims' verdict comes first (an expired
@@ -454,21 +528,32 @@ impl Verifier {
         payload: &[u8],
     ) -> Result<(), TokenError> {
         let config = &*self.inner;
-        let (mut header_stack, mut header_heap) = ([0u8; HEADER_ON_STACK], Vec::new());
-        let header_json = decode_segment_into(header_b64, &mut header_stack, &mut header_heap)?;
-        let header: JoseHeader<'_> =
-            serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
-        if let Some(crit) = &header.crit {
-            let understood = |name: &Cow<'_, str>| {
-                config
-                    .understood_critical
-                    .iter()
-                    .any(|known| **known == **name)
-            };
-            if crit.is_empty() || !crit.iter().all(understood) {
-                return Err(TokenError::UnsupportedCritical);
+        let known_headers = config.known_headers.0.load();
+        let known = known_headers.iter().find(|h| *h.segment == *header_b64);
+        // Filled only for a header not seen before.
+        let (mut header_stack, mut header_heap);
+        let parsed: JoseHeader<'_>;
+        let (alg, kid) = match known {
+            Some(known) => (known.alg, known.kid.as_deref()),
+            None => {
+                (header_stack, header_heap) = ([0u8; HEADER_ON_STACK], Vec::new());
+                let header_json =
+                    decode_segment_into(header_b64, &mut header_stack, &mut header_heap)?;
+                parsed = serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
+                if let Some(crit) = &parsed.crit {
+                    let understood = |name: &Cow<'_, str>| {
+                        config
+                            .understood_critical
+                            .iter()
+                            .any(|known| **known == **name)
+                    };
+                    if crit.is_empty() || !crit.iter().all(understood) {
+                        return Err(TokenError::UnsupportedCritical);
+                    }
+                }
+                (&*parsed.alg, parsed.kid.as_deref())
             }
-        }
+        };
 
         // With keys per issuer, `iss` (read before the signature is checked)
         // picks the keys; the issuer is then checked like any other claim.
@@ -476,7 +561,7 @@ impl Verifier {
             &config.keys
         } else {
             let raw = parse_registered(payload, &config.kind_claim)?;
-            self.store_for(string_claim(raw.iss, "iss")?.as_deref())
+            self.store_for(string_claim(raw.iss.as_ref(), "iss")?.as_deref())
         };
         let fetched;
         let keys = match store {
@@ -490,11 +575,15 @@ impl Verifier {
         let (mut signature_stack, mut signature_heap) = ([0u8; SIGNATURE_ON_STACK], Vec::new());
         let signature =
             decode_segment_into(signature_b64, &mut signature_stack, &mut signature_heap)?;
-        let kid = header.kid.as_deref();
         let mut tried_any = false;
-        for key in keys.candidates(&header.alg, kid) {
+        for key in keys.candidates(alg, kid) {
             tried_any = true;
             if key.verify(message, signature) {
+                if known.is_none() {
+                    config
+                        .known_headers
+                        .remember(header_b64, algorithm_name(key.algorithm()), kid);
+                }
                 return Ok(());
             }
         }
@@ -510,9 +599,10 @@ impl Verifier {
 
     fn check_registered(&self, raw: &RawRegistered<'_>, now: u64) -> Result<TokenMeta, TokenError> {
         let config = &*self.inner;
-        let expires_at = numeric_date(raw.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-        let not_before = numeric_date(raw.nbf, "nbf")?;
-        let issued_at = numeric_date(raw.iat, "iat")?;
+        let expires_at =
+            numeric_date(raw.exp.as_ref(), "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let not_before = numeric_date(raw.nbf.as_ref(), "nbf")?;
+        let issued_at = numeric_date(raw.iat.as_ref(), "iat")?;
         if now >= expires_at.saturating_add(config.leeway) {
             return Err(TokenError::Expired);
         }
@@ -522,7 +612,7 @@ impl Verifier {
             return Err(TokenError::NotYetValid);
         }
 
-        let issuer = string_claim(raw.iss, "iss")?;
+        let issuer = string_claim(raw.iss.as_ref(), "iss")?;
         if !config.issuers.is_empty() {
             let issuer = issuer.ok_or(TokenError::MissingClaim("iss"))?;
             if !config.issuers.iter().any(|i| **i == *issuer) {
@@ -530,23 +620,25 @@ impl Verifier {
             }
         }
 
-        match (raw.aud, config.audiences.is_empty()) {
+        match (&raw.aud, config.audiences.is_empty()) {
             (None, true) => {}
             (None, false) => return Err(TokenError::MissingClaim("aud")),
             (Some(_), true) => return Err(TokenError::WrongAudience),
             (Some(aud), false) => {
                 let accepted = |a: &str| config.audiences.iter().any(|x| **x == *a);
-                let text = aud.get();
-                let ok = if text.starts_with('"') {
-                    let one: Cow<'_, str> =
-                        serde_json::from_str(text).map_err(|_| TokenError::InvalidClaim("aud"))?;
-                    accepted(&one)
-                } else if text.starts_with('[') {
-                    let many: Vec<Cow<'_, str>> =
-                        serde_json::from_str(text).map_err(|_| TokenError::InvalidClaim("aud"))?;
-                    many.iter().any(|a| accepted(a))
-                } else {
-                    return Err(TokenError::InvalidClaim("aud"));
+                let ok = match aud {
+                    Claim::Str(one) => accepted(one),
+                    Claim::Raw(raw) if raw.get().starts_with('"') => {
+                        let one: Cow<'_, str> = serde_json::from_str(raw.get())
+                            .map_err(|_| TokenError::InvalidClaim("aud"))?;
+                        accepted(&one)
+                    }
+                    Claim::Raw(raw) if raw.get().starts_with('[') => {
+                        let many: Vec<Cow<'_, str>> = serde_json::from_str(raw.get())
+                            .map_err(|_| TokenError::InvalidClaim("aud"))?;
+                        many.iter().any(|a| accepted(a))
+                    }
+                    _ => return Err(TokenError::InvalidClaim("aud")),
                 };
                 if !ok {
                     return Err(TokenError::WrongAudience);
@@ -557,8 +649,8 @@ impl Verifier {
         let kind = match config.kinds {
             None => None,
             Some(kinds) => {
-                let text =
-                    string_claim(raw.kind, "kind")?.ok_or(TokenError::MissingClaim("kind"))?;
+                let text = string_claim(raw.kind.as_ref(), "kind")?
+                    .ok_or(TokenError::MissingClaim("kind"))?;
                 let kind: TokenKind = text.parse().map_err(|()| TokenError::WrongKind)?;
                 if !kinds.contains(kind) {
                     return Err(TokenError::WrongKind);
@@ -568,12 +660,12 @@ impl Verifier {
         };
 
         Ok(TokenMeta {
-            subject: string_claim(raw.sub, "sub")?.map(Cow::into_owned),
-            token_id: string_claim(raw.jti, "jti")?.map(Cow::into_owned),
+            subject: string_claim(raw.sub.as_ref(), "sub")?.map(Cow::into_owned),
+            token_id: string_claim(raw.jti.as_ref(), "jti")?.map(Cow::into_owned),
             expires_at,
             issued_at,
             kind,
-            family: string_claim(raw.fam, "fam")?.map(Cow::into_owned),
+            family: string_claim(raw.fam.as_ref(), "fam")?.map(Cow::into_owned),
         })
     }
 }
