@@ -1,6 +1,8 @@
 //! Token validation, side by side on the same tokens: the least work an
 //! HS256 verifier must do (the floor: split, base64-decode, one HMAC, one
-//! JSON parse), plain `jsonwebtoken::decode`, this crate's `Verifier`, and a
+//! JSON parse), raw aws-lc signature verification for the asymmetric
+//! algorithms (`raw_verify`), plain `jsonwebtoken::decode`, the request
+//! harness alone (`no_layer`), this crate's `Verifier`, and a
 //! whole request through `AuthLayer` (token in a cookie) via `oneshot`, first
 //! seen and repeated through the verified-token cache.
 //!
@@ -58,6 +60,38 @@ fn pem(name: &str) -> Vec<u8> {
 }
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Raw signature verification with a prepared aws-lc key: the least work an
+/// asymmetric verifier must do (the JSON parse is noise beside it).
+fn raw_verify(token: &str, key: &aws_lc_rs::signature::ParsedPublicKey) -> bool {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Some((message, signature)) = token.rsplit_once('.') else {
+        return false;
+    };
+    let Ok(signature) = engine.decode(signature) else {
+        return false;
+    };
+    key.verify_sig(message.as_bytes(), &signature).is_ok()
+}
+
+/// The public key as aws-lc parses it, for [`raw_verify`].
+fn parsed_public_key(alg: Algorithm) -> aws_lc_rs::signature::ParsedPublicKey {
+    use aws_lc_rs::signature::{self, ParsedPublicKey};
+    let (algorithm, name): (&'static dyn signature::VerificationAlgorithm, _) = match alg {
+        Algorithm::RS256 => (&signature::RSA_PKCS1_2048_8192_SHA256, "rsa_public"),
+        Algorithm::ES256 => (&signature::ECDSA_P256_SHA256_FIXED, "ec256_public"),
+        Algorithm::EdDSA => (&signature::ED25519, "ed25519_public"),
+        _ => unreachable!(),
+    };
+    let pem = String::from_utf8(pem(name)).unwrap();
+    let der: Vec<u8> = {
+        use base64::Engine as _;
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    };
+    ParsedPublicKey::new(algorithm, &der).unwrap()
+}
 
 /// The signing key, the same key for `jsonwebtoken`, and for this crate.
 fn keys(alg: Algorithm) -> (SigningKey, DecodingKey, VerifyingKey) {
@@ -147,6 +181,13 @@ fn validation(c: &mut Criterion) {
             assert!(floor_hs256(&token, &key).is_some());
             group.bench_function("floor", |b| {
                 b.iter(|| floor_hs256(black_box(&token), &key).unwrap())
+            });
+        }
+        if alg != Algorithm::HS256 {
+            let key = parsed_public_key(alg);
+            assert!(raw_verify(&token, &key));
+            group.bench_function("raw_verify", |b| {
+                b.iter(|| assert!(raw_verify(black_box(&token), &key)))
             });
         }
         group.bench_function("jsonwebtoken_decode", |b| {

@@ -337,9 +337,10 @@ fn decode_segment_into<'b>(
 /// Segments this size or smaller are decoded on the stack.
 const HEADER_ON_STACK: usize = 256;
 const PAYLOAD_ON_STACK: usize = 1024;
-/// Room for every signature but RSA's (whose verification costs far more
-/// than the allocation).
+/// Room for every signature but RSA's.
 const SIGNATURE_ON_STACK: usize = 128;
+/// Room for an RSA-4096 signature.
+const RSA_SIGNATURE_ON_STACK: usize = 528;
 
 impl Verifier {
     /// Starts a verifier over `keys`; by default it accepts access tokens
@@ -572,9 +573,17 @@ impl Verifier {
             }
         };
 
-        let (mut signature_stack, mut signature_heap) = ([0u8; SIGNATURE_ON_STACK], Vec::new());
-        let signature =
-            decode_segment_into(signature_b64, &mut signature_stack, &mut signature_heap)?;
+        // HMAC and elliptic-curve signatures fit the small buffer, RSA's the
+        // large one; only the one used is filled.
+        let (mut small, mut large, mut heap) = (None, None, Vec::new());
+        let signature = if base64::decoded_len_estimate(signature_b64.len()) <= SIGNATURE_ON_STACK
+        {
+            let small = small.insert([0u8; SIGNATURE_ON_STACK]);
+            decode_segment_into(signature_b64, small, &mut heap)?
+        } else {
+            let large = large.insert([0u8; RSA_SIGNATURE_ON_STACK]);
+            decode_segment_into(signature_b64, large, &mut heap)?
+        };
         let mut tried_any = false;
         for key in keys.candidates(alg, kid) {
             tried_any = true;
