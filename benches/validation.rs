@@ -88,7 +88,9 @@ fn parsed_public_key(alg: Algorithm) -> aws_lc_rs::signature::ParsedPublicKey {
     let der: Vec<u8> = {
         use base64::Engine as _;
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
     };
     ParsedPublicKey::new(algorithm, &der).unwrap()
 }

@@ -9,9 +9,10 @@
 //!
 //! What it keeps is safe to reuse:
 //!
-//! - the key is the whole token string (equality on every byte; the hash
-//!   only picks the bucket), so a different token never hits another's
-//!   entry;
+//! - the key is the whole token string (equality on every byte), so a
+//!   different token never hits another's entry; the hash that only places
+//!   entries covers the token's last 64 bytes (its signature), with a
+//!   per-process random seed;
 //! - an entry is dropped at the token's `exp` and whenever the verifier's
 //!   keys change (a remote key source fetched a new set);
 //! - the [`AuthLayer`](crate::auth::AuthLayer) checks revocation on every
@@ -24,7 +25,7 @@
 //! nothing.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::token::claims::ErasedVerified;
@@ -40,7 +41,43 @@ struct Entry {
     generation: u64,
 }
 
-type Shard = Mutex<HashMap<Box<str>, Entry, foldhash::fast::FixedState>>;
+type Shard = Mutex<HashMap<Box<str>, Entry, TailHashState>>;
+
+/// How much of a token's end is hashed to place it.
+const HASHED_TAIL: usize = 64;
+
+/// Hashes the last [`HASHED_TAIL`] bytes of each token: its signature,
+/// which no two verified tokens share and nobody can choose without the
+/// signing key. The hash only places an entry; a hit still compares the
+/// whole token, byte for byte. A long RS256 token costs as little to place
+/// as an HS256 one.
+#[derive(Clone)]
+struct TailHashState(foldhash::fast::FixedState);
+
+struct TailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl BuildHasher for TailHashState {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.0.write_u8(byte);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
 
 /// A bounded cache of verified tokens; see the [module docs](self).
 /// Cheap to clone: clones share the entries.
@@ -52,7 +89,7 @@ pub struct TokenCache {
 struct CacheInner {
     shards: Box<[Shard]>,
     max_per_shard: usize,
-    hasher: foldhash::fast::FixedState,
+    hasher: TailHashState,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -73,7 +110,7 @@ impl Default for TokenCache {
 impl TokenCache {
     /// A cache keeping at most `capacity` tokens.
     pub fn new(capacity: usize) -> Self {
-        let hasher = foldhash::fast::FixedState::with_seed(rand_seed());
+        let hasher = TailHashState(foldhash::fast::FixedState::with_seed(rand_seed()));
         TokenCache {
             inner: Arc::new(CacheInner {
                 shards: (0..SHARDS)
@@ -216,6 +253,18 @@ mod tests {
         assert_eq!(read(&cache, "a.b.", 999, 7), None);
         cache.clear();
         assert_eq!(read(&cache, "a.b.c", 999, 7), None);
+    }
+
+    #[test]
+    fn tokens_that_share_their_hashed_tail_are_still_told_apart() {
+        let cache = TokenCache::new(100);
+        let tail = "s".repeat(HASHED_TAIL);
+        cache.insert(&format!("a.{tail}"), value(1), 1_000, 900, 0);
+        cache.insert(&format!("b.{tail}"), value(2), 1_000, 900, 0);
+        assert_eq!(read(&cache, &format!("a.{tail}"), 950, 0), Some(1));
+        assert_eq!(read(&cache, &format!("b.{tail}"), 950, 0), Some(2));
+        assert_eq!(read(&cache, &format!("c.{tail}"), 950, 0), None);
+        assert_eq!(read(&cache, &tail, 950, 0), None);
     }
 
     #[test]
