@@ -361,7 +361,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
             Some(slot) if self.capture.keep_raw || matches!(slot, Slot::Aud) => {
                 let raw: &'de RawValue = self.map.next_value()?;
                 self.capture.record(slot, Claim::Raw(raw))?;
-                seed.deserialize(RawClaim(raw)).map_err(de::Error::custom)
+                seed.deserialize(raw).map_err(de::Error::custom)
             }
             // Anything else is seen as the claims type reads it.
             Some(slot) => {
@@ -568,110 +568,6 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for WatchingVisitor<'_, '_, 'de, V> {
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
         self.capture.record::<A::Error>(self.slot, Claim::Other)?;
         self.visitor.visit_enum(data)
-    }
-}
-
-/// A registered claim's value, handed on to the claims type after its raw
-/// JSON was kept: the usual shapes (an unescaped string, a non-negative
-/// integer) are visited directly, as `serde_json` would visit them, without
-/// parsing the text again; anything else goes through `serde_json`.
-struct RawClaim<'de>(&'de RawValue);
-
-impl<'de> RawClaim<'de> {
-    /// An unescaped string's contents.
-    fn plain_str(&self) -> Option<&'de str> {
-        let text = self.0.get();
-        let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-        (!inner.contains('\\')).then_some(inner)
-    }
-
-    /// A non-negative integer that fits `u64`.
-    fn plain_u64(&self) -> Option<u64> {
-        let text = self.0.get();
-        // `parse` accepts a leading `+`, which JSON does not.
-        text.starts_with(|c: char| c.is_ascii_digit())
-            .then(|| text.parse().ok())
-            .flatten()
-    }
-}
-
-/// Methods that take a string: an unescaped one is visited as `serde_json`
-/// visits it (borrowed); anything else goes to `serde_json`.
-macro_rules! plain_str {
-    ($($method:ident),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
-            match self.plain_str() {
-                Some(text) => visitor.visit_borrowed_str(text),
-                None => self.0.$method(visitor),
-            }
-        }
-    )*};
-}
-
-/// Methods that take a number: a non-negative integer is visited as
-/// `serde_json` visits it (`visit_u64`); anything else goes to `serde_json`.
-macro_rules! plain_u64 {
-    ($($method:ident),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
-            match self.plain_u64() {
-                Some(number) => visitor.visit_u64(number),
-                None => self.0.$method(visitor),
-            }
-        }
-    )*};
-}
-
-/// Methods that go to `serde_json` untouched.
-macro_rules! forward_raw {
-    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, serde_json::Error> {
-            self.0.$method($($arg,)* visitor)
-        }
-    )*};
-}
-
-impl<'de> Deserializer<'de> for RawClaim<'de> {
-    type Error = serde_json::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        if let Some(text) = self.plain_str() {
-            return visitor.visit_borrowed_str(text);
-        }
-        match self.plain_u64() {
-            Some(number) => visitor.visit_u64(number),
-            None => self.0.deserialize_any(visitor),
-        }
-    }
-
-    plain_str! { deserialize_str, deserialize_string }
-
-    plain_u64! {
-        deserialize_u8, deserialize_u16, deserialize_u32, deserialize_u64,
-        deserialize_i8, deserialize_i16, deserialize_i32, deserialize_i64,
-        deserialize_f32, deserialize_f64,
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        match self.0.get() {
-            "null" => visitor.visit_none(),
-            _ => visitor.visit_some(self),
-        }
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        // The value was read (and checked) already.
-        visitor.visit_unit()
-    }
-
-    forward_raw! {
-        deserialize_u128(), deserialize_i128(), deserialize_identifier(),
-        deserialize_bool(), deserialize_char(), deserialize_bytes(), deserialize_byte_buf(),
-        deserialize_unit(), deserialize_unit_struct(name: &'static str),
-        deserialize_newtype_struct(name: &'static str), deserialize_seq(),
-        deserialize_tuple(len: usize), deserialize_tuple_struct(name: &'static str, len: usize),
-        deserialize_map(),
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
-        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
     }
 }
 
