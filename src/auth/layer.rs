@@ -7,7 +7,7 @@ use http::{HeaderMap, Response};
 use tower_layer::Layer;
 
 use crate::cookie::CookieSettings;
-use crate::error::{AuthRejection, ConfigError, check_quoted_value};
+use crate::error::{AuthRejection, ConfigError, TokenError, check_quoted_value};
 use crate::login::TokenIssuer;
 use crate::store::RevocationStore;
 use crate::token::claims::ErasedVerified;
@@ -132,48 +132,47 @@ impl AuthConfig {
     where
         C: serde::de::DeserializeOwned + Send + Sync + 'static,
     {
-        let found = match self.sources.find(headers) {
+        let (token, found_in) = match self.sources.find_bytes(headers) {
             Ok(Some(found)) => found,
             Ok(None) => return (Authenticated::Missing, None),
             Err(rejection) => return (Authenticated::Refused(rejection), None),
         };
-        let found_in = Some(found.found_in);
         // One clock reading serves the cache and the verifier.
         let now = now_seconds();
-        let Some(cache) = &self.cache else {
-            return match self.verifier.verify_into(found.token, now, shared::<C>) {
-                Ok(verified) => (
-                    Authenticated::Verified(VerifiedToken::new(verified, found.found_in)),
-                    found_in,
-                ),
-                Err(err) => (Authenticated::Refused(err.into()), found_in),
-            };
+        // Read before verifying: keys that change meanwhile make the entry stale.
+        let generation = match &self.cache {
+            Some(_) => self.verifier.key_generation(),
+            None => 0,
         };
-        let generation = self.verifier.key_generation();
-        if let Some(hit) = cache.get(found.token, now, generation) {
-            let token = VerifiedToken::new(hit, found.found_in);
+        if let Some(cache) = &self.cache
+            && let Some(hit) = cache.get(token, now, generation)
+        {
+            let hit = VerifiedToken::new(hit, found_in);
             // A cache shared by layers of other claims types holds their
             // values too: only this type's is a hit.
-            if token.holds::<C>() {
-                return (Authenticated::Verified(token), found_in);
+            if hit.holds::<C>() {
+                return (Authenticated::Verified(hit), Some(found_in));
             }
         }
-        match self.verifier.verify_into(found.token, now, shared::<C>) {
-            Ok(shared) => {
-                let expires_at = shared.meta().expires_at;
-                cache.insert(
-                    found.token,
-                    Arc::clone(&shared),
-                    expires_at,
-                    now,
-                    generation,
-                );
+        // The bytes are printable ASCII, which is UTF-8: this cannot fail.
+        let Ok(text) = std::str::from_utf8(token) else {
+            return (
+                Authenticated::Refused(TokenError::Malformed.into()),
+                Some(found_in),
+            );
+        };
+        match self.verifier.verify_into(text, now, shared::<C>) {
+            Ok(verified) => {
+                if let Some(cache) = &self.cache {
+                    let expires_at = verified.meta().expires_at;
+                    cache.insert(token, Arc::clone(&verified), expires_at, now, generation);
+                }
                 (
-                    Authenticated::Verified(VerifiedToken::new(shared, found.found_in)),
-                    found_in,
+                    Authenticated::Verified(VerifiedToken::new(verified, found_in)),
+                    Some(found_in),
                 )
             }
-            Err(err) => (Authenticated::Refused(err.into()), found_in),
+            Err(err) => (Authenticated::Refused(err.into()), Some(found_in)),
         }
     }
 

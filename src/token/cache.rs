@@ -41,7 +41,7 @@ struct Entry {
     generation: u64,
 }
 
-type Shard = Mutex<HashMap<Box<str>, Entry, TailHashState>>;
+type Shard = Mutex<HashMap<Box<[u8]>, Entry, TailHashState>>;
 
 /// How much of a token's end is hashed to place it.
 const HASHED_TAIL: usize = 64;
@@ -72,6 +72,11 @@ impl Hasher for TailHasher {
 
     fn write_u8(&mut self, byte: u8) {
         self.0.write_u8(byte);
+    }
+
+    // The length prefix of a byte-slice key, whole.
+    fn write_usize(&mut self, n: usize) {
+        self.0.write_usize(n);
     }
 
     fn finish(&self) -> u64 {
@@ -122,7 +127,7 @@ impl TokenCache {
         }
     }
 
-    fn shard(&self, token: &str) -> &Shard {
+    fn shard(&self, token: &[u8]) -> &Shard {
         let hash = self.inner.hasher.hash_one(token);
         // The high bits pick the shard; the map uses the full hash.
         &self.inner.shards[(hash >> 60) as usize % SHARDS]
@@ -132,7 +137,7 @@ impl TokenCache {
     /// at `now`, and stored under key generation `generation`.
     pub(crate) fn get(
         &self,
-        token: &str,
+        token: &[u8],
         now: u64,
         generation: u64,
     ) -> Option<Arc<dyn ErasedVerified>> {
@@ -145,7 +150,7 @@ impl TokenCache {
     /// Stores a verified value for `token` until `expires_at`.
     pub(crate) fn insert(
         &self,
-        token: &str,
+        token: &[u8],
         verified: Arc<dyn ErasedVerified>,
         expires_at: u64,
         now: u64,
@@ -158,7 +163,7 @@ impl TokenCache {
             shard.retain(|_, e| e.expires_at > now && e.generation == generation);
             if shard.len() >= self.inner.max_per_shard {
                 // Still full of live entries: drop an eighth of them.
-                let drop: Vec<Box<str>> = shard
+                let drop: Vec<Box<[u8]>> = shard
                     .keys()
                     .take((self.inner.max_per_shard / 8).max(1))
                     .cloned()
@@ -235,7 +240,7 @@ mod tests {
     }
 
     fn read(cache: &TokenCache, token: &str, now: u64, generation: u64) -> Option<u32> {
-        cache.get(token, now, generation).and_then(|v| {
+        cache.get(token.as_bytes(), now, generation).and_then(|v| {
             VerifiedToken::new(v, FoundIn::Cookie)
                 .claims::<u32>()
                 .copied()
@@ -245,7 +250,7 @@ mod tests {
     #[test]
     fn hits_only_the_same_token_before_expiry_and_under_the_same_keys() {
         let cache = TokenCache::new(100);
-        cache.insert("a.b.c", value(1), 1_000, 900, 7);
+        cache.insert(b"a.b.c", value(1), 1_000, 900, 7);
         assert_eq!(read(&cache, "a.b.c", 999, 7), Some(1));
         assert_eq!(read(&cache, "a.b.c", 1_000, 7), None, "expired at exp");
         assert_eq!(read(&cache, "a.b.c", 999, 8), None, "keys changed");
@@ -259,8 +264,8 @@ mod tests {
     fn tokens_that_share_their_hashed_tail_are_still_told_apart() {
         let cache = TokenCache::new(100);
         let tail = "s".repeat(HASHED_TAIL);
-        cache.insert(&format!("a.{tail}"), value(1), 1_000, 900, 0);
-        cache.insert(&format!("b.{tail}"), value(2), 1_000, 900, 0);
+        cache.insert(format!("a.{tail}").as_bytes(), value(1), 1_000, 900, 0);
+        cache.insert(format!("b.{tail}").as_bytes(), value(2), 1_000, 900, 0);
         assert_eq!(read(&cache, &format!("a.{tail}"), 950, 0), Some(1));
         assert_eq!(read(&cache, &format!("b.{tail}"), 950, 0), Some(2));
         assert_eq!(read(&cache, &format!("c.{tail}"), 950, 0), None);
@@ -271,7 +276,7 @@ mod tests {
     fn stays_within_capacity() {
         let cache = TokenCache::new(160);
         for i in 0..10_000u32 {
-            cache.insert(&format!("token-{i}"), value(i), 2_000, 1_000, 0);
+            cache.insert(format!("token-{i}").as_bytes(), value(i), 2_000, 1_000, 0);
             assert!(cache.len() <= 160, "{} at {i}", cache.len());
         }
         assert_eq!(read(&cache, "token-9999", 1_001, 0), Some(9_999));

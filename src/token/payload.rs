@@ -1,7 +1,7 @@
 //! Reading a token's payload: the registered claims and the application's
 //! claims type in one pass over the JSON.
 //!
-//! [`parse_claims`] deserializes the application's type through a
+//! [`read_claims`] deserializes the application's type through a
 //! deserializer that watches the top-level object go by and keeps the raw
 //! JSON of every registered claim it sees (`exp`, `nbf`, `iat`, `iss`, `aud`,
 //! `sub`, `jti`, `fam` and the kind claim). The verifier then checks those
@@ -43,7 +43,7 @@ pub(crate) enum Claim<'a> {
 }
 
 /// Each registered claim a payload carries.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct RawRegistered<'a> {
     pub(crate) exp: Option<Claim<'a>>,
     pub(crate) nbf: Option<Claim<'a>>,
@@ -185,11 +185,14 @@ impl<'k, 'de> Capture<'k, 'de> {
 }
 
 /// Deserializes the application's claims from the payload and, in the same
-/// pass, captures the registered claims of the top-level object.
-pub(crate) fn parse_claims<'de, C: DeserializeOwned>(
+/// pass, captures the registered claims of the top-level object; hands both
+/// to `then`, which sees the registered claims where they were captured
+/// (they are not moved out). An error from `then` is returned as it is.
+pub(crate) fn read_claims<'de, C: DeserializeOwned, T>(
     payload: &'de [u8],
     kind_claim: &str,
-) -> Result<(C, RawRegistered<'de>), TokenError> {
+    then: impl FnOnce(C, &RawRegistered<'de>) -> Result<T, TokenError>,
+) -> Result<T, TokenError> {
     let capture = Capture::new(kind_claim, false);
     let mut de = serde_json::Deserializer::from_slice(payload);
     let parsed = C::deserialize(Tee {
@@ -199,18 +202,27 @@ pub(crate) fn parse_claims<'de, C: DeserializeOwned>(
     .and_then(|claims| de.end().map(|()| claims));
     match parsed {
         Ok(claims) if capture.complete.get() && !capture.unseen.get() => {
-            Ok((claims, capture.raw.into_inner()))
+            then(claims, &capture.raw.borrow())
         }
         // A claims type that did not read the payload as one plain object,
         // or read a registered claim out of sight: read the registered claims
         // on their own.
-        Ok(claims) => Ok((claims, parse_registered(payload, kind_claim)?)),
+        Ok(claims) => then(claims, &parse_registered(payload, kind_claim)?),
         Err(_) if capture.duplicate.get() => Err(TokenError::DuplicateClaim),
         Err(err) if err.to_string().starts_with("duplicate field") => {
             Err(TokenError::DuplicateClaim)
         }
         Err(_) => Err(TokenError::ClaimsMismatch),
     }
+}
+
+/// [`read_claims`], returning the claims and the registered claims.
+#[cfg(test)]
+pub(crate) fn parse_claims<'de, C: DeserializeOwned>(
+    payload: &'de [u8],
+    kind_claim: &str,
+) -> Result<(C, RawRegistered<'de>), TokenError> {
+    read_claims(payload, kind_claim, |claims, raw| Ok((claims, raw.clone())))
 }
 
 /// Reads only the registered claims of a payload.

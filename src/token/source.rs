@@ -165,22 +165,35 @@ impl TokenSources {
         &self,
         headers: &'a HeaderMap,
     ) -> Result<Option<FoundToken<'a>>, AuthRejection> {
-        let mut found: Option<FoundToken<'a>> = None;
+        let Some((token, found_in)) = self.find_bytes(headers)? else {
+            return Ok(None);
+        };
+        // The bytes are printable ASCII, which is UTF-8: this cannot fail.
+        let token = std::str::from_utf8(token)
+            .map_err(|_| AuthRejection::InvalidToken(crate::error::TokenError::Malformed))?;
+        Ok(Some(FoundToken { token, found_in }))
+    }
+
+    /// [`find`](Self::find) before the bytes become text: the same checks
+    /// and answers, so that a cache keyed by bytes can be consulted without
+    /// the UTF-8 pass.
+    pub(crate) fn find_bytes<'a>(
+        &self,
+        headers: &'a HeaderMap,
+    ) -> Result<Option<(&'a [u8], FoundIn)>, AuthRejection> {
+        let mut found: Option<(&'a [u8], FoundIn)> = None;
         for source in &self.sources {
             let Some(token) = self.read(source, headers)? else {
                 continue;
             };
             match found {
                 None => {
-                    found = Some(FoundToken {
-                        token,
-                        found_in: source.found_in(),
-                    });
+                    found = Some((token, source.found_in()));
                     if self.multiple == MultipleCredentials::TakeFirst {
                         break;
                     }
                 }
-                Some(first) if first.token != token => {
+                Some((first, _)) if first != token => {
                     return Err(AuthRejection::InvalidRequest(
                         "the request carries more than one credential",
                     ));
@@ -195,7 +208,7 @@ impl TokenSources {
         &self,
         source: &TokenSource,
         headers: &'a HeaderMap,
-    ) -> Result<Option<&'a str>, AuthRejection> {
+    ) -> Result<Option<&'a [u8]>, AuthRejection> {
         let token = match source {
             TokenSource::Bearer => read_bearer(headers, self.max_len)?,
             TokenSource::Header(name) => read_single_header(headers, name, self.max_len)?,
@@ -221,7 +234,7 @@ fn single<'a>(
     Ok(first)
 }
 
-fn read_bearer(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, AuthRejection> {
+fn read_bearer(headers: &HeaderMap, max_len: usize) -> Result<Option<&[u8]>, AuthRejection> {
     let Some(value) = single(headers, &AUTHORIZATION)? else {
         return Ok(None);
     };
@@ -245,14 +258,14 @@ fn read_bearer(headers: &HeaderMap, max_len: usize) -> Result<Option<&str>, Auth
     if token.is_empty() {
         return Err(AuthRejection::InvalidRequest("the bearer token is empty"));
     }
-    as_token_text(token, max_len).map(Some)
+    checked_token(token, max_len).map(Some)
 }
 
 fn read_single_header<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
     max_len: usize,
-) -> Result<Option<&'a str>, AuthRejection> {
+) -> Result<Option<&'a [u8]>, AuthRejection> {
     let Some(value) = single(headers, name)? else {
         return Ok(None);
     };
@@ -260,14 +273,14 @@ fn read_single_header<'a>(
     if token.is_empty() {
         return Ok(None);
     }
-    as_token_text(token, max_len).map(Some)
+    checked_token(token, max_len).map(Some)
 }
 
 fn read_cookie<'a>(
     headers: &'a HeaderMap,
     name: &str,
     max_len: usize,
-) -> Result<Option<&'a str>, AuthRejection> {
+) -> Result<Option<&'a [u8]>, AuthRejection> {
     let mut found: Option<&'a [u8]> = None;
     for header in headers.get_all(COOKIE) {
         for pair in memchr::memchr_iter(b';', header.as_bytes())
@@ -300,11 +313,11 @@ fn read_cookie<'a>(
     match found {
         None => Ok(None),
         Some([]) => Ok(None),
-        Some(value) => as_token_text(value, max_len).map(Some),
+        Some(value) => checked_token(value, max_len).map(Some),
     }
 }
 
-fn as_token_text(token: &[u8], max_len: usize) -> Result<&str, AuthRejection> {
+fn checked_token(token: &[u8], max_len: usize) -> Result<&[u8], AuthRejection> {
     if token.len() > max_len {
         return Err(TOO_LONG);
     }
@@ -317,9 +330,7 @@ fn as_token_text(token: &[u8], max_len: usize) -> Result<&str, AuthRejection> {
             crate::error::TokenError::Malformed,
         ));
     }
-    // ASCII is UTF-8, so this cannot fail.
-    std::str::from_utf8(token)
-        .map_err(|_| AuthRejection::InvalidToken(crate::error::TokenError::Malformed))
+    Ok(token)
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
