@@ -7,10 +7,11 @@ use http::{HeaderMap, Response};
 use tower_layer::Layer;
 
 use crate::cookie::CookieSettings;
-use crate::error::{AuthRejection, ConfigError, TokenError, check_quoted_value};
+use crate::error::{AuthRejection, ConfigError, check_quoted_value};
 use crate::login::TokenIssuer;
 use crate::store::RevocationStore;
 use crate::token::claims::ErasedVerified;
+use crate::token::source::token_text;
 use crate::token::{
     FoundIn, TokenCache, TokenSource, TokenSources, Verified, VerifiedToken, Verifier, now_seconds,
 };
@@ -154,12 +155,9 @@ impl AuthConfig {
                 return (Authenticated::Verified(hit), Some(found_in));
             }
         }
-        // The bytes are printable ASCII, which is UTF-8: this cannot fail.
-        let Ok(text) = std::str::from_utf8(token) else {
-            return (
-                Authenticated::Refused(TokenError::Malformed.into()),
-                Some(found_in),
-            );
+        let text = match token_text(token) {
+            Ok(text) => text,
+            Err(rejection) => return (Authenticated::Refused(rejection), Some(found_in)),
         };
         match self.verifier.verify_into(text, now, shared::<C>) {
             Ok(verified) => {

@@ -87,8 +87,11 @@ fn check_revocation(
     config: &AuthConfig,
     token: &VerifiedToken,
 ) -> Result<Option<PendingCheck>, AuthRejection> {
+    let Some(store) = &config.revocations else {
+        return Ok(None);
+    };
     let meta = token.meta();
-    let (Some(store), Some(id)) = (&config.revocations, &meta.token_id) else {
+    let Some(id) = &meta.token_id else {
         return Ok(None);
     };
     match store.check(id, meta.family.as_deref()) {

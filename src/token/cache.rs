@@ -11,8 +11,8 @@
 //!
 //! - the key is the whole token string (equality on every byte), so a
 //!   different token never hits another's entry; the hash that only places
-//!   entries covers the token's last 64 bytes (its signature), with a
-//!   per-process random seed;
+//!   entries covers the token's length and last 16 bytes (96 bits of its
+//!   signature), with a per-process random seed;
 //! - an entry is dropped at the token's `exp` and whenever the verifier's
 //!   keys change (a remote key source fetched a new set);
 //! - the [`AuthLayer`](crate::auth::AuthLayer) checks revocation on every
@@ -44,11 +44,11 @@ struct Entry {
 type Shard = Mutex<HashMap<Box<[u8]>, Entry, TailHashState>>;
 
 /// How much of a token's end is hashed to place it.
-const HASHED_TAIL: usize = 64;
+const HASHED_TAIL: usize = 16;
 
-/// Hashes the last [`HASHED_TAIL`] bytes of each token: its signature,
-/// which no two verified tokens share and nobody can choose without the
-/// signing key. The hash only places an entry; a hit still compares the
+/// Hashes the length and the last [`HASHED_TAIL`] bytes of each token: the
+/// end of its signature, which no two verified tokens share and nobody can
+/// choose without the signing key (and only verified tokens are stored). The hash only places an entry; a hit still compares the
 /// whole token, byte for byte. A long RS256 token costs as little to place
 /// as an HS256 one.
 #[derive(Clone)]

@@ -160,7 +160,8 @@ impl TokenSources {
     /// `Ok(None)` when no source holds one; `Err` for a malformed request: a
     /// repeated `Authorization` or token header, a repeated cookie, two
     /// different credentials (unless configured to take the first), a value
-    /// over the cap, or a bearer header without a token.
+    /// over the cap, or a bearer header without a token; and `401
+    /// invalid_token` for a token that is not printable ASCII.
     pub fn find<'a>(
         &self,
         headers: &'a HeaderMap,
@@ -168,15 +169,15 @@ impl TokenSources {
         let Some((token, found_in)) = self.find_bytes(headers)? else {
             return Ok(None);
         };
-        // The bytes are printable ASCII, which is UTF-8: this cannot fail.
-        let token = std::str::from_utf8(token)
-            .map_err(|_| AuthRejection::InvalidToken(crate::error::TokenError::Malformed))?;
-        Ok(Some(FoundToken { token, found_in }))
+        Ok(Some(FoundToken {
+            token: token_text(token)?,
+            found_in,
+        }))
     }
 
-    /// [`find`](Self::find) before the bytes become text: the same checks
-    /// and answers, so that a cache keyed by bytes can be consulted without
-    /// the UTF-8 pass.
+    /// [`find`](Self::find) before the bytes are checked and become text
+    /// (pass them through [`token_text`]): a cache of verified tokens can be
+    /// consulted first, since the bytes of a hit are a verified token's.
     pub(crate) fn find_bytes<'a>(
         &self,
         headers: &'a HeaderMap,
@@ -258,7 +259,7 @@ fn read_bearer(headers: &HeaderMap, max_len: usize) -> Result<Option<&[u8]>, Aut
     if token.is_empty() {
         return Err(AuthRejection::InvalidRequest("the bearer token is empty"));
     }
-    checked_token(token, max_len).map(Some)
+    capped(token, max_len).map(Some)
 }
 
 fn read_single_header<'a>(
@@ -273,7 +274,7 @@ fn read_single_header<'a>(
     if token.is_empty() {
         return Ok(None);
     }
-    checked_token(token, max_len).map(Some)
+    capped(token, max_len).map(Some)
 }
 
 fn read_cookie<'a>(
@@ -313,24 +314,31 @@ fn read_cookie<'a>(
     match found {
         None => Ok(None),
         Some([]) => Ok(None),
-        Some(value) => checked_token(value, max_len).map(Some),
+        Some(value) => capped(value, max_len).map(Some),
     }
 }
 
-fn checked_token(token: &[u8], max_len: usize) -> Result<&[u8], AuthRejection> {
+fn capped(token: &[u8], max_len: usize) -> Result<&[u8], AuthRejection> {
     if token.len() > max_len {
         return Err(TOO_LONG);
     }
-    // A token is printable ASCII without spaces; keeping anything else out
-    // here keeps it out of every later step (and the verifier refuses
-    // whatever is not base64url and dots). `fold`, not `all`: without the
-    // early exit the check runs on whole vectors.
+    Ok(token)
+}
+
+/// The token as text, when it is printable ASCII without spaces: keeping
+/// anything else out here keeps it out of every later step (and the
+/// verifier refuses whatever is not base64url and dots).
+pub(crate) fn token_text(token: &[u8]) -> Result<&str, AuthRejection> {
+    // `fold`, not `all`: without the early exit the check runs on whole
+    // vectors.
     if !token.iter().fold(true, |ok, b| ok & b.is_ascii_graphic()) {
         return Err(AuthRejection::InvalidToken(
             crate::error::TokenError::Malformed,
         ));
     }
-    Ok(token)
+    // Printable ASCII is UTF-8: this cannot fail.
+    std::str::from_utf8(token)
+        .map_err(|_| AuthRejection::InvalidToken(crate::error::TokenError::Malformed))
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
