@@ -505,3 +505,35 @@ async fn the_token_cache_forgets_tokens_when_the_keys_change() {
         "a token of a removed key is not served from the cache"
     );
 }
+
+#[tokio::test]
+async fn a_token_that_is_not_printable_ascii_is_refused_alike_with_and_without_the_cache() {
+    use tower_authgate::token::TokenCache;
+    let token = token_for("bytes");
+    let cache = TokenCache::new(100);
+    let cached = || layer(all_sources()).cache(cache.clone());
+    // The clean token is cached first.
+    let response = send(cached(), request(&[("x-auth-token", &token)])).await;
+    assert_eq!(response.body(), "bytes Header true");
+    for bad in [
+        format!("{token}\u{e9}").into_bytes(),
+        {
+            let mut bytes = token.clone().into_bytes();
+            bytes[10] = 0xff;
+            bytes
+        },
+        format!("{}\t{}", &token[..20], &token[20..]).into_bytes(),
+    ] {
+        for layer in [layer(all_sources()), cached()] {
+            let mut request = request(&[]);
+            request.headers_mut().insert(
+                "x-auth-token",
+                HeaderValue::from_bytes(&bad).expect("a header value may carry these bytes"),
+            );
+            let response = send(layer, request).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert!(challenge(&response).contains("invalid_token"));
+        }
+    }
+    assert_eq!(cache.len(), 1);
+}
