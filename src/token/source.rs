@@ -175,9 +175,9 @@ impl TokenSources {
         }))
     }
 
-    /// [`find`](Self::find) before the bytes are checked and become text
-    /// (pass them through [`token_text`]): a cache of verified tokens can be
-    /// consulted first, since the bytes of a hit are a verified token's.
+    /// [`find`](Self::find) before the bytes are checked and become text:
+    /// a cache of verified tokens can be consulted with them as they are,
+    /// and the verifier checks every byte itself.
     pub(crate) fn find_bytes<'a>(
         &self,
         headers: &'a HeaderMap,
@@ -328,7 +328,7 @@ fn capped(token: &[u8], max_len: usize) -> Result<&[u8], AuthRejection> {
 /// The token as text, when it is printable ASCII without spaces: keeping
 /// anything else out here keeps it out of every later step (and the
 /// verifier refuses whatever is not base64url and dots).
-pub(crate) fn token_text(token: &[u8]) -> Result<&str, AuthRejection> {
+fn token_text(token: &[u8]) -> Result<&str, AuthRejection> {
     // `fold`, not `all`: without the early exit the check runs on whole
     // vectors.
     if !token.iter().fold(true, |ok, b| ok & b.is_ascii_graphic()) {

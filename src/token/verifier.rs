@@ -108,7 +108,7 @@ struct KnownHeaders(ArcSwap<Vec<KnownHeader>>);
 
 #[derive(Clone)]
 struct KnownHeader {
-    segment: Box<str>,
+    segment: Box<[u8]>,
     alg: &'static str,
     kid: Option<Box<str>>,
 }
@@ -125,7 +125,7 @@ impl Clone for KnownHeaders {
 }
 
 impl KnownHeaders {
-    fn remember(&self, segment: &str, alg: &'static str, kid: Option<&str>) {
+    fn remember(&self, segment: &[u8], alg: &'static str, kid: Option<&str>) {
         if segment.len() > KNOWN_HEADER_MAX_LEN {
             return;
         }
@@ -332,7 +332,7 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
 
 /// Decodes a base64url segment into `stack` when it fits, else into `heap`.
 fn decode_segment_into<'b>(
-    segment: &str,
+    segment: &[u8],
     stack: &'b mut [u8],
     heap: &'b mut Vec<u8>,
 ) -> Result<&'b [u8], TokenError> {
@@ -488,14 +488,18 @@ impl Verifier {
         token: &str,
         now: u64,
     ) -> Result<Verified<C>, TokenError> {
-        self.verify_into(token, now, |verified| verified)
+        self.verify_into(token.as_bytes(), now, |verified| verified)
     }
 
     /// [`verify_at`](Self::verify_at), handing the verified token to `wrap`
     /// where it is built (into an `Arc`, say) rather than returning it.
+    ///
+    /// The token is taken as bytes: every one of them is checked here (the
+    /// dots, and the base64url alphabet of each segment, decoded or compared
+    /// with a header already verified), so a caller need not make it text.
     pub(crate) fn verify_into<C: DeserializeOwned, T>(
         &self,
-        token: &str,
+        token: &[u8],
         now: u64,
         wrap: impl FnOnce(Verified<C>) -> T,
     ) -> Result<T, TokenError> {
@@ -507,10 +511,9 @@ impl Verifier {
         // segments between them are never scanned here. A dot inside the
         // payload (four segments or more) fails its base64 decoding below,
         // before any key is looked at.
-        let (Some(first_dot), Some(last_dot)) = (
-            memchr::memchr(b'.', token.as_bytes()),
-            memchr::memrchr(b'.', token.as_bytes()),
-        ) else {
+        let (Some(first_dot), Some(last_dot)) =
+            (memchr::memchr(b'.', token), memchr::memrchr(b'.', token))
+        else {
             return Err(TokenError::Malformed);
         };
         if first_dot == last_dot {
@@ -523,7 +526,7 @@ impl Verifier {
         );
         let (mut payload_stack, mut payload_heap) = ([0u8; PAYLOAD_ON_STACK], Vec::new());
         let payload = decode_segment_into(payload_b64, &mut payload_stack, &mut payload_heap)?;
-        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        let message = &token[..last_dot];
         self.check_signature(header_b64, message, signature_b64, payload)?;
 
         // The signature holds: read the claims, once.
@@ -550,9 +553,9 @@ impl Verifier {
     /// several issuers each have their own.
     fn check_signature(
         &self,
-        header_b64: &str,
+        header_b64: &[u8],
         message: &[u8],
-        signature_b64: &str,
+        signature_b64: &[u8],
         payload: &[u8],
     ) -> Result<(), TokenError> {
         let config = &*self.inner;
