@@ -2,11 +2,11 @@
 //! store that keeps argon2 hashes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::error::ConfigError;
 use crate::store::BoxFuture;
@@ -126,6 +126,7 @@ struct StoredUser {
 pub struct MemoryUsers {
     users: Arc<RwLock<HashMap<String, StoredUser>>>,
     dummy_hash: Arc<str>,
+    memory: Arc<HashMemory>,
 }
 
 impl std::fmt::Debug for MemoryUsers {
@@ -145,14 +146,67 @@ fn hash_password(password: &str) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError::Invalid(format!("password hashing failed: {e}")))
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+/// Argon2 working memory (19 MiB with the default parameters), kept between
+/// verifications rather than allocated for each: a login spray then costs
+/// no allocator churn, and the process holds at most one buffer per thread
+/// that verifies at the same time, up to the number of cores.
+#[derive(Default)]
+struct HashMemory(Mutex<Vec<Vec<Block>>>);
+
+impl HashMemory {
+    fn take(&self, blocks: usize) -> Vec<Block> {
+        let kept = self.0.lock().ok().and_then(|mut kept| kept.pop());
+        let mut memory = kept.unwrap_or_default();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        memory
+    }
+
+    fn give_back(&self, memory: Vec<Block>) {
+        let most = std::thread::available_parallelism().map_or(4, |n| n.get());
+        if let Ok(mut kept) = self.0.lock()
+            && kept.len() < most
+        {
+            kept.push(memory);
+        }
+    }
+}
+
+/// Whether `password` matches the PHC-format argon2 `hash`, computed in
+/// memory from `memory`. Every block is written by the hash before it is
+/// read, so a reused buffer needs no clearing.
+fn verify_password(password: &str, hash: &str, memory: &HashMemory) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let Ok(version) = parsed
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut blocks = memory.take(params.block_count());
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let out = &mut out[..expected.len()];
+    let hashed = Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut blocks[..])
+        .is_ok();
+    memory.give_back(blocks);
+    // `Output` compares in constant time.
+    hashed && Output::new(out).is_ok_and(|out| out == expected)
 }
 
 /// The normalised form of a username used as a key: trimmed, lower case.
@@ -166,6 +220,7 @@ impl MemoryUsers {
         Ok(MemoryUsers {
             users: Arc::new(RwLock::new(HashMap::new())),
             dummy_hash: hash_password("tower-authgate dummy password")?.into(),
+            memory: Arc::default(),
         })
     }
 
@@ -209,11 +264,13 @@ impl Authenticator for MemoryUsers {
     ) -> BoxFuture<'a, Result<Principal, LoginError>> {
         Box::pin(async move {
             match self.lookup(username) {
-                Some((principal, hash)) if verify_password(password, &hash) => Ok(principal),
+                Some((principal, hash)) if verify_password(password, &hash, &self.memory) => {
+                    Ok(principal)
+                }
                 Some(_) => Err(LoginError::InvalidCredentials),
                 None => {
                     // Same work as a known user, same answer.
-                    let _ = verify_password(password, &self.dummy_hash);
+                    let _ = verify_password(password, &self.dummy_hash, &self.memory);
                     Err(LoginError::InvalidCredentials)
                 }
             }
@@ -222,5 +279,58 @@ impl Authenticator for MemoryUsers {
 
     fn find<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Option<Principal>> {
         Box::pin(async move { self.lookup(username).map(|(principal, _)| principal) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_with(params: Params, algorithm: Algorithm, password: &str) -> String {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::new(algorithm, Version::V0x13, params)
+            .hash_password(password.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn hashes_verify_alike_through_reused_memory_whatever_their_parameters() {
+        let memory = HashMemory::default();
+        let hashes = [
+            hash_password("right").unwrap(),
+            hash_with(Params::new(8, 2, 1, None).unwrap(), Algorithm::Argon2id, "right"),
+            hash_with(Params::new(64, 1, 2, Some(16)).unwrap(), Algorithm::Argon2i, "right"),
+            hash_with(Params::new(32, 3, 1, Some(48)).unwrap(), Algorithm::Argon2d, "right"),
+        ];
+        // Twice round, so that later hashes run in memory left by others.
+        for _ in 0..2 {
+            for hash in &hashes {
+                assert!(verify_password("right", hash, &memory), "{hash}");
+                assert!(!verify_password("wrong", hash, &memory), "{hash}");
+                assert!(!verify_password("righ", hash, &memory), "{hash}");
+            }
+        }
+        let kept = memory.0.lock().unwrap();
+        assert_eq!(kept.len(), 1, "one verification at a time keeps one buffer");
+        assert!(kept[0].len() >= Params::default().block_count());
+    }
+
+    #[test]
+    fn malformed_hashes_never_verify() {
+        let memory = HashMemory::default();
+        let good = hash_password("right").unwrap();
+        for hash in [
+            "",
+            "not a hash",
+            "$argon2id$v=19$m=19456,t=2,p=1$",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ",
+            "$argon2id$v=99$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=1,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+            "$scrypt$ln=4,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+            &good[..good.len() - 2],
+        ] {
+            assert!(!verify_password("right", hash, &memory), "{hash:?}");
+        }
     }
 }
