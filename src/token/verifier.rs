@@ -10,7 +10,9 @@
 //! string or array of strings naming this service (required when audiences
 //! are configured, refused when none are, RFC 7519 §4.1.3), the token kind
 //! among the accepted kinds, and a registered claim named twice refused.
-//! Only then are the claims deserialized into the application's type.
+//! The payload is read once, after the signature holds: the application's
+//! type is deserialized while the registered claims are recorded, and the
+//! claims are handed out only when every check passed.
 
 use std::borrow::Cow;
 use std::fmt;
