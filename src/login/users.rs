@@ -299,9 +299,21 @@ mod tests {
         let memory = HashMemory::default();
         let hashes = [
             hash_password("right").unwrap(),
-            hash_with(Params::new(8, 2, 1, None).unwrap(), Algorithm::Argon2id, "right"),
-            hash_with(Params::new(64, 1, 2, Some(16)).unwrap(), Algorithm::Argon2i, "right"),
-            hash_with(Params::new(32, 3, 1, Some(48)).unwrap(), Algorithm::Argon2d, "right"),
+            hash_with(
+                Params::new(8, 2, 1, None).unwrap(),
+                Algorithm::Argon2id,
+                "right",
+            ),
+            hash_with(
+                Params::new(64, 1, 2, Some(16)).unwrap(),
+                Algorithm::Argon2i,
+                "right",
+            ),
+            hash_with(
+                Params::new(32, 3, 1, Some(48)).unwrap(),
+                Algorithm::Argon2d,
+                "right",
+            ),
         ];
         // Twice round, so that later hashes run in memory left by others.
         for _ in 0..2 {
