@@ -150,12 +150,24 @@ fn hash_password(password: &str) -> Result<String, ConfigError> {
 /// verifications rather than allocated for each: a login spray then costs
 /// no allocator churn, and the process holds at most one buffer per thread
 /// that verifies at the same time, up to the number of cores.
-#[derive(Default)]
-struct HashMemory(Mutex<Vec<Vec<Block>>>);
+struct HashMemory {
+    kept: Mutex<Vec<Vec<Block>>>,
+    /// How many buffers are kept at most: one per core.
+    most: usize,
+}
+
+impl Default for HashMemory {
+    fn default() -> Self {
+        HashMemory {
+            kept: Mutex::default(),
+            most: std::thread::available_parallelism().map_or(4, |n| n.get()),
+        }
+    }
+}
 
 impl HashMemory {
     fn take(&self, blocks: usize) -> Vec<Block> {
-        let kept = self.0.lock().ok().and_then(|mut kept| kept.pop());
+        let kept = self.kept.lock().ok().and_then(|mut kept| kept.pop());
         let mut memory = kept.unwrap_or_default();
         if memory.len() < blocks {
             memory.resize(blocks, Block::default());
@@ -164,9 +176,8 @@ impl HashMemory {
     }
 
     fn give_back(&self, memory: Vec<Block>) {
-        let most = std::thread::available_parallelism().map_or(4, |n| n.get());
-        if let Ok(mut kept) = self.0.lock()
-            && kept.len() < most
+        if let Ok(mut kept) = self.kept.lock()
+            && kept.len() < self.most
         {
             kept.push(memory);
         }
@@ -323,7 +334,7 @@ mod tests {
                 assert!(!verify_password("righ", hash, &memory), "{hash}");
             }
         }
-        let kept = memory.0.lock().unwrap();
+        let kept = memory.kept.lock().unwrap();
         assert_eq!(kept.len(), 1, "one verification at a time keeps one buffer");
         assert!(kept[0].len() >= Params::default().block_count());
     }
