@@ -73,13 +73,11 @@ impl IntoResponse for AuthRejection {
     }
 }
 
+/// Why a request has no claims of the asked type.
 fn missing(parts: &Parts) -> ClaimsRejection {
-    if parts.extensions.get::<VerifiedToken>().is_some() {
-        ClaimsRejection::ClaimsTypeMismatch
-    } else if parts.extensions.get::<Anonymous>().is_some() {
-        ClaimsRejection::Anonymous
-    } else {
-        ClaimsRejection::MissingAuthLayer
+    match verified_token(parts) {
+        Ok(_) => ClaimsRejection::ClaimsTypeMismatch,
+        Err(why) => why,
     }
 }
 

@@ -48,9 +48,10 @@ const HASHED_TAIL: usize = 16;
 
 /// Hashes the length and the last [`HASHED_TAIL`] bytes of each token: the
 /// end of its signature, which no two verified tokens share and nobody can
-/// choose without the signing key (and only verified tokens are stored). The hash only places an entry; a hit still compares the
-/// whole token, byte for byte. A long RS256 token costs as little to place
-/// as an HS256 one.
+/// choose without the signing key (and only verified tokens are stored).
+/// The hash only places an entry; a hit still compares the whole token,
+/// byte for byte. A long RS256 token costs as little to place as an HS256
+/// one.
 #[derive(Clone)]
 struct TailHashState(foldhash::fast::FixedState);
 

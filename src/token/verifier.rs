@@ -318,12 +318,9 @@ fn string_claim<'a>(
 }
 
 /// The `iss` of an unverified payload, to choose keys by.
-fn peek_issuer(payload: &[u8], kind_claim: &str) -> Option<String> {
-    let raw = parse_registered(payload, kind_claim).ok()?;
-    string_claim(raw.iss.as_ref(), "iss")
-        .ok()
-        .flatten()
-        .map(Cow::into_owned)
+fn payload_issuer(payload: &[u8], kind_claim: &str) -> Result<Option<String>, TokenError> {
+    let raw = parse_registered(payload, kind_claim)?;
+    Ok(string_claim(raw.iss.as_ref(), "iss")?.map(Cow::into_owned))
 }
 
 fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
@@ -417,7 +414,7 @@ impl Verifier {
                 .split('.')
                 .nth(1)
                 .and_then(|p| decode_segment(p).ok())?;
-            let issuer = peek_issuer(&payload, &self.inner.kind_claim)?;
+            let issuer = payload_issuer(&payload, &self.inner.kind_claim).ok()??;
             self.store_for(Some(&issuer))
         };
         match store {
@@ -593,8 +590,7 @@ impl Verifier {
         let store = if config.issuer_keys.is_empty() {
             &config.keys
         } else {
-            let raw = parse_registered(payload, &config.kind_claim)?;
-            self.store_for(string_claim(raw.iss.as_ref(), "iss")?.as_deref())
+            self.store_for(payload_issuer(payload, &config.kind_claim)?.as_deref())
         };
         let fetched;
         let keys = match store {
