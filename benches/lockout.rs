@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower_authgate::lockout::{LockoutPolicy, MemoryLockoutStore};
+use tower_authgate::store::{LockoutPolicy, MemoryLockoutStore};
 
 fn lockout(c: &mut Criterion) {
     let store = Arc::new(MemoryLockoutStore::default());

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower_authgate::lockout::{LockoutPolicy, LockoutStore, MemoryLockoutStore};
+use tower_authgate::clock::now_seconds;
+use tower_authgate::store::{LockoutPolicy, LockoutStore, MemoryLockoutStore};
 use tower_authgate::store::{
     MemoryRevocations, RedisStore, RedisStoreConfig, RevocationCheck, RevocationStore,
 };
-use tower_authgate::token::now_seconds;
 
 struct Server(std::process::Child);
 

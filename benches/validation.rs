@@ -21,9 +21,9 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
+use tower_authgate::clock::now_seconds;
 use tower_authgate::token::{
-    Algorithm, KeySet, SigningKey, TokenCache, TokenSource, TokenSources, Verifier, VerifyingKey,
-    now_seconds,
+    Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier, VerifyingKey,
 };
 
 /// The least work an HS256 verifier must do: split, base64-decode the
@@ -169,8 +169,12 @@ fn validation(c: &mut Criterion) {
             Ok::<_, Infallible>(Response::new(String::new()))
         });
         let service = ServiceBuilder::new().layer(layer.clone()).service(handler);
+        let cached_verifier = verifier.to_builder().token_cache(1_000).build().unwrap();
         let cached = ServiceBuilder::new()
-            .layer(layer.cache(TokenCache::new(1_000)))
+            .layer(
+                AuthLayer::<BenchClaims>::new(cached_verifier)
+                    .sources(TokenSources::new([TokenSource::cookie("ins_access_token")]).unwrap()),
+            )
             .service(handler);
         let cookie = HeaderValue::from_str(&format!("ins_access_token={token}")).unwrap();
         assert!(jsonwebtoken::decode::<BenchClaims>(&token, &decoding, &jwt_validation).is_ok());

@@ -18,9 +18,8 @@ use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tower_authgate::auth::AuthLayer;
-use tower_authgate::token::{
-    KeySet, SigningKey, TokenSources, VerifiedToken, Verifier, now_seconds,
-};
+use tower_authgate::clock::now_seconds;
+use tower_authgate::token::{KeySet, SigningKey, TokenSources, VerifiedToken, Verifier};
 
 #[derive(Clone, Serialize, Deserialize)]
 struct MyClaims {

@@ -38,7 +38,7 @@
 //!     .service(service_fn(|_req: Request<String>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
 //!     }));
-//! let exp = tower_authgate::token::now_seconds() + 300;
+//! let exp = tower_authgate::clock::now_seconds() + 300;
 //! let token = key.sign(&serde_json::json!({"sub": "admin", "exp": exp, "usefor": "access"}))?;
 //! // A POST a browser sends with the session cookie.
 //! let post = |origin: &str| {

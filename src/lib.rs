@@ -51,24 +51,42 @@
     nonstandard_style
 )]
 
+// Below everything: the clock and the boxed future.
+pub mod clock;
+pub mod error;
+mod future;
+
+// The guard side: runs on every request, builds with no feature at all.
 pub mod auth;
 pub mod cookie;
 pub mod csrf;
-pub mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
-mod future;
 pub mod ip;
+pub mod store;
+pub mod tenant;
+pub mod token;
+
+// The issuer side: login endpoints, behind default-on features.
+#[cfg(feature = "login")]
+#[cfg_attr(docsrs, doc(cfg(feature = "login")))]
 pub mod lockout;
+#[cfg(feature = "login")]
+#[cfg_attr(docsrs, doc(cfg(feature = "login")))]
 pub mod login;
+#[cfg(feature = "login")]
+#[cfg_attr(docsrs, doc(cfg(feature = "login")))]
 pub mod otp;
 #[cfg(feature = "presets")]
 #[cfg_attr(docsrs, doc(cfg(feature = "presets")))]
 pub mod schemes;
-pub mod store;
-pub mod tenant;
+#[cfg(feature = "throttle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
 pub mod throttle;
-pub mod token;
 
 pub use error::{AuthRejection, ConfigError, TokenError};
+
+/// A boxed, `Send` future, as returned by the store, key-source and issuer
+/// traits.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

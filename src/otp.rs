@@ -6,10 +6,25 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::error::ConfigError;
-use crate::login::LoginError;
-use crate::store::{MemoryOtpReplayGuard, OtpReplayGuard};
+use crate::store::{MemoryOtpReplayGuard, OtpReplayGuard, StoreError};
 
 pub use totp_rs::Algorithm as TotpAlgorithm;
+
+/// Why a TOTP code was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OtpError {
+    /// The code is wrong, malformed, or its time step was already used.
+    #[error("invalid one-time code")]
+    InvalidCode,
+    /// The account's secret cannot make codes (shorter than 128 bits): a
+    /// fault of the account's set-up, not of the request.
+    #[error("the account's TOTP secret is unusable: {0}")]
+    UnusableSecret(String),
+    /// The replay guard could not be reached; the code is not accepted.
+    #[error("{0}")]
+    Unavailable(StoreError),
+}
 
 /// Checks TOTP codes.
 #[derive(Clone)]
@@ -112,13 +127,13 @@ impl TotpVerifier {
         secret: &[u8],
         code: &str,
         now: u64,
-    ) -> Result<(), LoginError> {
+    ) -> Result<(), OtpError> {
         if code.len() != self.digits || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(LoginError::InvalidOtp);
+            return Err(OtpError::InvalidCode);
         }
         let totp = self
             .totp(secret)
-            .map_err(|e| LoginError::Internal(e.to_string()))?;
+            .map_err(|e| OtpError::UnusableSecret(e.to_string()))?;
         let current = now / self.period;
         let first = current.saturating_sub(self.drift_steps);
         let mut matched = None;
@@ -129,13 +144,13 @@ impl TotpVerifier {
             }
         }
         let Some(step) = matched else {
-            return Err(LoginError::InvalidOtp);
+            return Err(OtpError::InvalidCode);
         };
         let until = (step + self.drift_steps + 1) * self.period;
         match self.guard.use_step(account, step, until).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(LoginError::InvalidOtp),
-            Err(err) => Err(LoginError::Unavailable(err)),
+            Ok(false) => Err(OtpError::InvalidCode),
+            Err(err) => Err(OtpError::Unavailable(err)),
         }
     }
 }

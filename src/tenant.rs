@@ -60,12 +60,6 @@ pub trait HasSpaces {
     fn spaces(&self) -> &[String];
 }
 
-impl HasSpaces for crate::login::AuthClaims {
-    fn spaces(&self) -> &[String] {
-        &self.spaces
-    }
-}
-
 /// The longest accepted space name, by default.
 pub const DEFAULT_MAX_SPACE_LEN: usize = 64;
 

@@ -24,11 +24,10 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
+use tower_authgate::clock::now_seconds;
 use tower_authgate::ip::{IpRanges, IpRules};
 use tower_authgate::store::MemoryRevocations;
-use tower_authgate::token::{
-    Algorithm, KeySet, SigningKey, TokenSources, Verifier, VerifyingKey, now_seconds,
-};
+use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSources, Verifier, VerifyingKey};
 
 const PEER: &str = "192.0.2.10:40000";
 

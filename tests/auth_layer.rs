@@ -34,6 +34,14 @@ fn layer(sources: TokenSources) -> AuthLayer<Value> {
     AuthLayer::new(verifier).sources(sources)
 }
 
+/// A verifier over [`key`] that keeps a cache of the tokens it verified.
+fn cached_verifier() -> Verifier {
+    Verifier::builder(KeySet::single(key().verifying_key()))
+        .token_cache(100)
+        .build()
+        .unwrap()
+}
+
 /// Echoes who the request was authenticated as, and where the token was.
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
     let ext = req.extensions();
@@ -222,7 +230,7 @@ async fn oversized_values_are_refused_before_decoding() {
 #[tokio::test]
 async fn bad_tokens_get_invalid_token_challenges() {
     let k = key();
-    let now = tower_authgate::token::now_seconds();
+    let now = tower_authgate::clock::now_seconds();
     let expired = k
         .sign(&with(access_claims("a"), json!({"exp": now - 5})))
         .unwrap();
@@ -357,7 +365,7 @@ impl tower_authgate::store::RevocationStore for RemoteLike {
         &self,
         _id: &str,
         _until: u64,
-    ) -> tower_authgate::store::BoxFuture<'_, Result<bool, tower_authgate::store::StoreError>> {
+    ) -> tower_authgate::BoxFuture<'_, Result<bool, tower_authgate::store::StoreError>> {
         Box::pin(async { Ok(true) })
     }
 
@@ -408,7 +416,7 @@ async fn revocations_are_checked_through_remote_stores_and_fail_closed() {
     // The in-memory store answers without a future.
     let memory = std::sync::Arc::new(tower_authgate::store::MemoryRevocations::default());
     memory
-        .revoke_now("revoked-id", tower_authgate::token::now_seconds() + 60)
+        .revoke_now("revoked-id", tower_authgate::clock::now_seconds() + 60)
         .unwrap();
     let response = send(
         layer(all_sources()).revocations(memory.clone()),
@@ -426,15 +434,15 @@ async fn revocations_are_checked_through_remote_stores_and_fail_closed() {
 
 #[tokio::test]
 async fn the_token_cache_serves_repeats_but_revocation_is_still_checked() {
-    use tower_authgate::token::TokenCache;
     let k = key();
     let claims = with(access_claims("cached"), json!({"jti": "cached-jti"}));
     let token = k.sign(&claims).unwrap();
-    let cache = TokenCache::new(100);
+    let verifier = cached_verifier();
+    let cache = verifier.token_cache().unwrap();
     let memory = std::sync::Arc::new(tower_authgate::store::MemoryRevocations::default());
     let layer = || {
-        layer(all_sources())
-            .cache(cache.clone())
+        AuthLayer::<Value>::new(verifier.clone())
+            .sources(all_sources())
             .revocations(memory.clone())
     };
     for _ in 0..3 {
@@ -443,7 +451,7 @@ async fn the_token_cache_serves_repeats_but_revocation_is_still_checked() {
     }
     assert_eq!(cache.len(), 1);
     memory
-        .revoke_now("cached-jti", tower_authgate::token::now_seconds() + 60)
+        .revoke_now("cached-jti", tower_authgate::clock::now_seconds() + 60)
         .unwrap();
     let response = send(layer(), request(&[("x-auth-token", &token)])).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -462,13 +470,13 @@ async fn the_token_cache_serves_repeats_but_revocation_is_still_checked() {
 #[tokio::test]
 async fn the_token_cache_forgets_tokens_when_the_keys_change() {
     use std::sync::{Arc, Mutex};
-    use tower_authgate::token::{KeySource, TokenCache};
+    use tower_authgate::token::KeySource;
     struct Swappable(Mutex<(Arc<KeySet>, u64)>);
     impl KeySource for Swappable {
         fn current(&self) -> Result<Arc<KeySet>, tower_authgate::TokenError> {
             Ok(self.0.lock().unwrap().0.clone())
         }
-        fn refresh_for_unknown_key(&self) -> Option<tower_authgate::store::BoxFuture<'static, ()>> {
+        fn refresh_for_unknown_key(&self) -> Option<tower_authgate::BoxFuture<'static, ()>> {
             None
         }
         fn generation(&self) -> u64 {
@@ -482,14 +490,10 @@ async fn the_token_cache_forgets_tokens_when_the_keys_change() {
         1,
     ))));
     let verifier = Verifier::builder_with_source(source.clone())
+        .token_cache(100)
         .build()
         .unwrap();
-    let cache = TokenCache::new(100);
-    let layer = || {
-        AuthLayer::<Value>::new(verifier.clone())
-            .sources(all_sources())
-            .cache(cache.clone())
-    };
+    let layer = || AuthLayer::<Value>::new(verifier.clone()).sources(all_sources());
     let token = old.sign(&access_claims("admin")).unwrap();
     assert_eq!(
         send(layer(), request(&[("x-auth-token", &token)]))
@@ -508,10 +512,10 @@ async fn the_token_cache_forgets_tokens_when_the_keys_change() {
 
 #[tokio::test]
 async fn a_token_that_is_not_printable_ascii_is_refused_alike_with_and_without_the_cache() {
-    use tower_authgate::token::TokenCache;
     let token = token_for("bytes");
-    let cache = TokenCache::new(100);
-    let cached = || layer(all_sources()).cache(cache.clone());
+    let verifier = cached_verifier();
+    let cache = verifier.token_cache().unwrap();
+    let cached = || AuthLayer::<Value>::new(verifier.clone()).sources(all_sources());
     // The clean token is cached first.
     let response = send(cached(), request(&[("x-auth-token", &token)])).await;
     assert_eq!(response.body(), "bytes Header true");

@@ -7,7 +7,8 @@ mod common;
 use common::demo::*;
 use http::{Method, Request, StatusCode};
 use serde_json::json;
-use tower_authgate::token::{SigningKey, now_seconds};
+use tower_authgate::clock::now_seconds;
+use tower_authgate::token::SigningKey;
 
 #[tokio::test]
 async fn document_000_cookie_session() {
@@ -964,7 +965,8 @@ async fn ip_filter_and_trusted_proxy_headers() {
 #[tokio::test]
 async fn lockout_after_five_failures_and_locked_users_listing() {
     use std::sync::Arc;
-    use tower_authgate::lockout::{Lockout, LockoutPolicy, ManualClock};
+    use tower_authgate::clock::ManualClock;
+    use tower_authgate::lockout::{Lockout, LockoutPolicy};
     let clock = Arc::new(ManualClock::new(now_seconds()));
     let server = start_config(app::DemoConfig {
         trusted_proxies: tower_authgate::ip::IpRanges::default(),

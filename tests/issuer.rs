@@ -1,18 +1,20 @@
 //! The issuer-side traits' in-memory implementations.
 
+#![cfg(feature = "login")]
 mod common;
 
 use std::sync::Arc;
 
 use common::*;
 use tower_authgate::TokenError;
+use tower_authgate::clock::now_seconds;
 use tower_authgate::login::{
     Authenticator, JwtIssuer, LoginError, LoginFlow, LoginOutcome, MemoryUsers, NewUser,
     ServiceAccounts, TokenIssuer,
 };
 use tower_authgate::otp::{TotpAlgorithm, TotpVerifier};
 use tower_authgate::store::{MemoryRevocations, RevocationCheck, RevocationStore};
-use tower_authgate::token::{Algorithm, TokenKind, now_seconds};
+use tower_authgate::token::{Algorithm, TokenKind};
 
 fn issuer() -> Arc<JwtIssuer> {
     Arc::new(JwtIssuer::new(signing_key(Algorithm::EdDSA), "test").unwrap())

@@ -20,10 +20,11 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_authgate::TokenError;
 use tower_authgate::auth::AuthLayer;
+use tower_authgate::clock::now_seconds;
 use tower_authgate::login::{AllowedSubjects, JwtIssuer, LoginFlow, MemoryUsers};
 use tower_authgate::schemes::bearer_pair::BearerPair;
 use tower_authgate::token::jwks::{JwksConfig, JwksSource};
-use tower_authgate::token::{KeySource, SigningKey, TokenSources, Verifier, now_seconds};
+use tower_authgate::token::{KeySource, SigningKey, TokenSources, Verifier};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {

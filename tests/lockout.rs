@@ -1,16 +1,17 @@
 //! Lockout policy and store with a fixed clock, concurrency and bounds;
 //! lockout wired into the login flow.
+#![cfg(feature = "login")]
 
 mod common;
 
 use std::sync::Arc;
 
 use common::*;
-use tower_authgate::lockout::{
-    Lockout, LockoutPolicy, LockoutStore, ManualClock, MemoryLockoutStore,
-};
+use tower_authgate::clock::ManualClock;
+use tower_authgate::lockout::{Lockout, LockoutPolicy};
 use tower_authgate::login::{JwtIssuer, LoginError, LoginFlow, LoginOutcome, MemoryUsers, NewUser};
 use tower_authgate::otp::TotpVerifier;
+use tower_authgate::store::{LockoutStore, MemoryLockoutStore};
 use tower_authgate::token::Algorithm;
 
 const OPERATOR_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -106,7 +107,7 @@ async fn policy_is_configurable_and_can_count_per_address() {
 
 #[tokio::test]
 async fn totp_failures_count_toward_the_lockout() {
-    let clock = Arc::new(ManualClock::new(tower_authgate::token::now_seconds()));
+    let clock = Arc::new(ManualClock::new(tower_authgate::clock::now_seconds()));
     let flow = flow(clock.clone(), LockoutPolicy::default());
     let pending = |flow: &LoginFlow| {
         let flow = flow.clone();
@@ -135,7 +136,7 @@ async fn totp_failures_count_toward_the_lockout() {
         .to_bytes()
         .unwrap();
     let code = TotpVerifier::default()
-        .generate(&secret, tower_authgate::token::now_seconds())
+        .generate(&secret, tower_authgate::clock::now_seconds())
         .unwrap();
     assert!(flow.totp(&token, &code).await.is_ok());
 }

@@ -12,10 +12,10 @@ use common::demo::{Server, app, config as demo_config, operator_code, start_conf
 use common::redis::RedisServer;
 use http::{Method, StatusCode};
 use serde_json::json;
+use tower_authgate::clock::now_seconds;
 use tower_authgate::store::{
     RedisStore, RedisStoreConfig, RevocationCheck, RevocationStore, Unreachable,
 };
-use tower_authgate::token::now_seconds;
 
 fn config(redis: &RedisServer) -> app::DemoConfig {
     app::DemoConfig {

@@ -5,11 +5,11 @@ mod common;
 
 use std::sync::Arc;
 
-use tower_authgate::lockout::{LockoutPolicy, LockoutStore, MemoryLockoutStore};
+use tower_authgate::clock::now_seconds;
+use tower_authgate::store::{LockoutPolicy, LockoutStore, MemoryLockoutStore};
 use tower_authgate::store::{
     MemoryOtpReplayGuard, MemoryRevocations, OtpReplayGuard, RevocationCheck, RevocationStore,
 };
-use tower_authgate::token::now_seconds;
 
 /// The stores under test, and whatever must live as long as they do.
 pub struct Stores {

@@ -19,7 +19,7 @@ async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
 }
 
 fn claims_token(spaces: &[&str]) -> String {
-    let now = tower_authgate::token::now_seconds();
+    let now = tower_authgate::clock::now_seconds();
     signing_key(Algorithm::HS256)
         .sign(&json!({
             "exi": 300, "exp": now + 300, "iat": now, "iss": "t", "jti": "j", "sub": "admin",

@@ -1,4 +1,5 @@
 //! LoginThrottleLayer: per-address decisions and bounded state.
+#![cfg(feature = "throttle")]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

@@ -5,9 +5,8 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use tower_authgate::TokenError;
-use tower_authgate::token::{
-    Algorithm, KeySet, SigningKey, TokenKind, Verifier, VerifyingKey, now_seconds,
-};
+use tower_authgate::clock::now_seconds;
+use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenKind, Verifier, VerifyingKey};
 
 fn verifier_for(key: &SigningKey) -> Verifier {
     Verifier::builder(KeySet::single(key.verifying_key()))

@@ -16,10 +16,8 @@ use http::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tower_authgate::auth::AuthLayer;
-use tower_authgate::token::{
-    Algorithm, KeySet, SigningKey, TokenCache, TokenSource, TokenSources, Verifier, VerifyingKey,
-    now_seconds,
-};
+use tower_authgate::clock::now_seconds;
+use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenCache, TokenSource, TokenSources, Verifier, VerifyingKey};
 
 #[derive(Clone, Serialize, Deserialize)]
 struct BenchClaims {

@@ -22,7 +22,7 @@ use tower_authgate::store::{MemoryRevocations, RevocationStore};
 use tower_authgate::tenant::{Space, SpaceLayer};
 use tower_authgate::throttle::LoginThrottleLayer;
 use tower_authgate::token::{
-    Claims, KeySet, SigningKey, TokenCache, TokenKind, TokenSource, TokenSources, Verifier,
+    Claims, KeySet, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
 };
 
 /// The TOTP secret of the demo user `operator`.
@@ -211,6 +211,9 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     .issuer(DEMO_ISSUER)
     .issuer("datarhei-core")
     .accept_kinds([TokenKind::Access, TokenKind::ServiceAccount])
+    // Browsers and API clients send the same token until it expires: keep
+    // verified tokens (revocation is still checked on every request).
+    .token_cache(10_000)
     .build()?;
     let sources = TokenSources::new([
         TokenSource::cookie(cookie_session::ACCESS_COOKIE),
@@ -218,11 +221,8 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         TokenSource::header(x_auth_token::X_AUTH_TOKEN),
     ])?;
     let store = Arc::clone(&revocations);
-    // Browsers and API clients send the same token until it expires: keep
-    // verified tokens (revocation is still checked on every request).
     let api_auth = AuthLayer::<AuthClaims>::new(verifier)
         .sources(sources)
-        .cache(TokenCache::new(10_000))
         .revocations(store)
         .cookie_renewal(CookieRenewal::new(
             cookie_session::ACCESS_COOKIE,

@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 use tower_authgate::login::{Authenticator, JwtIssuer, LoginError, LoginFlow, Principal};
 use tower_authgate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
-use tower_authgate::store::BoxFuture;
+use tower_authgate::BoxFuture;
 use tower_authgate::token::SigningKey;
 
 /// Knows nobody: the bodies are what is fuzzed, not password hashing.

@@ -6,16 +6,12 @@ use std::sync::Arc;
 use http::{HeaderMap, Response};
 use tower_layer::Layer;
 
-use crate::cookie::CookieSettings;
+use crate::clock::now_seconds;
 use crate::error::{AuthRejection, ConfigError, check_quoted_value};
-use crate::login::TokenIssuer;
 use crate::store::RevocationStore;
-use crate::token::claims::ErasedVerified;
-use crate::token::{
-    FoundIn, TokenCache, TokenSource, TokenSources, Verified, VerifiedToken, Verifier, now_seconds,
-};
+use crate::token::{FoundIn, TokenSource, TokenSources, VerifiedToken, Verifier};
 
-use super::Auth;
+use super::{Auth, CookieRenewal};
 
 /// Turns an [`AuthRejection`] into the response sent to the client.
 ///
@@ -47,48 +43,6 @@ where
     }
 }
 
-/// Transparent renewal of an expired or missing access cookie from a valid
-/// refresh cookie (document 000): the request goes through and its response
-/// carries a fresh access cookie. The refresh token is not rotated, so many
-/// concurrent requests may renew from one refresh cookie.
-#[derive(Clone)]
-pub struct CookieRenewal {
-    pub(crate) access_cookie: String,
-    pub(crate) refresh_cookie: String,
-    pub(crate) cookies: CookieSettings,
-    pub(crate) issuer: Arc<dyn TokenIssuer>,
-}
-
-impl std::fmt::Debug for CookieRenewal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CookieRenewal")
-            .field("access_cookie", &self.access_cookie)
-            .field("refresh_cookie", &self.refresh_cookie)
-            .field("cookies", &self.cookies)
-            .finish_non_exhaustive()
-    }
-}
-
-impl CookieRenewal {
-    /// Renew the `access_cookie` from the `refresh_cookie` with `issuer`;
-    /// new cookies get `cookies`' attributes.
-    pub fn new(
-        access_cookie: &str,
-        refresh_cookie: &str,
-        cookies: CookieSettings,
-        issuer: Arc<dyn TokenIssuer>,
-    ) -> Result<Self, ConfigError> {
-        TokenSource::try_cookie(access_cookie)?;
-        TokenSource::try_cookie(refresh_cookie)?;
-        Ok(CookieRenewal {
-            access_cookie: access_cookie.to_owned(),
-            refresh_cookie: refresh_cookie.to_owned(),
-            cookies,
-            issuer,
-        })
-    }
-}
-
 #[derive(Clone)]
 pub(crate) struct AuthConfig {
     pub(crate) verifier: Verifier,
@@ -97,7 +51,6 @@ pub(crate) struct AuthConfig {
     pub(crate) realm: Box<str>,
     pub(crate) revocations: Option<Arc<dyn RevocationStore>>,
     pub(crate) renewal: Option<(CookieRenewal, TokenSources)>,
-    pub(crate) cache: Option<TokenCache>,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -109,13 +62,8 @@ impl std::fmt::Debug for AuthConfig {
             .field("realm", &self.realm)
             .field("revocations", &self.revocations.is_some())
             .field("renewal", &self.renewal.as_ref().map(|(r, _)| r))
-            .field("cache", &self.cache)
             .finish()
     }
-}
-
-fn shared<C: Send + Sync + 'static>(verified: Verified<C>) -> Arc<dyn ErasedVerified> {
-    Arc::new(verified)
 }
 
 /// The outcome of reading and verifying a request's token.
@@ -126,8 +74,8 @@ pub(crate) enum Authenticated {
 }
 
 impl AuthConfig {
-    /// Finds and verifies the request's token (through the cache, when one
-    /// is configured).
+    /// Finds and verifies the request's token (through the verifier's
+    /// token cache, when it has one).
     pub(crate) fn authenticate<C>(&self, headers: &HeaderMap) -> (Authenticated, Option<FoundIn>)
     where
         C: serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -137,38 +85,13 @@ impl AuthConfig {
             Ok(None) => return (Authenticated::Missing, None),
             Err(rejection) => return (Authenticated::Refused(rejection), None),
         };
-        // One clock reading serves the cache and the verifier.
-        let now = now_seconds();
-        // Read before verifying: keys that change meanwhile make the entry stale.
-        let generation = match &self.cache {
-            Some(_) => self.verifier.key_generation(),
-            None => 0,
-        };
-        if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(token, now, generation)
-        {
-            let hit = VerifiedToken::new(hit, found_in);
-            // A cache shared by layers of other claims types holds their
-            // values too: only this type's is a hit.
-            if hit.holds::<C>() {
-                return (Authenticated::Verified(hit), Some(found_in));
-            }
-        }
         // The verifier checks every byte (dots and base64url): the token
         // need not be made text first.
-        match self.verifier.verify_into(token, now, shared::<C>) {
-            Ok(verified) => {
-                if let Some(cache) = &self.cache {
-                    let expires_at = verified.meta().expires_at;
-                    cache.insert(token, Arc::clone(&verified), expires_at, now, generation);
-                }
-                (
-                    Authenticated::Verified(VerifiedToken::new(verified, found_in)),
-                    Some(found_in),
-                )
-            }
-            Err(err) => (Authenticated::Refused(err.into()), Some(found_in)),
-        }
+        let outcome = match self.verifier.verify_shared::<C>(token, now_seconds()) {
+            Ok(verified) => Authenticated::Verified(VerifiedToken::new(verified, found_in)),
+            Err(err) => Authenticated::Refused(err.into()),
+        };
+        (outcome, Some(found_in))
     }
 
     /// The refresh cookie to renew from, when renewal applies: no access
@@ -231,7 +154,6 @@ impl<C> AuthLayer<C> {
                 realm: "api".into(),
                 revocations: None,
                 renewal: None,
-                cache: None,
             }),
             on_rejection: DefaultRejection,
             _claims: PhantomData,
@@ -286,14 +208,6 @@ impl<C, R> AuthLayer<C, R> {
     pub fn cookie_renewal(mut self, renewal: CookieRenewal) -> Self {
         let source = TokenSources::single(TokenSource::Cookie(renewal.refresh_cookie.clone()));
         self.config_mut().renewal = Some((renewal, source));
-        self
-    }
-
-    /// Keep verified tokens in `cache`, so a token seen again skips the
-    /// signature check (see [`TokenCache`] for when this pays). Revocation is
-    /// still checked on every request.
-    pub fn cache(mut self, cache: TokenCache) -> Self {
-        self.config_mut().cache = Some(cache);
         self
     }
 

@@ -54,7 +54,7 @@
 //! assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
 //!
 //! // A valid access token in the cookie: the handler sees the claims.
-//! let exp = tower_authgate::token::now_seconds() + 300;
+//! let exp = tower_authgate::clock::now_seconds() + 300;
 //! let token = key.sign(&serde_json::json!({"sub": "admin", "exp": exp, "usefor": "access"}))?;
 //! let request = Request::builder()
 //!     .header(header::COOKIE, format!("ins_access_token={token}"))
@@ -68,8 +68,10 @@
 
 mod future;
 mod layer;
+mod renew;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::{AuthLayer, CookieRenewal, DefaultRejection, OnRejection};
+pub use layer::{AuthLayer, DefaultRejection, OnRejection};
+pub use renew::{CookieRenewal, RenewAccess, RenewalError, RenewedAccess};
 pub use service::Auth;

@@ -9,14 +9,15 @@ use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
+use crate::BoxFuture;
 use crate::TokenError;
+use crate::clock::now_seconds;
 use crate::error::AuthRejection;
-use crate::login::LoginError;
-use crate::store::{BoxFuture, RevocationCheck, StoreError};
-use crate::token::{Anonymous, FoundIn, Verified, VerifiedToken};
+use crate::store::{RevocationCheck, StoreError};
+use crate::token::{Anonymous, FoundIn, VerifiedToken};
 
-use super::ResponseFuture;
 use super::layer::{AuthConfig, AuthLayer, Authenticated, OnRejection};
+use super::{RenewalError, ResponseFuture};
 
 /// The service made by [`AuthLayer`]: verifies the request's token, then
 /// calls `inner` with a [`VerifiedToken`] in the request extensions.
@@ -71,12 +72,6 @@ impl<S, C, R> Auth<S, C, R> {
     pub fn into_inner(self) -> S {
         self.inner
     }
-}
-
-/// Wraps a freshly verified token (not read from the request) for the
-/// extensions.
-fn issued<C: Send + Sync + 'static>(verified: Verified<C>) -> VerifiedToken {
-    VerifiedToken::new(Arc::new(verified), FoundIn::Issued)
 }
 
 /// A revocation check a remote store answers later.
@@ -233,8 +228,11 @@ impl<S, C, R> Auth<S, C, R> {
                 },
                 Deferred::KeyRefresh(refresh, token, found_in) => {
                     refresh.await;
-                    let verified = match config.verifier.verify::<C>(&token) {
-                        Ok(verified) => VerifiedToken::new(Arc::new(verified), found_in),
+                    let verified = match config
+                        .verifier
+                        .verify_shared::<C>(token.as_bytes(), now_seconds())
+                    {
+                        Ok(verified) => VerifiedToken::new(verified, found_in),
                         Err(err) => return reject(err.into()),
                     };
                     let checked = match check_revocation(&config, &verified) {
@@ -254,9 +252,9 @@ impl<S, C, R> Auth<S, C, R> {
                     let Some((renewal, _)) = &config.renewal else {
                         return reject(fallback);
                     };
-                    let pair = match renewal.issuer.refresh(&refresh, false).await {
-                        Ok(pair) => pair,
-                        Err(LoginError::Unavailable(_)) => {
+                    let renewed = match renewal.renewer.renew_access(&refresh).await {
+                        Ok(renewed) => renewed,
+                        Err(RenewalError::Unavailable) => {
                             return reject(AuthRejection::Unavailable);
                         }
                         // No access token and a refresh cookie that renews
@@ -267,18 +265,31 @@ impl<S, C, R> Auth<S, C, R> {
                         }
                         Err(_) => return reject(fallback),
                     };
-                    let verified = match config.verifier.verify::<C>(&pair.access.token) {
-                        Ok(verified) => issued(verified),
+                    // The new token passes this layer's own verifier, like
+                    // any other: renewal never widens what it accepts.
+                    let verified = match config
+                        .verifier
+                        .verify_shared::<C>(renewed.token.as_bytes(), now_seconds())
+                    {
+                        Ok(verified) => VerifiedToken::new(verified, FoundIn::Issued),
                         Err(err) => return reject(err.into()),
                     };
+                    let checked = match check_revocation(&config, &verified) {
+                        Ok(None) => Ok(()),
+                        Ok(Some(pending)) => revoked_answer(pending.await),
+                        Err(rejection) => Err(rejection),
+                    };
+                    if let Err(rejection) = checked {
+                        return reject(rejection);
+                    }
                     req.extensions_mut().insert(verified);
                     let mut response = inner.call(req).await?;
                     response.headers_mut().append(
                         SET_COOKIE,
                         renewal.cookies.set(
                             &renewal.access_cookie,
-                            &pair.access.token,
-                            pair.access.claims.exi,
+                            &renewed.token,
+                            renewed.lifetime,
                         ),
                     );
                     Ok(response)

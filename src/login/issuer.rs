@@ -4,9 +4,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::BoxFuture;
+use crate::auth::{RenewAccess, RenewalError, RenewedAccess};
+use crate::clock::now_seconds;
 use crate::error::ConfigError;
-use crate::store::{BoxFuture, MemoryRevocations, RevocationCheck, RevocationStore};
-use crate::token::{KeySet, SigningKey, TokenKind, Verifier, now_seconds};
+use crate::store::{MemoryRevocations, RevocationCheck, RevocationStore};
+use crate::tenant::HasSpaces;
+use crate::token::{KeySet, SigningKey, TokenKind, Verifier};
 
 use super::{LoginError, Principal};
 
@@ -49,6 +53,12 @@ pub struct AuthClaims {
     pub purpose: Option<String>,
 }
 
+impl HasSpaces for AuthClaims {
+    fn spaces(&self) -> &[String] {
+        &self.spaces
+    }
+}
+
 /// A freshly minted token with its claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Minted {
@@ -68,7 +78,12 @@ pub struct TokenPair {
 }
 
 /// Mints, refreshes and revokes tokens.
-pub trait TokenIssuer: Send + Sync + 'static {
+///
+/// An issuer also renews access cookies for the guard side
+/// ([`RenewAccess`], what [`CookieRenewal`](crate::auth::CookieRenewal)
+/// needs): implement it with [`renew_by_refresh`], a refresh that does not
+/// rotate.
+pub trait TokenIssuer: RenewAccess {
     /// An access/refresh pair for a fresh login. `refresh_ttl` overrides the
     /// default refresh lifetime (for "keep me logged in").
     fn issue_pair(
@@ -124,6 +139,25 @@ pub trait TokenIssuer: Send + Sync + 'static {
     fn access_verifier(&self) -> Verifier;
 }
 
+/// Renews an access token through `issuer`'s [`refresh`](TokenIssuer::refresh)
+/// without rotating the refresh token: the [`RenewAccess`] of every
+/// [`TokenIssuer`].
+pub fn renew_by_refresh<'a, I: TokenIssuer + ?Sized>(
+    issuer: &'a I,
+    refresh_token: &'a str,
+) -> BoxFuture<'a, Result<RenewedAccess, RenewalError>> {
+    Box::pin(async move {
+        match issuer.refresh(refresh_token, false).await {
+            Ok(pair) => Ok(RenewedAccess {
+                lifetime: pair.access.claims.exi,
+                token: pair.access.token,
+            }),
+            Err(LoginError::Unavailable(_)) => Err(RenewalError::Unavailable),
+            Err(_) => Err(RenewalError::Refused),
+        }
+    })
+}
+
 /// The default lifetimes, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetimes {
@@ -153,7 +187,11 @@ pub struct JwtIssuer {
     issuer: String,
     lifetimes: Lifetimes,
     revocations: Arc<dyn RevocationStore>,
+    /// Every kind this issuer mints, for its own endpoints (refresh, TOTP
+    /// step, revocation), which check the kind they expect themselves.
     verifier: Verifier,
+    /// Access and service-account tokens only, for API routes.
+    access_verifier: Verifier,
 }
 
 impl std::fmt::Debug for JwtIssuer {
@@ -175,12 +213,17 @@ impl JwtIssuer {
             .issuer(issuer.clone())
             .accept_kinds(TokenKind::ALL)
             .build()?;
+        let access_verifier = verifier
+            .to_builder()
+            .accept_kinds([TokenKind::Access, TokenKind::ServiceAccount])
+            .build()?;
         Ok(JwtIssuer {
             key,
             issuer,
             lifetimes: Lifetimes::default(),
             revocations: Arc::new(MemoryRevocations::default()),
             verifier,
+            access_verifier,
         })
     }
 
@@ -283,6 +326,15 @@ impl JwtIssuer {
             Ok(true) => Err(LoginError::InvalidToken(crate::TokenError::Revoked)),
             Err(err) => Err(LoginError::Unavailable(err)),
         }
+    }
+}
+
+impl RenewAccess for JwtIssuer {
+    fn renew_access<'a>(
+        &'a self,
+        refresh_token: &'a str,
+    ) -> BoxFuture<'a, Result<RenewedAccess, RenewalError>> {
+        renew_by_refresh(self, refresh_token)
     }
 }
 
@@ -430,10 +482,6 @@ impl TokenIssuer for JwtIssuer {
     }
 
     fn access_verifier(&self) -> Verifier {
-        self.verifier
-            .to_builder()
-            .accept_kinds([TokenKind::Access, TokenKind::ServiceAccount])
-            .build()
-            .unwrap_or_else(|_| self.verifier.clone())
+        self.access_verifier.clone()
     }
 }

@@ -23,15 +23,19 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
-pub use issuer::{AuthClaims, JwtIssuer, Lifetimes, Minted, TokenIssuer, TokenPair};
+pub use issuer::{
+    AuthClaims, JwtIssuer, Lifetimes, Minted, TokenIssuer, TokenPair, renew_by_refresh,
+};
 pub use service_accounts::{MAX_SERVICE_ACCOUNT_TTL, ServiceAccount, ServiceAccounts};
 pub use users::{Authenticator, MemoryUsers, NewUser, Principal, normalize_username};
 
+use crate::BoxFuture;
 use crate::TokenError;
+use crate::clock::now_seconds;
 use crate::lockout::Lockout;
-use crate::otp::TotpVerifier;
-use crate::store::{BoxFuture, StoreError};
-use crate::token::{TokenKind, Verifier, now_seconds};
+use crate::otp::{OtpError, TotpVerifier};
+use crate::store::StoreError;
+use crate::token::{TokenKind, Verifier};
 
 /// Why a login, refresh or logout failed.
 ///
@@ -290,11 +294,14 @@ impl LoginFlow {
             .as_deref()
             .ok_or(LoginError::InvalidOtp)?;
         let account = normalize_username(&principal.username);
-        if let Err(err) = self.totp.check(&account, secret, code, now_seconds()).await {
-            if err == LoginError::InvalidOtp {
+        match self.totp.check(&account, secret, code, now_seconds()).await {
+            Ok(()) => {}
+            Err(OtpError::InvalidCode) => {
                 self.count_failure(&key).await?;
+                return Err(LoginError::InvalidOtp);
             }
-            return Err(err);
+            Err(OtpError::Unavailable(err)) => return Err(LoginError::Unavailable(err)),
+            Err(err) => return Err(LoginError::Internal(err.to_string())),
         }
         self.issuer.revoke_id(&claims.jti, claims.exp).await?;
         self.count_success(&key).await?;

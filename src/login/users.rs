@@ -8,8 +8,8 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
+use crate::BoxFuture;
 use crate::error::ConfigError;
-use crate::store::BoxFuture;
 
 use super::LoginError;
 

@@ -118,7 +118,7 @@ impl CookieSession {
             &self.access_cookie,
             &self.refresh_cookie,
             self.cookies.clone(),
-            Arc::clone(&issuer),
+            issuer.clone(),
         )?;
         Ok(AuthLayer::new(verifier)
             .sources(TokenSources::single(TokenSource::try_cookie(

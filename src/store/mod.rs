@@ -1,27 +1,31 @@
-//! State that must outlive a request: revoked token ids and used TOTP steps.
+//! State that must outlive a request, behind one trait per kind of state:
+//! revoked tokens ([`RevocationStore`]), failed-login counters
+//! ([`LockoutStore`]) and used TOTP steps ([`OtpReplayGuard`]).
 //!
-//! Each kind of state sits behind a trait so that a shared store (Redis) can
-//! replace the bounded in-memory default when a service runs as several
-//! instances. Operations that decide something (revoke-if-new, use-once) are
-//! atomic: nothing is lost or granted twice under concurrency.
+//! A shared store (Redis, feature `redis`) replaces the bounded in-memory
+//! defaults ([`MemoryRevocations`], [`MemoryLockoutStore`],
+//! [`MemoryOtpReplayGuard`]) when a service runs as several instances.
+//! Operations that decide something (revoke-if-new, use-once, count a
+//! failure) are atomic: nothing is lost or granted twice under concurrency.
+//!
+//! The guard side reads only [`RevocationStore`]; the other traits serve the
+//! issuer side (`login`, `lockout`, `otp`).
 
-use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::future::Future;
-use std::hash::{Hash, Hasher};
-use std::pin::Pin;
-use std::sync::Mutex;
-
-use crate::token::now_seconds;
-
+mod memory;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
+
+use serde::Serialize;
+
+use crate::BoxFuture;
+
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreConfig, Unreachable};
-
-/// A boxed, `Send` future, as returned by the store traits.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use memory::{
+    DEFAULT_MAX_LOCKOUT_COUNTERS, DEFAULT_MAX_REVOCATIONS, MemoryLockoutStore,
+    MemoryOtpReplayGuard, MemoryRevocations,
+};
 
 /// A store could not answer (a shared store is unreachable, or a bounded one
 /// is full of live entries).
@@ -60,137 +64,6 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn check(&self, id: &str, family: Option<&str>) -> RevocationCheck;
 }
 
-/// Default cap on tracked ids in [`MemoryRevocations`].
-pub const DEFAULT_MAX_REVOCATIONS: usize = 1_000_000;
-
-const SHARDS: usize = 16;
-
-/// A map from string keys split into independently locked shards, each
-/// holding at most `max_per_shard` entries: the in-memory stores' base.
-#[derive(Debug)]
-pub(crate) struct ShardedMap<V> {
-    shards: Box<[Shard<V>]>,
-    pub(crate) max_per_shard: usize,
-}
-
-/// One shard of a [`ShardedMap`].
-type Shard<V> = Mutex<HashMap<Box<str>, V>>;
-
-/// One locked shard of a [`ShardedMap`].
-pub(crate) type ShardGuard<'a, V> = std::sync::MutexGuard<'a, HashMap<Box<str>, V>>;
-
-impl<V> ShardedMap<V> {
-    /// A map holding at most about `max` entries.
-    pub(crate) fn with_capacity(max: usize) -> Self {
-        ShardedMap {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            max_per_shard: max.div_ceil(SHARDS).max(1),
-        }
-    }
-
-    /// The shard that holds `key`, locked.
-    pub(crate) fn lock(&self, key: &str) -> Result<ShardGuard<'_, V>, StoreError> {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        Self::guard(&self.shards[hasher.finish() as usize % SHARDS])
-    }
-
-    /// Every shard in turn, locked.
-    pub(crate) fn each(&self) -> impl Iterator<Item = Result<ShardGuard<'_, V>, StoreError>> {
-        self.shards.iter().map(Self::guard)
-    }
-
-    fn guard(shard: &Shard<V>) -> Result<ShardGuard<'_, V>, StoreError> {
-        shard
-            .lock()
-            .map_err(|_| StoreError("in-memory store shard poisoned".into()))
-    }
-
-    /// The number of entries.
-    pub(crate) fn len(&self) -> usize {
-        self.each().map(|s| s.map(|s| s.len()).unwrap_or(0)).sum()
-    }
-}
-
-/// The in-memory [`RevocationStore`]: sharded, bounded, with expired entries
-/// purged as shards fill.
-///
-/// When a shard is full of entries that have not expired, `revoke` fails
-/// with a [`StoreError`] rather than forget a revocation.
-#[derive(Debug)]
-pub struct MemoryRevocations {
-    ids: ShardedMap<u64>,
-}
-
-impl Default for MemoryRevocations {
-    fn default() -> Self {
-        Self::with_capacity(DEFAULT_MAX_REVOCATIONS)
-    }
-}
-
-impl MemoryRevocations {
-    /// A store that tracks at most `max` ids at once.
-    pub fn with_capacity(max: usize) -> Self {
-        MemoryRevocations {
-            ids: ShardedMap::with_capacity(max),
-        }
-    }
-
-    /// Revokes `id` at once (the synchronous form of
-    /// [`RevocationStore::revoke`]).
-    pub fn revoke_now(&self, id: &str, until: u64) -> Result<bool, StoreError> {
-        let now = now_seconds();
-        let mut shard = self.ids.lock(id)?;
-        if let Some(existing) = shard.get_mut(id) {
-            if *existing > now {
-                *existing = (*existing).max(until);
-                return Ok(false);
-            }
-            *existing = until;
-            return Ok(true);
-        }
-        if shard.len() >= self.ids.max_per_shard {
-            shard.retain(|_, until| *until > now);
-            if shard.len() >= self.ids.max_per_shard {
-                return Err(StoreError("revocation store is full".into()));
-            }
-        }
-        shard.insert(id.into(), until);
-        Ok(true)
-    }
-
-    /// Whether `id` is revoked now.
-    pub fn is_revoked(&self, id: &str) -> Result<bool, StoreError> {
-        let shard = self.ids.lock(id)?;
-        Ok(shard.get(id).is_some_and(|until| *until > now_seconds()))
-    }
-
-    /// The number of ids tracked, expired or not.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// Whether no id is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl RevocationStore for MemoryRevocations {
-    fn revoke(&self, id: &str, until: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
-        let result = self.revoke_now(id, until);
-        Box::pin(std::future::ready(result))
-    }
-
-    fn check(&self, id: &str, family: Option<&str>) -> RevocationCheck {
-        let answer = self.is_revoked(id).and_then(|revoked| match family {
-            Some(family) if !revoked => self.is_revoked(family),
-            _ => Ok(revoked),
-        });
-        RevocationCheck::Ready(answer)
-    }
-}
-
 /// A guard that lets each TOTP time step be used once per account
 /// (RFC 6238 §5.2).
 pub trait OtpReplayGuard: Send + Sync + 'static {
@@ -204,88 +77,76 @@ pub trait OtpReplayGuard: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
 }
 
-/// The in-memory [`OtpReplayGuard`], bounded like [`MemoryRevocations`].
-#[derive(Debug, Default)]
-pub struct MemoryOtpReplayGuard {
-    used: MemoryRevocations,
+/// When failures lock an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Failures that lock the account (default 5).
+    pub max_failures: u32,
+    /// How long a lock lasts, in seconds (default 600).
+    pub lock_seconds: u64,
+    /// Failures older than this many seconds no longer count (default 600).
+    pub window_seconds: u64,
+    /// Count failures per account and client address rather than per
+    /// account (default `false`: an attacker cannot dodge the lock by
+    /// changing address, at the price that anyone can lock an account).
+    pub per_address: bool,
 }
 
-impl MemoryOtpReplayGuard {
-    /// A guard that tracks at most `max` (account, step) pairs.
-    pub fn with_capacity(max: usize) -> Self {
-        MemoryOtpReplayGuard {
-            used: MemoryRevocations::with_capacity(max),
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            max_failures: 5,
+            lock_seconds: 600,
+            window_seconds: 600,
+            per_address: false,
         }
-    }
-}
-
-impl OtpReplayGuard for MemoryOtpReplayGuard {
-    fn use_step(
-        &self,
-        account: &str,
-        step: u64,
-        until: u64,
-    ) -> BoxFuture<'_, Result<bool, StoreError>> {
-        let result = self
-            .used
-            .revoke_now(&format!("{account}\u{0}{step}"), until);
-        Box::pin(std::future::ready(result))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The state after a failure was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureRecorded {
+    /// Failures counted in the current window.
+    pub failures: u32,
+    /// When the lock ends, if the account is locked.
+    pub locked_until: Option<u64>,
+    /// Whether this failure is the one that locked the account.
+    pub newly_locked: bool,
+}
 
-    #[test]
-    fn revoke_is_test_and_set() {
-        let store = MemoryRevocations::default();
-        let until = now_seconds() + 60;
-        assert_eq!(store.revoke_now("a", until), Ok(true));
-        assert_eq!(store.revoke_now("a", until), Ok(false));
-        assert_eq!(store.is_revoked("a"), Ok(true));
-        assert_eq!(store.is_revoked("b"), Ok(false));
-    }
+/// A locked account, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockedAccount {
+    /// The lockout key (the normalised username, with the address when
+    /// counting per address).
+    pub account: String,
+    /// When the lock ends, seconds since the epoch.
+    pub locked_until: u64,
+    /// Failures counted.
+    pub failures: u32,
+}
 
-    #[test]
-    fn expired_entries_make_room_and_live_ones_are_never_dropped() {
-        let store = MemoryRevocations::with_capacity(SHARDS);
-        let past = now_seconds() - 1;
-        let future = now_seconds() + 60;
-        // Fill every shard with expired entries, then live ones replace them.
-        let mut live = Vec::new();
-        for i in 0..10_000 {
-            let id = format!("old-{i}");
-            store.revoke_now(&id, past).unwrap();
-        }
-        for i in 0..10_000 {
-            let id = format!("new-{i}");
-            if store.revoke_now(&id, future) == Ok(true) {
-                live.push(id);
-            }
-        }
-        assert!(!live.is_empty());
-        assert!(store.len() <= SHARDS);
-        for id in &live {
-            assert_eq!(store.is_revoked(id), Ok(true), "{id} was dropped");
-        }
-    }
+/// Lockout counters. Every operation is atomic for its key.
+pub trait LockoutStore: Send + Sync + 'static {
+    /// Counts a failure for `key` at `now` under `policy` and returns the new
+    /// state.
+    fn record_failure<'a>(
+        &'a self,
+        key: &'a str,
+        policy: &'a LockoutPolicy,
+        now: u64,
+    ) -> BoxFuture<'a, Result<FailureRecorded, StoreError>>;
 
-    #[test]
-    fn concurrent_revocations_each_win_once() {
-        let store = std::sync::Arc::new(MemoryRevocations::default());
-        let until = now_seconds() + 60;
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    (0..1000)
-                        .filter(|i| store.revoke_now(&format!("id-{i}"), until) == Ok(true))
-                        .count()
-                })
-            })
-            .collect();
-        let wins: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(wins, 1000);
-    }
+    /// When `key`'s lock ends, if it is locked at `now`.
+    fn locked_until<'a>(
+        &'a self,
+        key: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+
+    /// Forgets `key`'s failures and lock (a successful login, an unlock).
+    fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Every account locked at `now`.
+    fn list_locked(&self, now: u64) -> BoxFuture<'_, Result<Vec<LockedAccount>, StoreError>>;
 }

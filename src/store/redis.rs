@@ -15,8 +15,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use crate::lockout::{FailureRecorded, LockedAccount, LockoutPolicy, LockoutStore};
-use crate::store::{BoxFuture, OtpReplayGuard, RevocationCheck, RevocationStore, StoreError};
+use crate::BoxFuture;
+use crate::store::{
+    FailureRecorded, LockedAccount, LockoutPolicy, LockoutStore, OtpReplayGuard, RevocationCheck,
+    RevocationStore, StoreError,
+};
 
 /// What a Redis store does when Redis cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

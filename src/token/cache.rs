@@ -9,6 +9,11 @@
 //!
 //! What it keeps is safe to reuse:
 //!
+//! - it belongs to one verifier ([`VerifierBuilder::token_cache`](crate::token::VerifierBuilder::token_cache)):
+//!   a token is served from it only to the verifier that checked it, with
+//!   the settings it checked it under, so a token a lenient verifier
+//!   accepted (a refresh or service-account token, say) is never served to
+//!   a stricter one;
 //! - the key is the whole token string (equality on every byte), so a
 //!   different token never hits another's entry; the hash that only places
 //!   entries covers the token's length and last 16 bytes (96 bits of its
@@ -29,9 +34,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::token::claims::ErasedVerified;
-
-/// The default number of tokens kept.
-pub const DEFAULT_CAPACITY: usize = 10_000;
 
 const SHARDS: usize = 16;
 
@@ -85,9 +87,36 @@ impl Hasher for TailHasher {
     }
 }
 
-/// A bounded cache of verified tokens; see the [module docs](self).
-/// Cheap to clone: clones share the entries.
-#[derive(Clone)]
+/// A verifier's slot for a cache: cloning the configuration (to derive a
+/// sibling verifier with other settings) gives the clone a fresh, empty
+/// cache of the same capacity, never the entries of the original.
+#[derive(Default)]
+pub(crate) struct CacheSlot(Option<TokenCache>);
+
+impl CacheSlot {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        CacheSlot(Some(TokenCache::new(capacity)))
+    }
+
+    pub(crate) fn get(&self) -> Option<&TokenCache> {
+        self.0.as_ref()
+    }
+}
+
+impl Clone for CacheSlot {
+    fn clone(&self) -> Self {
+        CacheSlot(
+            self.0
+                .as_ref()
+                .map(|cache| TokenCache::new(cache.capacity())),
+        )
+    }
+}
+
+/// A bounded cache of verified tokens, owned by one
+/// [`Verifier`](crate::token::Verifier) (see
+/// [`VerifierBuilder::token_cache`](crate::token::VerifierBuilder::token_cache)
+/// and the [module docs](self)).
 pub struct TokenCache {
     inner: Arc<CacheInner>,
 }
@@ -102,20 +131,14 @@ impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
             .field("entries", &self.len())
-            .field("capacity", &(self.inner.max_per_shard * SHARDS))
+            .field("capacity", &self.capacity())
             .finish()
-    }
-}
-
-impl Default for TokenCache {
-    fn default() -> Self {
-        Self::new(DEFAULT_CAPACITY)
     }
 }
 
 impl TokenCache {
     /// A cache keeping at most `capacity` tokens.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let hasher = TailHashState(foldhash::fast::FixedState::with_seed(rand_seed()));
         TokenCache {
             inner: Arc::new(CacheInner {
@@ -184,6 +207,11 @@ impl TokenCache {
         );
     }
 
+    /// The most tokens kept.
+    pub fn capacity(&self) -> usize {
+        self.inner.max_per_shard * SHARDS
+    }
+
     /// Empties the cache.
     pub fn clear(&self) {
         for shard in self.inner.shards.iter() {
@@ -215,7 +243,7 @@ fn rand_seed() -> u64 {
         // The system generator failing is not worth a panic: fall back to
         // the address of a local and the time.
         let local = 0u8;
-        return (&local as *const u8 as u64) ^ crate::token::now_seconds();
+        return (&local as *const u8 as u64) ^ crate::clock::now_seconds();
     }
     u64::from_le_bytes(bytes)
 }

@@ -187,11 +187,31 @@ pub struct VerifiedToken {
 /// A [`Verified<C>`] of any claims type.
 pub(crate) trait ErasedVerified: Any + Send + Sync {
     fn meta(&self) -> &TokenMeta;
+
+    /// The name of the claims type, for errors that report a mismatch.
+    fn claims_type(&self) -> &'static str;
 }
 
 impl<C: Send + Sync + 'static> ErasedVerified for Verified<C> {
     fn meta(&self) -> &TokenMeta {
         &self.meta
+    }
+
+    fn claims_type(&self) -> &'static str {
+        std::any::type_name::<C>()
+    }
+}
+
+impl dyn ErasedVerified {
+    /// The claims, when they are of type `C`.
+    pub(crate) fn claims<C: 'static>(&self) -> Option<&C> {
+        let any: &dyn Any = self;
+        any.downcast_ref::<Verified<C>>().map(|v| &v.claims)
+    }
+
+    /// Whether the claims are of type `C`.
+    pub(crate) fn holds<C: 'static>(&self) -> bool {
+        self.claims::<C>().is_some()
     }
 }
 
@@ -203,13 +223,18 @@ impl VerifiedToken {
     /// The application's claims, when the layer was built for claims type
     /// `C`.
     pub fn claims<C: 'static>(&self) -> Option<&C> {
-        let any: &dyn Any = &*self.verified;
-        any.downcast_ref::<Verified<C>>().map(|v| &v.claims)
+        self.verified.claims::<C>()
     }
 
     /// Whether the layer was built for claims type `C`.
     pub fn holds<C: 'static>(&self) -> bool {
         self.claims::<C>().is_some()
+    }
+
+    /// The name of the claims type the layer was built for (as
+    /// [`std::any::type_name`] gives it), for messages about a mismatch.
+    pub fn claims_type_name(&self) -> &'static str {
+        self.verified.claims_type()
     }
 
     /// The registered claims.

@@ -45,9 +45,9 @@ use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use futures_util::future::Shared;
 
+use crate::BoxFuture;
 use crate::TokenError;
 use crate::error::ConfigError;
-use crate::store::BoxFuture;
 use crate::token::keys::{KeySet, KeySource};
 
 /// How a [`JwksSource`] fetches and caches.

@@ -401,7 +401,7 @@ pub trait KeySource: Send + Sync + 'static {
     /// Called when a token names a `kid` the current keys lack: a future
     /// that refetches the keys (shared by concurrent callers), or `None` when
     /// a refetch is not allowed yet (so random `kid`s cannot cause a storm).
-    fn refresh_for_unknown_key(&self) -> Option<crate::store::BoxFuture<'static, ()>>;
+    fn refresh_for_unknown_key(&self) -> Option<crate::BoxFuture<'static, ()>>;
 
     /// A number that changes whenever the key set changes, so that caches
     /// of verified tokens can be emptied (default: never changes).

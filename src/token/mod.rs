@@ -3,6 +3,7 @@
 //! - [`source`]: where a token is found in a request (bearer, cookie, header).
 //! - [`keys`]: verifying and signing keys, each pinned to one algorithm.
 //! - [`verifier`]: signature, registered claims, token kind, claims type.
+//! - [`cache`]: the verifier's cache of tokens it verified.
 //! - [`claims`]: what a verified token yields.
 
 pub mod cache;
@@ -19,4 +20,4 @@ pub use cache::TokenCache;
 pub use claims::{Anonymous, Claims, FoundIn, TokenKind, TokenKinds, TokenMeta, VerifiedToken};
 pub use keys::{Algorithm, KeySet, KeySource, SigningKey, VerifyingKey, algorithm_name};
 pub use source::{FoundToken, MultipleCredentials, TokenSource, TokenSources};
-pub use verifier::{Verified, Verifier, VerifierBuilder, now_seconds};
+pub use verifier::{Verified, Verifier, VerifierBuilder};

@@ -13,8 +13,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tower_authgate::clock::now_seconds;
 use tower_authgate::otp::TotpVerifier;
-use tower_authgate::token::{Algorithm, SigningKey, now_seconds};
+use tower_authgate::token::{Algorithm, SigningKey};
 
 pub struct Server {
     pub addr: SocketAddr,

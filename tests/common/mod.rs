@@ -8,7 +8,8 @@ pub mod demo;
 pub mod redis;
 
 use serde_json::{Value, json};
-use tower_authgate::token::{Algorithm, SigningKey, now_seconds};
+use tower_authgate::clock::now_seconds;
+use tower_authgate::token::{Algorithm, SigningKey};
 
 pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

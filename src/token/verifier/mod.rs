@@ -14,49 +14,37 @@
 //! type is deserialized while the registered claims are recorded, and the
 //! claims are handed out only when every check passed.
 
+mod builder;
+mod headers;
+mod refetch;
+mod registered;
+mod segments;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-#[cfg(not(target_os = "linux"))]
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ConfigError, TokenError};
-use crate::store::BoxFuture;
-use crate::token::claims::{TokenKind, TokenKinds, TokenMeta};
+use crate::clock::now_seconds;
+use crate::error::TokenError;
+use crate::token::cache::{CacheSlot, TokenCache};
+use crate::token::claims::{ErasedVerified, TokenKind, TokenKinds, TokenMeta};
 use crate::token::keys::{KeySet, KeySource, KeyStore, algorithm_name};
 use crate::token::payload::{Claim, RawRegistered, parse_registered, read_claims};
 use crate::token::source::DEFAULT_MAX_TOKEN_LEN;
 
+pub use builder::VerifierBuilder;
+use headers::{JoseHeader, KnownHeaders};
+use registered::{numeric_date, payload_issuer, string_claim};
+use segments::{
+    HEADER_ON_STACK, PAYLOAD_ON_STACK, RSA_SIGNATURE_ON_STACK, SIGNATURE_ON_STACK,
+    decode_segment_into,
+};
+
 /// The claim that names a token's kind unless configured otherwise, as in
 /// document 001's sample tokens.
 pub const DEFAULT_KIND_CLAIM: &str = "usefor";
-
-/// Seconds since the Unix epoch, now.
-///
-/// On Linux this reads the coarse real-time clock (`CLOCK_REALTIME_COARSE`,
-/// through the vDSO): the time at the kernel's last timer tick, at most a
-/// few milliseconds behind, for a tenth of the cost of a precise reading.
-/// Every claim it is compared with counts whole seconds. Elsewhere it reads
-/// [`SystemTime`](std::time::SystemTime).
-pub fn now_seconds() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-        u64::try_from(now.tv_sec).unwrap_or(0)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
-}
 
 /// A verified token: the application's claims and the registered ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,54 +86,11 @@ struct VerifierConfig {
     understood_critical: Box<[Box<str>]>,
     max_len: usize,
     known_headers: KnownHeaders,
+    cache: CacheSlot,
 }
 
-/// Header segments of tokens whose signature held, with what they say. An
-/// issuer sends the same header on every token, so each distinct header is
-/// decoded and parsed once; what a header means depends only on its text and
-/// the verifier's settings, and a clone (a sibling verifier with other
-/// settings) starts empty.
-#[derive(Default)]
-struct KnownHeaders(ArcSwap<Vec<KnownHeader>>);
-
-#[derive(Clone)]
-struct KnownHeader {
-    segment: Box<[u8]>,
-    alg: &'static str,
-    kid: Option<Box<str>>,
-}
-
-/// How many distinct headers are remembered (one per signing key is usual).
-const KNOWN_HEADERS: usize = 8;
-/// Longer header segments are parsed every time rather than remembered.
-const KNOWN_HEADER_MAX_LEN: usize = 256;
-
-impl Clone for KnownHeaders {
-    fn clone(&self) -> Self {
-        KnownHeaders::default()
-    }
-}
-
-impl KnownHeaders {
-    fn remember(&self, segment: &[u8], alg: &'static str, kid: Option<&str>) {
-        if segment.len() > KNOWN_HEADER_MAX_LEN {
-            return;
-        }
-        self.0.rcu(|known| {
-            let mut known = Vec::clone(known);
-            if !known.iter().any(|h| *h.segment == *segment) {
-                if known.len() >= KNOWN_HEADERS {
-                    known.remove(0);
-                }
-                known.push(KnownHeader {
-                    segment: segment.into(),
-                    alg,
-                    kid: kid.map(Into::into),
-                });
-            }
-            known
-        });
-    }
+fn shared<C: Send + Sync + 'static>(verified: Verified<C>) -> Arc<dyn ErasedVerified> {
+    Arc::new(verified)
 }
 
 impl fmt::Debug for Verifier {
@@ -162,199 +107,10 @@ impl fmt::Debug for Verifier {
             .field("leeway", &c.leeway)
             .field("kinds", &c.kinds)
             .field("kind_claim", &c.kind_claim)
+            .field("token_cache", &c.cache.get())
             .finish_non_exhaustive()
     }
 }
-
-/// Builds a [`Verifier`]; see [`Verifier::builder`].
-#[derive(Clone)]
-pub struct VerifierBuilder {
-    config: VerifierConfig,
-}
-
-impl VerifierBuilder {
-    /// Accept tokens from `issuer`, verified with `keys` rather than the
-    /// verifier's own: several issuers at once, each with its own key source,
-    /// `iss` selecting which. Implies [`issuer`](Self::issuer).
-    pub fn issuer_with_keys(mut self, issuer: impl Into<String>, keys: Arc<dyn KeySource>) -> Self {
-        let issuer = issuer.into();
-        let mut list = self.config.issuer_keys.into_vec();
-        list.push((issuer.clone().into_boxed_str(), KeyStore::Source(keys)));
-        self.config.issuer_keys = list.into_boxed_slice();
-        self.issuer(issuer)
-    }
-
-    /// Accept tokens from `issuer`; once any issuer is set, `iss` is required.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        let mut list = self.config.issuers.into_vec();
-        list.push(issuer.into().into_boxed_str());
-        self.config.issuers = list.into_boxed_slice();
-        self
-    }
-
-    /// Accept tokens for `audience`; once any audience is set, `aud` is
-    /// required. Without one, a token that carries `aud` is refused.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        let mut list = self.config.audiences.into_vec();
-        list.push(audience.into().into_boxed_str());
-        self.config.audiences = list.into_boxed_slice();
-        self
-    }
-
-    /// Clock skew tolerated for `exp` and `nbf`, in seconds (default 0).
-    pub fn leeway(mut self, seconds: u64) -> Self {
-        self.config.leeway = seconds;
-        self
-    }
-
-    /// The token kinds accepted (default: access only). The kind claim is
-    /// then required.
-    pub fn accept_kinds(mut self, kinds: impl IntoIterator<Item = TokenKind>) -> Self {
-        self.config.kinds = Some(kinds.into_iter().collect());
-        self
-    }
-
-    /// Accept tokens whatever their kind claim says, or without one: for
-    /// tokens minted by another issuer (an identity provider) that does not
-    /// mark kinds.
-    pub fn any_kind(mut self) -> Self {
-        self.config.kinds = None;
-        self
-    }
-
-    /// The claim that names a token's kind (default
-    /// [`DEFAULT_KIND_CLAIM`], `usefor`).
-    pub fn kind_claim(mut self, name: impl Into<String>) -> Self {
-        self.config.kind_claim = name.into().into_boxed_str();
-        self
-    }
-
-    /// A `crit` header extension the application handles itself; tokens
-    /// listing any other critical extension are refused (RFC 7515 §4.1.11).
-    pub fn understand_critical(mut self, name: impl Into<String>) -> Self {
-        let mut list = self.config.understood_critical.into_vec();
-        list.push(name.into().into_boxed_str());
-        self.config.understood_critical = list.into_boxed_slice();
-        self
-    }
-
-    /// The cap on a token's length in bytes (default
-    /// [`DEFAULT_MAX_TOKEN_LEN`]).
-    pub fn max_token_len(mut self, max_len: usize) -> Self {
-        self.config.max_len = max_len;
-        self
-    }
-
-    /// The verifier.
-    pub fn build(self) -> Result<Verifier, ConfigError> {
-        if matches!(self.config.kinds, Some(kinds) if kinds.is_empty()) {
-            return Err(ConfigError::Invalid(
-                "a verifier must accept at least one token kind".into(),
-            ));
-        }
-        if self.config.kind_claim.is_empty() {
-            return Err(ConfigError::Invalid("the kind claim needs a name".into()));
-        }
-        Ok(Verifier {
-            inner: Arc::new(self.config),
-        })
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct JoseHeader<'a> {
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
-    #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    crit: Option<Vec<Cow<'a, str>>>,
-}
-
-fn numeric_date(claim: Option<&Claim<'_>>, name: &'static str) -> Result<Option<u64>, TokenError> {
-    let text = match claim {
-        None => return Ok(None),
-        Some(Claim::Int(whole)) => return Ok(Some(*whole)),
-        // A JSON number with a fraction or exponent is allowed (RFC 7519
-        // NumericDate); negative or non-finite values are not.
-        Some(Claim::Float(v)) if v.is_finite() && *v >= 0.0 => return Ok(Some(*v as u64)),
-        Some(Claim::Raw(raw)) => raw.get(),
-        Some(_) => return Err(TokenError::InvalidClaim(name)),
-    };
-    if let Ok(whole) = text.parse::<u64>() {
-        return Ok(Some(whole));
-    }
-    // Strings, booleans, null, negative numbers are not dates.
-    if !text.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(TokenError::InvalidClaim(name));
-    }
-    match serde_json::from_str::<f64>(text) {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v as u64)),
-        _ => Err(TokenError::InvalidClaim(name)),
-    }
-}
-
-fn string_claim<'a>(
-    claim: Option<&'a Claim<'_>>,
-    name: &'static str,
-) -> Result<Option<Cow<'a, str>>, TokenError> {
-    let text = match claim {
-        None => return Ok(None),
-        Some(Claim::Str(text)) => return Ok(Some(Cow::Borrowed(text))),
-        Some(Claim::Raw(raw)) => raw.get(),
-        Some(_) => return Err(TokenError::InvalidClaim(name)),
-    };
-    let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
-        return Err(TokenError::InvalidClaim(name));
-    };
-    // The payload parser already checked this is a valid JSON string: one
-    // without escapes is its own text.
-    if !inner.contains('\\') {
-        return Ok(Some(Cow::Borrowed(inner)));
-    }
-    serde_json::from_str::<String>(text)
-        .map(|s| Some(Cow::Owned(s)))
-        .map_err(|_| TokenError::InvalidClaim(name))
-}
-
-/// The `iss` of an unverified payload, to choose keys by.
-fn payload_issuer(payload: &[u8], kind_claim: &str) -> Result<Option<String>, TokenError> {
-    let raw = parse_registered(payload, kind_claim)?;
-    Ok(string_claim(raw.iss.as_ref(), "iss")?.map(Cow::into_owned))
-}
-
-fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Malformed)
-}
-
-/// Decodes a base64url segment into `stack` when it fits, else into `heap`.
-fn decode_segment_into<'b>(
-    segment: &[u8],
-    stack: &'b mut [u8],
-    heap: &'b mut Vec<u8>,
-) -> Result<&'b [u8], TokenError> {
-    if base64::decoded_len_estimate(segment.len()) <= stack.len() {
-        let len = URL_SAFE_NO_PAD
-            .decode_slice(segment, stack)
-            .map_err(|_| TokenError::Malformed)?;
-        Ok(&stack[..len])
-    } else {
-        URL_SAFE_NO_PAD
-            .decode_vec(segment, heap)
-            .map_err(|_| TokenError::Malformed)?;
-        Ok(heap)
-    }
-}
-
-/// Segments this size or smaller are decoded on the stack.
-const HEADER_ON_STACK: usize = 256;
-const PAYLOAD_ON_STACK: usize = 1024;
-/// Room for every signature but RSA's.
-const SIGNATURE_ON_STACK: usize = 128;
-/// Room for an RSA-4096 signature.
-const RSA_SIGNATURE_ON_STACK: usize = 528;
 
 impl Verifier {
     /// Starts a verifier over `keys`; by default it accepts access tokens
@@ -382,6 +138,7 @@ impl Verifier {
                 understood_critical: Box::new([]),
                 max_len: DEFAULT_MAX_TOKEN_LEN,
                 known_headers: KnownHeaders::default(),
+                cache: CacheSlot::default(),
             },
         }
     }
@@ -402,47 +159,10 @@ impl Verifier {
         }
     }
 
-    /// When a token was refused with [`TokenError::UnknownKey`] or
-    /// [`TokenError::KeysUnavailable`] and its keys come from a
-    /// [`KeySource`], the future that refetches them (shared by concurrent
-    /// callers, and not offered again before the source allows).
-    pub fn on_unknown_key(&self, token: &str) -> Option<BoxFuture<'static, ()>> {
-        let store = if self.inner.issuer_keys.is_empty() {
-            &self.inner.keys
-        } else {
-            let payload = token
-                .split('.')
-                .nth(1)
-                .and_then(|p| decode_segment(p).ok())?;
-            let issuer = payload_issuer(&payload, &self.inner.kind_claim).ok()??;
-            self.store_for(Some(&issuer))
-        };
-        match store {
-            KeyStore::Source(source) => source.refresh_for_unknown_key(),
-            KeyStore::Static(_) => None,
-        }
-    }
-
-    /// Verifies `token`; when its key is unknown, or no keys were fetched
-    /// yet, and the keys come from a [`KeySource`] that may refetch now (or
-    /// is fetching), waits for that fetch and tries once more (a provider
-    /// that rotated its keys, a service that just started).
-    pub async fn verify_refreshing<C: DeserializeOwned>(
-        &self,
-        token: &str,
-    ) -> Result<Verified<C>, TokenError> {
-        match self.verify::<C>(token) {
-            Err(err @ (TokenError::UnknownKey | TokenError::KeysUnavailable)) => {
-                match self.on_unknown_key(token) {
-                    Some(refresh) => {
-                        refresh.await;
-                        self.verify::<C>(token)
-                    }
-                    None => Err(err),
-                }
-            }
-            other => other,
-        }
+    /// The cache of tokens this verifier verified, when it keeps one
+    /// ([`VerifierBuilder::token_cache`]).
+    pub fn token_cache(&self) -> Option<&TokenCache> {
+        self.inner.cache.get()
     }
 
     /// Changes whenever any of the verifier's key sets changes.
@@ -488,6 +208,37 @@ impl Verifier {
         now: u64,
     ) -> Result<Verified<C>, TokenError> {
         self.verify_into(token.as_bytes(), now, |verified| verified)
+    }
+
+    /// Verifies `token` at `now` into a shared value, through the token
+    /// cache when the verifier keeps one: a token this verifier verified
+    /// before, under the same keys and not expired, is served from the
+    /// cache; any other is verified and, when it passes, stored. Entries of
+    /// another claims type (a verifier shared by layers of several types)
+    /// are verified again.
+    pub(crate) fn verify_shared<C>(
+        &self,
+        token: &[u8],
+        now: u64,
+    ) -> Result<Arc<dyn ErasedVerified>, TokenError>
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+    {
+        let Some(cache) = self.inner.cache.get() else {
+            return self.verify_into(token, now, shared::<C>);
+        };
+        // Read before verifying: keys that change meanwhile make the entry
+        // stale.
+        let generation = self.key_generation();
+        if let Some(hit) = cache.get(token, now, generation)
+            && hit.holds::<C>()
+        {
+            return Ok(hit);
+        }
+        let verified = self.verify_into(token, now, shared::<C>)?;
+        let expires_at = verified.meta().expires_at;
+        cache.insert(token, Arc::clone(&verified), expires_at, now, generation);
+        Ok(verified)
     }
 
     /// [`verify_at`](Self::verify_at), handing the verified token to `wrap`

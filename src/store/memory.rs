@@ -1,0 +1,441 @@
+//! The bounded in-memory stores: one sharded map each, every shard locked on
+//! its own, expired entries purged as shards fill, live entries never
+//! dropped to make room.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use crate::BoxFuture;
+use crate::clock::now_seconds;
+
+use super::{
+    FailureRecorded, LockedAccount, LockoutPolicy, LockoutStore, OtpReplayGuard, RevocationCheck,
+    RevocationStore, StoreError,
+};
+
+/// Default cap on tracked ids in [`MemoryRevocations`].
+pub const DEFAULT_MAX_REVOCATIONS: usize = 1_000_000;
+
+const SHARDS: usize = 16;
+
+/// A map from string keys split into independently locked shards, each
+/// holding at most `max_per_shard` entries: the in-memory stores' base.
+#[derive(Debug)]
+struct ShardedMap<V> {
+    shards: Box<[Shard<V>]>,
+    max_per_shard: usize,
+}
+
+/// One shard of a [`ShardedMap`].
+type Shard<V> = Mutex<HashMap<Box<str>, V>>;
+
+/// One locked shard of a [`ShardedMap`].
+type ShardGuard<'a, V> = std::sync::MutexGuard<'a, HashMap<Box<str>, V>>;
+
+impl<V> ShardedMap<V> {
+    /// A map holding at most about `max` entries.
+    fn with_capacity(max: usize) -> Self {
+        ShardedMap {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            max_per_shard: max.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// The shard that holds `key`, locked.
+    fn lock(&self, key: &str) -> Result<ShardGuard<'_, V>, StoreError> {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        Self::guard(&self.shards[hasher.finish() as usize % SHARDS])
+    }
+
+    /// Every shard in turn, locked.
+    fn each(&self) -> impl Iterator<Item = Result<ShardGuard<'_, V>, StoreError>> {
+        self.shards.iter().map(Self::guard)
+    }
+
+    fn guard(shard: &Shard<V>) -> Result<ShardGuard<'_, V>, StoreError> {
+        shard
+            .lock()
+            .map_err(|_| StoreError("in-memory store shard poisoned".into()))
+    }
+
+    /// The number of entries.
+    fn len(&self) -> usize {
+        self.each().map(|s| s.map(|s| s.len()).unwrap_or(0)).sum()
+    }
+}
+
+/// The in-memory [`RevocationStore`]: sharded, bounded, with expired entries
+/// purged as shards fill.
+///
+/// When a shard is full of entries that have not expired, `revoke` fails
+/// with a [`StoreError`] rather than forget a revocation.
+#[derive(Debug)]
+pub struct MemoryRevocations {
+    ids: ShardedMap<u64>,
+}
+
+impl Default for MemoryRevocations {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_MAX_REVOCATIONS)
+    }
+}
+
+impl MemoryRevocations {
+    /// A store that tracks at most `max` ids at once.
+    pub fn with_capacity(max: usize) -> Self {
+        MemoryRevocations {
+            ids: ShardedMap::with_capacity(max),
+        }
+    }
+
+    /// Revokes `id` at once (the synchronous form of
+    /// [`RevocationStore::revoke`]).
+    pub fn revoke_now(&self, id: &str, until: u64) -> Result<bool, StoreError> {
+        let now = now_seconds();
+        let mut shard = self.ids.lock(id)?;
+        if let Some(existing) = shard.get_mut(id) {
+            if *existing > now {
+                *existing = (*existing).max(until);
+                return Ok(false);
+            }
+            *existing = until;
+            return Ok(true);
+        }
+        if shard.len() >= self.ids.max_per_shard {
+            shard.retain(|_, until| *until > now);
+            if shard.len() >= self.ids.max_per_shard {
+                return Err(StoreError("revocation store is full".into()));
+            }
+        }
+        shard.insert(id.into(), until);
+        Ok(true)
+    }
+
+    /// Whether `id` is revoked now.
+    pub fn is_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let shard = self.ids.lock(id)?;
+        Ok(shard.get(id).is_some_and(|until| *until > now_seconds()))
+    }
+
+    /// The number of ids tracked, expired or not.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether no id is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl RevocationStore for MemoryRevocations {
+    fn revoke(&self, id: &str, until: u64) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let result = self.revoke_now(id, until);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn check(&self, id: &str, family: Option<&str>) -> RevocationCheck {
+        let answer = self.is_revoked(id).and_then(|revoked| match family {
+            Some(family) if !revoked => self.is_revoked(family),
+            _ => Ok(revoked),
+        });
+        RevocationCheck::Ready(answer)
+    }
+}
+
+/// The in-memory [`OtpReplayGuard`], bounded like [`MemoryRevocations`].
+#[derive(Debug, Default)]
+pub struct MemoryOtpReplayGuard {
+    used: MemoryRevocations,
+}
+
+impl MemoryOtpReplayGuard {
+    /// A guard that tracks at most `max` (account, step) pairs.
+    pub fn with_capacity(max: usize) -> Self {
+        MemoryOtpReplayGuard {
+            used: MemoryRevocations::with_capacity(max),
+        }
+    }
+}
+
+impl OtpReplayGuard for MemoryOtpReplayGuard {
+    fn use_step(
+        &self,
+        account: &str,
+        step: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let result = self
+            .used
+            .revoke_now(&format!("{account}\u{0}{step}"), until);
+        Box::pin(std::future::ready(result))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    failures: u32,
+    window_start: u64,
+    last_failure: u64,
+    locked_until: Option<u64>,
+}
+
+impl Counter {
+    fn locked_at(&self, now: u64) -> Option<u64> {
+        self.locked_until.filter(|until| *until > now)
+    }
+
+    /// Idle: not locked and nothing left to count.
+    fn is_stale(&self, now: u64, window: u64) -> bool {
+        self.locked_at(now).is_none() && self.last_failure.saturating_add(window) <= now
+    }
+}
+
+/// The default cap on accounts tracked by [`MemoryLockoutStore`].
+pub const DEFAULT_MAX_LOCKOUT_COUNTERS: usize = 100_000;
+
+/// The in-memory [`LockoutStore`]: sharded and bounded.
+///
+/// When a shard is full, counters that are neither locked nor recent are
+/// dropped first, then the least recently failed unlocked counters; a lock
+/// is never dropped. Spraying a million usernames therefore cannot grow
+/// memory past the bound. If a shard holds nothing but live locks, a new
+/// failure is refused with a [`StoreError`] (the login answers `503`)
+/// rather than forget a lock.
+#[derive(Debug)]
+pub struct MemoryLockoutStore {
+    counters: ShardedMap<Counter>,
+}
+
+impl Default for MemoryLockoutStore {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_MAX_LOCKOUT_COUNTERS)
+    }
+}
+
+impl MemoryLockoutStore {
+    /// A store tracking at most `max` accounts.
+    pub fn with_capacity(max: usize) -> Self {
+        MemoryLockoutStore {
+            counters: ShardedMap::with_capacity(max),
+        }
+    }
+
+    /// Counts a failure now (the synchronous form of
+    /// [`LockoutStore::record_failure`]).
+    pub fn record_failure_now(
+        &self,
+        key: &str,
+        policy: &LockoutPolicy,
+        now: u64,
+    ) -> Result<FailureRecorded, StoreError> {
+        let max = self.counters.max_per_shard;
+        let mut shard = self.counters.lock(key)?;
+        if !shard.contains_key(key) && shard.len() >= max {
+            Self::make_room(&mut shard, max, now, policy.window_seconds);
+            if shard.len() >= max {
+                return Err(StoreError(
+                    "lockout store is full of locked accounts".into(),
+                ));
+            }
+        }
+        let counter = shard.entry(key.into()).or_insert(Counter {
+            failures: 0,
+            window_start: now,
+            last_failure: now,
+            locked_until: None,
+        });
+        if let Some(until) = counter.locked_at(now) {
+            counter.failures = counter.failures.saturating_add(1);
+            counter.last_failure = now;
+            return Ok(FailureRecorded {
+                failures: counter.failures,
+                locked_until: Some(until),
+                newly_locked: false,
+            });
+        }
+        let expired_lock = counter.locked_until.is_some();
+        if expired_lock || counter.window_start.saturating_add(policy.window_seconds) <= now {
+            counter.failures = 0;
+            counter.window_start = now;
+            counter.locked_until = None;
+        }
+        counter.failures = counter.failures.saturating_add(1);
+        counter.last_failure = now;
+        let newly_locked = counter.failures >= policy.max_failures;
+        if newly_locked {
+            counter.locked_until = Some(now.saturating_add(policy.lock_seconds));
+        }
+        Ok(FailureRecorded {
+            failures: counter.failures,
+            locked_until: counter.locked_until,
+            newly_locked,
+        })
+    }
+
+    fn make_room(shard: &mut HashMap<Box<str>, Counter>, max: usize, now: u64, window: u64) {
+        shard.retain(|_, c| !c.is_stale(now, window));
+        if shard.len() < max {
+            return;
+        }
+        // Drop the least recently failed eighth of the unlocked counters.
+        let mut unlocked: Vec<(u64, Box<str>)> = shard
+            .iter()
+            .filter(|(_, c)| c.locked_at(now).is_none())
+            .map(|(k, c)| (c.last_failure, k.clone()))
+            .collect();
+        if unlocked.is_empty() {
+            return;
+        }
+        let drop = (max / 8).max(1).min(unlocked.len());
+        unlocked.select_nth_unstable_by_key(drop - 1, |(t, _)| *t);
+        for (_, key) in unlocked.into_iter().take(drop) {
+            shard.remove(&key);
+        }
+    }
+
+    /// When `key`'s lock ends, if it is locked at `now`.
+    pub fn locked_until_now(&self, key: &str, now: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .counters
+            .lock(key)?
+            .get(key)
+            .and_then(|c| c.locked_at(now)))
+    }
+
+    /// The number of accounts tracked.
+    pub fn len(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// Whether no account is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl LockoutStore for MemoryLockoutStore {
+    fn record_failure<'a>(
+        &'a self,
+        key: &'a str,
+        policy: &'a LockoutPolicy,
+        now: u64,
+    ) -> BoxFuture<'a, Result<FailureRecorded, StoreError>> {
+        Box::pin(std::future::ready(
+            self.record_failure_now(key, policy, now),
+        ))
+    }
+
+    fn locked_until<'a>(
+        &'a self,
+        key: &'a str,
+        now: u64,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(std::future::ready(self.locked_until_now(key, now)))
+    }
+
+    fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.counters.lock(key).map(|mut shard| {
+            shard.remove(key);
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn list_locked(&self, now: u64) -> BoxFuture<'_, Result<Vec<LockedAccount>, StoreError>> {
+        let list = || {
+            let mut locked = Vec::new();
+            for shard in self.counters.each() {
+                locked.extend(shard?.iter().filter_map(|(key, c)| {
+                    c.locked_at(now).map(|until| LockedAccount {
+                        account: key.to_string(),
+                        locked_until: until,
+                        failures: c.failures,
+                    })
+                }));
+            }
+            locked.sort_by(|a, b| a.account.cmp(&b.account));
+            Ok(locked)
+        };
+        Box::pin(std::future::ready(list()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_is_test_and_set() {
+        let store = MemoryRevocations::default();
+        let until = now_seconds() + 60;
+        assert_eq!(store.revoke_now("a", until), Ok(true));
+        assert_eq!(store.revoke_now("a", until), Ok(false));
+        assert_eq!(store.is_revoked("a"), Ok(true));
+        assert_eq!(store.is_revoked("b"), Ok(false));
+    }
+
+    #[test]
+    fn expired_entries_make_room_and_live_ones_are_never_dropped() {
+        let store = MemoryRevocations::with_capacity(SHARDS);
+        let past = now_seconds() - 1;
+        let future = now_seconds() + 60;
+        // Fill every shard with expired entries, then live ones replace them.
+        let mut live = Vec::new();
+        for i in 0..10_000 {
+            let id = format!("old-{i}");
+            store.revoke_now(&id, past).unwrap();
+        }
+        for i in 0..10_000 {
+            let id = format!("new-{i}");
+            if store.revoke_now(&id, future) == Ok(true) {
+                live.push(id);
+            }
+        }
+        assert!(!live.is_empty());
+        assert!(store.len() <= SHARDS);
+        for id in &live {
+            assert_eq!(store.is_revoked(id), Ok(true), "{id} was dropped");
+        }
+    }
+
+    #[test]
+    fn concurrent_revocations_each_win_once() {
+        let store = std::sync::Arc::new(MemoryRevocations::default());
+        let until = now_seconds() + 60;
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    (0..1000)
+                        .filter(|i| store.revoke_now(&format!("id-{i}"), until) == Ok(true))
+                        .count()
+                })
+            })
+            .collect();
+        let wins: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(wins, 1000);
+    }
+
+    #[test]
+    fn five_failures_lock_for_ten_minutes_and_the_window_expires() {
+        let store = MemoryLockoutStore::default();
+        let policy = LockoutPolicy::default();
+        for i in 1..=4 {
+            let r = store.record_failure_now("a", &policy, 1000).unwrap();
+            assert_eq!((r.failures, r.locked_until), (i, None));
+        }
+        let fifth = store.record_failure_now("a", &policy, 1000).unwrap();
+        assert!(fifth.newly_locked);
+        assert_eq!(fifth.locked_until, Some(1600));
+        assert_eq!(store.locked_until_now("a", 1599).unwrap(), Some(1600));
+        assert_eq!(store.locked_until_now("a", 1600).unwrap(), None);
+        // Failures spread beyond the window do not add up.
+        for t in [0u64, 700, 1400, 2100, 2800] {
+            let r = store.record_failure_now("b", &policy, t).unwrap();
+            assert_eq!(r.failures, 1, "at {t}");
+        }
+    }
+}

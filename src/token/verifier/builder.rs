@@ -1,0 +1,116 @@
+//! [`VerifierBuilder`]: a verifier's settings, checked when it is built.
+
+use std::sync::Arc;
+
+use crate::error::ConfigError;
+use crate::token::cache::CacheSlot;
+use crate::token::claims::TokenKind;
+use crate::token::keys::{KeySource, KeyStore};
+
+use super::{Verifier, VerifierConfig};
+
+/// Builds a [`Verifier`]; see [`Verifier::builder`].
+#[derive(Clone)]
+pub struct VerifierBuilder {
+    pub(super) config: VerifierConfig,
+}
+
+impl VerifierBuilder {
+    /// Accept tokens from `issuer`, verified with `keys` rather than the
+    /// verifier's own: several issuers at once, each with its own key source,
+    /// `iss` selecting which. Implies [`issuer`](Self::issuer).
+    pub fn issuer_with_keys(mut self, issuer: impl Into<String>, keys: Arc<dyn KeySource>) -> Self {
+        let issuer = issuer.into();
+        let mut list = self.config.issuer_keys.into_vec();
+        list.push((issuer.clone().into_boxed_str(), KeyStore::Source(keys)));
+        self.config.issuer_keys = list.into_boxed_slice();
+        self.issuer(issuer)
+    }
+
+    /// Accept tokens from `issuer`; once any issuer is set, `iss` is required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        let mut list = self.config.issuers.into_vec();
+        list.push(issuer.into().into_boxed_str());
+        self.config.issuers = list.into_boxed_slice();
+        self
+    }
+
+    /// Accept tokens for `audience`; once any audience is set, `aud` is
+    /// required. Without one, a token that carries `aud` is refused.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        let mut list = self.config.audiences.into_vec();
+        list.push(audience.into().into_boxed_str());
+        self.config.audiences = list.into_boxed_slice();
+        self
+    }
+
+    /// Clock skew tolerated for `exp` and `nbf`, in seconds (default 0).
+    pub fn leeway(mut self, seconds: u64) -> Self {
+        self.config.leeway = seconds;
+        self
+    }
+
+    /// The token kinds accepted (default: access only). The kind claim is
+    /// then required.
+    pub fn accept_kinds(mut self, kinds: impl IntoIterator<Item = TokenKind>) -> Self {
+        self.config.kinds = Some(kinds.into_iter().collect());
+        self
+    }
+
+    /// Accept tokens whatever their kind claim says, or without one: for
+    /// tokens minted by another issuer (an identity provider) that does not
+    /// mark kinds.
+    pub fn any_kind(mut self) -> Self {
+        self.config.kinds = None;
+        self
+    }
+
+    /// The claim that names a token's kind (default
+    /// [`DEFAULT_KIND_CLAIM`](super::DEFAULT_KIND_CLAIM), `usefor`).
+    pub fn kind_claim(mut self, name: impl Into<String>) -> Self {
+        self.config.kind_claim = name.into().into_boxed_str();
+        self
+    }
+
+    /// A `crit` header extension the application handles itself; tokens
+    /// listing any other critical extension are refused (RFC 7515 §4.1.11).
+    pub fn understand_critical(mut self, name: impl Into<String>) -> Self {
+        let mut list = self.config.understood_critical.into_vec();
+        list.push(name.into().into_boxed_str());
+        self.config.understood_critical = list.into_boxed_slice();
+        self
+    }
+
+    /// The cap on a token's length in bytes (default
+    /// [`DEFAULT_MAX_TOKEN_LEN`](crate::token::source::DEFAULT_MAX_TOKEN_LEN)).
+    pub fn max_token_len(mut self, max_len: usize) -> Self {
+        self.config.max_len = max_len;
+        self
+    }
+
+    /// Keep up to `capacity` verified tokens, so that a token seen again
+    /// skips the signature check and the claims parse (see [`TokenCache`](crate::token::TokenCache)
+    /// for when this pays). The cache belongs to this verifier: only tokens
+    /// it verified, with its settings and under its current keys, are
+    /// served from it, and a verifier derived with
+    /// [`Verifier::to_builder`] starts with an empty one of its own.
+    pub fn token_cache(mut self, capacity: usize) -> Self {
+        self.config.cache = CacheSlot::with_capacity(capacity);
+        self
+    }
+
+    /// The verifier.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if matches!(self.config.kinds, Some(kinds) if kinds.is_empty()) {
+            return Err(ConfigError::Invalid(
+                "a verifier must accept at least one token kind".into(),
+            ));
+        }
+        if self.config.kind_claim.is_empty() {
+            return Err(ConfigError::Invalid("the kind claim needs a name".into()));
+        }
+        Ok(Verifier {
+            inner: Arc::new(self.config),
+        })
+    }
+}
