@@ -13,9 +13,12 @@
 //! - A request with neither header did not come from a browser and passes.
 //!
 //! Requests authenticated by a header token (bearer, `X-Auth-Token`) are
-//! exempt: a browser never attaches those by itself. Install the layer
-//! inside the [`AuthLayer`](crate::auth::AuthLayer), which tells it where the
-//! token was found ([`FoundIn`]). A refused request gets `403`.
+//! exempt: a browser never attaches those by itself, and so are anonymous
+//! requests (nothing to forge). Install the layer inside the
+//! [`AuthLayer`](crate::auth::AuthLayer), which tells it where the token was
+//! found ([`FoundIn`]); without an `AuthLayer` before it, it cannot tell a
+//! cookie from a header and answers `500` naming the mistake rather than let
+//! the request through. A refused request gets `403`.
 //!
 //! # Example
 //!
@@ -69,7 +72,7 @@ use tower_service::Service;
 
 use crate::error::ConfigError;
 use crate::future::{InnerOrRejected, json_error};
-use crate::token::{FoundIn, VerifiedToken};
+use crate::token::{Anonymous, FoundIn, VerifiedToken};
 
 /// The response future of [`CsrfGuard`].
 pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
@@ -198,10 +201,18 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let found_in = req
-            .extensions()
-            .get::<VerifiedToken>()
-            .map(VerifiedToken::found_in);
+        let extensions = req.extensions();
+        let found_in = match extensions.get::<VerifiedToken>() {
+            Some(token) => Some(token.found_in()),
+            None if extensions.get::<Anonymous>().is_some() => None,
+            None => {
+                return ResponseFuture::rejected(json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "No verified token for this request: is `AuthLayer` installed before `CsrfLayer`?",
+                ));
+            }
+        };
         if self.layer.allows(req.method(), req.headers(), found_in) {
             ResponseFuture::inner(self.inner.call(req))
         } else {

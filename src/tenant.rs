@@ -1,11 +1,24 @@
-//! Tenant selection (document 000's `X-Space`).
+//! Tenant selection (the inSCADA API's `X-Space`).
 //!
 //! [`SpaceLayer`] reads the space a request acts in from a header (default
 //! `X-Space`), falls back to a default when the header is absent ("If
-//! omitted, the default space is used"), validates it, and, when the request
-//! carries verified claims, checks that the token grants it. The selected
+//! omitted, the default space is used"), validates it, and checks that the
+//! request's verified token grants it ([`HasSpaces`]). The selected
 //! [`Space`] goes into the request extensions (an extractor with the `axum`
 //! feature).
+//!
+//! It reads the [`VerifiedToken`] an [`AuthLayer`](crate::auth::AuthLayer)
+//! put in the request extensions, so it goes inside that layer (after it in
+//! a `ServiceBuilder`; before it in a chain of axum `route_layer` calls,
+//! which wrap outward). It never skips the grant check:
+//!
+//! - without an `AuthLayer` before it, or behind one built for another
+//!   claims type, it answers `500` naming the wiring mistake;
+//!   [`SpaceLayer::for_auth`] takes the claims type from the `AuthLayer`,
+//!   so the second mistake cannot be written;
+//! - an anonymous request (an optional `AuthLayer` let it through without a
+//!   credential) gets `401`, unless it asks for a space listed with
+//!   [`SpaceLayer::anonymous_spaces`].
 //!
 //! Answers: a malformed or repeated header is `400`; a space the token does
 //! not grant is `403`; both with a JSON body naming the problem.
@@ -13,24 +26,54 @@
 //! # Example
 //!
 //! ```
-//! use http::{Request, Response, StatusCode};
+//! use http::{Request, Response, StatusCode, header};
+//! use serde::Deserialize;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_authgate::login::AuthClaims;
-//! use tower_authgate::tenant::{Space, SpaceLayer};
+//! use tower_authgate::auth::AuthLayer;
+//! use tower_authgate::tenant::{HasSpaces, Space, SpaceLayer};
+//! use tower_authgate::token::{Algorithm, KeySet, SigningKey, Verifier};
+//!
+//! #[derive(Deserialize)]
+//! struct MyClaims {
+//!     spaces: Vec<String>,
+//! }
+//!
+//! impl HasSpaces for MyClaims {
+//!     fn spaces(&self) -> &[String] {
+//!         &self.spaces
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+//! let auth = AuthLayer::<MyClaims>::new(Verifier::builder(KeySet::single(key.verifying_key())).build()?);
+//! let spaces = SpaceLayer::for_auth(&auth).default_space("default_space")?;
 //! let service = ServiceBuilder::new()
-//!     .layer(SpaceLayer::<AuthClaims>::new().default_space("default_space")?)
+//!     .layer(auth)
+//!     .layer(spaces)
 //!     .service(service_fn(|req: Request<String>| async move {
 //!         let space = req.extensions().get::<Space>().unwrap().0.clone();
 //!         Ok::<_, std::convert::Infallible>(Response::new(space))
 //!     }));
 //!
-//! let response = service.clone().oneshot(Request::new(String::new())).await?;
+//! let exp = tower_authgate::clock::now_seconds() + 300;
+//! let token = key.sign(&serde_json::json!({
+//!     "sub": "admin", "exp": exp, "usefor": "access", "spaces": ["default_space"]
+//! }))?;
+//! let request = |space: Option<&str>| {
+//!     let mut request = Request::builder().header(header::AUTHORIZATION, format!("Bearer {token}"));
+//!     if let Some(space) = space {
+//!         request = request.header("x-space", space);
+//!     }
+//!     request.body(String::new()).unwrap()
+//! };
+//! let response = service.clone().oneshot(request(None)).await?;
 //! assert_eq!(response.into_body(), "default_space");
-//! let bad = Request::builder().header("x-space", "../etc").body(String::new())?;
-//! assert_eq!(service.oneshot(bad).await?.status(), StatusCode::BAD_REQUEST);
+//! let not_granted = service.clone().oneshot(request(Some("production"))).await?;
+//! assert_eq!(not_granted.status(), StatusCode::FORBIDDEN);
+//! let bad = service.oneshot(request(Some("../etc"))).await?;
+//! assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 //! # Ok(())
 //! # }
 //! ```
@@ -43,9 +86,10 @@ use http::{HeaderName, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::auth::AuthLayer;
 use crate::error::ConfigError;
 use crate::future::{InnerOrRejected, json_error};
-use crate::token::VerifiedToken;
+use crate::token::{Anonymous, VerifiedToken};
 
 /// The response future of [`SpaceGuard`].
 pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
@@ -68,6 +112,7 @@ struct SpaceConfig {
     header: HeaderName,
     default_space: Option<String>,
     max_len: usize,
+    anonymous_spaces: Vec<String>,
 }
 
 /// A [`Layer`] that selects and checks the request's space; `C` is the
@@ -111,31 +156,65 @@ fn valid_space(name: &str, max_len: usize) -> bool {
 
 impl<C> SpaceLayer<C> {
     /// Reads `X-Space`; without the header the space is the token's first
-    /// granted space (requests without claims must then send the header).
+    /// granted space. `C` must be the claims type of the
+    /// [`AuthLayer`](crate::auth::AuthLayer) before it;
+    /// [`for_auth`](Self::for_auth) takes it from the layer itself.
     pub fn new() -> Self {
         SpaceLayer {
             config: Arc::new(SpaceConfig {
                 header: HeaderName::from_static("x-space"),
                 default_space: None,
                 max_len: DEFAULT_MAX_SPACE_LEN,
+                anonymous_spaces: Vec::new(),
             }),
             _claims: PhantomData,
         }
+    }
+
+    /// A layer for the claims type of `auth`, the
+    /// [`AuthLayer`](crate::auth::AuthLayer) that goes before it: the claims
+    /// type is stated once, so the two cannot disagree.
+    pub fn for_auth<R>(_auth: &AuthLayer<C, R>) -> Self {
+        Self::new()
     }
 
     fn config_mut(&mut self) -> &mut SpaceConfig {
         Arc::make_mut(&mut self.config)
     }
 
-    /// The space used when the header is absent.
+    /// The space used when the header is absent. A token must still grant
+    /// it.
     pub fn default_space(mut self, space: &str) -> Result<Self, ConfigError> {
-        if !valid_space(space, self.config.max_len) {
-            return Err(ConfigError::Invalid(format!(
-                "invalid space name {space:?}"
-            )));
-        }
-        self.config_mut().default_space = Some(space.to_owned());
+        self.config_mut().default_space = Some(self.checked_name(space)?);
         Ok(self)
+    }
+
+    /// The spaces an anonymous request (one an optional
+    /// [`AuthLayer`](crate::auth::AuthLayer) let through without a
+    /// credential) may act in; without the header it gets the default
+    /// space, else the first of these. By default there are none: an
+    /// anonymous request gets `401`.
+    pub fn anonymous_spaces<I, S>(mut self, spaces: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let spaces = spaces
+            .into_iter()
+            .map(|space| self.checked_name(space.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.config_mut().anonymous_spaces = spaces;
+        Ok(self)
+    }
+
+    fn checked_name(&self, space: &str) -> Result<String, ConfigError> {
+        if valid_space(space, self.config.max_len) {
+            Ok(space.to_owned())
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "invalid space name {space:?}"
+            )))
+        }
     }
 
     /// Read the space from this header.
@@ -215,18 +294,28 @@ pub enum SpaceRejection {
     /// The value is empty, too long, or has characters outside
     /// `[A-Za-z0-9_.-]`.
     Malformed,
-    /// No header, no default space and no granted space to fall back on.
-    Missing,
-    /// The token does not grant the space.
+    /// The token does not grant the space (or grants none to fall back on).
     NotGranted,
+    /// The request is anonymous and the space is not one anonymous requests
+    /// may use.
+    AuthenticationRequired,
+    /// No [`AuthLayer`](crate::auth::AuthLayer) ran before this layer: it
+    /// is missing, or installed outside the `SpaceLayer`.
+    MissingAuthLayer,
+    /// The `AuthLayer` before this layer was built for another claims type.
+    ClaimsTypeMismatch,
 }
 
 impl SpaceRejection {
     /// The status code of the answer.
     pub fn status(&self) -> StatusCode {
         match self {
+            SpaceRejection::Repeated | SpaceRejection::Malformed => StatusCode::BAD_REQUEST,
             SpaceRejection::NotGranted => StatusCode::FORBIDDEN,
-            _ => StatusCode::BAD_REQUEST,
+            SpaceRejection::AuthenticationRequired => StatusCode::UNAUTHORIZED,
+            SpaceRejection::MissingAuthLayer | SpaceRejection::ClaimsTypeMismatch => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -235,60 +324,100 @@ impl SpaceRejection {
         match self {
             SpaceRejection::Repeated => "the space header is repeated",
             SpaceRejection::Malformed => "the space name is malformed",
-            SpaceRejection::Missing => "the request names no space",
             SpaceRejection::NotGranted => "the token does not grant this space",
+            SpaceRejection::AuthenticationRequired => "authentication is required for this space",
+            SpaceRejection::MissingAuthLayer => {
+                "No verified token for this request: is `AuthLayer` installed before `SpaceLayer`?"
+            }
+            SpaceRejection::ClaimsTypeMismatch => {
+                "The `AuthLayer` before `SpaceLayer` was built for another claims type"
+            }
         }
     }
 
     fn to_response<B: From<String>>(self) -> Response<B> {
         let code = match self {
+            SpaceRejection::Repeated | SpaceRejection::Malformed => "invalid_space",
             SpaceRejection::NotGranted => "forbidden_space",
-            _ => "invalid_space",
+            SpaceRejection::AuthenticationRequired => "unauthorized",
+            SpaceRejection::MissingAuthLayer | SpaceRejection::ClaimsTypeMismatch => "server_error",
         };
-        json_error(self.status(), code, self.body_text())
+        let mut response = json_error(self.status(), code, self.body_text());
+        if self == SpaceRejection::AuthenticationRequired {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
+}
+
+/// Who the request is, as far as spaces go.
+enum Grants<'a> {
+    /// A verified token granting these spaces.
+    Token(&'a [String]),
+    /// No credential: the spaces anonymous requests may use.
+    Anonymous,
 }
 
 impl<S, C> SpaceGuard<S, C>
 where
     C: HasSpaces + Send + Sync + 'static,
 {
-    fn select<B>(&self, req: &Request<B>) -> Result<String, SpaceRejection> {
+    /// What the layer before this one established: a token of claims type
+    /// `C`, or an anonymous request. Anything else is a wiring mistake.
+    fn grants<'r, B>(req: &'r Request<B>) -> Result<Grants<'r>, SpaceRejection> {
+        let extensions = req.extensions();
+        match extensions.get::<VerifiedToken>() {
+            Some(token) => token
+                .claims::<C>()
+                .map(|claims| Grants::Token(claims.spaces()))
+                .ok_or(SpaceRejection::ClaimsTypeMismatch),
+            None if extensions.get::<Anonymous>().is_some() => Ok(Grants::Anonymous),
+            None => Err(SpaceRejection::MissingAuthLayer),
+        }
+    }
+
+    /// The space named by the header, if one is.
+    fn requested<'r, B>(&self, req: &'r Request<B>) -> Result<Option<&'r str>, SpaceRejection> {
         let mut values = req.headers().get_all(&self.config.header).iter();
-        let requested = match (values.next(), values.next()) {
-            (Some(_), Some(_)) => return Err(SpaceRejection::Repeated),
+        match (values.next(), values.next()) {
+            (Some(_), Some(_)) => Err(SpaceRejection::Repeated),
             (Some(value), None) => {
                 let text = value
                     .to_str()
                     .map_err(|_| SpaceRejection::Malformed)?
                     .trim();
-                if !valid_space(text, self.config.max_len) {
-                    return Err(SpaceRejection::Malformed);
+                if valid_space(text, self.config.max_len) {
+                    Ok(Some(text))
+                } else {
+                    Err(SpaceRejection::Malformed)
                 }
-                Some(text)
             }
-            (None, _) => None,
-        };
-        let claims = req
-            .extensions()
-            .get::<VerifiedToken>()
-            .and_then(VerifiedToken::claims::<C>);
-        let space = match (requested, &self.config.default_space, claims) {
-            (Some(space), _, _) => space.to_owned(),
-            (None, Some(default), _) => default.clone(),
-            (None, None, Some(claims)) => claims
-                .spaces()
-                .first()
-                .cloned()
-                .ok_or(SpaceRejection::NotGranted)?,
-            (None, None, None) => return Err(SpaceRejection::Missing),
-        };
-        if let Some(claims) = claims
-            && !claims.spaces().contains(&space)
-        {
-            return Err(SpaceRejection::NotGranted);
+            (None, _) => Ok(None),
         }
-        Ok(space)
+    }
+
+    fn select<B>(&self, req: &Request<B>) -> Result<String, SpaceRejection> {
+        let grants = Self::grants(req)?;
+        let requested = self.requested(req)?;
+        let (granted, refusal) = match grants {
+            Grants::Token(spaces) => (spaces, SpaceRejection::NotGranted),
+            Grants::Anonymous => (
+                &*self.config.anonymous_spaces,
+                SpaceRejection::AuthenticationRequired,
+            ),
+        };
+        let space = requested
+            .or(self.config.default_space.as_deref())
+            .or(granted.first().map(String::as_str))
+            .ok_or(refusal)?;
+        if granted.iter().any(|g| g == space) {
+            Ok(space.to_owned())
+        } else {
+            Err(refusal)
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! client address: [`crate::ip::ClientIp`] when an
 //! [`crate::ip::IpFilterLayer`] ran before it, the peer
 //! address otherwise. Over the rate the answer is `429` with `Retry-After`.
-//! Requests whose address is unknown share one bucket.
+//! A request whose address is unknown (the server passes no peer address)
+//! is refused with `500` naming the set-up mistake, never counted in a
+//! shared bucket.
 //!
 //! The keyed state is bounded: every 1,024 requests, and at most once a
 //! second while it holds the configured number of addresses, addresses whose
@@ -44,7 +46,7 @@
 //! # }
 //! ```
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -279,8 +281,14 @@ where
             .extensions()
             .get::<ClientIp>()
             .map(|c| c.0)
-            .or_else(|| ClientIpResolver::peer(&req).map(|ip| ip.to_canonical()))
-            .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+            .or_else(|| ClientIpResolver::peer(&req).map(|ip| ip.to_canonical()));
+        let Some(ip) = ip else {
+            return ResponseFuture::rejected(json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the peer address is unknown: serve with `into_make_service_with_connect_info::<SocketAddr>()` or insert `PeerAddr`",
+            ));
+        };
         match self.shared.check(ip) {
             ThrottleDecision::Allow => ResponseFuture::inner(self.inner.call(req)),
             ThrottleDecision::Wait(seconds) => {

@@ -1,4 +1,6 @@
-//! SpaceLayer over `oneshot`, alone and behind AuthLayer.
+//! SpaceLayer over `oneshot`, behind an AuthLayer (required or optional).
+//! The arrangements that must refuse (no AuthLayer, another claims type)
+//! are in `tests/composition.rs`.
 
 mod common;
 
@@ -6,12 +8,25 @@ use std::convert::Infallible;
 
 use common::*;
 use http::{Request, Response, StatusCode};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
-use tower_authgate::login::AuthClaims;
-use tower_authgate::tenant::{Space, SpaceLayer};
+use tower_authgate::tenant::{HasSpaces, Space, SpaceLayer};
 use tower_authgate::token::{Algorithm, KeySet, TokenSources, Verifier};
+
+/// A claims type of the application's own.
+#[derive(Deserialize)]
+struct TenantClaims {
+    #[serde(default)]
+    spaces: Vec<String>,
+}
+
+impl HasSpaces for TenantClaims {
+    fn spaces(&self) -> &[String] {
+        &self.spaces
+    }
+}
 
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
     let space = req.extensions().get::<Space>().map(|s| s.0.clone());
@@ -29,7 +44,7 @@ fn claims_token(spaces: &[&str]) -> String {
 }
 
 async fn call(
-    layer: SpaceLayer<AuthClaims>,
+    layer: SpaceLayer<TenantClaims>,
     token: Option<&str>,
     spaces: &[&str],
 ) -> (StatusCode, String) {
@@ -40,7 +55,7 @@ async fn call(
     .unwrap();
     let service = ServiceBuilder::new()
         .layer(
-            AuthLayer::<AuthClaims>::new(verifier)
+            AuthLayer::<TenantClaims>::new(verifier)
                 .sources(TokenSources::bearer())
                 .optional(),
         )
@@ -64,7 +79,7 @@ async fn call(
 #[tokio::test]
 async fn header_selects_a_granted_space() {
     let token = claims_token(&["default_space", "production"]);
-    let layer = SpaceLayer::<AuthClaims>::new;
+    let layer = SpaceLayer::<TenantClaims>::new;
     assert_eq!(
         call(layer(), Some(&token), &["production"]).await,
         (StatusCode::OK, "production".into())
@@ -83,27 +98,76 @@ async fn header_selects_a_granted_space() {
 async fn configured_default_applies_when_the_header_is_absent() {
     let token = claims_token(&["production", "default_space"]);
     let layer = || {
-        SpaceLayer::<AuthClaims>::new()
+        SpaceLayer::<TenantClaims>::new()
             .default_space("default_space")
             .unwrap()
     };
     assert_eq!(call(layer(), Some(&token), &[]).await.1, "default_space");
-    // Without claims the space is only validated.
-    assert_eq!(call(layer(), None, &[]).await.1, "default_space");
-    assert_eq!(
-        call(layer(), None, &["anything_valid"]).await.1,
-        "anything_valid"
-    );
     // A token that lacks the default space is refused it.
     let narrow = claims_token(&["production"]);
     assert_eq!(
         call(layer(), Some(&narrow), &[]).await.0,
         StatusCode::FORBIDDEN
     );
-    // No header, no default, no claims: the request must name its space.
+    // A token that grants no space at all has none to fall back on.
     assert_eq!(
-        call(SpaceLayer::new(), None, &[]).await.0,
-        StatusCode::BAD_REQUEST
+        call(SpaceLayer::new(), Some(&claims_token(&[])), &[])
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn anonymous_requests_get_only_the_spaces_listed_for_them() {
+    // Nothing listed: every anonymous request is asked to authenticate,
+    // with or without a header, with or without a default space.
+    for layer in [
+        SpaceLayer::<TenantClaims>::new(),
+        SpaceLayer::new().default_space("default_space").unwrap(),
+    ] {
+        for spaces in [&[][..], &["production"], &["default_space"]] {
+            let (status, body) = call(layer.clone(), None, spaces).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{spaces:?}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["error"], "unauthorized");
+        }
+    }
+    let public = || {
+        SpaceLayer::<TenantClaims>::new()
+            .anonymous_spaces(["demo", "public"])
+            .unwrap()
+    };
+    assert_eq!(
+        call(public(), None, &["public"]).await,
+        (StatusCode::OK, "public".into())
+    );
+    assert_eq!(
+        call(public(), None, &[]).await,
+        (StatusCode::OK, "demo".into())
+    );
+    assert_eq!(
+        call(public(), None, &["production"]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The default space applies to anonymous requests only when listed.
+    let with_default = public().default_space("public").unwrap();
+    assert_eq!(call(with_default, None, &[]).await.1, "public");
+    let unlisted_default = public().default_space("production").unwrap();
+    assert_eq!(
+        call(unlisted_default, None, &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A token is judged by its own grants, never by the anonymous list.
+    let token = claims_token(&["default_space"]);
+    assert_eq!(
+        call(public(), Some(&token), &["public"]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert!(
+        SpaceLayer::<TenantClaims>::new()
+            .anonymous_spaces(["bad space"])
+            .is_err()
     );
 }
 
@@ -133,7 +197,7 @@ async fn malformed_and_repeated_values_are_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("repeated"));
     assert!(
-        SpaceLayer::<AuthClaims>::new()
+        SpaceLayer::<TenantClaims>::new()
             .default_space("bad space")
             .is_err()
     );
@@ -148,9 +212,9 @@ async fn header_name_and_length_are_configurable() {
     .build()
     .unwrap();
     let service = ServiceBuilder::new()
-        .layer(AuthLayer::<AuthClaims>::new(verifier))
+        .layer(AuthLayer::<TenantClaims>::new(verifier))
         .layer(
-            SpaceLayer::<AuthClaims>::new()
+            SpaceLayer::<TenantClaims>::new()
                 .header(http::HeaderName::from_static("x-tenant"))
                 .max_len(2),
         )
@@ -171,6 +235,8 @@ proptest::proptest! {
         if http::HeaderValue::from_str(&value).is_ok() {
             let (status, _) = runtime.block_on(call(SpaceLayer::new(), Some(&token), &[value.as_str()]));
             proptest::prop_assert!(matches!(status.as_u16(), 200 | 400 | 403));
+            let (anonymous, _) = runtime.block_on(call(SpaceLayer::new(), None, &[value.as_str()]));
+            proptest::prop_assert!(matches!(anonymous.as_u16(), 400 | 401));
         }
     }
 }

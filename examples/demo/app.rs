@@ -234,6 +234,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     let jwks = Arc::new(json!({
         "keys": [key.public_jwk(), restart_key.public_jwk()]
     }));
+    let spaces = SpaceLayer::for_auth(&api_auth);
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/projects", get(projects))
@@ -242,7 +243,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
             ServiceBuilder::new()
                 .layer(api_auth)
                 .layer(CsrfLayer::new())
-                .layer(SpaceLayer::<AuthClaims>::new()),
+                .layer(spaces),
         );
     let ip_filter = IpFilterLayer::new(
         config.ip_rules,
