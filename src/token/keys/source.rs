@@ -1,0 +1,44 @@
+//! [`KeySource`]: keys that live elsewhere and change.
+
+use std::fmt;
+
+use super::KeySet;
+
+/// Keys that live elsewhere and change: a JWK Set an identity provider
+/// publishes, fetched and cached by [`JwksSource`](crate::token::jwks::JwksSource)
+/// (feature `jwks`), or any source of the application's.
+///
+/// The verifier asks [`current`](Self::current) on every token, so it must be
+/// cheap (an `Arc` clone of a cached set); fetching happens elsewhere.
+pub trait KeySource: Send + Sync + 'static {
+    /// The keys in force, or [`TokenError::KeysUnavailable`](crate::TokenError::KeysUnavailable)
+    /// when none can be trusted (never fetched, or older than allowed).
+    fn current(&self) -> Result<std::sync::Arc<KeySet>, crate::TokenError>;
+
+    /// Called when a token names a `kid` the current keys lack: a future
+    /// that refetches the keys (shared by concurrent callers), or `None` when
+    /// a refetch is not allowed yet (so random `kid`s cannot cause a storm).
+    fn refresh_for_unknown_key(&self) -> Option<crate::BoxFuture<'static, ()>>;
+
+    /// A number that changes whenever the key set changes, so that caches
+    /// of verified tokens can be emptied (default: never changes).
+    fn generation(&self) -> u64 {
+        0
+    }
+}
+
+/// Where a verifier's keys come from.
+#[derive(Clone)]
+pub(crate) enum KeyStore {
+    Static(KeySet),
+    Source(std::sync::Arc<dyn KeySource>),
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyStore::Static(keys) => keys.fmt(f),
+            KeyStore::Source(_) => f.write_str("KeySource"),
+        }
+    }
+}
