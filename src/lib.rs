@@ -3,21 +3,62 @@
 //! `tower-authgate` lets an axum or hyper service speak an existing product's
 //! login API: JWTs found in a cookie, an `Authorization: Bearer` header or a
 //! custom header, verified with pinned algorithms and keys that rotate by
-//! `kid`, with claims handed to handlers through request extensions.
+//! `kid`, with claims handed to handlers through request extensions; the
+//! tenant a request acts in; client-address filtering; and, on the issuer
+//! side, the login endpoints of five real products' APIs.
 //!
-//! - [`token`]: token sources, keys, the [`Verifier`](token::Verifier).
-//! - [`auth`]: [`AuthLayer`](auth::AuthLayer), the verifying middleware.
-//! - [`extract`] (feature `axum`): the `Claims<C>` extractor.
+//! # Module map
 //!
-//! # Example with axum
+//! The crate has two floors. The **guard side** runs on every request and
+//! builds with no feature at all (only tower, http and the crypto and serde
+//! crates); the **issuer side** serves the login endpoints and sits on top of
+//! it, behind default-on features. Nothing on the guard side imports the
+//! issuer side.
+//!
+//! | module | floor | what it holds |
+//! |---|---|---|
+//! | [`clock`] | below both | [`now_seconds`](clock::now_seconds), the injectable [`Clock`](clock::Clock) |
+//! | [`error`] | below both | [`ConfigError`], [`TokenError`], [`AuthRejection`] |
+//! | [`token`] | guard | where a token is found ([`TokenSources`](token::TokenSources)), keys, the [`Verifier`](token::Verifier) and its token cache, [`VerifiedToken`](token::VerifiedToken) |
+//! | [`auth`] | guard | [`AuthLayer`](auth::AuthLayer): verifies the token, checks revocation, renews an expired access cookie through [`RenewAccess`](auth::RenewAccess) |
+//! | [`tenant`] | guard | [`SpaceLayer`](tenant::SpaceLayer): the `X-Space` a request acts in, checked against the token's grants |
+//! | [`csrf`] | guard | [`CsrfLayer`](csrf::CsrfLayer): cross-site requests carrying cookie credentials |
+//! | [`ip`] | guard | [`IpFilterLayer`](ip::IpFilterLayer): allow and deny CIDR lists, the client address behind trusted proxies |
+//! | [`cookie`] | guard | `Set-Cookie` attributes of session cookies |
+//! | [`store`] | guard | every store trait (revocations, lockout counters, used TOTP steps), bounded in-memory stores, Redis (feature `redis`) |
+//! | [`extract`] | guard (feature `axum`) | axum extractors: `Claims<C>`, `VerifiedToken`, `TokenMeta`, `Space`, `ClientIp` |
+//! | `login` | issuer (feature `login`) | credentials ([`Authenticator`](crate::login::Authenticator)), minting and refresh ([`TokenIssuer`](crate::login::TokenIssuer)), the TOTP step, service accounts |
+//! | `lockout`, `otp` | issuer (feature `login`) | failed-login lockout; RFC 6238 codes with a replay guard |
+//! | `throttle` | issuer (feature `throttle`) | per-address throttling of login attempts |
+//! | `schemes` | issuer (feature `presets`) | the five documented login APIs as routers |
+//!
+//! # What reads what
+//!
+//! Layers hand over through request extensions; extractors only read them.
+//!
+//! - `IpFilterLayer` puts [`ClientIp`](ip::ClientIp) in; the login throttle
+//!   reads it (or the peer address).
+//! - `AuthLayer` puts one [`VerifiedToken`](token::VerifiedToken) in (or
+//!   [`Anonymous`](token::Anonymous) on an optional route); `CsrfLayer` reads
+//!   where it was found, `SpaceLayer` its grants, the extractors its claims.
+//!   Each of them refuses (`500` naming the layer) when `AuthLayer` did not
+//!   run before it, so a wrong order never skips a check.
+//! - `SpaceLayer` puts [`Space`](tenant::Space) in.
+//!
+//! In a `ServiceBuilder` the first layer listed is the outermost; in axum,
+//! each `route_layer` call wraps the previous ones, so list them in reverse.
+//!
+//! # Example
 //!
 //! ```
-//! use axum::{Router, routing::get};
-//! use serde::{Deserialize, Serialize};
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode, header};
+//! use serde::Deserialize;
+//! use tower::ServiceExt;
 //! use tower_authgate::auth::AuthLayer;
-//! use tower_authgate::token::{Algorithm, Claims, KeySet, TokenSources, Verifier, VerifyingKey};
+//! use tower_authgate::token::{Algorithm, Claims, KeySet, SigningKey, TokenSources, Verifier};
 //!
-//! #[derive(Clone, Serialize, Deserialize)]
+//! #[derive(Clone, Deserialize)]
 //! struct MyClaims {
 //!     sub: String,
 //! }
@@ -26,13 +67,28 @@
 //!     claims.sub
 //! }
 //!
-//! # fn main() -> Result<(), tower_authgate::ConfigError> {
-//! let key = VerifyingKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
-//! let verifier = Verifier::builder(KeySet::single(key)).issuer("my-service").build()?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+//! let verifier = Verifier::builder(KeySet::single(key.verifying_key()))
+//!     .issuer("my-service")
+//!     .build()?;
 //! let app: Router = Router::new()
 //!     .route("/api/me", get(me))
 //!     .layer(AuthLayer::<MyClaims>::new(verifier).sources(TokenSources::bearer()));
-//! # let _ = app;
+//!
+//! let exp = tower_authgate::clock::now_seconds() + 300;
+//! let token = key.sign(&serde_json::json!({
+//!     "sub": "admin", "iss": "my-service", "exp": exp, "usefor": "access"
+//! }))?;
+//! let request = Request::builder()
+//!     .uri("/api/me")
+//!     .header(header::AUTHORIZATION, format!("Bearer {token}"))
+//!     .body(Body::empty())?;
+//! assert_eq!(app.clone().oneshot(request).await?.status(), StatusCode::OK);
+//!
+//! let anonymous = Request::builder().uri("/api/me").body(Body::empty())?;
+//! assert_eq!(app.oneshot(anonymous).await?.status(), StatusCode::UNAUTHORIZED);
 //! # Ok(())
 //! # }
 //! ```

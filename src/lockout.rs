@@ -2,7 +2,7 @@
 //! locked for 10 minutes").
 //!
 //! A [`LockoutPolicy`] says how many failures within a counting window lock
-//! an account, and for how long. A [`LockoutStore`](crate::store::LockoutStore) keeps the counters with
+//! an account, and for how long. A [`LockoutStore`] keeps the counters with
 //! atomic operations (a failure is recorded and the new state learnt in one
 //! step, so no count is lost and an account locks exactly once under
 //! concurrency). [`Lockout`] puts them together for a
@@ -10,7 +10,7 @@
 //! password is not checked at all, and the answer is the same whether the
 //! account exists or not.
 //!
-//! Time comes from a [`Clock`](crate::clock::Clock), so tests never sleep.
+//! Time comes from a [`Clock`], so tests never sleep.
 
 use std::net::IpAddr;
 use std::sync::Arc;

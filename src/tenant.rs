@@ -7,7 +7,7 @@
 //! [`Space`] goes into the request extensions (an extractor with the `axum`
 //! feature).
 //!
-//! It reads the [`VerifiedToken`] an [`AuthLayer`](crate::auth::AuthLayer)
+//! It reads the [`VerifiedToken`] an [`AuthLayer`]
 //! put in the request extensions, so it goes inside that layer (after it in
 //! a `ServiceBuilder`; before it in a chain of axum `route_layer` calls,
 //! which wrap outward). It never skips the grant check:
@@ -116,7 +116,7 @@ struct SpaceConfig {
 }
 
 /// A [`Layer`] that selects and checks the request's space; `C` is the
-/// claims type an [`AuthLayer`](crate::auth::AuthLayer) before it verified.
+/// claims type an [`AuthLayer`] before it verified.
 pub struct SpaceLayer<C> {
     config: Arc<SpaceConfig>,
     _claims: PhantomData<fn() -> C>,
@@ -157,7 +157,7 @@ fn valid_space(name: &str, max_len: usize) -> bool {
 impl<C> SpaceLayer<C> {
     /// Reads `X-Space`; without the header the space is the token's first
     /// granted space. `C` must be the claims type of the
-    /// [`AuthLayer`](crate::auth::AuthLayer) before it;
+    /// [`AuthLayer`] before it;
     /// [`for_auth`](Self::for_auth) takes it from the layer itself.
     pub fn new() -> Self {
         SpaceLayer {
@@ -172,7 +172,7 @@ impl<C> SpaceLayer<C> {
     }
 
     /// A layer for the claims type of `auth`, the
-    /// [`AuthLayer`](crate::auth::AuthLayer) that goes before it: the claims
+    /// [`AuthLayer`] that goes before it: the claims
     /// type is stated once, so the two cannot disagree.
     pub fn for_auth<R>(_auth: &AuthLayer<C, R>) -> Self {
         Self::new()
@@ -190,7 +190,7 @@ impl<C> SpaceLayer<C> {
     }
 
     /// The spaces an anonymous request (one an optional
-    /// [`AuthLayer`](crate::auth::AuthLayer) let through without a
+    /// [`AuthLayer`] let through without a
     /// credential) may act in; without the header it gets the default
     /// space, else the first of these. By default there are none: an
     /// anonymous request gets `401`.
@@ -299,7 +299,7 @@ pub enum SpaceRejection {
     /// The request is anonymous and the space is not one anonymous requests
     /// may use.
     AuthenticationRequired,
-    /// No [`AuthLayer`](crate::auth::AuthLayer) ran before this layer: it
+    /// No [`AuthLayer`] ran before this layer: it
     /// is missing, or installed outside the `SpaceLayer`.
     MissingAuthLayer,
     /// The `AuthLayer` before this layer was built for another claims type.

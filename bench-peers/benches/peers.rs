@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 use tower_authgate::auth::AuthLayer;
 use tower_authgate::clock::now_seconds;
-use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenCache, TokenSource, TokenSources, Verifier, VerifyingKey};
+use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier, VerifyingKey};
 
 #[derive(Clone, Serialize, Deserialize)]
 struct BenchClaims {
@@ -134,20 +134,19 @@ impl Fixture {
 }
 
 fn authgate(fixture: &Fixture, cookie: bool, cache: bool) -> Router {
-    let verifier = Verifier::builder(KeySet::single(fixture.verifying()))
+    let mut builder = Verifier::builder(KeySet::single(fixture.verifying()))
         .issuer("datarhei-core")
-        .audience("api")
-        .build()
-        .unwrap();
+        .audience("api");
+    if cache {
+        builder = builder.token_cache(1_000);
+    }
+    let verifier = builder.build().unwrap();
     let sources = if cookie {
         TokenSources::single(TokenSource::cookie(COOKIE))
     } else {
         TokenSources::bearer()
     };
-    let mut layer = AuthLayer::<BenchClaims>::new(verifier).sources(sources);
-    if cache {
-        layer = layer.cache(TokenCache::new(1_000));
-    }
+    let layer = AuthLayer::<BenchClaims>::new(verifier).sources(sources);
     Router::new()
         .route("/", get(|tower_authgate::token::Claims(c): tower_authgate::token::Claims<BenchClaims>| async move { c.sub }))
         .layer(layer)

@@ -14,7 +14,7 @@ use super::{Verified, Verifier};
 impl Verifier {
     /// When a token was refused with [`TokenError::UnknownKey`] or
     /// [`TokenError::KeysUnavailable`] and its keys come from a
-    /// [`KeySource`], the future that refetches them (shared by concurrent
+    /// [`KeySource`](crate::token::KeySource), the future that refetches them (shared by concurrent
     /// callers, and not offered again before the source allows).
     pub fn on_unknown_key(&self, token: &str) -> Option<BoxFuture<'static, ()>> {
         let store = if self.inner.issuer_keys.is_empty() {
@@ -34,7 +34,7 @@ impl Verifier {
     }
 
     /// Verifies `token`; when its key is unknown, or no keys were fetched
-    /// yet, and the keys come from a [`KeySource`] that may refetch now (or
+    /// yet, and the keys come from a [`KeySource`](crate::token::KeySource) that may refetch now (or
     /// is fetching), waits for that fetch and tries once more (a provider
     /// that rotated its keys, a service that just started).
     pub async fn verify_refreshing<C: DeserializeOwned>(
