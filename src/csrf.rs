@@ -18,7 +18,9 @@
 //! [`AuthLayer`](crate::auth::AuthLayer), which tells it where the token was
 //! found ([`FoundIn`]); without an `AuthLayer` before it, it cannot tell a
 //! cookie from a header and answers `500` naming the mistake rather than let
-//! the request through. A refused request gets `403`.
+//! the request through. A refused request gets `403`; refusals are
+//! [`CsrfRejection`]s rendered by the layer's [`OnRejection`] (see
+//! [`crate::reject`]).
 //!
 //! # Example
 //!
@@ -66,28 +68,39 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::ConfigError;
-use crate::future::{InnerOrRejected, json_error};
+pub use crate::future::ResponseFuture;
+use crate::future::{define_inner_service_accessors, refuse};
+pub use crate::reject::CsrfRejection;
+use crate::reject::{DefaultRejection, OnRejection, Rejection};
 use crate::token::{Anonymous, FoundIn, VerifiedToken};
 
-/// The response future of [`CsrfGuard`].
-pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
-
 /// A [`Layer`] refusing cross-site, state-changing requests authenticated by
-/// a cookie.
+/// a cookie; `R` renders refusals.
 #[derive(Debug, Clone, Default)]
-pub struct CsrfLayer {
+pub struct CsrfLayer<R = DefaultRejection> {
     trusted: Arc<Vec<String>>,
+    on_rejection: R,
 }
 
 impl CsrfLayer {
     /// A guard that trusts only the request's own origin.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<R> CsrfLayer<R> {
+    /// Renders refusals with `on_rejection` (see [`crate::reject`]).
+    pub fn on_rejection<R2>(self, on_rejection: R2) -> CsrfLayer<R2> {
+        CsrfLayer {
+            trusted: self.trusted,
+            on_rejection,
+        }
     }
 
     /// Also trust `origin` (`scheme://host[:port]`, as browsers send it).
@@ -102,9 +115,7 @@ impl CsrfLayer {
                     .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'@'))
         });
         if !valid {
-            return Err(ConfigError::Invalid(format!(
-                "a trusted origin is scheme://host[:port], not {origin:?}"
-            )));
+            return Err(ConfigError::InvalidOrigin(origin.to_owned()));
         }
         Arc::make_mut(&mut self.trusted).push(origin.to_ascii_lowercase());
         Ok(self)
@@ -152,11 +163,11 @@ impl CsrfLayer {
     }
 }
 
-impl<S> Layer<S> for CsrfLayer {
-    type Service = CsrfGuard<S>;
+impl<S, R: Clone> Layer<S> for CsrfLayer<R> {
+    type Service = Csrf<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CsrfGuard {
+        Csrf {
             inner,
             layer: self.clone(),
         }
@@ -165,32 +176,19 @@ impl<S> Layer<S> for CsrfLayer {
 
 /// The service made by [`CsrfLayer`].
 #[derive(Debug, Clone)]
-pub struct CsrfGuard<S> {
+pub struct Csrf<S, R = DefaultRejection> {
     inner: S,
-    layer: CsrfLayer,
+    layer: CsrfLayer<R>,
 }
 
-impl<S> CsrfGuard<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+impl<S, R> Csrf<S, R> {
+    define_inner_service_accessors!();
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CsrfGuard<S>
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Csrf<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<String>,
+    R: OnRejection<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -205,22 +203,21 @@ where
         let found_in = match extensions.get::<VerifiedToken>() {
             Some(token) => Some(token.found_in()),
             None if extensions.get::<Anonymous>().is_some() => None,
-            None => {
-                return ResponseFuture::rejected(json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "No verified token for this request: is `AuthLayer` installed before `CsrfLayer`?",
-                ));
-            }
+            None => return self.refused(CsrfRejection::MissingAuthLayer),
         };
         if self.layer.allows(req.method(), req.headers(), found_in) {
             ResponseFuture::inner(self.inner.call(req))
         } else {
-            ResponseFuture::rejected(json_error(
-                StatusCode::FORBIDDEN,
-                "cross_site_request",
-                "cross-site requests with cookie credentials are not allowed",
-            ))
+            self.refused(CsrfRejection::CrossSite)
         }
+    }
+}
+
+impl<S, R> Csrf<S, R> {
+    fn refused<F, B>(&self, reason: CsrfRejection) -> ResponseFuture<F, B>
+    where
+        R: OnRejection<B>,
+    {
+        ResponseFuture::refused(refuse(&self.layer.on_rejection, &Rejection::Csrf(reason)))
     }
 }

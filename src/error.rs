@@ -1,9 +1,6 @@
-//! Errors: configuration errors raised when a layer or key is built, and the
-//! rejection every layer turns into an HTTP answer.
-
-use std::fmt;
-
-use http::{HeaderValue, Response, StatusCode, header};
+//! Errors: configuration errors raised when a layer or key is built, and
+//! why a token was refused. Why a request was refused is in
+//! [`reject`](crate::reject).
 
 /// A configuration value was refused when a key, verifier or layer was built.
 ///
@@ -49,9 +46,53 @@ pub enum ConfigError {
     /// characters that would break the header.
     #[error("invalid value {0:?}: only visible ASCII without quotes or backslashes is allowed")]
     InvalidHeaderValue(String),
-    /// Any other invalid setting, named by its message.
-    #[error("{0}")]
-    Invalid(String),
+    /// A verifier was told to accept no token kind at all.
+    #[error("a verifier must accept at least one token kind")]
+    NoTokenKind,
+    /// The claim that names a token's kind was given an empty name.
+    #[error("the claim that names a token's kind needs a name")]
+    EmptyKindClaim,
+    /// An entry of an address list is neither a CIDR block nor an address.
+    #[error("not a CIDR block or an IP address: {0:?}")]
+    InvalidCidr(String),
+    /// A trusted origin is not `scheme://host[:port]`.
+    #[error("a trusted origin is scheme://host[:port], not {0:?}")]
+    InvalidOrigin(String),
+    /// A space name is empty, too long, or has characters outside
+    /// `[A-Za-z0-9_.-]`.
+    #[error(
+        "invalid space name {0:?}: 1 to the maximum length of [A-Za-z0-9_.-], not starting with a dot"
+    )]
+    InvalidSpaceName(String),
+    /// A URL to fetch from is not an `http` or `https` URL.
+    #[error("not an http(s) URL: {0:?}")]
+    InvalidUrl(String),
+    /// The HTTP client for remote keys could not be built.
+    #[error("the HTTP client could not be built: {0}")]
+    HttpClient(String),
+    /// A function that starts background work was called outside a Tokio
+    /// runtime.
+    #[error("`{0}` must be called inside a Tokio runtime")]
+    NoRuntime(&'static str),
+    /// `__Host-` cookie names were asked for cookies that are not `Secure`
+    /// with `Path=/` (RFC 6265bis §4.1.3.2).
+    #[error("`__Host-` cookies must be Secure with Path=/")]
+    HostPrefixNeedsSecure,
+    /// A throttle was given a rate of zero attempts.
+    #[error("a throttle needs at least one attempt per minute")]
+    NoAttemptsAllowed,
+    /// A TOTP secret is not valid base32, or too short to make codes.
+    #[error("unusable TOTP secret: {0}")]
+    InvalidTotpSecret(String),
+    /// TOTP parameters out of range.
+    #[error("TOTP needs 6 to 8 digits and a non-zero period")]
+    InvalidTotpParameters,
+    /// Hashing a password failed.
+    #[error("password hashing failed: {0}")]
+    PasswordHashing(String),
+    /// A store shared between threads was poisoned by a panic elsewhere.
+    #[error("the {0} was poisoned by a panic in another thread")]
+    Poisoned(&'static str),
 }
 
 /// Why a token was refused by the [`Verifier`](crate::token::Verifier).
@@ -114,126 +155,6 @@ pub enum TokenError {
     /// fetched, or staler than allowed): the token cannot be judged.
     #[error("the signing keys are unavailable")]
     KeysUnavailable,
-}
-
-/// Why a request was refused by a layer of this crate.
-///
-/// Every rejection is a complete HTTP answer: see [`status`](Self::status),
-/// [`body_text`](Self::body_text) and [`to_response`](Self::to_response).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AuthRejection {
-    /// No credential was sent to a route that requires one: `401` with a bare
-    /// `WWW-Authenticate: Bearer realm="…"` challenge (RFC 6750 §3.1).
-    MissingToken,
-    /// The request itself is malformed (two credentials at once, a repeated
-    /// cookie, an oversized header): `400` with `error="invalid_request"`.
-    InvalidRequest(&'static str),
-    /// A credential was sent and refused: `401` with `error="invalid_token"`.
-    InvalidToken(TokenError),
-    /// The credential is valid but does not grant what was asked: `403` with
-    /// `error="insufficient_scope"`.
-    Forbidden(&'static str),
-    /// A store needed to decide (revocations) cannot be reached and the
-    /// layer fails closed: `503` with `Retry-After`.
-    Unavailable,
-}
-
-impl AuthRejection {
-    /// The status code of the answer.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The RFC 6750 error code, if the answer carries one.
-    pub fn error_code(&self) -> Option<&'static str> {
-        match self {
-            Self::MissingToken | Self::Unavailable => None,
-            Self::InvalidRequest(_) => Some("invalid_request"),
-            Self::InvalidToken(_) => Some("invalid_token"),
-            Self::Forbidden(_) => Some("insufficient_scope"),
-        }
-    }
-
-    /// A short human-readable description.
-    pub fn description(&self) -> String {
-        match self {
-            Self::MissingToken => "authentication is required".to_owned(),
-            Self::Unavailable => "authentication is temporarily unavailable".to_owned(),
-            Self::InvalidRequest(why) | Self::Forbidden(why) => (*why).to_owned(),
-            Self::InvalidToken(err) => err.to_string(),
-        }
-    }
-
-    /// The JSON body of the default answer:
-    /// `{"error":"…","error_description":"…"}`.
-    pub fn body_text(&self) -> String {
-        let body = serde_json::json!({
-            "error": self.error_code().unwrap_or(match self {
-                Self::Unavailable => "temporarily_unavailable",
-                _ => "unauthorized",
-            }),
-            "error_description": self.description(),
-        });
-        body.to_string()
-    }
-
-    /// The `WWW-Authenticate` challenge for this rejection.
-    pub fn challenge(&self, realm: &str) -> HeaderValue {
-        let text = match self.error_code() {
-            None => format!("Bearer realm=\"{realm}\""),
-            Some(code) => format!(
-                "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
-                self.description()
-            ),
-        };
-        // `realm` is validated when the layer is built and descriptions are
-        // fixed ASCII text, so this cannot fail; fall back to a bare challenge
-        // rather than panic all the same.
-        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("Bearer"))
-    }
-
-    /// Renders the default answer: status, `WWW-Authenticate`, `Cache-Control:
-    /// no-store` and a JSON body.
-    pub fn to_response<B: From<String>>(&self, realm: &str) -> Response<B> {
-        let mut response = Response::new(B::from(self.body_text()));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        if *self == Self::Unavailable {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        } else {
-            headers.insert(header::WWW_AUTHENTICATE, self.challenge(realm));
-        }
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
-    }
-}
-
-impl fmt::Display for AuthRejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.description())
-    }
-}
-
-impl std::error::Error for AuthRejection {}
-
-impl From<TokenError> for AuthRejection {
-    fn from(err: TokenError) -> Self {
-        match err {
-            // Not the token's fault: answer 503, as for an unreachable store.
-            TokenError::KeysUnavailable => Self::Unavailable,
-            err => Self::InvalidToken(err),
-        }
-    }
 }
 
 /// Checks that `value` can sit inside a quoted-string of a response header.

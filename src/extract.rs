@@ -11,7 +11,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::error::AuthRejection;
+use crate::reject::{AuthRejection, JsonRejection, OnRejection, Realm, Rejection};
 use crate::token::{Anonymous, Claims, TokenMeta, VerifiedToken};
 
 /// Why [`Claims<C>`] could not be extracted.
@@ -67,9 +67,21 @@ impl IntoResponse for ClaimsRejection {
     }
 }
 
+/// The [`JsonRejection`] answer.
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        JsonRejection.on_rejection(&self)
+    }
+}
+
+/// The [`JsonRejection`] answer, challenged in the default realm `"api"`.
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        self.to_response::<axum_core::body::Body>("api")
+        Rejection::Auth {
+            reason: self,
+            realm: Realm::default(),
+        }
+        .into_response()
     }
 }
 
@@ -198,7 +210,7 @@ impl<S: Send + Sync> FromRequestParts<S> for crate::tenant::Space {
             .extensions
             .get::<Self>()
             .cloned()
-            .ok_or(MissingLayer("SpaceLayer"))
+            .ok_or(MissingLayer("SelectSpaceLayer"))
     }
 }
 

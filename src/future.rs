@@ -1,6 +1,11 @@
-//! The response future shared by the synchronous layers ([`SpaceLayer`](crate::tenant::SpaceLayer),
-//! [`IpFilterLayer`](crate::ip::IpFilterLayer)): the inner service's future,
-//! or a rejection ready at once. No boxing.
+//! What every layer shares: the response future of the layers that decide
+//! at once ([`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer),
+//! [`IpFilterLayer`](crate::ip::IpFilterLayer),
+//! [`CsrfLayer`](crate::csrf::CsrfLayer), the login throttle), the one
+//! place a refusal is rendered, and the inner-service accessors.
+//!
+//! [`AuthLayer`](crate::auth::AuthLayer)'s future has the same two arms
+//! and a third for the work a remote store or key fetch needs first.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,9 +14,12 @@ use std::task::{Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use crate::reject::{OnRejection, Rejection};
+
 pin_project! {
-    /// The inner service's future, or a ready rejection.
-    pub struct InnerOrRejected<F, B> {
+    /// The inner service's future, or the layer's refusal ready at once.
+    /// No boxing.
+    pub struct ResponseFuture<F, B> {
         #[pin]
         kind: Kind<F, B>,
     }
@@ -21,27 +29,27 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B> {
         Inner { #[pin] future: F },
-        Rejected { response: Option<Response<B>> },
+        Refused { response: Option<Response<B>> },
     }
 }
 
-impl<F, B> InnerOrRejected<F, B> {
+impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn inner(future: F) -> Self {
-        InnerOrRejected {
+        ResponseFuture {
             kind: Kind::Inner { future },
         }
     }
 
-    pub(crate) fn rejected(response: Response<B>) -> Self {
-        InnerOrRejected {
-            kind: Kind::Rejected {
+    pub(crate) fn refused(response: Response<B>) -> Self {
+        ResponseFuture {
+            kind: Kind::Refused {
                 response: Some(response),
             },
         }
     }
 }
 
-impl<F, B, E> Future for InnerOrRejected<F, B>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -50,26 +58,43 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
-            KindProj::Rejected { response } => match response.take() {
+            KindProj::Refused { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
-                None => panic!("future polled after completion"),
+                None => panic!("ResponseFuture polled after completion"),
             },
         }
     }
 }
 
-/// A JSON error answer `{"error":…,"error_description":…}`.
-pub(crate) fn json_error<B: From<String>>(
-    status: http::StatusCode,
-    error: &str,
-    description: &str,
-) -> Response<B> {
-    let body = serde_json::json!({ "error": error, "error_description": description });
-    let mut response = Response::new(B::from(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
+/// Renders `rejection` with the layer's `on_rejection`: the one place every
+/// refusal of every layer goes through.
+pub(crate) fn refuse<B, R: OnRejection<B>>(on_rejection: &R, rejection: &Rejection) -> Response<B> {
+    if rejection.status() == http::StatusCode::INTERNAL_SERVER_ERROR {
+        // A wiring mistake: the default answer has no body to say so.
+        tracing::error!(reason = %rejection, "tower-authgate layer refused a request");
+    }
+    on_rejection.on_rejection(rejection)
 }
+
+/// `get_ref`, `get_mut` and `into_inner` for a service whose wrapped service
+/// is in the field `inner`.
+macro_rules! define_inner_service_accessors {
+    () => {
+        /// The wrapped service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The wrapped service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Unwraps the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
+pub(crate) use define_inner_service_accessors;

@@ -18,10 +18,11 @@
 //! | module | floor | what it holds |
 //! |---|---|---|
 //! | [`clock`] | below both | [`now_seconds`](clock::now_seconds), the injectable [`Clock`](clock::Clock) |
-//! | [`error`] | below both | [`ConfigError`], [`TokenError`], [`AuthRejection`] |
+//! | [`error`] | below both | [`ConfigError`], [`TokenError`] |
+//! | [`reject`] | guard | [`Rejection`]: why any layer refused, and [`OnRejection`](reject::OnRejection), how every refusal is rendered |
 //! | [`token`] | guard | where a token is found ([`TokenSources`](token::TokenSources)), keys, the [`Verifier`](token::Verifier) and its token cache, [`VerifiedToken`](token::VerifiedToken) |
 //! | [`auth`] | guard | [`AuthLayer`](auth::AuthLayer): verifies the token, checks revocation, renews an expired access cookie through [`RenewAccess`](auth::RenewAccess) |
-//! | [`tenant`] | guard | [`SpaceLayer`](tenant::SpaceLayer): the `X-Space` a request acts in, checked against the token's grants |
+//! | [`tenant`] | guard | [`SelectSpaceLayer`](tenant::SelectSpaceLayer): the `X-Space` a request acts in, checked against the token's grants |
 //! | [`csrf`] | guard | [`CsrfLayer`](csrf::CsrfLayer): cross-site requests carrying cookie credentials |
 //! | [`ip`] | guard | [`IpFilterLayer`](ip::IpFilterLayer): allow and deny CIDR lists, the client address behind trusted proxies |
 //! | [`cookie`] | guard | `Set-Cookie` attributes of session cookies |
@@ -40,10 +41,10 @@
 //!   reads it (or the peer address).
 //! - `AuthLayer` puts one [`VerifiedToken`](token::VerifiedToken) in (or
 //!   [`Anonymous`](token::Anonymous) on an optional route); `CsrfLayer` reads
-//!   where it was found, `SpaceLayer` its grants, the extractors its claims.
+//!   where it was found, `SelectSpaceLayer` its grants, the extractors its claims.
 //!   Each of them refuses (`500` naming the layer) when `AuthLayer` did not
 //!   run before it, so a wrong order never skips a check.
-//! - `SpaceLayer` puts [`Space`](tenant::Space) in.
+//! - `SelectSpaceLayer` puts [`Space`](tenant::Space) in.
 //!
 //! In a `ServiceBuilder` the first layer listed is the outermost; in axum,
 //! each `route_layer` call wraps the previous ones, so list them in reverse.
@@ -120,6 +121,7 @@ pub mod csrf;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod ip;
+pub mod reject;
 pub mod store;
 pub mod tenant;
 pub mod token;
@@ -141,7 +143,8 @@ pub mod schemes;
 #[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
 pub mod throttle;
 
-pub use error::{AuthRejection, ConfigError, TokenError};
+pub use error::{ConfigError, TokenError};
+pub use reject::{AuthRejection, Rejection};
 
 /// A boxed, `Send` future, as returned by the store, key-source and issuer
 /// traits.

@@ -70,9 +70,7 @@ impl TotpVerifier {
         period: u64,
     ) -> Result<Self, ConfigError> {
         if !(6..=8).contains(&digits) || period == 0 {
-            return Err(ConfigError::Invalid(
-                "TOTP needs 6 to 8 digits and a non-zero period".into(),
-            ));
+            return Err(ConfigError::InvalidTotpParameters);
         }
         self.algorithm = algorithm;
         self.digits = digits;
@@ -93,7 +91,7 @@ impl TotpVerifier {
 
     fn totp(&self, secret: &[u8]) -> Result<totp_rs::TOTP, ConfigError> {
         totp_rs::TOTP::new(self.algorithm, self.digits, 0, self.period, secret.to_vec())
-            .map_err(|e| ConfigError::Invalid(format!("TOTP: {e}")))
+            .map_err(|e| ConfigError::InvalidTotpSecret(e.to_string()))
     }
 
     /// The `otpauth://totp/…` URI an authenticator app enrolls from (as a QR

@@ -1,6 +1,6 @@
 //! Tenant selection (the inSCADA API's `X-Space`).
 //!
-//! [`SpaceLayer`] reads the space a request acts in from a header (default
+//! [`SelectSpaceLayer`] reads the space a request acts in from a header (default
 //! `X-Space`), falls back to a default when the header is absent ("If
 //! omitted, the default space is used"), validates it, and checks that the
 //! request's verified token grants it ([`HasSpaces`]). The selected
@@ -14,14 +14,15 @@
 //!
 //! - without an `AuthLayer` before it, or behind one built for another
 //!   claims type, it answers `500` naming the wiring mistake;
-//!   [`SpaceLayer::for_auth`] takes the claims type from the `AuthLayer`,
+//!   [`SelectSpaceLayer::for_auth`] takes the claims type from the `AuthLayer`,
 //!   so the second mistake cannot be written;
 //! - an anonymous request (an optional `AuthLayer` let it through without a
 //!   credential) gets `401`, unless it asks for a space listed with
-//!   [`SpaceLayer::anonymous_spaces`].
+//!   [`SelectSpaceLayer::anonymous_spaces`].
 //!
 //! Answers: a malformed or repeated header is `400`; a space the token does
-//! not grant is `403`; both with a JSON body naming the problem.
+//! not grant is `403`. Refusals are [`SpaceRejection`]s rendered by the
+//! layer's [`OnRejection`] (see [`crate::reject`]).
 //!
 //! # Example
 //!
@@ -30,7 +31,7 @@
 //! use serde::Deserialize;
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use tower_authgate::auth::AuthLayer;
-//! use tower_authgate::tenant::{HasSpaces, Space, SpaceLayer};
+//! use tower_authgate::tenant::{HasSpaces, SelectSpaceLayer, Space};
 //! use tower_authgate::token::{Algorithm, KeySet, SigningKey, Verifier};
 //!
 //! #[derive(Deserialize)]
@@ -48,7 +49,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
 //! let auth = AuthLayer::<MyClaims>::new(Verifier::builder(KeySet::single(key.verifying_key())).build()?);
-//! let spaces = SpaceLayer::for_auth(&auth).default_space("default_space")?;
+//! let spaces = SelectSpaceLayer::for_auth(&auth).default_space("default_space")?;
 //! let service = ServiceBuilder::new()
 //!     .layer(auth)
 //!     .layer(spaces)
@@ -82,17 +83,18 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderName, Request, Response, StatusCode};
+use http::{HeaderName, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::auth::AuthLayer;
 use crate::error::ConfigError;
-use crate::future::{InnerOrRejected, json_error};
+use crate::future::{define_inner_service_accessors, refuse};
+use crate::reject::{DefaultRejection, OnRejection, Rejection};
 use crate::token::{Anonymous, VerifiedToken};
 
-/// The response future of [`SpaceGuard`].
-pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
+pub use crate::future::ResponseFuture;
+pub use crate::reject::SpaceRejection;
 
 /// The space (tenant) a request acts in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -116,30 +118,33 @@ struct SpaceConfig {
 }
 
 /// A [`Layer`] that selects and checks the request's space; `C` is the
-/// claims type an [`AuthLayer`] before it verified.
-pub struct SpaceLayer<C> {
+/// claims type the [`AuthLayer`] before it verified, `R` renders refusals.
+pub struct SelectSpaceLayer<C, R = DefaultRejection> {
     config: Arc<SpaceConfig>,
+    on_rejection: R,
     _claims: PhantomData<fn() -> C>,
 }
 
-impl<C> Clone for SpaceLayer<C> {
+impl<C, R: Clone> Clone for SelectSpaceLayer<C, R> {
     fn clone(&self) -> Self {
-        SpaceLayer {
+        SelectSpaceLayer {
             config: Arc::clone(&self.config),
+            on_rejection: self.on_rejection.clone(),
             _claims: PhantomData,
         }
     }
 }
 
-impl<C> std::fmt::Debug for SpaceLayer<C> {
+impl<C, R: std::fmt::Debug> std::fmt::Debug for SelectSpaceLayer<C, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpaceLayer")
+        f.debug_struct("SelectSpaceLayer")
             .field("config", &self.config)
+            .field("on_rejection", &self.on_rejection)
             .finish()
     }
 }
 
-impl<C> Default for SpaceLayer<C> {
+impl<C> Default for SelectSpaceLayer<C> {
     fn default() -> Self {
         Self::new()
     }
@@ -154,30 +159,33 @@ fn valid_space(name: &str, max_len: usize) -> bool {
         && !name.starts_with('.')
 }
 
-impl<C> SpaceLayer<C> {
+impl<C> SelectSpaceLayer<C> {
     /// Reads `X-Space`; without the header the space is the token's first
-    /// granted space. `C` must be the claims type of the
-    /// [`AuthLayer`] before it;
-    /// [`for_auth`](Self::for_auth) takes it from the layer itself.
+    /// granted space. `C` must be the claims type of the [`AuthLayer`]
+    /// before it; [`for_auth`](Self::for_auth) takes it from the layer
+    /// itself.
     pub fn new() -> Self {
-        SpaceLayer {
+        SelectSpaceLayer {
             config: Arc::new(SpaceConfig {
                 header: HeaderName::from_static("x-space"),
                 default_space: None,
                 max_len: DEFAULT_MAX_SPACE_LEN,
                 anonymous_spaces: Vec::new(),
             }),
+            on_rejection: DefaultRejection,
             _claims: PhantomData,
         }
     }
 
-    /// A layer for the claims type of `auth`, the
-    /// [`AuthLayer`] that goes before it: the claims
-    /// type is stated once, so the two cannot disagree.
+    /// A layer for the claims type of `auth`, the [`AuthLayer`] that goes
+    /// before it: the claims type is stated once, so the two cannot
+    /// disagree.
     pub fn for_auth<R>(_auth: &AuthLayer<C, R>) -> Self {
         Self::new()
     }
+}
 
+impl<C, R> SelectSpaceLayer<C, R> {
     fn config_mut(&mut self) -> &mut SpaceConfig {
         Arc::make_mut(&mut self.config)
     }
@@ -189,11 +197,10 @@ impl<C> SpaceLayer<C> {
         Ok(self)
     }
 
-    /// The spaces an anonymous request (one an optional
-    /// [`AuthLayer`] let through without a
-    /// credential) may act in; without the header it gets the default
-    /// space, else the first of these. By default there are none: an
-    /// anonymous request gets `401`.
+    /// The spaces an anonymous request (one an optional [`AuthLayer`] let
+    /// through without a credential) may act in; without the header it gets
+    /// the default space, else the first of these. By default there are
+    /// none: an anonymous request gets `401`.
     pub fn anonymous_spaces<I, S>(mut self, spaces: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -211,9 +218,7 @@ impl<C> SpaceLayer<C> {
         if valid_space(space, self.config.max_len) {
             Ok(space.to_owned())
         } else {
-            Err(ConfigError::Invalid(format!(
-                "invalid space name {space:?}"
-            )))
+            Err(ConfigError::InvalidSpaceName(space.to_owned()))
         }
     }
 
@@ -228,129 +233,60 @@ impl<C> SpaceLayer<C> {
         self.config_mut().max_len = max_len;
         self
     }
-}
 
-impl<S, C> Layer<S> for SpaceLayer<C> {
-    type Service = SpaceGuard<S, C>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        SpaceGuard {
-            inner,
-            config: Arc::clone(&self.config),
+    /// Renders refusals with `on_rejection` (see [`crate::reject`]).
+    pub fn on_rejection<R2>(self, on_rejection: R2) -> SelectSpaceLayer<C, R2> {
+        SelectSpaceLayer {
+            config: self.config,
+            on_rejection,
             _claims: PhantomData,
         }
     }
 }
 
-/// The service made by [`SpaceLayer`].
-pub struct SpaceGuard<S, C> {
+impl<S, C, R: Clone> Layer<S> for SelectSpaceLayer<C, R> {
+    type Service = SelectSpace<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SelectSpace {
+            inner,
+            config: Arc::clone(&self.config),
+            on_rejection: self.on_rejection.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+/// The service made by [`SelectSpaceLayer`].
+pub struct SelectSpace<S, C, R = DefaultRejection> {
     inner: S,
     config: Arc<SpaceConfig>,
+    on_rejection: R,
     _claims: PhantomData<fn() -> C>,
 }
 
-impl<S: Clone, C> Clone for SpaceGuard<S, C> {
+impl<S: Clone, C, R: Clone> Clone for SelectSpace<S, C, R> {
     fn clone(&self) -> Self {
-        SpaceGuard {
+        SelectSpace {
             inner: self.inner.clone(),
             config: Arc::clone(&self.config),
+            on_rejection: self.on_rejection.clone(),
             _claims: PhantomData,
         }
     }
 }
 
-impl<S: std::fmt::Debug, C> std::fmt::Debug for SpaceGuard<S, C> {
+impl<S: std::fmt::Debug, C, R> std::fmt::Debug for SelectSpace<S, C, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpaceGuard")
+        f.debug_struct("SelectSpace")
             .field("inner", &self.inner)
             .field("config", &self.config)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl<S, C> SpaceGuard<S, C> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-/// Why a space was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SpaceRejection {
-    /// The header is sent twice.
-    Repeated,
-    /// The value is empty, too long, or has characters outside
-    /// `[A-Za-z0-9_.-]`.
-    Malformed,
-    /// The token does not grant the space (or grants none to fall back on).
-    NotGranted,
-    /// The request is anonymous and the space is not one anonymous requests
-    /// may use.
-    AuthenticationRequired,
-    /// No [`AuthLayer`] ran before this layer: it
-    /// is missing, or installed outside the `SpaceLayer`.
-    MissingAuthLayer,
-    /// The `AuthLayer` before this layer was built for another claims type.
-    ClaimsTypeMismatch,
-}
-
-impl SpaceRejection {
-    /// The status code of the answer.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            SpaceRejection::Repeated | SpaceRejection::Malformed => StatusCode::BAD_REQUEST,
-            SpaceRejection::NotGranted => StatusCode::FORBIDDEN,
-            SpaceRejection::AuthenticationRequired => StatusCode::UNAUTHORIZED,
-            SpaceRejection::MissingAuthLayer | SpaceRejection::ClaimsTypeMismatch => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
-    /// A description for the body.
-    pub fn body_text(&self) -> &'static str {
-        match self {
-            SpaceRejection::Repeated => "the space header is repeated",
-            SpaceRejection::Malformed => "the space name is malformed",
-            SpaceRejection::NotGranted => "the token does not grant this space",
-            SpaceRejection::AuthenticationRequired => "authentication is required for this space",
-            SpaceRejection::MissingAuthLayer => {
-                "No verified token for this request: is `AuthLayer` installed before `SpaceLayer`?"
-            }
-            SpaceRejection::ClaimsTypeMismatch => {
-                "The `AuthLayer` before `SpaceLayer` was built for another claims type"
-            }
-        }
-    }
-
-    fn to_response<B: From<String>>(self) -> Response<B> {
-        let code = match self {
-            SpaceRejection::Repeated | SpaceRejection::Malformed => "invalid_space",
-            SpaceRejection::NotGranted => "forbidden_space",
-            SpaceRejection::AuthenticationRequired => "unauthorized",
-            SpaceRejection::MissingAuthLayer | SpaceRejection::ClaimsTypeMismatch => "server_error",
-        };
-        let mut response = json_error(self.status(), code, self.body_text());
-        if self == SpaceRejection::AuthenticationRequired {
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
-    }
+impl<S, C, R> SelectSpace<S, C, R> {
+    define_inner_service_accessors!();
 }
 
 /// Who the request is, as far as spaces go.
@@ -361,7 +297,7 @@ enum Grants<'a> {
     Anonymous,
 }
 
-impl<S, C> SpaceGuard<S, C>
+impl<S, C, R> SelectSpace<S, C, R>
 where
     C: HasSpaces + Send + Sync + 'static,
 {
@@ -421,11 +357,11 @@ where
     }
 }
 
-impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for SpaceGuard<S, C>
+impl<S, C, R, ReqBody, ResBody> Service<Request<ReqBody>> for SelectSpace<S, C, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     C: HasSpaces + Send + Sync + 'static,
-    ResBody: From<String>,
+    R: OnRejection<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -441,7 +377,17 @@ where
                 req.extensions_mut().insert(Space(space));
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Err(rejection) => ResponseFuture::rejected(rejection.to_response()),
+            Err(reason) => {
+                // The challenge of an anonymous request names the realm of
+                // the AuthLayer that let it through.
+                let realm = req
+                    .extensions()
+                    .get::<Anonymous>()
+                    .map(|anonymous| anonymous.realm().clone())
+                    .unwrap_or_default();
+                let rejection = Rejection::Space { reason, realm };
+                ResponseFuture::refused(refuse(&self.on_rejection, &rejection))
+            }
         }
     }
 }

@@ -52,21 +52,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
+use governor::RateLimiter;
 use governor::clock::{Clock, DefaultClock};
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::{Quota, RateLimiter};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::ConfigError;
-use crate::future::{InnerOrRejected, json_error};
-use crate::ip::{ClientIp, ClientIpResolver};
+/// governor's rate, for [`LoginThrottleLayer::with_quota`].
+pub use governor::Quota;
 
-/// The response future of [`LoginThrottle`].
-pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
+use crate::error::ConfigError;
+pub use crate::future::ResponseFuture;
+use crate::future::{define_inner_service_accessors, refuse};
+use crate::ip::{ClientIp, ClientIpResolver};
+pub use crate::reject::ThrottleRejection;
+use crate::reject::{DefaultRejection, OnRejection, Rejection};
 
 /// The default cap on addresses tracked.
 pub const DEFAULT_MAX_TRACKED_ADDRESSES: usize = 100_000;
@@ -127,10 +130,13 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// A [`Layer`] that throttles requests per client address.
+/// A [`Layer`] that throttles requests per client address; `R` renders
+/// refusals. Clones share the counts: give one throttle, shaped for each
+/// API with [`on_rejection`](Self::on_rejection), to every login route.
 #[derive(Debug, Clone)]
-pub struct LoginThrottleLayer {
+pub struct LoginThrottleLayer<R = DefaultRejection> {
     shared: Arc<Shared>,
+    on_rejection: R,
 }
 
 /// What the throttle said of one attempt.
@@ -146,9 +152,7 @@ impl LoginThrottleLayer {
     /// At most `attempts` per minute from one address, in bursts of up to
     /// `attempts`.
     pub fn per_minute(attempts: u32) -> Result<Self, ConfigError> {
-        let attempts = NonZeroU32::new(attempts).ok_or_else(|| {
-            ConfigError::Invalid("a throttle needs at least one attempt per minute".into())
-        })?;
+        let attempts = NonZeroU32::new(attempts).ok_or(ConfigError::NoAttemptsAllowed)?;
         Ok(Self::with_quota(Quota::per_minute(attempts)))
     }
 
@@ -166,6 +170,18 @@ impl LoginThrottleLayer {
                 last_prune_ms: AtomicU64::new(0),
                 started: std::time::Instant::now(),
             }),
+            on_rejection: DefaultRejection,
+        }
+    }
+}
+
+impl<R> LoginThrottleLayer<R> {
+    /// Renders refusals with `on_rejection` (see [`crate::reject`]); the
+    /// counts stay shared with this layer.
+    pub fn on_rejection<R2>(self, on_rejection: R2) -> LoginThrottleLayer<R2> {
+        LoginThrottleLayer {
+            shared: self.shared,
+            on_rejection,
         }
     }
 
@@ -228,45 +244,34 @@ impl Shared {
     }
 }
 
-impl<S> Layer<S> for LoginThrottleLayer {
-    type Service = LoginThrottle<S>;
+impl<S, R: Clone> Layer<S> for LoginThrottleLayer<R> {
+    type Service = LoginThrottle<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         LoginThrottle {
             inner,
             shared: Arc::clone(&self.shared),
+            on_rejection: self.on_rejection.clone(),
         }
     }
 }
 
 /// The service made by [`LoginThrottleLayer`].
 #[derive(Debug, Clone)]
-pub struct LoginThrottle<S> {
+pub struct LoginThrottle<S, R = DefaultRejection> {
     inner: S,
     shared: Arc<Shared>,
+    on_rejection: R,
 }
 
-impl<S> LoginThrottle<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+impl<S, R> LoginThrottle<S, R> {
+    define_inner_service_accessors!();
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LoginThrottle<S>
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for LoginThrottle<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<String>,
+    R: OnRejection<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -282,26 +287,14 @@ where
             .get::<ClientIp>()
             .map(|c| c.0)
             .or_else(|| ClientIpResolver::peer(&req).map(|ip| ip.to_canonical()));
-        let Some(ip) = ip else {
-            return ResponseFuture::rejected(json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the peer address is unknown: serve with `into_make_service_with_connect_info::<SocketAddr>()` or insert `PeerAddr`",
-            ));
-        };
-        match self.shared.check(ip) {
-            ThrottleDecision::Allow => ResponseFuture::inner(self.inner.call(req)),
-            ThrottleDecision::Wait(seconds) => {
-                let mut response = json_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    "too many login attempts from this address; try again later",
-                );
-                if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-                ResponseFuture::rejected(response)
+        let reason = match ip.map(|ip| self.shared.check(ip)) {
+            Some(ThrottleDecision::Allow) => return ResponseFuture::inner(self.inner.call(req)),
+            Some(ThrottleDecision::Wait(retry_after)) => {
+                ThrottleRejection::TooManyAttempts { retry_after }
             }
-        }
+            // A server set-up error, never a shared bucket.
+            None => ThrottleRejection::UnknownPeer,
+        };
+        ResponseFuture::refused(refuse(&self.on_rejection, &Rejection::Throttle(reason)))
     }
 }

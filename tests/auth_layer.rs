@@ -9,6 +9,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
+use tower_authgate::reject::JsonRejection;
 use tower_authgate::token::{
     Algorithm, Anonymous, KeySet, MultipleCredentials, SigningKey, TokenSource, TokenSources,
     VerifiedToken, Verifier,
@@ -65,6 +66,18 @@ async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
         (None, None) => "unreachable".to_owned(),
     };
     Ok(Response::new(body))
+}
+
+async fn send_with<R>(layer: AuthLayer<Value, R>, request: Request<String>) -> Response<String>
+where
+    R: tower_authgate::reject::OnRejection<String> + Clone,
+{
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(echo))
+        .oneshot(request)
+        .await
+        .unwrap()
 }
 
 async fn send(layer: AuthLayer<Value>, request: Request<String>) -> Response<String> {
@@ -151,6 +164,9 @@ async fn two_different_credentials_are_refused_unless_take_first() {
     let response = send(layer(all_sources()), request(&headers)).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(challenge(&response).contains(r#"error="invalid_request""#));
+    assert_eq!(response.body(), "", "the default answer has no body");
+    let json = layer(all_sources()).on_rejection(JsonRejection);
+    let response = send_with(json, request(&headers)).await;
     let body: Value = serde_json::from_str(response.body()).unwrap();
     assert_eq!(body["error"], "invalid_request");
 
@@ -256,6 +272,9 @@ async fn bad_tokens_get_invalid_token_challenges() {
             )
         );
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        let json = layer(all_sources()).on_rejection(JsonRejection);
+        let response = send_with(json, request(&[("x-auth-token", &token)])).await;
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
         let body: Value = serde_json::from_str(response.body()).unwrap();
         assert_eq!(body["error"], "invalid_token");
         assert_eq!(body["error_description"], description);
@@ -306,7 +325,7 @@ async fn realm_is_validated_at_build_time() {
 
 #[tokio::test]
 async fn the_rejection_response_is_customisable() {
-    let custom = layer(all_sources()).on_rejection(|rejection: &tower_authgate::AuthRejection| {
+    let custom = layer(all_sources()).on_rejection(|rejection: &tower_authgate::Rejection| {
         let mut response = Response::new(format!("custom: {rejection}"));
         *response.status_mut() = rejection.status();
         response

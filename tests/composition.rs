@@ -15,7 +15,8 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_authgate::auth::AuthLayer;
 use tower_authgate::csrf::CsrfLayer;
 use tower_authgate::ip::{ClientIpResolver, IpFilterLayer, IpRules, PeerAddr};
-use tower_authgate::tenant::{HasSpaces, Space, SpaceLayer};
+use tower_authgate::reject::JsonRejection;
+use tower_authgate::tenant::{HasSpaces, SelectSpaceLayer, Space};
 use tower_authgate::token::{
     Algorithm, KeySet, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
 };
@@ -115,7 +116,7 @@ fn error_of(body: &str) -> String {
 async fn a_space_layer_outside_the_auth_layer_refuses_and_names_the_mistake() {
     let token = default_space_token();
     let service = ServiceBuilder::new()
-        .layer(SpaceLayer::<AppClaims>::new())
+        .layer(SelectSpaceLayer::<AppClaims>::new().on_rejection(JsonRejection))
         .layer(AuthLayer::<AppClaims>::new(verifier()))
         .service_fn(handler);
     for space in [Some("production"), Some("default_space"), None] {
@@ -125,7 +126,7 @@ async fn a_space_layer_outside_the_auth_layer_refuses_and_names_the_mistake() {
             StatusCode::INTERNAL_SERVER_ERROR,
             "{space:?}: {body}"
         );
-        assert!(error_of(&body).contains("is `AuthLayer` installed before `SpaceLayer`"));
+        assert!(error_of(&body).contains("is `AuthLayer` installed before `SelectSpaceLayer`"));
     }
 }
 
@@ -134,7 +135,7 @@ async fn a_space_layer_behind_an_auth_layer_of_another_claims_type_refuses() {
     let token = default_space_token();
     let service = ServiceBuilder::new()
         .layer(AuthLayer::<AppClaims>::new(verifier()))
-        .layer(SpaceLayer::<OtherClaims>::new())
+        .layer(SelectSpaceLayer::<OtherClaims>::new().on_rejection(JsonRejection))
         .service_fn(handler);
     for space in [Some("production"), Some("default_space"), None] {
         let (status, body) = send(service.clone(), bearer(&token, space)).await;
@@ -147,7 +148,7 @@ async fn a_space_layer_behind_an_auth_layer_of_another_claims_type_refuses() {
     }
     // Stated once, the claims type cannot disagree.
     let auth = AuthLayer::<AppClaims>::new(verifier());
-    let spaces = SpaceLayer::for_auth(&auth);
+    let spaces = SelectSpaceLayer::for_auth(&auth);
     let service = ServiceBuilder::new()
         .layer(auth)
         .layer(spaces)
@@ -168,8 +169,8 @@ async fn a_space_layer_behind_an_auth_layer_of_another_claims_type_refuses() {
 #[tokio::test]
 async fn an_optional_auth_layer_lets_no_anonymous_request_into_a_space() {
     for spaces in [
-        SpaceLayer::<AppClaims>::new(),
-        SpaceLayer::new().default_space("production").unwrap(),
+        SelectSpaceLayer::<AppClaims>::new(),
+        SelectSpaceLayer::new().default_space("production").unwrap(),
     ] {
         let service = ServiceBuilder::new()
             .layer(AuthLayer::<AppClaims>::new(verifier()).optional())
@@ -207,7 +208,7 @@ async fn a_lenient_verifier_never_vouches_for_a_token_to_a_strict_one() {
         .layer(AuthLayer::<AppClaims>::new(lenient.clone()))
         .service_fn(handler);
     let strict_service = ServiceBuilder::new()
-        .layer(AuthLayer::<AppClaims>::new(strict.clone()))
+        .layer(AuthLayer::<AppClaims>::new(strict.clone()).on_rejection(JsonRejection))
         .service_fn(handler);
     for kind in ["refresh", "service", "otp-pending"] {
         let token = key()
@@ -239,7 +240,7 @@ async fn layers_of_two_claims_types_over_one_cached_verifier_each_get_their_own_
         .service_fn(handler);
     let other = ServiceBuilder::new()
         .layer(AuthLayer::<OtherClaims>::new(verifier))
-        .layer(SpaceLayer::<OtherClaims>::new())
+        .layer(SelectSpaceLayer::<OtherClaims>::new())
         .service_fn(handler);
     for _ in 0..2 {
         assert_eq!(
@@ -266,7 +267,7 @@ async fn a_csrf_layer_outside_the_auth_layer_refuses_and_names_the_mistake() {
             .unwrap()
     };
     let outside = ServiceBuilder::new()
-        .layer(CsrfLayer::new())
+        .layer(CsrfLayer::new().on_rejection(JsonRejection))
         .layer(AuthLayer::<AppClaims>::new(verifier()).sources(sources()))
         .service_fn(handler);
     let (status, body) = send(outside, cross_site_post()).await;
@@ -287,7 +288,11 @@ async fn a_csrf_layer_outside_the_auth_layer_refuses_and_names_the_mistake() {
 async fn a_login_throttle_without_a_peer_address_refuses_rather_than_share_a_bucket() {
     use tower_authgate::throttle::LoginThrottleLayer;
     let service = ServiceBuilder::new()
-        .layer(LoginThrottleLayer::per_minute(100).unwrap())
+        .layer(
+            LoginThrottleLayer::per_minute(100)
+                .unwrap()
+                .on_rejection(JsonRejection),
+        )
         .service_fn(handler);
     let (status, body) = send(service, Request::new(String::new())).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -307,7 +312,7 @@ fn demo_stack() -> impl tower::Service<
         .build()
         .unwrap();
     let auth = AuthLayer::<AppClaims>::new(verifier).sources(sources());
-    let spaces = SpaceLayer::for_auth(&auth);
+    let spaces = SelectSpaceLayer::for_auth(&auth);
     ServiceBuilder::new()
         .layer(IpFilterLayer::new(
             IpRules::parse("", "203.0.113.0/24").unwrap(),
@@ -392,7 +397,7 @@ mod router {
     async fn route_layer_auth_then_space_puts_the_space_layer_outside_and_refuses() {
         let token = default_space_token();
         let auth = AuthLayer::<AppClaims>::new(verifier());
-        let spaces = SpaceLayer::for_auth(&auth);
+        let spaces = SelectSpaceLayer::for_auth(&auth);
         let app = Router::new()
             .route("/", get(space))
             .route_layer(auth)
@@ -407,7 +412,7 @@ mod router {
     async fn route_layer_space_then_auth_checks_the_grant() {
         let token = default_space_token();
         let auth = AuthLayer::<AppClaims>::new(verifier());
-        let spaces = SpaceLayer::for_auth(&auth);
+        let spaces = SelectSpaceLayer::for_auth(&auth);
         let app = Router::new()
             .route("/", get(space))
             .route_layer(spaces)

@@ -11,13 +11,18 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::ip::{
     ClientIp, ClientIpResolver, IpDecision, IpFilterLayer, IpRanges, IpRules, PeerAddr,
 };
+use tower_authgate::reject::JsonRejection;
 
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
     let ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string());
     Ok(Response::new(ip.unwrap_or_default()))
 }
 
-async fn call(layer: &IpFilterLayer, peer: &str, xff: &[&str]) -> (StatusCode, String) {
+async fn call(
+    layer: &IpFilterLayer<JsonRejection>,
+    peer: &str,
+    xff: &[&str],
+) -> (StatusCode, String) {
     let service = ServiceBuilder::new()
         .layer(layer.clone())
         .service(service_fn(echo));
@@ -33,11 +38,12 @@ async fn call(layer: &IpFilterLayer, peer: &str, xff: &[&str]) -> (StatusCode, S
     (response.status(), response.into_body())
 }
 
-fn layer(allow: &str, deny: &str, trusted: &str) -> IpFilterLayer {
+fn layer(allow: &str, deny: &str, trusted: &str) -> IpFilterLayer<JsonRejection> {
     IpFilterLayer::new(
         IpRules::parse(allow, deny).unwrap(),
         ClientIpResolver::new().trusted_proxies(IpRanges::parse_list(trusted).unwrap()),
     )
+    .on_rejection(JsonRejection)
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! SpaceLayer over `oneshot`, behind an AuthLayer (required or optional).
+//! SelectSpaceLayer over `oneshot`, behind an AuthLayer (required or optional).
 //! The arrangements that must refuse (no AuthLayer, another claims type)
 //! are in `tests/composition.rs`.
 
@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
-use tower_authgate::tenant::{HasSpaces, Space, SpaceLayer};
+use tower_authgate::reject::JsonRejection;
+use tower_authgate::tenant::{HasSpaces, SelectSpaceLayer, Space};
 use tower_authgate::token::{Algorithm, KeySet, TokenSources, Verifier};
 
 /// A claims type of the application's own.
@@ -44,7 +45,7 @@ fn claims_token(spaces: &[&str]) -> String {
 }
 
 async fn call(
-    layer: SpaceLayer<TenantClaims>,
+    layer: SelectSpaceLayer<TenantClaims>,
     token: Option<&str>,
     spaces: &[&str],
 ) -> (StatusCode, String) {
@@ -59,7 +60,7 @@ async fn call(
                 .sources(TokenSources::bearer())
                 .optional(),
         )
-        .layer(layer)
+        .layer(layer.on_rejection(JsonRejection))
         .service(service_fn(echo));
     let mut request = Request::builder();
     if let Some(token) = token {
@@ -79,7 +80,7 @@ async fn call(
 #[tokio::test]
 async fn header_selects_a_granted_space() {
     let token = claims_token(&["default_space", "production"]);
-    let layer = SpaceLayer::<TenantClaims>::new;
+    let layer = SelectSpaceLayer::<TenantClaims>::new;
     assert_eq!(
         call(layer(), Some(&token), &["production"]).await,
         (StatusCode::OK, "production".into())
@@ -98,7 +99,7 @@ async fn header_selects_a_granted_space() {
 async fn configured_default_applies_when_the_header_is_absent() {
     let token = claims_token(&["production", "default_space"]);
     let layer = || {
-        SpaceLayer::<TenantClaims>::new()
+        SelectSpaceLayer::<TenantClaims>::new()
             .default_space("default_space")
             .unwrap()
     };
@@ -111,7 +112,7 @@ async fn configured_default_applies_when_the_header_is_absent() {
     );
     // A token that grants no space at all has none to fall back on.
     assert_eq!(
-        call(SpaceLayer::new(), Some(&claims_token(&[])), &[])
+        call(SelectSpaceLayer::new(), Some(&claims_token(&[])), &[])
             .await
             .0,
         StatusCode::FORBIDDEN
@@ -123,8 +124,10 @@ async fn anonymous_requests_get_only_the_spaces_listed_for_them() {
     // Nothing listed: every anonymous request is asked to authenticate,
     // with or without a header, with or without a default space.
     for layer in [
-        SpaceLayer::<TenantClaims>::new(),
-        SpaceLayer::new().default_space("default_space").unwrap(),
+        SelectSpaceLayer::<TenantClaims>::new(),
+        SelectSpaceLayer::new()
+            .default_space("default_space")
+            .unwrap(),
     ] {
         for spaces in [&[][..], &["production"], &["default_space"]] {
             let (status, body) = call(layer.clone(), None, spaces).await;
@@ -134,7 +137,7 @@ async fn anonymous_requests_get_only_the_spaces_listed_for_them() {
         }
     }
     let public = || {
-        SpaceLayer::<TenantClaims>::new()
+        SelectSpaceLayer::<TenantClaims>::new()
             .anonymous_spaces(["demo", "public"])
             .unwrap()
     };
@@ -165,7 +168,7 @@ async fn anonymous_requests_get_only_the_spaces_listed_for_them() {
         StatusCode::FORBIDDEN
     );
     assert!(
-        SpaceLayer::<TenantClaims>::new()
+        SelectSpaceLayer::<TenantClaims>::new()
             .anonymous_spaces(["bad space"])
             .is_err()
     );
@@ -185,11 +188,11 @@ async fn malformed_and_repeated_values_are_refused() {
         "ümlaut",
         long.as_str(),
     ] {
-        let (status, _) = call(SpaceLayer::new(), Some(&token), &[bad]).await;
+        let (status, _) = call(SelectSpaceLayer::new(), Some(&token), &[bad]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
     }
     let (status, body) = call(
-        SpaceLayer::new(),
+        SelectSpaceLayer::new(),
         Some(&token),
         &["default_space", "default_space"],
     )
@@ -197,7 +200,7 @@ async fn malformed_and_repeated_values_are_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("repeated"));
     assert!(
-        SpaceLayer::<TenantClaims>::new()
+        SelectSpaceLayer::<TenantClaims>::new()
             .default_space("bad space")
             .is_err()
     );
@@ -214,7 +217,7 @@ async fn header_name_and_length_are_configurable() {
     let service = ServiceBuilder::new()
         .layer(AuthLayer::<TenantClaims>::new(verifier))
         .layer(
-            SpaceLayer::<TenantClaims>::new()
+            SelectSpaceLayer::<TenantClaims>::new()
                 .header(http::HeaderName::from_static("x-tenant"))
                 .max_len(2),
         )
@@ -233,9 +236,9 @@ proptest::proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let token = claims_token(&["default_space"]);
         if http::HeaderValue::from_str(&value).is_ok() {
-            let (status, _) = runtime.block_on(call(SpaceLayer::new(), Some(&token), &[value.as_str()]));
+            let (status, _) = runtime.block_on(call(SelectSpaceLayer::new(), Some(&token), &[value.as_str()]));
             proptest::prop_assert!(matches!(status.as_u16(), 200 | 400 | 403));
-            let (anonymous, _) = runtime.block_on(call(SpaceLayer::new(), None, &[value.as_str()]));
+            let (anonymous, _) = runtime.block_on(call(SelectSpaceLayer::new(), None, &[value.as_str()]));
             proptest::prop_assert!(matches!(anonymous.as_u16(), 400 | 401));
         }
     }

@@ -6,11 +6,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use http::{Request, Response, StatusCode};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::ip::{ClientIp, PeerAddr};
+use tower_authgate::reject::JsonRejection;
 use tower_authgate::throttle::{LoginThrottleLayer, ThrottleDecision};
 
 #[tokio::test]
 async fn each_address_has_its_own_budget() {
-    let layer = LoginThrottleLayer::per_minute(3).unwrap();
+    let layer = LoginThrottleLayer::per_minute(3)
+        .unwrap()
+        .on_rejection(JsonRejection);
     let service = ServiceBuilder::new()
         .layer(layer.clone())
         .service(service_fn(|_req: Request<String>| async {

@@ -19,7 +19,7 @@ use tower_authgate::login::{
 use tower_authgate::otp::TotpVerifier;
 use tower_authgate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
 use tower_authgate::store::{MemoryRevocations, RevocationStore};
-use tower_authgate::tenant::{Space, SpaceLayer};
+use tower_authgate::tenant::{SelectSpaceLayer, Space};
 use tower_authgate::throttle::LoginThrottleLayer;
 use tower_authgate::token::{
     Claims, KeySet, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
@@ -234,7 +234,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     let jwks = Arc::new(json!({
         "keys": [key.public_jwk(), restart_key.public_jwk()]
     }));
-    let spaces = SpaceLayer::for_auth(&api_auth);
+    let spaces = SelectSpaceLayer::for_auth(&api_auth);
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/projects", get(projects))

@@ -1,4 +1,4 @@
-//! SpaceLayer over arbitrary X-Space values.
+//! SelectSpaceLayer over arbitrary X-Space values.
 #![no_main]
 
 use std::future::Future;
@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::login::AuthClaims;
-use tower_authgate::tenant::SpaceLayer;
+use tower_authgate::tenant::SelectSpaceLayer;
 
 fn ready<F: Future>(future: F) -> F::Output {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let mut request = Request::new(String::new());
     request.headers_mut().insert("x-space", value);
     let service = ServiceBuilder::new()
-        .layer(SpaceLayer::<AuthClaims>::new())
+        .layer(SelectSpaceLayer::<AuthClaims>::new())
         .service(service_fn(|_req: Request<String>| async {
             Ok::<_, std::convert::Infallible>(Response::new(String::new()))
         }));

@@ -7,48 +7,21 @@ use http::{HeaderMap, Response};
 use tower_layer::Layer;
 
 use crate::clock::now_seconds;
-use crate::error::{AuthRejection, ConfigError, check_quoted_value};
+use crate::error::{ConfigError, check_quoted_value};
+use crate::future::refuse;
+use crate::reject::{AuthRejection, DefaultRejection, OnRejection, Realm, Rejection};
 use crate::store::RevocationStore;
 use crate::token::{FoundIn, TokenSource, TokenSources, VerifiedToken, Verifier};
 
+use super::future::Work;
 use super::{Auth, CookieRenewal};
-
-/// Turns an [`AuthRejection`] into the response sent to the client.
-///
-/// [`DefaultRejection`] renders RFC 6750 answers with a JSON body; a closure
-/// `Fn(&AuthRejection) -> Response<B>` renders anything else.
-pub trait OnRejection<B> {
-    /// The response for `rejection`; `realm` is the layer's configured realm.
-    fn on_rejection(&self, rejection: &AuthRejection, realm: &str) -> Response<B>;
-}
-
-/// The default rejection: [`AuthRejection::to_response`], for any body type
-/// that can be built from a `String` (axum's `Body`, `http_body_util::Full`,
-/// `String`, …).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DefaultRejection;
-
-impl<B: From<String>> OnRejection<B> for DefaultRejection {
-    fn on_rejection(&self, rejection: &AuthRejection, realm: &str) -> Response<B> {
-        rejection.to_response(realm)
-    }
-}
-
-impl<B, F> OnRejection<B> for F
-where
-    F: Fn(&AuthRejection) -> Response<B>,
-{
-    fn on_rejection(&self, rejection: &AuthRejection, _realm: &str) -> Response<B> {
-        self(rejection)
-    }
-}
 
 #[derive(Clone)]
 pub(crate) struct AuthConfig {
     pub(crate) verifier: Verifier,
     pub(crate) sources: TokenSources,
     pub(crate) required: bool,
-    pub(crate) realm: Box<str>,
+    pub(crate) realm: Realm,
     pub(crate) revocations: Option<Arc<dyn RevocationStore>>,
     pub(crate) renewal: Option<(CookieRenewal, TokenSources)>,
 }
@@ -94,19 +67,45 @@ impl AuthConfig {
         (outcome, Some(found_in))
     }
 
-    /// The refresh cookie to renew from, when renewal applies: no access
-    /// token at all, or an expired one that came from a cookie.
-    pub(crate) fn renewal_token<'h>(
+    /// The renewal of the access cookie from the refresh cookie, when it
+    /// applies: no access token at all, or an expired one that came from a
+    /// cookie. `fallback` is the answer when the refresh cookie renews
+    /// nothing.
+    pub(crate) fn renewal_work(
         &self,
-        headers: &'h HeaderMap,
+        headers: &HeaderMap,
         outcome_is_missing: bool,
         refused_expired_cookie: bool,
-    ) -> Option<&'h str> {
-        let (_, refresh_source) = self.renewal.as_ref()?;
+        fallback: &AuthRejection,
+    ) -> Option<Work> {
+        let (renewal, refresh_source) = self.renewal.as_ref()?;
         if !(outcome_is_missing || refused_expired_cookie) {
             return None;
         }
-        refresh_source.find(headers).ok().flatten().map(|f| f.token)
+        let refresh = refresh_source
+            .find(headers)
+            .ok()
+            .flatten()?
+            .token
+            .to_owned();
+        let renewer = Arc::clone(&renewal.renewer);
+        let renewing = Box::pin(async move { renewer.renew_access(&refresh).await });
+        Some(Work::Renewal(renewing, fallback.clone()))
+    }
+
+    /// Renders `reason` with the layer's `on_rejection`.
+    pub(crate) fn refuse<B, R: OnRejection<B>>(
+        &self,
+        on_rejection: &R,
+        reason: AuthRejection,
+    ) -> Response<B> {
+        refuse(
+            on_rejection,
+            &Rejection::Auth {
+                reason,
+                realm: self.realm.clone(),
+            },
+        )
     }
 }
 
@@ -115,8 +114,8 @@ impl AuthConfig {
 ///
 /// `C` is the application's claims type (any `DeserializeOwned + Send +
 /// Sync + 'static`; the [`Claims`](crate::token::Claims) extractor also needs
-/// `Clone`). See the [module docs](crate::auth) for an
-/// example.
+/// `Clone`); `R` renders refusals ([`crate::reject`]). See the
+/// [module docs](crate::auth) for an example.
 pub struct AuthLayer<C, R = DefaultRejection> {
     pub(crate) config: Arc<AuthConfig>,
     pub(crate) on_rejection: R,
@@ -151,7 +150,7 @@ impl<C> AuthLayer<C> {
                 verifier,
                 sources: TokenSources::bearer(),
                 required: true,
-                realm: "api".into(),
+                realm: Realm::default(),
                 revocations: None,
                 renewal: None,
             }),
@@ -182,12 +181,12 @@ impl<C, R> AuthLayer<C, R> {
     /// The realm named in `WWW-Authenticate` challenges.
     pub fn realm(mut self, realm: &str) -> Result<Self, ConfigError> {
         check_quoted_value(realm)?;
-        self.config_mut().realm = realm.into();
+        self.config_mut().realm = Realm::new(realm);
         Ok(self)
     }
 
-    /// Renders rejections with `on_rejection` instead of the default RFC 6750
-    /// JSON answer.
+    /// Renders refusals with `on_rejection` (see [`crate::reject`]) instead
+    /// of [`DefaultRejection`] (status and RFC 6750 headers, empty body).
     pub fn on_rejection<R2>(self, on_rejection: R2) -> AuthLayer<C, R2> {
         AuthLayer {
             config: self.config,

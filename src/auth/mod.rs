@@ -72,6 +72,6 @@ mod renew;
 mod service;
 
 pub use future::ResponseFuture;
-pub use layer::{AuthLayer, DefaultRejection, OnRejection};
+pub use layer::AuthLayer;
 pub use renew::{CookieRenewal, RenewAccess, RenewalError, RenewedAccess};
 pub use service::Auth;

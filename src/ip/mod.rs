@@ -5,7 +5,10 @@
 //! extensions as [`ClientIp`], and answers `403` to addresses the
 //! [`IpRules`] refuse. The rules compile into merged, sorted ranges looked up
 //! in `O(log n)`, and can be replaced while the service runs through an
-//! [`IpFilterHandle`] without locking the request path.
+//! [`IpFilterHandle`] without locking the request path. Without a peer
+//! address (the server passes none) it answers `500` naming the set-up
+//! mistake. Refusals are [`AddressRejection`]s rendered by the layer's
+//! [`OnRejection`] (see [`crate::reject`]).
 //!
 //! # Example
 //!
@@ -50,17 +53,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 pub use ranges::{IpDecision, IpRanges, IpRules};
 pub use resolve::{ClientIp, ClientIpResolver, PeerAddr, ProxyHeader};
 
-use crate::future::{InnerOrRejected, json_error};
-
-/// The response future of [`IpFilter`].
-pub type ResponseFuture<F, B> = InnerOrRejected<F, B>;
+pub use crate::future::ResponseFuture;
+use crate::future::{define_inner_service_accessors, refuse};
+pub use crate::reject::AddressRejection;
+use crate::reject::{DefaultRejection, OnRejection, Rejection};
 
 #[derive(Debug)]
 struct Shared {
@@ -68,10 +71,12 @@ struct Shared {
     resolver: ClientIpResolver,
 }
 
-/// A [`Layer`] that filters requests by client address.
+/// A [`Layer`] that filters requests by client address; `R` renders
+/// refusals.
 #[derive(Debug, Clone)]
-pub struct IpFilterLayer {
+pub struct IpFilterLayer<R = DefaultRejection> {
     shared: Arc<Shared>,
+    on_rejection: R,
 }
 
 /// Replaces the rules of an [`IpFilterLayer`] (and every service it made)
@@ -101,56 +106,57 @@ impl IpFilterLayer {
                 rules: ArcSwap::from_pointee(rules),
                 resolver,
             }),
+            on_rejection: DefaultRejection,
         }
     }
+}
 
+impl<R> IpFilterLayer<R> {
     /// A handle to replace the rules at run time.
     pub fn handle(&self) -> IpFilterHandle {
         IpFilterHandle {
             shared: Arc::clone(&self.shared),
         }
     }
+
+    /// Renders refusals with `on_rejection` (see [`crate::reject`]); the
+    /// rules stay shared with this layer and its handle.
+    pub fn on_rejection<R2>(self, on_rejection: R2) -> IpFilterLayer<R2> {
+        IpFilterLayer {
+            shared: self.shared,
+            on_rejection,
+        }
+    }
 }
 
-impl<S> Layer<S> for IpFilterLayer {
-    type Service = IpFilter<S>;
+impl<S, R: Clone> Layer<S> for IpFilterLayer<R> {
+    type Service = IpFilter<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         IpFilter {
             inner,
             shared: Arc::clone(&self.shared),
+            on_rejection: self.on_rejection.clone(),
         }
     }
 }
 
 /// The service made by [`IpFilterLayer`].
 #[derive(Debug, Clone)]
-pub struct IpFilter<S> {
+pub struct IpFilter<S, R = DefaultRejection> {
     inner: S,
     shared: Arc<Shared>,
+    on_rejection: R,
 }
 
-impl<S> IpFilter<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+impl<S, R> IpFilter<S, R> {
+    define_inner_service_accessors!();
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for IpFilter<S>
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for IpFilter<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<String>,
+    R: OnRejection<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -161,24 +167,17 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let Some(ip) = self.shared.resolver.resolve_request(&req) else {
+        let reason = match self.shared.resolver.resolve_request(&req) {
             // A server set-up error, not bad input: say what is missing.
-            return ResponseFuture::rejected(json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the peer address is unknown: serve with `into_make_service_with_connect_info::<SocketAddr>()` or insert `PeerAddr`",
-            ));
+            None => AddressRejection::UnknownPeer,
+            Some(ip) => match self.shared.rules.load().decide(ip) {
+                IpDecision::Allow => {
+                    req.extensions_mut().insert(ClientIp(ip));
+                    return ResponseFuture::inner(self.inner.call(req));
+                }
+                IpDecision::Denied | IpDecision::NotAllowed => AddressRejection::NotAllowed,
+            },
         };
-        match self.shared.rules.load().decide(ip) {
-            IpDecision::Allow => {
-                req.extensions_mut().insert(ClientIp(ip));
-                ResponseFuture::inner(self.inner.call(req))
-            }
-            IpDecision::Denied | IpDecision::NotAllowed => ResponseFuture::rejected(json_error(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "access from this address is not allowed",
-            )),
-        }
+        ResponseFuture::refused(refuse(&self.on_rejection, &Rejection::Address(reason)))
     }
 }

@@ -72,7 +72,7 @@ impl IpRanges {
             let net = item
                 .parse::<IpNet>()
                 .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError::Invalid(format!("not a CIDR or address: {item:?}")))?;
+                .map_err(|_| ConfigError::InvalidCidr(item.to_owned()))?;
             networks.push(net);
         }
         Ok(Self::new(networks))

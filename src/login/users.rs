@@ -106,7 +106,7 @@ impl NewUser {
     pub fn totp_base32(mut self, secret: &str) -> Result<Self, ConfigError> {
         let bytes = totp_rs::Secret::Encoded(secret.to_owned())
             .to_bytes()
-            .map_err(|e| ConfigError::Invalid(format!("TOTP secret: {e:?}")))?;
+            .map_err(|e| ConfigError::InvalidTotpSecret(format!("{e:?}")))?;
         self.totp_secret = Some(bytes);
         Ok(self)
     }
@@ -143,7 +143,7 @@ fn hash_password(password: &str) -> Result<String, ConfigError> {
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| ConfigError::Invalid(format!("password hashing failed: {e}")))
+        .map_err(|e| ConfigError::PasswordHashing(e.to_string()))
 }
 
 /// Argon2 working memory (19 MiB with the default parameters), kept between
@@ -248,7 +248,7 @@ impl MemoryUsers {
         let mut users = self
             .users
             .write()
-            .map_err(|_| ConfigError::Invalid("user store poisoned".into()))?;
+            .map_err(|_| ConfigError::Poisoned("user store"))?;
         users.insert(
             normalize_username(&user.username),
             StoredUser {

@@ -77,9 +77,7 @@ impl CookieSession {
     /// cookies.
     pub fn host_prefixed(mut self) -> Result<Self, ConfigError> {
         if !self.cookies.allows_host_prefix() {
-            return Err(ConfigError::Invalid(
-                "`__Host-` cookies must be Secure with Path=/".into(),
-            ));
+            return Err(ConfigError::HostPrefixNeedsSecure);
         }
         self.access_cookie = format!("__Host-{ACCESS_COOKIE}");
         self.refresh_cookie = format!("__Host-{REFRESH_COOKIE}");

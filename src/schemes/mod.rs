@@ -32,8 +32,8 @@ use axum::extract::rejection::BytesRejection;
 use http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::error::AuthRejection;
 use crate::login::{LoginError, LoginFlow, LoginOutcome, Principal};
+use crate::reject::AuthRejection;
 use crate::token::TokenSources;
 
 /// The largest login request body the presets read, in bytes.

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::reject::Realm;
 use crate::token::Verified;
 
 /// What a token is for.
@@ -282,7 +283,21 @@ impl<C> Claims<C> {
 }
 
 /// Marks a request that passed an optional [`AuthLayer`](crate::auth::AuthLayer)
-/// without a credential, so that extractors can tell "anonymous" from "no
-/// layer installed".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Anonymous;
+/// without a credential, so that later layers and extractors can tell
+/// "anonymous" from "no layer installed", and challenge it in the layer's
+/// realm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anonymous {
+    realm: Realm,
+}
+
+impl Anonymous {
+    pub(crate) fn new(realm: Realm) -> Self {
+        Anonymous { realm }
+    }
+
+    /// The realm of the `AuthLayer` that let the request through.
+    pub fn realm(&self) -> &Realm {
+        &self.realm
+    }
+}

@@ -166,7 +166,7 @@ impl JwksSource {
     fn check_url(url: &str) -> Result<String, ConfigError> {
         match reqwest::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "https" | "http") => Ok(url.to_owned()),
-            _ => Err(ConfigError::Invalid(format!("not an http(s) URL: {url:?}"))),
+            _ => Err(ConfigError::InvalidUrl(url.to_owned())),
         }
     }
 
@@ -176,7 +176,7 @@ impl JwksSource {
             .connect_timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()
-            .map_err(|e| ConfigError::Invalid(format!("HTTP client: {e}")))?;
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
         Ok(JwksSource {
             inner: Arc::new(Inner {
                 location,
@@ -198,9 +198,8 @@ impl JwksSource {
     /// stops when the last clone of this source is dropped. Call it inside a
     /// Tokio runtime.
     pub fn start(&self) -> Result<(), ConfigError> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            ConfigError::Invalid("JwksSource::start must be called inside a Tokio runtime".into())
-        })?;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| ConfigError::NoRuntime("JwksSource::start"))?;
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         handle.spawn(async move {
             loop {

@@ -7,7 +7,8 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName};
 
-use crate::error::{AuthRejection, ConfigError};
+use crate::error::ConfigError;
+use crate::reject::AuthRejection;
 use crate::token::claims::FoundIn;
 
 /// The default cap on the length of a token value, in bytes.

@@ -102,12 +102,10 @@ impl VerifierBuilder {
     /// The verifier.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         if matches!(self.config.kinds, Some(kinds) if kinds.is_empty()) {
-            return Err(ConfigError::Invalid(
-                "a verifier must accept at least one token kind".into(),
-            ));
+            return Err(ConfigError::NoTokenKind);
         }
         if self.config.kind_claim.is_empty() {
-            return Err(ConfigError::Invalid("the kind claim needs a name".into()));
+            return Err(ConfigError::EmptyKindClaim);
         }
         Ok(Verifier {
             inner: Arc::new(self.config),

@@ -1,0 +1,545 @@
+//! One rejection model for every layer: why a request was refused
+//! ([`Rejection`]), and how the refusal is rendered ([`OnRejection`]).
+//!
+//! Every layer of this crate ([`AuthLayer`](crate::auth::AuthLayer),
+//! [`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer),
+//! [`IpFilterLayer`](crate::ip::IpFilterLayer),
+//! [`CsrfLayer`](crate::csrf::CsrfLayer) and the login throttle) refuses by
+//! handing a [`Rejection`] to its `OnRejection`, set with the layer's
+//! `on_rejection` method. Give every layer of a service the same one and the
+//! service answers in one error format throughout:
+//!
+//! - [`DefaultRejection`] (every layer's default) answers the status and
+//!   the headers a client needs (`WWW-Authenticate`, `Retry-After`,
+//!   `Cache-Control: no-store`) with an empty body, for any body type that
+//!   has a [`Default`], as tower-http's layers do;
+//! - [`JsonRejection`] adds `{"error":…,"error_description":…}`;
+//! - a closure `Fn(&Rejection) -> Response<B>` renders anything else; each
+//!   preset of the `schemes` module has one for its API's error object.
+//!
+//! A `500` always means a wiring mistake (a layer missing, or listed in the
+//! wrong order): the message names it.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Request, Response, StatusCode, header};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_authgate::auth::AuthLayer;
+//! use tower_authgate::reject::Rejection;
+//! use tower_authgate::token::{Algorithm, KeySet, SigningKey, Verifier};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+//! let verifier = Verifier::builder(KeySet::single(key.verifying_key())).build()?;
+//! // The service's own error format: `{"code":401,"reason":"…"}`.
+//! let shape = |rejection: &Rejection| {
+//!     let body = serde_json::json!({
+//!         "code": rejection.status().as_u16(),
+//!         "reason": rejection.message(),
+//!     });
+//!     let mut response = Response::new(body.to_string());
+//!     *response.status_mut() = rejection.status();
+//!     rejection.set_headers(response.headers_mut());
+//!     response
+//! };
+//! let service = ServiceBuilder::new()
+//!     .layer(AuthLayer::<serde_json::Value>::new(verifier).on_rejection(shape))
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//!     }));
+//!
+//! let response = service.oneshot(Request::new(String::new())).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"api\"");
+//! assert_eq!(response.into_body(), r#"{"code":401,"reason":"authentication is required"}"#);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+
+use crate::error::TokenError;
+
+/// Why a layer of this crate refused a request.
+///
+/// Read it through [`status`](Self::status), [`code`](Self::code),
+/// [`message`](Self::message), [`retry_after`](Self::retry_after) and
+/// [`set_headers`](Self::set_headers), or match on the layer's own reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The token layer ([`AuthLayer`](crate::auth::AuthLayer)) refused.
+    Auth {
+        /// Why.
+        reason: AuthRejection,
+        /// The realm named in the `WWW-Authenticate` challenge.
+        realm: Realm,
+    },
+    /// The space layer ([`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer))
+    /// refused.
+    Space {
+        /// Why.
+        reason: SpaceRejection,
+        /// The realm of the `AuthLayer` before it, for the challenge of an
+        /// anonymous request.
+        realm: Realm,
+    },
+    /// The address filter ([`IpFilterLayer`](crate::ip::IpFilterLayer))
+    /// refused.
+    Address(AddressRejection),
+    /// The cross-site request guard ([`CsrfLayer`](crate::csrf::CsrfLayer))
+    /// refused.
+    Csrf(CsrfRejection),
+    /// The login throttle refused.
+    Throttle(ThrottleRejection),
+}
+
+impl Rejection {
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::Auth { reason, .. } => reason.status(),
+            Rejection::Space { reason, .. } => reason.status(),
+            Rejection::Address(reason) => reason.status(),
+            Rejection::Csrf(reason) => reason.status(),
+            Rejection::Throttle(reason) => reason.status(),
+        }
+    }
+
+    /// A short machine-readable code: the RFC 6750 error code for the token
+    /// layer's refusals (`invalid_request`, `invalid_token`,
+    /// `insufficient_scope`), else one of `unauthorized`,
+    /// `temporarily_unavailable`, `invalid_space`, `forbidden_space`,
+    /// `forbidden_address`, `cross_site_request`, `too_many_requests` and
+    /// `server_error` (a wiring mistake).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Auth { reason, .. } => reason.code(),
+            Rejection::Space { reason, .. } => reason.code(),
+            Rejection::Address(reason) => reason.code(),
+            Rejection::Csrf(reason) => reason.code(),
+            Rejection::Throttle(reason) => reason.code(),
+        }
+    }
+
+    /// A short description, safe to show the client.
+    pub fn message(&self) -> Cow<'static, str> {
+        match self {
+            Rejection::Auth { reason, .. } => reason.description(),
+            Rejection::Space { reason, .. } => Cow::Borrowed(reason.message()),
+            Rejection::Address(reason) => Cow::Borrowed(reason.message()),
+            Rejection::Csrf(reason) => Cow::Borrowed(reason.message()),
+            Rejection::Throttle(reason) => Cow::Borrowed(reason.message()),
+        }
+    }
+
+    /// Seconds the client should wait before trying again, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Rejection::Auth {
+                reason: AuthRejection::Unavailable,
+                ..
+            } => Some(UNAVAILABLE_RETRY_AFTER),
+            Rejection::Throttle(ThrottleRejection::TooManyAttempts { retry_after }) => {
+                Some((*retry_after).max(1))
+            }
+            _ => None,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge, for the answers that carry one:
+    /// every `401`, and the token layer's `400` and `403` (RFC 6750 §3).
+    pub fn challenge(&self) -> Option<HeaderValue> {
+        match self {
+            Rejection::Auth { reason, realm } if *reason != AuthRejection::Unavailable => {
+                Some(reason.challenge(realm.as_str()))
+            }
+            Rejection::Space {
+                reason: SpaceRejection::AuthenticationRequired,
+                realm,
+            } => Some(AuthRejection::MissingToken.challenge(realm.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Sets the headers the answer needs whatever its body:
+    /// `WWW-Authenticate` ([`challenge`](Self::challenge)), `Retry-After`
+    /// ([`retry_after`](Self::retry_after)) and `Cache-Control: no-store`.
+    pub fn set_headers(&self, headers: &mut HeaderMap) {
+        if let Some(challenge) = self.challenge() {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+
+    /// The JSON body of [`JsonRejection`]:
+    /// `{"error":"<code>","error_description":"<message>"}`.
+    pub fn json_body(&self) -> String {
+        serde_json::json!({
+            "error": self.code(),
+            "error_description": self.message(),
+        })
+        .to_string()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// How long a client waits before retrying when a store cannot answer.
+const UNAVAILABLE_RETRY_AFTER: u64 = 5;
+
+/// The realm of a `WWW-Authenticate` challenge (RFC 7235 §2.2), as set with
+/// [`AuthLayer::realm`](crate::auth::AuthLayer::realm); `"api"` by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Realm(Arc<str>);
+
+impl Realm {
+    pub(crate) fn new(realm: &str) -> Self {
+        Realm(realm.into())
+    }
+
+    /// The realm's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Realm {
+    fn default() -> Self {
+        Realm::new("api")
+    }
+}
+
+/// Why the token layer refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthRejection {
+    /// No credential was sent to a route that requires one: `401` with a bare
+    /// `WWW-Authenticate: Bearer realm="…"` challenge (RFC 6750 §3.1).
+    MissingToken,
+    /// The request itself is malformed (two credentials at once, a repeated
+    /// cookie, an oversized header): `400` with `error="invalid_request"`.
+    InvalidRequest(&'static str),
+    /// A credential was sent and refused: `401` with `error="invalid_token"`.
+    InvalidToken(TokenError),
+    /// The credential is valid but does not grant what was asked: `403` with
+    /// `error="insufficient_scope"`.
+    Forbidden(&'static str),
+    /// A store needed to decide (revocations, remote keys) cannot be reached
+    /// and the layer fails closed: `503` with `Retry-After`.
+    Unavailable,
+}
+
+impl AuthRejection {
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The RFC 6750 error code, if the answer carries one.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            Self::MissingToken | Self::Unavailable => None,
+            Self::InvalidRequest(_) => Some("invalid_request"),
+            Self::InvalidToken(_) => Some("invalid_token"),
+            Self::Forbidden(_) => Some("insufficient_scope"),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        self.error_code().unwrap_or(match self {
+            Self::Unavailable => "temporarily_unavailable",
+            _ => "unauthorized",
+        })
+    }
+
+    /// A short human-readable description.
+    pub fn description(&self) -> Cow<'static, str> {
+        match self {
+            Self::MissingToken => Cow::Borrowed("authentication is required"),
+            Self::Unavailable => Cow::Borrowed("authentication is temporarily unavailable"),
+            Self::InvalidRequest(why) | Self::Forbidden(why) => Cow::Borrowed(why),
+            Self::InvalidToken(err) => Cow::Owned(err.to_string()),
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for this rejection in `realm`.
+    pub fn challenge(&self, realm: &str) -> HeaderValue {
+        let text = match self.error_code() {
+            None => format!("Bearer realm=\"{realm}\""),
+            Some(code) => format!(
+                "Bearer realm=\"{realm}\", error=\"{code}\", error_description=\"{}\"",
+                self.description()
+            ),
+        };
+        // `realm` is validated when the layer is built and descriptions are
+        // fixed ASCII text, so this cannot fail; fall back to a bare challenge
+        // rather than panic all the same.
+        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("Bearer"))
+    }
+}
+
+impl fmt::Display for AuthRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description())
+    }
+}
+
+impl std::error::Error for AuthRejection {}
+
+impl From<TokenError> for AuthRejection {
+    fn from(err: TokenError) -> Self {
+        match err {
+            // Not the token's fault: answer 503, as for an unreachable store.
+            TokenError::KeysUnavailable => Self::Unavailable,
+            err => Self::InvalidToken(err),
+        }
+    }
+}
+
+/// Why the space layer refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpaceRejection {
+    /// The header is sent twice: `400`.
+    Repeated,
+    /// The value is empty, too long, or has characters outside
+    /// `[A-Za-z0-9_.-]`: `400`.
+    Malformed,
+    /// The token does not grant the space (or grants none to fall back on):
+    /// `403`.
+    NotGranted,
+    /// The request is anonymous and the space is not one anonymous requests
+    /// may use: `401`.
+    AuthenticationRequired,
+    /// No [`AuthLayer`](crate::auth::AuthLayer) ran before the space layer:
+    /// it is missing, or installed outside it. `500`.
+    MissingAuthLayer,
+    /// The `AuthLayer` before the space layer was built for another claims
+    /// type: `500`.
+    ClaimsTypeMismatch,
+}
+
+impl SpaceRejection {
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Repeated | Self::Malformed => StatusCode::BAD_REQUEST,
+            Self::NotGranted => StatusCode::FORBIDDEN,
+            Self::AuthenticationRequired => StatusCode::UNAUTHORIZED,
+            Self::MissingAuthLayer | Self::ClaimsTypeMismatch => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Repeated | Self::Malformed => "invalid_space",
+            Self::NotGranted => "forbidden_space",
+            Self::AuthenticationRequired => "unauthorized",
+            Self::MissingAuthLayer | Self::ClaimsTypeMismatch => "server_error",
+        }
+    }
+
+    /// A short description.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::Repeated => "the space header is repeated",
+            Self::Malformed => "the space name is malformed",
+            Self::NotGranted => "the token does not grant this space",
+            Self::AuthenticationRequired => "authentication is required for this space",
+            Self::MissingAuthLayer => {
+                "no verified token for this request: is `AuthLayer` installed before `SelectSpaceLayer`?"
+            }
+            Self::ClaimsTypeMismatch => {
+                "the `AuthLayer` before `SelectSpaceLayer` was built for another claims type"
+            }
+        }
+    }
+}
+
+/// Why the address filter refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressRejection {
+    /// The client address is denied, or not on the allow list: `403`.
+    NotAllowed,
+    /// The server passes no peer address to the service: `500`.
+    UnknownPeer,
+}
+
+impl AddressRejection {
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotAllowed => StatusCode::FORBIDDEN,
+            Self::UnknownPeer => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotAllowed => "forbidden_address",
+            Self::UnknownPeer => "server_error",
+        }
+    }
+
+    /// A short description.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::NotAllowed => "access from this address is not allowed",
+            Self::UnknownPeer => UNKNOWN_PEER,
+        }
+    }
+}
+
+const UNKNOWN_PEER: &str = "the peer address is unknown: serve with `into_make_service_with_connect_info::<SocketAddr>()` or insert `PeerAddr`";
+
+/// Why the cross-site request guard refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CsrfRejection {
+    /// A state-changing request with cookie credentials came from another
+    /// site: `403`.
+    CrossSite,
+    /// No [`AuthLayer`](crate::auth::AuthLayer) ran before the guard, so it
+    /// cannot tell a cookie from a header: `500`.
+    MissingAuthLayer,
+}
+
+impl CsrfRejection {
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::MissingAuthLayer => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::CrossSite => "cross_site_request",
+            Self::MissingAuthLayer => "server_error",
+        }
+    }
+
+    /// A short description.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::CrossSite => "cross-site requests with cookie credentials are not allowed",
+            Self::MissingAuthLayer => {
+                "no verified token for this request: is `AuthLayer` installed before `CsrfLayer`?"
+            }
+        }
+    }
+}
+
+/// Why the login throttle refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThrottleRejection {
+    /// Too many attempts from this address: `429` with `Retry-After`.
+    TooManyAttempts {
+        /// Seconds until the next attempt is allowed.
+        retry_after: u64,
+    },
+    /// The server passes no peer address to the service: `500`.
+    UnknownPeer,
+}
+
+impl ThrottleRejection {
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::UnknownPeer => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::TooManyAttempts { .. } => "too_many_requests",
+            Self::UnknownPeer => "server_error",
+        }
+    }
+
+    /// A short description.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::TooManyAttempts { .. } => {
+                "too many login attempts from this address; try again later"
+            }
+            Self::UnknownPeer => UNKNOWN_PEER,
+        }
+    }
+}
+
+/// Renders a [`Rejection`] as the response sent to the client.
+///
+/// Implemented by [`DefaultRejection`], [`JsonRejection`], every closure
+/// `Fn(&Rejection) -> Response<B>`, and the presets' error formats.
+pub trait OnRejection<B> {
+    /// The response for `rejection`.
+    fn on_rejection(&self, rejection: &Rejection) -> Response<B>;
+}
+
+/// Every layer's default: the status and [`Rejection::set_headers`], with an
+/// empty body (`B::default()`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultRejection;
+
+impl<B: Default> OnRejection<B> for DefaultRejection {
+    fn on_rejection(&self, rejection: &Rejection) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = rejection.status();
+        rejection.set_headers(response.headers_mut());
+        response
+    }
+}
+
+/// The status, [`Rejection::set_headers`], and the JSON body
+/// [`Rejection::json_body`], for any body type that can be built from a
+/// `String` (axum's `Body`, `http_body_util::Full<Bytes>`, `String`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonRejection;
+
+impl<B: From<String>> OnRejection<B> for JsonRejection {
+    fn on_rejection(&self, rejection: &Rejection) -> Response<B> {
+        let mut response = Response::new(B::from(rejection.json_body()));
+        *response.status_mut() = rejection.status();
+        rejection.set_headers(response.headers_mut());
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+impl<B, F> OnRejection<B> for F
+where
+    F: Fn(&Rejection) -> Response<B>,
+{
+    fn on_rejection(&self, rejection: &Rejection) -> Response<B> {
+        self(rejection)
+    }
+}
