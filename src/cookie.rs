@@ -1,5 +1,5 @@
 //! `Set-Cookie` values for session cookies, written in the attribute order of
-//! document 000: `name=value; Path=/; Max-Age=300; HttpOnly; SameSite=Lax`,
+//! the inSCADA API: `name=value; Path=/; Max-Age=300; HttpOnly; SameSite=Lax`,
 //! with `; Secure` appended unless development mode is chosen explicitly.
 
 use http::HeaderValue;

@@ -1,4 +1,4 @@
-//! Failed-login lockout (document 000: "5 failed login attempts → account is
+//! Failed-login lockout (the inSCADA API: "5 failed login attempts → account is
 //! locked for 10 minutes").
 //!
 //! A [`LockoutPolicy`] says how many failures within a counting window lock
@@ -53,13 +53,13 @@ impl Lockout {
     }
 
     /// With this store (share one across instances).
-    pub fn store(mut self, store: Arc<dyn LockoutStore>) -> Self {
+    pub fn with_store(mut self, store: Arc<dyn LockoutStore>) -> Self {
         self.store = store;
         self
     }
 
     /// With this clock.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }

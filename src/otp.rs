@@ -79,7 +79,7 @@ impl TotpVerifier {
     }
 
     /// With this replay guard (share one across instances).
-    pub fn replay_guard(mut self, guard: Arc<dyn OtpReplayGuard>) -> Self {
+    pub fn with_replay_guard(mut self, guard: Arc<dyn OtpReplayGuard>) -> Self {
         self.guard = guard;
         self
     }

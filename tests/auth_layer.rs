@@ -401,6 +401,59 @@ impl tower_authgate::store::RevocationStore for RemoteLike {
     }
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_service_that_is_neither_send_nor_static_works_behind_the_layer() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    // The inner service holds an `Rc` and borrows a local: the layer asks
+    // only `Clone` of it, even on the path that awaits a remote store.
+    let calls = Rc::new(Cell::new(0));
+    let greeting = String::from("hello");
+    let greeting = greeting.as_str();
+    let inner = service_fn({
+        let calls = Rc::clone(&calls);
+        move |req: Request<String>| {
+            let calls = Rc::clone(&calls);
+            async move {
+                calls.set(calls.get() + 1);
+                let sub = req
+                    .extensions()
+                    .get::<VerifiedToken>()
+                    .and_then(|t| t.claims::<Value>())
+                    .and_then(|c| c["sub"].as_str().map(str::to_owned));
+                Ok::<_, Infallible>(Response::new(format!("{greeting} {sub:?}")))
+            }
+        }
+    });
+    let store = std::sync::Arc::new(RemoteLike {
+        revoked: vec!["revoked-id".into()],
+        down: false,
+    });
+    let service = ServiceBuilder::new()
+        .layer(layer(all_sources()).revocations(store))
+        .service(inner);
+    let fine = token_for("admin");
+    let revoked = key()
+        .sign(&with(access_claims("gone"), json!({"jti": "revoked-id"})))
+        .unwrap();
+    let response = service
+        .clone()
+        .oneshot(request(&[("x-auth-token", &fine)]))
+        .await
+        .unwrap();
+    assert_eq!(response.body(), "hello Some(\"admin\")");
+    let response = service
+        .oneshot(request(&[("x-auth-token", &revoked)]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        calls.get(),
+        1,
+        "the revoked token never reached the service"
+    );
+}
+
 #[tokio::test]
 async fn revocations_are_checked_through_remote_stores_and_fail_closed() {
     let k = key();

@@ -802,7 +802,7 @@ async fn the_deprecated_get_login_says_so_when_enabled() {
         std::sync::Arc::new(users),
         std::sync::Arc::new(issuer),
     ))
-    .enable_deprecated_get();
+    .with_deprecated_get();
     let response = preset
         .router()
         .oneshot(
@@ -970,7 +970,7 @@ async fn lockout_after_five_failures_and_locked_users_listing() {
     let clock = Arc::new(ManualClock::new(now_seconds()));
     let server = start_config(app::DemoConfig {
         trusted_proxies: tower_authgate::ip::IpRanges::default(),
-        lockout: Lockout::new(LockoutPolicy::default()).clock(clock.clone()),
+        lockout: Lockout::new(LockoutPolicy::default()).with_clock(clock.clone()),
         ..config()
     })
     .await;
@@ -1123,6 +1123,99 @@ async fn login_throttle_per_address() {
 }
 
 #[tokio::test]
+async fn each_api_answers_throttled_and_refused_addresses_in_its_own_error_format() {
+    let server = start_config(app::DemoConfig {
+        login_throttle_per_minute: 2,
+        ip_rules: tower_authgate::ip::IpRules::parse("", "203.0.113.0/24").unwrap(),
+        ..config()
+    })
+    .await;
+    let signin = |ip: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .json(
+                    Method::POST,
+                    "/authenticate/signin",
+                    &[("x-forwarded-for", ip)],
+                    json!({"Username": "nobody", "Password": "x", "KeepLoggedIn": false}),
+                )
+                .await
+        }
+    };
+    // One budget per address across every API: a Core login spends it too.
+    let core = server
+        .json(
+            Method::POST,
+            "/api/login",
+            &[("x-forwarded-for", "198.51.100.7")],
+            json!({"username": "nobody", "password": "x"}),
+        )
+        .await;
+    assert_eq!(core.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        signin("198.51.100.7").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let throttled = signin("198.51.100.7").await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(throttled.headers.contains_key("retry-after"));
+    let mut keys: Vec<&str> = throttled
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "AuthorizationInvalid",
+            "BackendMessage",
+            "Email",
+            "Field",
+            "Message",
+            "UUID"
+        ]
+    );
+    assert_eq!(throttled.body["AuthorizationInvalid"], false);
+    assert!(throttled.str("Message").contains("too many login attempts"));
+
+    // A refused address, in each API's format.
+    let denied = signin("203.0.113.9").await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        denied.str("Message"),
+        "access from this address is not allowed"
+    );
+    let inscada = server
+        .send(
+            Method::POST,
+            "/login",
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            b"username=admin&password=admin".to_vec(),
+        )
+        .await;
+    assert_eq!(inscada.status, StatusCode::FORBIDDEN);
+    assert_eq!(inscada.body["status"], 403);
+    assert_eq!(inscada.body["error"], "Forbidden");
+    let workflow = server
+        .json(
+            Method::POST,
+            "/api/v2/login",
+            &[("x-forwarded-for", "203.0.113.9")],
+            json!({"username": "admin", "password": "admin"}),
+        )
+        .await;
+    assert_eq!(workflow.status, StatusCode::FORBIDDEN);
+    assert_eq!(workflow.text, "", "the Workflow API's 403 has no content");
+}
+
+#[tokio::test]
 async fn host_prefixed_cookies() {
     use axum::body::Body;
     use std::sync::Arc;
@@ -1138,11 +1231,11 @@ async fn host_prefixed_cookies() {
     let flow = LoginFlow::new(Arc::new(users), Arc::new(issuer));
     assert!(
         CookieSession::new(flow.clone())
-            .cookies(CookieSettings::default().development())
-            .host_prefixed()
+            .with_cookies(CookieSettings::default().development())
+            .with_host_prefix()
             .is_err()
     );
-    let preset = CookieSession::new(flow).host_prefixed().unwrap();
+    let preset = CookieSession::new(flow).with_host_prefix().unwrap();
     assert_eq!(preset.access_cookie_name(), "__Host-ins_access_token");
     let response = preset
         .router()

@@ -170,7 +170,7 @@ async fn revoke_ends_the_token_and_its_family() {
     let shared: Arc<dyn RevocationStore> = store.clone();
     let issuer = JwtIssuer::new(signing_key(Algorithm::ES256), "test")
         .unwrap()
-        .revocation_store(shared);
+        .with_revocation_store(shared);
     let principal = users().find("admin").await.unwrap();
     let pair = issuer.issue_pair(&principal, None).unwrap();
     issuer.revoke(&pair.access.token).await.unwrap();
@@ -185,7 +185,8 @@ async fn revoke_ends_the_token_and_its_family() {
 #[tokio::test]
 async fn totp_flow_pending_token_is_single_use_and_codes_do_not_replay() {
     let flow = LoginFlow::new(users(), issuer());
-    let LoginOutcome::TotpRequired(pending) = flow.password("operator", "operator").await.unwrap()
+    let LoginOutcome::TotpRequired(pending) =
+        flow.password("operator", "operator", None).await.unwrap()
     else {
         panic!("TOTP expected");
     };
@@ -197,24 +198,25 @@ async fn totp_flow_pending_token_is_single_use_and_codes_do_not_replay() {
     let code = totp.generate(&secret, now_seconds()).unwrap();
     for bad in ["", "12345", "1234567", " 123456", "١٢٣٤٥٦", "12 456"] {
         assert_eq!(
-            flow.totp(&pending.token, bad).await,
+            flow.totp(&pending.token, bad, None).await,
             Err(LoginError::InvalidOtp),
             "{bad:?}"
         );
     }
-    let principal = flow.totp(&pending.token, &code).await.unwrap();
+    let principal = flow.totp(&pending.token, &code, None).await.unwrap();
     assert_eq!(principal.username, "operator");
     assert!(
-        flow.totp(&pending.token, &code).await.is_err(),
+        flow.totp(&pending.token, &code, None).await.is_err(),
         "pending token reused"
     );
     // A fresh pending token with the same code: the step was used.
-    let LoginOutcome::TotpRequired(again) = flow.password("operator", "operator").await.unwrap()
+    let LoginOutcome::TotpRequired(again) =
+        flow.password("operator", "operator", None).await.unwrap()
     else {
         panic!()
     };
     assert_eq!(
-        flow.totp(&again.token, &code).await,
+        flow.totp(&again.token, &code, None).await,
         Err(LoginError::InvalidOtp)
     );
 }

@@ -455,7 +455,7 @@ async fn document_001_external_login_end_to_end() {
     .unwrap();
     let flow = LoginFlow::new(Arc::new(MemoryUsers::new().unwrap()), Arc::new(local));
     let app = BearerPair::new(flow)
-        .external_login(Arc::new(AllowedSubjects::new(external, ["auth0|alice"])))
+        .with_external_login(Arc::new(AllowedSubjects::new(external, ["auth0|alice"])))
         .router();
     let login = |token: String| {
         let app = app.clone();

@@ -27,7 +27,8 @@ fn flow(clock: Arc<ManualClock>, policy: LockoutPolicy) -> LoginFlow {
         )
         .unwrap();
     let issuer = JwtIssuer::new(signing_key(Algorithm::EdDSA), "t").unwrap();
-    LoginFlow::new(Arc::new(users), Arc::new(issuer)).lockout(Lockout::new(policy).clock(clock))
+    LoginFlow::new(Arc::new(users), Arc::new(issuer))
+        .with_lockout(Lockout::new(policy).with_clock(clock))
 }
 
 #[tokio::test]
@@ -36,44 +37,44 @@ async fn exactly_five_failures_lock_and_the_sixth_right_password_is_refused() {
     let flow = flow(clock.clone(), LockoutPolicy::default());
     for _ in 0..4 {
         assert_eq!(
-            flow.password("admin", "x").await,
+            flow.password("admin", "x", None).await,
             Err(LoginError::InvalidCredentials)
         );
     }
     // Four failures: the right password still works and resets the count.
     assert!(matches!(
-        flow.password("admin", "admin").await,
+        flow.password("admin", "admin", None).await,
         Ok(LoginOutcome::Authenticated(_))
     ));
     for _ in 0..5 {
         assert_eq!(
-            flow.password("admin", "x").await,
+            flow.password("admin", "x", None).await,
             Err(LoginError::InvalidCredentials)
         );
     }
     assert_eq!(
-        flow.password("Admin", "admin").await,
+        flow.password("Admin", "admin", None).await,
         Err(LoginError::Locked { retry_after: 600 })
     );
     clock.advance(599);
     assert_eq!(
-        flow.password("admin", "admin").await,
+        flow.password("admin", "admin", None).await,
         Err(LoginError::Locked { retry_after: 1 })
     );
     clock.advance(1);
     assert!(matches!(
-        flow.password("admin", "admin").await,
+        flow.password("admin", "admin", None).await,
         Ok(LoginOutcome::Authenticated(_))
     ));
     // Unknown accounts lock the same way, so answers never tell them apart.
     for _ in 0..5 {
         assert_eq!(
-            flow.password("ghost", "x").await,
+            flow.password("ghost", "x", None).await,
             Err(LoginError::InvalidCredentials)
         );
     }
     assert_eq!(
-        flow.password("ghost", "x").await,
+        flow.password("ghost", "x", None).await,
         Err(LoginError::Locked { retry_after: 600 })
     );
 }
@@ -91,18 +92,18 @@ async fn policy_is_configurable_and_can_count_per_address() {
     let a = Some("198.51.100.1".parse().unwrap());
     let b = Some("198.51.100.2".parse().unwrap());
     for _ in 0..2 {
-        let _ = flow.password_from("admin", "x", a).await;
+        let _ = flow.password("admin", "x", a).await;
     }
     assert_eq!(
-        flow.password_from("admin", "admin", a).await,
+        flow.password("admin", "admin", a).await,
         Err(LoginError::Locked { retry_after: 30 })
     );
-    assert!(flow.password_from("admin", "admin", b).await.is_ok());
+    assert!(flow.password("admin", "admin", b).await.is_ok());
     // Failures outside the window do not add up.
-    let _ = flow.password_from("admin", "x", b).await;
+    let _ = flow.password("admin", "x", b).await;
     clock.advance(61);
-    let _ = flow.password_from("admin", "x", b).await;
-    assert!(flow.password_from("admin", "admin", b).await.is_ok());
+    let _ = flow.password("admin", "x", b).await;
+    assert!(flow.password("admin", "admin", b).await.is_ok());
 }
 
 #[tokio::test]
@@ -112,7 +113,7 @@ async fn totp_failures_count_toward_the_lockout() {
     let pending = |flow: &LoginFlow| {
         let flow = flow.clone();
         async move {
-            match flow.password("operator", "operator").await.unwrap() {
+            match flow.password("operator", "operator", None).await.unwrap() {
                 LoginOutcome::TotpRequired(p) => p.token,
                 other => panic!("{other:?}"),
             }
@@ -121,13 +122,13 @@ async fn totp_failures_count_toward_the_lockout() {
     for _ in 0..5 {
         let token = pending(&flow).await;
         assert_eq!(
-            flow.totp(&token, "000000").await,
+            flow.totp(&token, "000000", None).await,
             Err(LoginError::InvalidOtp)
         );
     }
     // The password step is refused now, and so is a pending token's code.
     assert!(matches!(
-        flow.password("operator", "operator").await,
+        flow.password("operator", "operator", None).await,
         Err(LoginError::Locked { .. })
     ));
     clock.advance(600);
@@ -138,7 +139,7 @@ async fn totp_failures_count_toward_the_lockout() {
     let code = TotpVerifier::default()
         .generate(&secret, tower_authgate::clock::now_seconds())
         .unwrap();
-    assert!(flow.totp(&token, &code).await.is_ok());
+    assert!(flow.totp(&token, &code, None).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]

@@ -17,6 +17,7 @@ use tower_authgate::login::{
     AuthClaims, JwtIssuer, Lifetimes, LoginFlow, MemoryUsers, NewUser, TokenIssuer,
 };
 use tower_authgate::otp::TotpVerifier;
+use tower_authgate::reject::{JsonRejection, OnRejection};
 use tower_authgate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
 use tower_authgate::store::{MemoryRevocations, RevocationStore};
 use tower_authgate::tenant::{SelectSpaceLayer, Space};
@@ -28,7 +29,7 @@ use tower_authgate::token::{
 /// The TOTP secret of the demo user `operator`.
 pub const OPERATOR_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
-/// The issuer named in tokens of every API but document 001's.
+/// The issuer named in tokens of every API but the datarhei Core API's.
 pub const DEMO_ISSUER: &str = "tower-authgate-demo";
 
 /// How the demo is set up.
@@ -51,11 +52,11 @@ pub struct DemoConfig {
     /// (`REDIS_URL`); in-memory stores when absent.
     pub redis_url: Option<String>,
     /// An identity provider whose tokens log users in at `POST /api/login`
-    /// (document 001's Auth0 login).
+    /// (the datarhei Core API's Auth0 login).
     pub external: Option<ExternalLogin>,
 }
 
-/// An external identity provider for document 001's login.
+/// An external identity provider for the datarhei Core API's login.
 #[derive(Clone, Debug)]
 // Without the `jwks` feature the demo refuses the configuration instead.
 #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
@@ -130,8 +131,8 @@ fn issuer(
 ) -> Result<Arc<dyn TokenIssuer>, Box<dyn std::error::Error>> {
     Ok(Arc::new(
         JwtIssuer::new(key.clone(), name)?
-            .lifetimes(lifetimes)
-            .revocation_store(Arc::clone(revocations)),
+            .with_lifetimes(lifetimes)
+            .with_revocation_store(Arc::clone(revocations)),
     ))
 }
 
@@ -178,8 +179,8 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     let default_lifetimes = Lifetimes::default();
     let flow = |issuer: Arc<dyn TokenIssuer>| {
         LoginFlow::new(users.clone(), issuer)
-            .lockout(lockout.clone())
-            .totp_verifier(totp.clone())
+            .with_lockout(lockout.clone())
+            .with_totp_verifier(totp.clone())
     };
 
     let cookie_issuer = issuer(&key, DEMO_ISSUER, cookie_lifetimes, &revocations)?;
@@ -192,11 +193,11 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     } else {
         CookieSettings::default()
     };
-    let session =
-        cookie_session::CookieSession::new(flow(cookie_issuer.clone())).cookies(cookies.clone());
+    let session = cookie_session::CookieSession::new(flow(cookie_issuer.clone()))
+        .with_cookies(cookies.clone());
     let mut core = bearer_pair::BearerPair::new(flow(core_issuer));
     if let Some(external) = &config.external {
-        core = core.external_login(external_login(external)?);
+        core = core.with_external_login(external_login(external)?);
     }
     let nx = pascal_case::PascalCase::new(flow(demo_issuer.clone()));
     let regscale = auth_token::AuthToken::new(flow(demo_issuer));
@@ -229,12 +230,15 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
             cookie_session::REFRESH_COOKIE,
             cookies,
             cookie_issuer,
-        )?);
+        )?)
+        // The API routes serve every API's clients: they answer
+        // `{"error","error_description"}` with the RFC 6750 headers.
+        .on_rejection(JsonRejection);
 
     let jwks = Arc::new(json!({
         "keys": [key.public_jwk(), restart_key.public_jwk()]
     }));
-    let spaces = SelectSpaceLayer::for_auth(&api_auth);
+    let spaces = SelectSpaceLayer::for_auth(&api_auth).on_rejection(JsonRejection);
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/projects", get(projects))
@@ -242,28 +246,28 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         .route_layer(
             ServiceBuilder::new()
                 .layer(api_auth)
-                .layer(CsrfLayer::new())
+                .layer(CsrfLayer::new().on_rejection(JsonRejection))
                 .layer(spaces),
         );
-    let ip_filter = IpFilterLayer::new(
-        config.ip_rules,
-        ClientIpResolver::new().trusted_proxies(config.trusted_proxies),
-    );
-    let mut logins = Router::new()
-        .merge(session.router())
-        .merge(core.router())
-        .merge(nx.router())
-        .merge(regscale.router())
-        .merge(workflow.router());
-    if config.login_throttle_per_minute > 0 {
-        logins = logins.route_layer(LoginThrottleLayer::per_minute(
-            config.login_throttle_per_minute,
-        )?);
-    }
+    // One address filter and one throttle (their rules and counts shared),
+    // each API's routes answering their refusals in its own error format.
+    let guards = LoginGuards {
+        ip_filter: IpFilterLayer::new(
+            config.ip_rules,
+            ClientIpResolver::new().trusted_proxies(config.trusted_proxies),
+        ),
+        throttle: match config.login_throttle_per_minute {
+            0 => None,
+            attempts => Some(LoginThrottleLayer::per_minute(attempts)?),
+        },
+    };
     let router = Router::new()
-        .merge(logins)
-        .merge(api)
-        .route_layer(ip_filter)
+        .merge(guards.apply(session.router(), cookie_session::InscadaFormat))
+        .merge(guards.apply(core.router(), bearer_pair::CoreFormat))
+        .merge(guards.apply(nx.router(), pascal_case::NxFormat))
+        .merge(guards.apply(regscale.router(), auth_token::RegScaleFormat))
+        .merge(guards.apply(workflow.router(), x_auth_token::WorkflowFormat))
+        .merge(api.route_layer(guards.ip_filter.clone().on_rejection(JsonRejection)))
         .route("/healthz", get(|| async { "ok" }))
         // The projects handler without any layer, as the load test's baseline.
         .route(
@@ -282,6 +286,28 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
             }),
         );
     Ok(router)
+}
+
+/// The address filter and the login throttle, shared by every API's login
+/// routes.
+struct LoginGuards {
+    ip_filter: IpFilterLayer,
+    throttle: Option<LoginThrottleLayer>,
+}
+
+impl LoginGuards {
+    /// `routes` behind the throttle and, outside it, the address filter
+    /// (whose `ClientIp` the throttle reads), refusing in `format`.
+    fn apply<F>(&self, routes: Router, format: F) -> Router
+    where
+        F: OnRejection<axum::body::Body> + Clone + Send + Sync + 'static,
+    {
+        let routes = match &self.throttle {
+            Some(throttle) => routes.route_layer(throttle.clone().on_rejection(format.clone())),
+            None => routes,
+        };
+        routes.route_layer(self.ip_filter.clone().on_rejection(format))
+    }
 }
 
 async fn me(
@@ -319,8 +345,8 @@ fn redis_stores(url: &str, lockout: Lockout) -> Result<SharedState, Box<dyn std:
     let store = Arc::new(RedisStore::open(url, RedisStoreConfig::default())?);
     Ok(SharedState {
         revocations: store.clone(),
-        lockout: lockout.store(store.clone()),
-        totp: TotpVerifier::default().replay_guard(store),
+        lockout: lockout.with_store(store.clone()),
+        totp: TotpVerifier::default().with_replay_guard(store),
     })
 }
 

@@ -1,4 +1,4 @@
-//! IP allow/deny filtering (document 000) and client-address resolution.
+//! IP allow/deny filtering (the inSCADA API) and client-address resolution.
 //!
 //! [`IpFilterLayer`] resolves the client address ([`ClientIpResolver`]:
 //! proxy headers only from trusted proxies), puts it in the request

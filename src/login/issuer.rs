@@ -17,7 +17,7 @@ use super::{LoginError, Principal};
 /// The claims of every token this crate mints.
 ///
 /// `sub`, `iss`, `iat`, `exp`, `exi` (seconds of validity), `jti` and
-/// `usefor` are exactly the claims of document 001's sample tokens; `fam`
+/// `usefor` are exactly the claims of the datarhei Core API's sample tokens; `fam`
 /// ties the tokens of one login together; `spaces` and `roles` carry the
 /// principal's grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +51,20 @@ pub struct AuthClaims {
     /// A service-account token's stated purpose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
+}
+
+impl AuthClaims {
+    /// The principal these claims stand for (no TOTP secret: a token never
+    /// carries one).
+    pub fn principal(&self) -> Principal {
+        Principal {
+            id: self.uid.clone(),
+            username: self.sub.clone(),
+            spaces: self.spaces.clone(),
+            roles: self.roles.clone(),
+            totp_secret: None,
+        }
+    }
 }
 
 impl HasSpaces for AuthClaims {
@@ -92,8 +106,8 @@ pub trait TokenIssuer: RenewAccess {
         refresh_ttl: Option<u64>,
     ) -> Result<TokenPair, LoginError>;
 
-    /// An access token only, with its own lifetime (document 003's 24-hour
-    /// `auth_token`, document 004's `X-Auth-Token`).
+    /// An access token only, with its own lifetime (the RegScale API's 24-hour
+    /// `auth_token`, the Workflow API's `X-Auth-Token`).
     fn issue_access(&self, principal: &Principal, ttl: u64) -> Result<Minted, LoginError>;
 
     /// A short-lived otp-pending token: the password step succeeded and a
@@ -228,14 +242,14 @@ impl JwtIssuer {
     }
 
     /// With these lifetimes.
-    pub fn lifetimes(mut self, lifetimes: Lifetimes) -> Self {
+    pub fn with_lifetimes(mut self, lifetimes: Lifetimes) -> Self {
         self.lifetimes = lifetimes;
         self
     }
 
     /// With this revocation store (share one store between the issuers and
     /// instances that must see each other's revocations).
-    pub fn revocation_store(mut self, store: Arc<dyn RevocationStore>) -> Self {
+    pub fn with_revocation_store(mut self, store: Arc<dyn RevocationStore>) -> Self {
         self.revocations = store;
         self
     }
@@ -246,7 +260,7 @@ impl JwtIssuer {
     }
 
     /// The lifetimes in force.
-    pub fn current_lifetimes(&self) -> Lifetimes {
+    pub fn lifetimes(&self) -> Lifetimes {
         self.lifetimes
     }
 
@@ -278,16 +292,6 @@ impl JwtIssuer {
             .sign(&claims)
             .map_err(|e| LoginError::Internal(e.to_string()))?;
         Ok(Minted { token, claims })
-    }
-
-    fn principal_of(claims: &AuthClaims) -> Principal {
-        Principal {
-            id: claims.uid.clone(),
-            username: claims.sub.clone(),
-            spaces: claims.spaces.clone(),
-            roles: claims.roles.clone(),
-            totp_secret: None,
-        }
     }
 
     /// Signature, registered claims and kind; no revocation check.
@@ -415,7 +419,7 @@ impl TokenIssuer for JwtIssuer {
     ) -> BoxFuture<'a, Result<TokenPair, LoginError>> {
         Box::pin(async move {
             let claims = self.verify_signed(refresh_token, &[TokenKind::Refresh])?;
-            let principal = Self::principal_of(&claims);
+            let principal = claims.principal();
             if let Some(family) = &claims.fam {
                 self.check_revoked(family, None).await?;
             }

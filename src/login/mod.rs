@@ -10,7 +10,7 @@
 //!   TOTP, an otp-pending token that the second step exchanges.
 //! - [`ServiceAccounts`] keeps the long-lived tokens an administrator mints.
 //! - [`ExternalTokenVerifier`] accepts another issuer's tokens as a login
-//!   (document 001's Auth0 login).
+//!   (the datarhei Core API's Auth0 login).
 //!
 //! The wire formats of the documented APIs are in [`schemes`](crate::schemes).
 
@@ -158,13 +158,13 @@ impl LoginFlow {
     }
 
     /// Count failed passwords and codes, and lock accounts per `lockout`.
-    pub fn lockout(mut self, lockout: Lockout) -> Self {
+    pub fn with_lockout(mut self, lockout: Lockout) -> Self {
         self.lockout = Some(lockout);
         self
     }
 
     /// The lockout in force, if any.
-    pub fn lockout_policy(&self) -> Option<&Lockout> {
+    pub fn lockout(&self) -> Option<&Lockout> {
         self.lockout.as_ref()
     }
 
@@ -207,9 +207,14 @@ impl LoginFlow {
     }
 
     /// With this TOTP verifier.
-    pub fn totp_verifier(mut self, totp: TotpVerifier) -> Self {
+    pub fn with_totp_verifier(mut self, totp: TotpVerifier) -> Self {
         self.totp = totp;
         self
+    }
+
+    /// The TOTP verifier.
+    pub fn totp_verifier(&self) -> &TotpVerifier {
+        &self.totp
     }
 
     /// The issuer.
@@ -222,22 +227,13 @@ impl LoginFlow {
         &self.users
     }
 
-    /// The password step.
-    pub async fn password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<LoginOutcome, LoginError> {
-        self.password_from(username, password, None).await
-    }
-
-    /// The password step for a request from `client` (used when lockout
+    /// The password step, for a request from `client` (used when lockout
     /// counts per address).
     ///
     /// A locked account is refused before its password is checked; a wrong
     /// password counts a failure; a complete login (no TOTP required)
     /// forgets the failures.
-    pub async fn password_from(
+    pub async fn password(
         &self,
         username: &str,
         password: &str,
@@ -265,14 +261,10 @@ impl LoginFlow {
         Ok(LoginOutcome::Authenticated(principal))
     }
 
-    /// The TOTP step: an otp-pending token and a code give the principal.
-    pub async fn totp(&self, pending_token: &str, code: &str) -> Result<Principal, LoginError> {
-        self.totp_from(pending_token, code, None).await
-    }
-
-    /// The TOTP step for a request from `client`. The pending token is
-    /// single-use; a wrong code counts toward the lockout.
-    pub async fn totp_from(
+    /// The TOTP step, for a request from `client`: an otp-pending token and
+    /// a code give the principal. The pending token is single-use; a wrong
+    /// code counts toward the lockout.
+    pub async fn totp(
         &self,
         pending_token: &str,
         code: &str,

@@ -1,4 +1,4 @@
-//! Service accounts (document 003): long-lived tokens an administrator
+//! Service accounts (the RegScale API): long-lived tokens an administrator
 //! mints for integrations, each with a purpose and a duration, each
 //! revocable on its own.
 

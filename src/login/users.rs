@@ -16,7 +16,7 @@ use super::LoginError;
 /// Who logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// A stable user id (a GUID in document 003's `id`).
+    /// A stable user id (a GUID in the RegScale API's `id`).
     pub id: String,
     /// The login name.
     pub username: String,

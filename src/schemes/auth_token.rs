@@ -1,5 +1,5 @@
-//! Document 003 (RegScale): login answering a user id and an `auth_token`,
-//! and service accounts.
+//! The RegScale API: login answering a user id and an `auth_token`, and
+//! service accounts.
 //!
 //! - `POST /api/authentication/login` with
 //!   `{"username","password","oldPassword"}` → `{"id","auth_token","username","expires"}`;
@@ -15,15 +15,13 @@
 //! - [`AuthToken::auth_layer`] accepts access and service-account tokens as
 //!   bearer tokens and refuses revoked ones.
 //!
-//! Errors answer `{"statusCode":…,"message":"…"}`.
+//! Errors answer `{"statusCode":…,"message":"…"}` ([`RegScaleFormat`]).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use http::{HeaderMap, StatusCode};
@@ -35,12 +33,32 @@ use crate::login::{AuthClaims, LoginFlow, ServiceAccounts};
 use crate::token::{TokenKind, TokenSources, Verifier};
 
 use super::{
-    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, json_body, no_store,
-    password_with_code,
+    Accept, ApiError, ErrorFormat, Failure, LoginClient, no_store, password_with_code, read_body,
+    rejections_in_format, required, required_bearer, with_preset,
 };
 
 /// How long an `auth_token` lives: 24 hours.
 pub const AUTH_TOKEN_SECONDS: u64 = 86_400;
+
+/// The RegScale error format: `{"statusCode":…,"message":"…"}`, with
+/// `WWW-Authenticate: Bearer` on a `401`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegScaleFormat;
+
+impl ErrorFormat for RegScaleFormat {
+    fn render(failure: &Failure) -> Response {
+        let body = json!({
+            "statusCode": failure.status.as_u16(),
+            "message": failure.message,
+        });
+        (failure.status, Json(body)).into_response()
+    }
+}
+
+rejections_in_format!(RegScaleFormat);
+
+/// An error of the RegScale routes.
+pub type RegScaleError = ApiError<RegScaleFormat>;
 
 /// The auth-token preset.
 #[derive(Clone, Debug)]
@@ -65,196 +83,154 @@ impl AuthToken {
 
     /// The login and service-account routes.
     pub fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route("/api/authentication/login", post(login))
             .route("/api/serviceAccounts", post(create).get(list))
-            .route("/api/serviceAccounts/{id}", delete(revoke))
-            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
-            .with_state(Arc::new(self.clone()))
+            .route("/api/serviceAccounts/{id}", delete(revoke));
+        with_preset(routes, self.clone())
     }
 
     /// An [`AuthLayer`] for API routes: bearer access or service-account
-    /// tokens, revoked ones refused.
-    pub fn auth_layer<C>(&self, verifier: Verifier) -> Result<AuthLayer<C>, crate::ConfigError> {
+    /// tokens, revoked ones refused, refusals in the RegScale format.
+    pub fn auth_layer<C>(
+        &self,
+        verifier: Verifier,
+    ) -> Result<AuthLayer<C, RegScaleFormat>, crate::ConfigError> {
         let verifier = verifier
             .to_builder()
             .accept_kinds([TokenKind::Access, TokenKind::ServiceAccount])
             .build()?;
         Ok(AuthLayer::new(verifier)
             .sources(TokenSources::bearer())
-            .revocations(self.flow.issuer().revocations()))
+            .revocations(self.flow.issuer().revocations())
+            .on_rejection(RegScaleFormat))
     }
 
-    async fn administrator(&self, headers: &HeaderMap) -> Result<AuthClaims, Failure> {
-        let token = bearer_token(headers)?
-            .ok_or_else(|| Failure::new(StatusCode::UNAUTHORIZED, "authentication is required"))?;
+    /// The claims of the caller's access token, when the caller is an
+    /// administrator (role `admin`).
+    async fn administrator(&self, headers: &HeaderMap) -> Result<AuthClaims, RegScaleError> {
+        let token = required_bearer(headers, "authentication is required")?;
         let claims = self
             .flow
             .issuer()
             .verify(token, &[TokenKind::Access])
             .await?;
-        if !claims.roles.iter().any(|r| r == "admin") {
-            return Err(Failure::new(StatusCode::FORBIDDEN, "administrators only"));
+        if !claims.principal().has_role("admin") {
+            return Err(Failure::new(StatusCode::FORBIDDEN, "administrators only").into());
         }
         Ok(claims)
     }
 }
 
-fn error_response(failure: Failure) -> Response {
-    let response = error_body(&failure);
-    failure.finish(response)
-}
-
-fn error_body(failure: &Failure) -> Response {
-    bearer_challenge(
-        (
-            failure.status,
-            Json(json!({ "statusCode": failure.status.as_u16(), "message": failure.message })),
-        )
-            .into_response(),
-    )
-}
-
-fn respond(result: Result<Response, Failure>) -> Response {
-    result.unwrap_or_else(error_response)
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Login {
-    username: String,
-    password: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    old_password: Option<String>,
-    #[serde(default)]
+    username: Option<String>,
+    password: Option<String>,
+    // Accepted and ignored: the document describes no password change.
+    #[serde(rename = "oldPassword")]
+    _old_password: Option<String>,
     otp: Option<String>,
 }
 
 async fn login(
     State(preset): State<Arc<AuthToken>>,
     client: LoginClient,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    respond(
-        async {
-            let login: Login = json_body(&headers, body)?;
-            let principal = password_with_code(
-                &preset.flow,
-                &login.username,
-                &login.password,
-                login.otp.as_deref(),
-                client,
-            )
-            .await?;
-            let minted = preset
-                .flow
-                .issuer()
-                .issue_access(&principal, AUTH_TOKEN_SECONDS)?;
-            let response = Json(json!({
-                "id": principal.id,
-                "auth_token": minted.token,
-                "username": principal.username,
-                "expires": minted.claims.exp,
-            }))
-            .into_response();
-            Ok(no_store(response))
-        }
-        .await,
+    request: Request,
+) -> Result<Response, RegScaleError> {
+    let login: Login = read_body(request, Accept::Json).await?;
+    let username = required(login.username, "username")?;
+    let password = required(login.password, "password")?;
+    let principal = password_with_code(
+        &preset.flow,
+        &username,
+        &password,
+        login.otp.as_deref(),
+        client,
     )
+    .await?;
+    let minted = preset
+        .flow
+        .issuer()
+        .issue_access(&principal, AUTH_TOKEN_SECONDS)?;
+    Ok(no_store(
+        Json(json!({
+            "id": principal.id,
+            "auth_token": minted.token,
+            "username": principal.username,
+            "expires": minted.claims.exp,
+        }))
+        .into_response(),
+    ))
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NewServiceAccount {
-    purpose: String,
-    #[serde(default)]
+    purpose: Option<String>,
     duration_days: Option<u64>,
-    #[serde(default)]
     duration_seconds: Option<u64>,
 }
 
 async fn create(
     State(preset): State<Arc<AuthToken>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    respond(
-        async {
-            let admin = preset.administrator(&headers).await?;
-            let request: NewServiceAccount = json_body(&headers, body)?;
-            let ttl = match (request.duration_seconds, request.duration_days) {
-                (Some(seconds), None) => seconds,
-                (None, Some(days)) => days.saturating_mul(86_400),
-                _ => {
-                    return Err(Failure::bad_request(
-                        "give exactly one of durationDays or durationSeconds",
-                    ));
-                }
-            };
-            let creator = crate::login::Principal {
-                id: admin.uid.clone(),
-                username: admin.sub.clone(),
-                spaces: admin.spaces.clone(),
-                roles: admin.roles.clone(),
-                totp_secret: None,
-            };
-            let (account, token) = preset.accounts.create(
-                preset.flow.issuer().as_ref(),
-                &creator,
-                &request.purpose,
-                ttl,
-            )?;
-            let response = (
-                StatusCode::CREATED,
-                Json(json!({
-                    "id": account.id,
-                    "purpose": account.purpose,
-                    "token": token,
-                    "roles": account.roles,
-                    "createdBy": account.created_by,
-                    "expiresAt": account.expires_at,
-                })),
+    request: Request,
+) -> Result<Response, RegScaleError> {
+    let admin = preset.administrator(request.headers()).await?;
+    let body: NewServiceAccount = read_body(request, Accept::Json).await?;
+    let purpose = required(body.purpose, "purpose")?;
+    let ttl = match (body.duration_seconds, body.duration_days) {
+        (Some(seconds), None) => seconds,
+        (None, Some(days)) => days.saturating_mul(86_400),
+        _ => {
+            return Err(Failure::bad_request(
+                "give exactly one of durationDays or durationSeconds",
             )
-                .into_response();
-            Ok(no_store(response))
+            .into());
         }
-        .await,
+    };
+    let (account, token) = preset.accounts.create(
+        preset.flow.issuer().as_ref(),
+        &admin.principal(),
+        &purpose,
+        ttl,
+    )?;
+    let response = (
+        StatusCode::CREATED,
+        Json(json!({
+            "id": account.id,
+            "purpose": account.purpose,
+            "token": token,
+            "roles": account.roles,
+            "createdBy": account.created_by,
+            "expiresAt": account.expires_at,
+        })),
     )
+        .into_response();
+    Ok(no_store(response))
 }
 
-async fn list(State(preset): State<Arc<AuthToken>>, headers: HeaderMap) -> Response {
-    respond(
-        async {
-            preset.administrator(&headers).await?;
-            Ok(Json(preset.accounts.list()?).into_response())
-        }
-        .await,
-    )
+async fn list(
+    State(preset): State<Arc<AuthToken>>,
+    headers: HeaderMap,
+) -> Result<Response, RegScaleError> {
+    preset.administrator(&headers).await?;
+    Ok(Json(preset.accounts.list()?).into_response())
 }
 
 async fn revoke(
     State(preset): State<Arc<AuthToken>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            preset.administrator(&headers).await?;
-            if preset
-                .accounts
-                .revoke(preset.flow.issuer().as_ref(), &id)
-                .await?
-            {
-                Ok(StatusCode::NO_CONTENT.into_response())
-            } else {
-                Err(Failure::new(
-                    StatusCode::NOT_FOUND,
-                    "no such service account",
-                ))
-            }
-        }
-        .await,
-    )
+) -> Result<Response, RegScaleError> {
+    preset.administrator(&headers).await?;
+    if preset
+        .accounts
+        .revoke(preset.flow.issuer().as_ref(), &id)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(Failure::new(StatusCode::NOT_FOUND, "no such service account").into())
+    }
 }

@@ -1,40 +1,72 @@
-//! Document 001 (datarhei Core): JSON login, a bearer access/refresh pair, a
+//! The datarhei Core API: JSON login, a bearer access/refresh pair, a
 //! refresh endpoint, and login with an external identity provider's token.
 //!
 //! - `POST /api/login` with `{"username","password"}` →
-//!   `{"access_token","refresh_token"}`. The tokens carry exactly the claims
-//!   of the document's samples: `exi` (600 for access, 86 400 for refresh
+//!   `{"access_token","refresh_token"}`. The tokens carry the claims of the
+//!   document's sample tokens: `exi` (600 for access, 86 400 for refresh
 //!   with the default [`Lifetimes`](crate::login::Lifetimes)), `exp`, `iat`,
 //!   `iss` (`datarhei-core` when the issuer is so named), `jti`, `sub`,
-//!   `usefor` (`access` | `refresh`), plus `fam`/`uid` for revocation.
+//!   `usefor` (`access` | `refresh`), plus `uid`, `fam` (the login session,
+//!   for revocation) and the user's `spaces` and `roles`.
 //! - `POST /api/login` with `Authorization: Bearer <external JWT>` and no
-//!   body → the same pair for the user the [`ExternalTokenVerifier`] names.
+//!   body → the same pair for the user the [`ExternalTokenVerifier`] names
+//!   (Core's Auth0 login).
 //! - `GET /api/login/refresh` with `Authorization: Bearer <refresh_token>` →
 //!   `{"access_token"}`. A refresh token never passes as an access token,
 //!   nor an access token as a refresh token.
 //! - A user with TOTP sends the code in the login body as `otp`.
+//! - [`BearerPair::auth_layer`] guards the API routes (`/api/v3/…`): bearer
+//!   access tokens, revoked ones refused.
 //!
-//! Errors answer `{"code":…,"message":"…","details":[…]}` as Core's API does.
+//! Errors answer `{"code":…,"message":"…","details":[…]}` as Core's API
+//! does ([`CoreFormat`]).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::AuthLayer;
 use crate::login::{ExternalTokenVerifier, LoginError, LoginFlow, Principal};
+use crate::token::{TokenSources, Verifier};
 
 use super::{
-    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, body_bytes, no_store,
-    parse_json, password_with_code,
+    Accept, ApiError, ErrorFormat, Failure, LoginClient, bearer_token, body_bytes, no_store,
+    parse_body, password_with_code, rejections_in_format, required, required_bearer, with_preset,
 };
+
+/// The datarhei Core error format: `{"code":…,"message":"…","details":[…]}`
+/// (`details` names the field at fault), and `WWW-Authenticate: Bearer` on a
+/// `401`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreFormat;
+
+impl ErrorFormat for CoreFormat {
+    fn render(failure: &Failure) -> Response {
+        let details: Vec<String> = failure
+            .field
+            .iter()
+            .map(|field| format!("field: {field}"))
+            .collect();
+        let body = json!({
+            "code": failure.status.as_u16(),
+            "message": failure.message,
+            "details": details,
+        });
+        (failure.status, Json(body)).into_response()
+    }
+}
+
+rejections_in_format!(CoreFormat);
+
+/// An error of the datarhei Core routes.
+pub type CoreError = ApiError<CoreFormat>;
 
 /// The bearer-pair preset.
 #[derive(Clone)]
@@ -62,18 +94,27 @@ impl BearerPair {
     }
 
     /// Accept external tokens at `POST /api/login`.
-    pub fn external_login(mut self, verifier: Arc<dyn ExternalTokenVerifier>) -> Self {
+    pub fn with_external_login(mut self, verifier: Arc<dyn ExternalTokenVerifier>) -> Self {
         self.external = Some(verifier);
         self
     }
 
     /// `POST /api/login` and `GET /api/login/refresh`.
     pub fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route("/api/login", post(login))
-            .route("/api/login/refresh", get(refresh))
-            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
-            .with_state(Arc::new(self.clone()))
+            .route("/api/login/refresh", get(refresh));
+        with_preset(routes, self.clone())
+    }
+
+    /// An [`AuthLayer`] for the API routes: bearer access tokens, revoked
+    /// ones refused, refusals in the Core format. `verifier` must accept
+    /// the issuer's key.
+    pub fn auth_layer<C>(&self, verifier: Verifier) -> AuthLayer<C, CoreFormat> {
+        AuthLayer::new(verifier)
+            .sources(TokenSources::bearer())
+            .revocations(self.flow.issuer().revocations())
+            .on_rejection(CoreFormat)
     }
 
     async fn external_principal(&self, token: &str) -> Result<Principal, LoginError> {
@@ -95,89 +136,57 @@ impl BearerPair {
     }
 }
 
-fn error_response(failure: Failure) -> Response {
-    let response = error_body(&failure);
-    failure.finish(response)
-}
-
-fn error_body(failure: &Failure) -> Response {
-    let details: Vec<String> = failure
-        .field
-        .iter()
-        .map(|f| format!("field: {f}"))
-        .collect();
-    bearer_challenge(
-        (
-            failure.status,
-            Json(json!({
-                "code": failure.status.as_u16(),
-                "message": failure.message,
-                "details": details,
-            })),
-        )
-            .into_response(),
-    )
-}
-
 #[derive(Deserialize)]
 struct LoginBody {
-    username: String,
-    password: String,
-    #[serde(default)]
+    username: Option<String>,
+    password: Option<String>,
     otp: Option<String>,
 }
 
 async fn login(
     State(preset): State<Arc<BearerPair>>,
     client: LoginClient,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let body = body_bytes(body)?;
-        let principal = match bearer_token(&headers)? {
-            Some(token) if body.iter().all(u8::is_ascii_whitespace) => {
-                preset.external_principal(token).await?
-            }
-            _ => {
-                let login: LoginBody = parse_json(&headers, &body)?;
-                password_with_code(
-                    &preset.flow,
-                    &login.username,
-                    &login.password,
-                    login.otp.as_deref(),
-                    client,
-                )
-                .await?
-            }
-        };
-        let pair = preset.flow.issuer().issue_pair(&principal, None)?;
-        Ok::<_, Failure>(Json(json!({
+    request: Request,
+) -> Result<Response, CoreError> {
+    let (parts, body) = body_bytes(request).await?;
+    // A bearer token and no body: the external identity provider's login.
+    let external = match bearer_token(&parts.headers)? {
+        Some(token) if body.iter().all(u8::is_ascii_whitespace) => Some(token.to_owned()),
+        _ => None,
+    };
+    let principal = match external {
+        Some(token) => preset.external_principal(&token).await?,
+        None => {
+            let login: LoginBody = parse_body(parts, body, Accept::Json).await?;
+            let username = required(login.username, "username")?;
+            let password = required(login.password, "password")?;
+            password_with_code(
+                &preset.flow,
+                &username,
+                &password,
+                login.otp.as_deref(),
+                client,
+            )
+            .await?
+        }
+    };
+    let pair = preset.flow.issuer().issue_pair(&principal, None)?;
+    Ok(no_store(
+        Json(json!({
             "access_token": pair.access.token,
             "refresh_token": pair.refresh.map(|r| r.token),
-        })))
-    }
-    .await;
-    match result {
-        Ok(body) => no_store(body.into_response()),
-        Err(failure) => error_response(failure),
-    }
+        }))
+        .into_response(),
+    ))
 }
 
-async fn refresh(State(preset): State<Arc<BearerPair>>, headers: HeaderMap) -> Response {
-    let result = async {
-        let token = bearer_token(&headers)?.ok_or_else(|| {
-            Failure::new(
-                http::StatusCode::UNAUTHORIZED,
-                "a bearer refresh token is required",
-            )
-        })?;
-        let pair = preset.flow.issuer().refresh(token, false).await?;
-        Ok::<_, Failure>(Json(json!({ "access_token": pair.access.token })))
-    }
-    .await;
-    match result {
-        Ok(body) => no_store(body.into_response()),
-        Err(failure) => error_response(failure),
-    }
+async fn refresh(
+    State(preset): State<Arc<BearerPair>>,
+    headers: HeaderMap,
+) -> Result<Response, CoreError> {
+    let token = required_bearer(&headers, "a bearer refresh token is required")?;
+    let pair = preset.flow.issuer().refresh(token, false).await?;
+    Ok(no_store(
+        Json(json!({ "access_token": pair.access.token })).into_response(),
+    ))
 }

@@ -1,4 +1,4 @@
-//! Document 000 (inSCADA): form login, JWTs in `HttpOnly` cookies, transparent
+//! The inSCADA API: form login, JWTs in `HttpOnly` cookies, transparent
 //! renewal, spaces, and an optional TOTP step.
 //!
 //! - `POST /login` with `multipart/form-data` or
@@ -17,17 +17,19 @@
 //! - [`CookieSession::auth_layer`] reads `ins_access_token`, renews it from
 //!   `ins_refresh_token` when it is missing or expired, and refuses revoked
 //!   tokens.
+//! - [`locked_users_router`]: `GET /api/auth/lockedUsers` and
+//!   `DELETE /api/auth/lockedUsers/{username}` for administrators.
 //!
-//! Errors answer `{"status":…,"error":"…","message":"…"}`.
+//! Errors answer `{"status":…,"error":"…","message":"…"}` ([`InscadaFormat`])
+//! with `WWW-Authenticate: FormBased` on a `401`.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, get, post};
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
@@ -35,10 +37,16 @@ use serde_json::json;
 use crate::auth::{AuthLayer, CookieRenewal};
 use crate::cookie::CookieSettings;
 use crate::error::ConfigError;
-use crate::login::{LoginError, LoginFlow, LoginOutcome, Principal, TokenPair};
-use crate::token::{TokenSource, TokenSources, Verifier};
+use crate::lockout::Lockout;
+use crate::login::{
+    AuthClaims, LoginError, LoginFlow, LoginOutcome, Principal, normalize_username,
+};
+use crate::token::{Claims, TokenSource, TokenSources, Verifier};
 
-use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, body_bytes, no_store};
+use super::{
+    Accept, ApiError, ErrorFormat, Failure, LoginClient, no_store, read_body, rejections_in_format,
+    required, with_preset,
+};
 
 /// The access cookie's name.
 pub const ACCESS_COOKIE: &str = "ins_access_token";
@@ -46,6 +54,31 @@ pub const ACCESS_COOKIE: &str = "ins_access_token";
 pub const REFRESH_COOKIE: &str = "ins_refresh_token";
 /// The cookie that carries the otp-pending token between the two steps.
 pub const OTP_COOKIE: &str = "ins_otp_token";
+
+/// The inSCADA error format: `{"status":…,"error":"…","message":"…"}`, and
+/// `WWW-Authenticate: FormBased` on a `401`. Give it to a layer's
+/// `on_rejection` to answer its refusals in this format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InscadaFormat;
+
+impl ErrorFormat for InscadaFormat {
+    const CHALLENGE: Option<&'static str> = Some("FormBased");
+
+    fn render(failure: &Failure) -> Response {
+        let reason = failure.status.canonical_reason().unwrap_or("Error");
+        let body = json!({
+            "status": failure.status.as_u16(),
+            "error": reason,
+            "message": failure.message,
+        });
+        (failure.status, Json(body)).into_response()
+    }
+}
+
+rejections_in_format!(InscadaFormat);
+
+/// An error of the inSCADA routes.
+pub type InscadaError = ApiError<InscadaFormat>;
 
 /// The cookie-session preset.
 #[derive(Clone, Debug)]
@@ -73,9 +106,9 @@ impl CookieSession {
     /// and `__Host-ins_otp_token`: browsers then refuse them unless they are
     /// `Secure`, for `Path=/` and without `Domain`, so a sibling subdomain
     /// cannot plant or overwrite them (RFC 6265bis §4.1.3.2). Call it after
-    /// [`cookies`](Self::cookies); it is refused for development (non-`Secure`)
-    /// cookies.
-    pub fn host_prefixed(mut self) -> Result<Self, ConfigError> {
+    /// [`with_cookies`](Self::with_cookies); it is refused for development
+    /// (non-`Secure`) cookies.
+    pub fn with_host_prefix(mut self) -> Result<Self, ConfigError> {
         if !self.cookies.allows_host_prefix() {
             return Err(ConfigError::HostPrefixNeedsSecure);
         }
@@ -85,32 +118,35 @@ impl CookieSession {
         Ok(self)
     }
 
+    /// With these cookie attributes (for example
+    /// `CookieSettings::default().development()` on plain HTTP).
+    pub fn with_cookies(mut self, cookies: CookieSettings) -> Self {
+        self.cookies = cookies;
+        self
+    }
+
     /// The access cookie's name in force.
     pub fn access_cookie_name(&self) -> &str {
         &self.access_cookie
     }
 
-    /// With these cookie attributes (for example
-    /// `CookieSettings::default().development()` on plain HTTP).
-    pub fn cookies(mut self, cookies: CookieSettings) -> Self {
-        self.cookies = cookies;
-        self
-    }
-
     /// `POST /login`, `POST /login/otp` and `POST /logout`.
     pub fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route("/login", post(login))
             .route("/login/otp", post(login_otp))
-            .route("/logout", post(logout))
-            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
-            .with_state(Arc::new(self.clone()))
+            .route("/logout", post(logout));
+        with_preset(routes, self.clone())
     }
 
     /// An [`AuthLayer`] for the API routes: the token from
     /// `ins_access_token`, transparent renewal from `ins_refresh_token`,
-    /// revoked tokens refused. `verifier` must accept the issuer's key.
-    pub fn auth_layer<C>(&self, verifier: Verifier) -> Result<AuthLayer<C>, ConfigError> {
+    /// revoked tokens refused, refusals in the inSCADA format. `verifier`
+    /// must accept the issuer's key.
+    pub fn auth_layer<C>(
+        &self,
+        verifier: Verifier,
+    ) -> Result<AuthLayer<C, InscadaFormat>, ConfigError> {
         let issuer = Arc::clone(self.flow.issuer());
         let renewal = CookieRenewal::new(
             &self.access_cookie,
@@ -123,13 +159,15 @@ impl CookieSession {
                 self.access_cookie.clone(),
             )?))
             .revocations(issuer.revocations())
-            .cookie_renewal(renewal))
+            .cookie_renewal(renewal)
+            .on_rejection(InscadaFormat))
     }
 
-    fn session_response(&self, pair: &TokenPair, principal_spaces: &[String]) -> Response {
+    fn session_response(&self, principal: &Principal) -> Result<Response, InscadaError> {
+        let pair = self.flow.issuer().issue_pair(principal, None)?;
         let mut response = Json(json!({
             "expire-seconds": pair.access.claims.exi,
-            "spaces": principal_spaces,
+            "spaces": principal.spaces,
         }))
         .into_response();
         let headers = response.headers_mut();
@@ -148,132 +186,42 @@ impl CookieSession {
                     .set(&self.refresh_cookie, &refresh.token, refresh.claims.exi),
             );
         }
-        no_store(response)
+        Ok(no_store(response))
     }
 
-    fn tokens_for(&self, principal: &Principal) -> Response {
-        match self.flow.issuer().issue_pair(principal, None) {
-            Ok(pair) => self.session_response(&pair, &principal.spaces),
-            Err(err) => error_response(err.into()),
-        }
+    /// The token in the cookie `name`, if any.
+    fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Failure> {
+        let source =
+            TokenSource::try_cookie(name).map_err(|e| Failure::bad_request(e.to_string()))?;
+        TokenSources::single(source)
+            .find(headers)
+            .map(|found| found.map(|f| f.token))
+            .map_err(|reason| Failure::bad_request(reason.description()))
     }
 }
 
-fn error_response(failure: Failure) -> Response {
-    let response = error_body(&failure);
-    failure.finish(response)
-}
-
-fn error_body(failure: &Failure) -> Response {
-    let reason = failure.status.canonical_reason().unwrap_or("Error");
-    let mut response = (
-        failure.status,
-        Json(json!({
-            "status": failure.status.as_u16(),
-            "error": reason,
-            "message": failure.message,
-        })),
-    )
-        .into_response();
-    if failure.status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("FormBased"),
-        );
-    }
-    response
-}
-
-#[derive(Default, Deserialize)]
+#[derive(Deserialize)]
 struct LoginForm {
     username: Option<String>,
     password: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OtpForm {
     otp: Option<String>,
-}
-
-const MAX_FIELDS: usize = 16;
-
-/// Reads `multipart/form-data` or `application/x-www-form-urlencoded`.
-async fn read_form(request: Request) -> Result<LoginForm, Failure> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(request, &())
-            .await
-            .map_err(|e| Failure::bad_request(e.body_text()))?;
-        let mut form = LoginForm::default();
-        let mut fields = 0;
-        while let Some(field) = multipart.next_field().await.map_err(multipart_failure)? {
-            fields += 1;
-            if fields > MAX_FIELDS {
-                return Err(Failure::bad_request("too many form fields"));
-            }
-            let name = field.name().unwrap_or("").to_owned();
-            let value = field.text().await.map_err(multipart_failure)?;
-            match name.as_str() {
-                "username" => form.username = Some(value),
-                "password" => form.password = Some(value),
-                "otp" => form.otp = Some(value),
-                _ => {}
-            }
-        }
-        Ok(form)
-    } else if content_type.starts_with("application/x-www-form-urlencoded") {
-        let body = body_bytes(Bytes::from_request(request, &()).await)?;
-        serde_urlencoded::from_bytes(&body)
-            .map_err(|e| Failure::bad_request(format!("malformed form body: {e}")))
-    } else {
-        Err(Failure::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected multipart/form-data or application/x-www-form-urlencoded",
-        ))
-    }
-}
-
-fn multipart_failure(err: axum::extract::multipart::MultipartError) -> Failure {
-    let status = err.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        Failure::new(status, "the request body is too large")
-    } else {
-        Failure::bad_request(format!("malformed multipart body: {}", err.body_text()))
-    }
-}
-
-fn required(value: Option<String>, name: &str) -> Result<String, Failure> {
-    value.ok_or_else(|| {
-        let mut failure = Failure::bad_request(format!("missing field `{name}`"));
-        failure.field = Some(name.to_owned());
-        failure
-    })
 }
 
 async fn login(
     State(preset): State<Arc<CookieSession>>,
     client: LoginClient,
     request: Request,
-) -> Response {
-    let form = match read_form(request).await {
-        Ok(form) => form,
-        Err(failure) => return error_response(failure),
-    };
-    let (username, password) = match (
-        required(form.username, "username"),
-        required(form.password, "password"),
-    ) {
-        (Ok(u), Ok(p)) => (u, p),
-        (Err(f), _) | (_, Err(f)) => return error_response(f),
-    };
-    match preset
-        .flow
-        .password_from(&username, &password, client.0)
-        .await
-    {
-        Ok(LoginOutcome::Authenticated(principal)) => preset.tokens_for(&principal),
-        Ok(LoginOutcome::TotpRequired(pending)) => {
+) -> Result<Response, InscadaError> {
+    let form: LoginForm = read_body(request, Accept::Form).await?;
+    let username = required(form.username, "username")?;
+    let password = required(form.password, "password")?;
+    match preset.flow.password(&username, &password, client.0).await? {
+        LoginOutcome::Authenticated(principal) => preset.session_response(&principal),
+        LoginOutcome::TotpRequired(pending) => {
             let mut response = Json(json!({
                 "otp-required": true,
                 "expire-seconds": pending.claims.exi,
@@ -285,57 +233,39 @@ async fn login(
                     .cookies
                     .set(&preset.otp_cookie, &pending.token, pending.claims.exi),
             );
-            response
+            Ok(no_store(response))
         }
-        Err(err) => error_response(err.into()),
     }
-}
-
-fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Failure> {
-    let source = TokenSource::try_cookie(name).map_err(|e| Failure::bad_request(e.to_string()))?;
-    TokenSources::single(source)
-        .find(headers)
-        .map(|found| found.map(|f| f.token))
-        .map_err(Failure::from)
 }
 
 async fn login_otp(
     State(preset): State<Arc<CookieSession>>,
     client: LoginClient,
     request: Request,
-) -> Response {
-    let headers = request.headers().clone();
-    let pending = match cookie_token(&headers, &preset.otp_cookie) {
-        Ok(Some(token)) => token.to_owned(),
-        Ok(None) => return error_response(LoginError::InvalidOtp.into()),
-        Err(failure) => return error_response(failure),
-    };
-    let code = match read_form(request)
-        .await
-        .and_then(|f| required(f.otp, "otp"))
-    {
-        Ok(code) => code,
-        Err(failure) => return error_response(failure),
-    };
-    match preset.flow.totp_from(&pending, &code, client.0).await {
-        Ok(principal) => {
-            let mut response = preset.tokens_for(&principal);
-            response
-                .headers_mut()
-                .append(header::SET_COOKIE, preset.cookies.clear(&preset.otp_cookie));
-            response
-        }
-        Err(err) => error_response(err.into()),
-    }
+) -> Result<Response, InscadaError> {
+    let pending = CookieSession::cookie_token(request.headers(), &preset.otp_cookie)?
+        .ok_or(LoginError::InvalidOtp)?
+        .to_owned();
+    let form: OtpForm = read_body(request, Accept::Form).await?;
+    let code = required(form.otp, "otp")?;
+    let principal = preset.flow.totp(&pending, &code, client.0).await?;
+    let mut response = preset.session_response(&principal)?;
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, preset.cookies.clear(&preset.otp_cookie));
+    Ok(response)
 }
 
-async fn logout(State(preset): State<Arc<CookieSession>>, headers: HeaderMap) -> Response {
+async fn logout(
+    State(preset): State<Arc<CookieSession>>,
+    headers: HeaderMap,
+) -> Result<Response, InscadaError> {
     for name in [&preset.access_cookie, &preset.refresh_cookie] {
-        if let Ok(Some(token)) = cookie_token(&headers, name) {
+        if let Some(token) = CookieSession::cookie_token(&headers, name)? {
             // A token that no longer verifies needs no revocation; a store
             // that cannot be reached must not be mistaken for success.
             if let Err(LoginError::Unavailable(err)) = preset.flow.issuer().revoke(token).await {
-                return error_response(LoginError::Unavailable(err).into());
+                return Err(LoginError::Unavailable(err).into());
             }
         }
     }
@@ -345,72 +275,62 @@ async fn logout(State(preset): State<Arc<CookieSession>>, headers: HeaderMap) ->
             .headers_mut()
             .append(header::SET_COOKIE, preset.cookies.clear(name));
     }
-    response
+    Ok(response)
 }
 
-/// `GET /api/auth/lockedUsers` (document 000) and
+/// `GET /api/auth/lockedUsers` (the inSCADA API) and
 /// `DELETE /api/auth/lockedUsers/{username}` to unlock one, for
 /// administrators (role `admin`).
 ///
 /// Put it behind the API's [`AuthLayer`] (`Claims<AuthClaims>`); without it
 /// the routes answer `500` naming the missing layer. The list answers
 /// `[{"username","lockedUntil","retryAfter","failures"}]`.
-pub fn locked_users_router(lockout: crate::lockout::Lockout) -> Router {
-    Router::new()
-        .route("/api/auth/lockedUsers", axum::routing::get(locked_users))
-        .route(
-            "/api/auth/lockedUsers/{username}",
-            axum::routing::delete(unlock_user),
-        )
-        .with_state(Arc::new(lockout))
+pub fn locked_users_router(lockout: Lockout) -> Router {
+    let routes = Router::new()
+        .route("/api/auth/lockedUsers", get(locked_users))
+        .route("/api/auth/lockedUsers/{username}", delete(unlock_user));
+    with_preset(routes, lockout)
 }
 
-/// The answer for a caller who is not an administrator, if this one is not.
-fn refuse_non_admin(claims: &crate::login::AuthClaims) -> Option<Response> {
-    (!claims.roles.iter().any(|r| r == "admin"))
-        .then(|| error_response(Failure::new(StatusCode::FORBIDDEN, "administrators only")))
+/// The caller's claims, when they hold the role `admin`.
+fn administrator(claims: &AuthClaims) -> Result<(), InscadaError> {
+    if claims.principal().has_role("admin") {
+        Ok(())
+    } else {
+        Err(Failure::new(StatusCode::FORBIDDEN, "administrators only").into())
+    }
 }
 
 async fn locked_users(
-    State(lockout): State<Arc<crate::lockout::Lockout>>,
-    crate::token::Claims(claims): crate::token::Claims<crate::login::AuthClaims>,
-) -> Response {
-    if let Some(response) = refuse_non_admin(&claims) {
-        return response;
-    }
-    match lockout.locked().await {
-        Ok(locked) => {
-            let now = lockout.now();
-            Json(
-                locked
-                    .into_iter()
-                    .map(|account| {
-                        json!({
-                            "username": account.account,
-                            "lockedUntil": account.locked_until,
-                            "retryAfter": account.locked_until.saturating_sub(now),
-                            "failures": account.failures,
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .into_response()
-        }
-        Err(err) => error_response(LoginError::Unavailable(err).into()),
-    }
+    State(lockout): State<Arc<Lockout>>,
+    Claims(claims): Claims<AuthClaims>,
+) -> Result<Response, InscadaError> {
+    administrator(&claims)?;
+    let locked = lockout.locked().await.map_err(LoginError::Unavailable)?;
+    let now = lockout.now();
+    let list: Vec<_> = locked
+        .into_iter()
+        .map(|account| {
+            json!({
+                "username": account.account,
+                "lockedUntil": account.locked_until,
+                "retryAfter": account.locked_until.saturating_sub(now),
+                "failures": account.failures,
+            })
+        })
+        .collect();
+    Ok(Json(list).into_response())
 }
 
 async fn unlock_user(
-    State(lockout): State<Arc<crate::lockout::Lockout>>,
-    crate::token::Claims(claims): crate::token::Claims<crate::login::AuthClaims>,
-    axum::extract::Path(username): axum::extract::Path<String>,
-) -> Response {
-    if let Some(response) = refuse_non_admin(&claims) {
-        return response;
-    }
-    let key = crate::login::normalize_username(&username);
-    match lockout.unlock(&key).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(err) => error_response(LoginError::Unavailable(err).into()),
-    }
+    State(lockout): State<Arc<Lockout>>,
+    Claims(claims): Claims<AuthClaims>,
+    Path(username): Path<String>,
+) -> Result<Response, InscadaError> {
+    administrator(&claims)?;
+    lockout
+        .unlock(&normalize_username(&username))
+        .await
+        .map_err(LoginError::Unavailable)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,25 +1,33 @@
 //! The five documented login APIs, one preset each (feature `presets`).
 //!
-//! Each preset is a [`Router`](axum::Router) (a tower `Service`, so it serves
+//! Each preset is a [`Router`] (a tower `Service`, so it serves
 //! plain hyper as well as axum) that speaks one API's wire format exactly:
 //! paths, field names, status codes, headers and cookie attributes. They all
-//! run on the same parts: a [`crate::login::LoginFlow`]
-//! (authenticator, token issuer, TOTP) and, for the cookie session,
-//! [`crate::cookie::CookieSettings`].
+//! run on the same parts: a [`LoginFlow`] (authenticator, token issuer, TOTP,
+//! lockout) and, for the cookie session,
+//! [`CookieSettings`](crate::cookie::CookieSettings).
 //!
-//! | preset | document | token travels in |
-//! |---|---|---|
-//! | [`cookie_session`] | 000, inSCADA | cookies `ins_access_token` / `ins_refresh_token` |
-//! | [`bearer_pair`] | 001, datarhei Core | `Authorization: Bearer` |
-//! | [`pascal_case`] | 002, Scailable / Nx | `AccessToken` / `RefreshToken` as bearer |
-//! | [`auth_token`] | 003, RegScale | `Authorization: Bearer <auth_token>` |
-//! | [`x_auth_token`] | 004, Workflow | `X-Auth-Token` header |
+//! | preset | API | token travels in | error format |
+//! |---|---|---|---|
+//! | [`cookie_session`] | inSCADA | cookies `ins_access_token` / `ins_refresh_token` | [`cookie_session::InscadaFormat`] |
+//! | [`bearer_pair`] | datarhei Core | `Authorization: Bearer` | [`bearer_pair::CoreFormat`] |
+//! | [`pascal_case`] | Scailable / Nx | `AccessToken` / `RefreshToken` as bearer | [`pascal_case::NxFormat`] |
+//! | [`auth_token`] | RegScale | `Authorization: Bearer <auth_token>` | [`auth_token::RegScaleFormat`] |
+//! | [`x_auth_token`] | Workflow | `X-Auth-Token` header | [`x_auth_token::WorkflowFormat`] |
 //!
-//! Every malformed request gets a clear answer in the API's own error shape:
-//! `400` for a malformed body or a missing field, `401` for wrong
-//! credentials (the same for unknown users), `413` for a body over the login
-//! limit, `415` for a content type the endpoint does not take, `503` when a
-//! store cannot be reached.
+//! Every preset has an `auth_layer` for the API routes it protects, whose
+//! refusals answer in the API's error format. The format is an
+//! [`OnRejection`](crate::reject::OnRejection): give it to every other layer
+//! on the API's routes (`on_rejection(pascal_case::NxFormat)`) and the
+//! service answers in one format throughout, throttled sign-ins and refused
+//! addresses included.
+//!
+//! Every malformed request gets a clear answer in the API's own format:
+//! `400` for a malformed body or a missing field (named), `401` for wrong
+//! credentials (the same for unknown users), `413` for a body over
+//! [`LOGIN_BODY_LIMIT`], `415` for a content type the endpoint does not
+//! take, `423` for a locked account and `503` when a store cannot be
+//! reached, the last two with `Retry-After`.
 
 pub mod auth_token;
 pub mod bearer_pair;
@@ -27,68 +35,347 @@ pub mod cookie_session;
 pub mod pascal_case;
 pub mod x_auth_token;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use http::{HeaderMap, StatusCode, header};
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::login::{LoginError, LoginFlow, LoginOutcome, Principal};
-use crate::reject::AuthRejection;
+use crate::reject::Rejection;
 use crate::token::TokenSources;
 
 /// The largest login request body the presets read, in bytes.
 pub const LOGIN_BODY_LIMIT: usize = 16 * 1024;
 
-/// Why a preset's request failed: status and a message safe to show.
+/// The most fields a form body may have.
+const MAX_FORM_FIELDS: usize = 16;
+
+/// Why a preset's request failed, before it is rendered in the API's error
+/// format: status, a message safe to show, the request field at fault, and
+/// what the headers say.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Failure {
     /// The HTTP status.
     pub status: StatusCode,
-    /// What went wrong.
-    pub message: String,
+    /// What went wrong, safe to show the client.
+    pub message: Cow<'static, str>,
     /// The request field at fault, if one is.
-    pub field: Option<String>,
-    /// Seconds to wait before trying again (a locked account, an
-    /// unavailable store), sent as `Retry-After`.
+    pub field: Option<&'static str>,
+    /// Seconds to wait before trying again (a locked account, a throttled
+    /// address, an unavailable store), sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// The `WWW-Authenticate` challenge, when a layer's refusal names one;
+    /// otherwise a `401` carries the format's own.
+    pub challenge: Option<HeaderValue>,
 }
 
 impl Failure {
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    /// A failure with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
         Failure {
             status,
             message: message.into(),
             field: None,
             retry_after: None,
+            challenge: None,
         }
     }
 
-    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+    /// A `400` for a malformed request.
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A `400` naming the missing field.
+    pub fn missing_field(field: &'static str) -> Self {
+        Failure {
+            field: Some(field),
+            ..Self::bad_request(format!("missing field `{field}`"))
+        }
+    }
+
+    /// A `401` asking for a credential.
+    pub fn unauthenticated(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
     }
 }
 
 impl From<LoginError> for Failure {
     fn from(err: LoginError) -> Self {
-        let mut failure = Failure::new(err.status(), err.public_message());
-        failure.retry_after = err.retry_after();
-        failure
+        Failure {
+            retry_after: err.retry_after(),
+            ..Failure::new(err.status(), err.public_message())
+        }
     }
 }
 
-impl Failure {
-    /// Adds `Retry-After` to `response` when the failure has one.
-    pub(crate) fn finish(
-        &self,
-        mut response: axum::response::Response,
-    ) -> axum::response::Response {
-        if let Some(seconds) = self.retry_after
-            && let Ok(value) = http::HeaderValue::from_str(&seconds.to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+impl From<&Rejection> for Failure {
+    fn from(rejection: &Rejection) -> Self {
+        Failure {
+            retry_after: rejection.retry_after(),
+            challenge: rejection.challenge(),
+            ..Failure::new(rejection.status(), rejection.message())
+        }
+    }
+}
+
+/// The value of a required field, or a `400` naming it.
+pub(crate) fn required<T>(value: Option<T>, field: &'static str) -> Result<T, Failure> {
+    value.ok_or_else(|| Failure::missing_field(field))
+}
+
+/// A login API's error format: how a [`Failure`] is rendered.
+pub trait ErrorFormat: Send + Sync + 'static {
+    /// The challenge a `401` carries when the failure names none (`None`:
+    /// no `WWW-Authenticate`).
+    const CHALLENGE: Option<&'static str> = Some("Bearer");
+
+    /// The status and body of the answer to `failure`; `Retry-After` and
+    /// the challenge are added to it.
+    fn render(failure: &Failure) -> Response;
+}
+
+/// An error of a preset's routes, answered in the format `F`: what every
+/// handler of a preset returns, and what its layers' refusals become.
+pub struct ApiError<F> {
+    failure: Failure,
+    _format: PhantomData<fn() -> F>,
+}
+
+impl<F> ApiError<F> {
+    /// The failure this error answers.
+    pub fn failure(&self) -> &Failure {
+        &self.failure
+    }
+}
+
+impl<F> std::fmt::Debug for ApiError<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ApiError").field(&self.failure).finish()
+    }
+}
+
+impl<F> From<Failure> for ApiError<F> {
+    fn from(failure: Failure) -> Self {
+        ApiError {
+            failure,
+            _format: PhantomData,
+        }
+    }
+}
+
+impl<F> From<LoginError> for ApiError<F> {
+    fn from(err: LoginError) -> Self {
+        Failure::from(err).into()
+    }
+}
+
+impl<F> From<&Rejection> for ApiError<F> {
+    fn from(rejection: &Rejection) -> Self {
+        Failure::from(rejection).into()
+    }
+}
+
+impl<F: ErrorFormat> IntoResponse for ApiError<F> {
+    fn into_response(self) -> Response {
+        let failure = self.failure;
+        let mut response = F::render(&failure);
+        let headers = response.headers_mut();
+        if let Some(seconds) = failure.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        match (&failure.challenge, F::CHALLENGE) {
+            (Some(challenge), _) => {
+                headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+            (None, Some(challenge)) if failure.status == StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            _ => {}
         }
         response
     }
+}
+
+/// Implements [`OnRejection`](crate::reject::OnRejection) for error
+/// formats, so a layer's refusal answers in the API's format.
+macro_rules! rejections_in_format {
+    ($format:ty) => {
+        impl crate::reject::OnRejection<axum::body::Body> for $format {
+            fn on_rejection(
+                &self,
+                rejection: &crate::reject::Rejection,
+            ) -> axum::response::Response {
+                use axum::response::IntoResponse as _;
+                crate::schemes::ApiError::<$format>::from(rejection).into_response()
+            }
+        }
+    };
+}
+
+pub(crate) use rejections_in_format;
+
+/// Which request bodies an endpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accept {
+    /// `application/json` (or `application/*+json`).
+    Json,
+    /// `multipart/form-data` or `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// Reads and parses a request body: at most [`LOGIN_BODY_LIMIT`] bytes
+/// (`413` beyond), of a content type `accept` allows (`415` otherwise),
+/// parsed into `T` (`400` for malformed input). Required fields are
+/// `Option`s in `T`, checked with [`required`] so the answer names them.
+pub(crate) async fn read_body<T: DeserializeOwned>(
+    request: Request,
+    accept: Accept,
+) -> Result<T, Failure> {
+    let (parts, bytes) = body_bytes(request).await?;
+    parse_body(parts, bytes, accept).await
+}
+
+/// The request's head and its body, at most [`LOGIN_BODY_LIMIT`] bytes
+/// (`413` beyond).
+pub(crate) async fn body_bytes(
+    request: Request,
+) -> Result<(http::request::Parts, axum::body::Bytes), Failure> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, LOGIN_BODY_LIMIT)
+        .await
+        .map_err(|_| {
+            Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            )
+        })?;
+    Ok((parts, bytes))
+}
+
+/// Parses a body already read (see [`read_body`]).
+pub(crate) async fn parse_body<T: DeserializeOwned>(
+    parts: http::request::Parts,
+    bytes: axum::body::Bytes,
+    accept: Accept,
+) -> Result<T, Failure> {
+    let content_type = content_type(&parts.headers).to_ascii_lowercase();
+    let kind = match (accept, content_type.as_str()) {
+        (Accept::Json, ct)
+            if ct == "application/json"
+                || (ct.starts_with("application/") && ct.ends_with("+json")) =>
+        {
+            BodyKind::Json
+        }
+        (Accept::Form, "application/x-www-form-urlencoded") => BodyKind::Urlencoded,
+        (Accept::Form, "multipart/form-data") => BodyKind::Multipart,
+        (Accept::Json, _) => {
+            return Err(Failure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a JSON body (Content-Type: application/json)",
+            ));
+        }
+        (Accept::Form, _) => {
+            return Err(Failure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected multipart/form-data or application/x-www-form-urlencoded",
+            ));
+        }
+    };
+    match kind {
+        BodyKind::Json => serde_json::from_slice(&bytes)
+            .map_err(|err| Failure::bad_request(format!("malformed JSON body: {err}"))),
+        BodyKind::Urlencoded => serde_urlencoded::from_bytes(&bytes)
+            .map_err(|err| Failure::bad_request(format!("malformed form body: {err}"))),
+        BodyKind::Multipart => {
+            let request = Request::from_parts(parts, Body::from(bytes));
+            let fields = multipart_fields(request).await?;
+            // The text fields, re-read as a urlencoded form: one parser for
+            // both form encodings.
+            let encoded = serde_urlencoded::to_string(&fields)
+                .map_err(|err| Failure::bad_request(format!("malformed form body: {err}")))?;
+            serde_urlencoded::from_str(&encoded)
+                .map_err(|err| Failure::bad_request(format!("malformed form body: {err}")))
+        }
+    }
+}
+
+enum BodyKind {
+    Json,
+    Urlencoded,
+    Multipart,
+}
+
+/// The text fields of a multipart body, at most [`MAX_FORM_FIELDS`].
+async fn multipart_fields(request: Request) -> Result<Vec<(String, String)>, Failure> {
+    let malformed = |err: axum::extract::multipart::MultipartError| {
+        Failure::bad_request(format!("malformed multipart body: {}", err.body_text()))
+    };
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|rejection| Failure::bad_request(rejection.body_text()))?;
+    let mut fields = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        if fields.len() == MAX_FORM_FIELDS {
+            return Err(Failure::bad_request("too many form fields"));
+        }
+        let name = field.name().unwrap_or("").to_owned();
+        let value = field.text().await.map_err(malformed)?;
+        fields.push((name, value));
+    }
+    Ok(fields)
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map_or("", |v| v.split(';').next().unwrap_or("").trim())
+}
+
+/// Marks a response that carries credentials as not to be stored
+/// (RFC 6749 §5.1).
+pub(crate) fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Failure> {
+    TokenSources::bearer()
+        .find(headers)
+        .map(|found| found.map(|f| f.token))
+        .map_err(|reason| {
+            Failure::from(&Rejection::Auth {
+                reason,
+                realm: crate::reject::Realm::default(),
+            })
+        })
+}
+
+/// The bearer token of a request, or a `401` saying which token is needed.
+pub(crate) fn required_bearer<'h>(
+    headers: &'h HeaderMap,
+    what: &'static str,
+) -> Result<&'h str, Failure> {
+    bearer_token(headers)?.ok_or_else(|| Failure::unauthenticated(what))
+}
+
+/// A preset's routes with the preset as their state.
+pub(crate) fn with_preset<P: Send + Sync + 'static>(routes: Router<Arc<P>>, preset: P) -> Router {
+    routes.with_state(Arc::new(preset))
 }
 
 /// The client address of a login request, for lockout per address: the
@@ -122,95 +409,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LoginClient {
     }
 }
 
-impl From<AuthRejection> for Failure {
-    fn from(rejection: AuthRejection) -> Self {
-        Failure::new(rejection.status(), rejection.description())
-    }
-}
-
-/// The body, or the answer for a body that could not be read (`413` over
-/// the limit).
-pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Failure> {
-    body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Failure::new(status, "the request body is too large")
-        } else {
-            Failure::bad_request("the request body could not be read")
-        }
-    })
-}
-
-fn content_type(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim())
-}
-
-/// Marks a response that carries credentials as not to be stored
-/// (RFC 6749 §5.1).
-pub(crate) fn no_store(mut response: axum::response::Response) -> axum::response::Response {
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    response
-}
-
-/// Adds a bare `WWW-Authenticate: Bearer` challenge to a `401`.
-pub(crate) fn bearer_challenge(mut response: axum::response::Response) -> axum::response::Response {
-    if response.status() == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer"),
-        );
-    }
-    response
-}
-
-/// Parses a JSON body: `415` without a JSON content type, `400` for
-/// malformed JSON or a missing field (named in the answer).
-pub(crate) fn parse_json<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<T, Failure> {
-    let is_json = content_type(headers).is_some_and(|ct| {
-        let ct = ct.to_ascii_lowercase();
-        ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
-    });
-    if !is_json {
-        return Err(Failure::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected a JSON body (Content-Type: application/json)",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|err| {
-        let text = err.to_string();
-        let mut failure = Failure::bad_request(format!("malformed JSON body: {text}"));
-        if let Some(rest) = text.strip_prefix("missing field `") {
-            failure.field = rest.split('`').next().map(str::to_owned);
-        }
-        failure
-    })
-}
-
-/// Reads a JSON body: [`body_bytes`] then [`parse_json`].
-pub(crate) fn json_body<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, Failure> {
-    parse_json(headers, &body_bytes(body)?)
-}
-
-/// The bearer token of a request, if any.
-pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Failure> {
-    TokenSources::bearer()
-        .find(headers)
-        .map(|found| found.map(|f| f.token))
-        .map_err(Failure::from)
-}
-
 /// Password login for APIs without a separate TOTP step: a user with TOTP
 /// must send the code in the same request (`otp`), or is told one is needed.
 pub(crate) async fn password_with_code(
@@ -220,10 +418,10 @@ pub(crate) async fn password_with_code(
     code: Option<&str>,
     client: LoginClient,
 ) -> Result<Principal, LoginError> {
-    match flow.password_from(username, password, client.0).await? {
+    match flow.password(username, password, client.0).await? {
         LoginOutcome::Authenticated(principal) => Ok(principal),
         LoginOutcome::TotpRequired(pending) => match code {
-            Some(code) => flow.totp_from(&pending.token, code, client.0).await,
+            Some(code) => flow.totp(&pending.token, code, client.0).await,
             None => Err(LoginError::OtpRequired),
         },
     }

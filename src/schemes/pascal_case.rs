@@ -1,4 +1,4 @@
-//! Document 002 (Scailable / Nx cloud): PascalCase sign-in, refresh with a
+//! The Scailable / Nx cloud API: PascalCase sign-in, refresh with a
 //! `GrantType`, sign-out, and the TOTP step.
 //!
 //! - `POST /authenticate/signin` (`GET` with the same body is accepted, as
@@ -15,32 +15,63 @@
 //!   up, and presenting it again ends the whole session.
 //! - `POST /authenticate/signout` with the access token as bearer revokes the
 //!   session (`204`).
+//! - [`PascalCase::auth_layer`] guards the API routes: bearer access tokens,
+//!   revoked ones refused, refusals in the error object below.
 //!
-//! Errors answer the documented shape:
+//! Errors answer the documented object ([`NxFormat`]):
 //! `{"AuthorizationInvalid","BackendMessage","Email","Field":{"Message","Name"},"Message","UUID"}`.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on, post};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::AuthLayer;
 use crate::login::{LoginFlow, LoginOutcome, TokenPair};
-use crate::token::TokenKind;
+use crate::token::{TokenKind, TokenSources, Verifier};
 
 use super::{
-    Failure, LOGIN_BODY_LIMIT, LoginClient, bearer_challenge, bearer_token, json_body, no_store,
+    Accept, ApiError, ErrorFormat, Failure, LoginClient, no_store, read_body, rejections_in_format,
+    required, required_bearer, with_preset,
 };
 
 /// Refresh lifetime for `KeepLoggedIn: true`: 30 days.
 pub const KEEP_LOGGED_IN_SECONDS: u64 = 30 * 86_400;
+
+/// The Scailable / Nx error object:
+/// `{"AuthorizationInvalid","BackendMessage","Email","Field":{"Message","Name"},"Message","UUID"}`,
+/// with `WWW-Authenticate: Bearer` on a `401`. Give it to a layer's
+/// `on_rejection` to answer its refusals in this format.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NxFormat;
+
+impl ErrorFormat for NxFormat {
+    fn render(failure: &Failure) -> Response {
+        let body = json!({
+            "AuthorizationInvalid": failure.status == StatusCode::UNAUTHORIZED,
+            "BackendMessage": "",
+            "Email": "",
+            "Field": {
+                "Message": if failure.field.is_some() { &*failure.message } else { "" },
+                "Name": failure.field.unwrap_or(""),
+            },
+            "Message": failure.message,
+            "UUID": uuid::Uuid::new_v4().to_string(),
+        });
+        (failure.status, Json(body)).into_response()
+    }
+}
+
+rejections_in_format!(NxFormat);
+
+/// An error of the Scailable / Nx routes.
+pub type NxError = ApiError<NxFormat>;
 
 /// The PascalCase preset.
 #[derive(Clone, Debug)]
@@ -59,49 +90,33 @@ impl PascalCase {
     }
 
     /// The refresh lifetime granted by `KeepLoggedIn: true`.
-    pub fn keep_logged_in_for(mut self, seconds: u64) -> Self {
+    pub fn with_keep_logged_in(mut self, seconds: u64) -> Self {
         self.keep_logged_in = seconds;
         self
     }
 
     /// The `/authenticate/*` routes.
     pub fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route(
                 "/authenticate/signin",
                 on(MethodFilter::POST.or(MethodFilter::GET), signin),
             )
             .route("/authenticate/refresh", post(refresh))
             .route("/authenticate/signout", post(signout))
-            .route("/authenticate/totp", post(totp))
-            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
-            .with_state(Arc::new(self.clone()))
+            .route("/authenticate/totp", post(totp));
+        with_preset(routes, self.clone())
     }
-}
 
-fn error_response(failure: Failure) -> Response {
-    let response = error_body(&failure);
-    failure.finish(response)
-}
-
-fn error_body(failure: &Failure) -> Response {
-    let authorization_invalid = failure.status == StatusCode::UNAUTHORIZED;
-    let response = (
-        failure.status,
-        Json(json!({
-            "AuthorizationInvalid": authorization_invalid,
-            "BackendMessage": "",
-            "Email": "",
-            "Field": {
-                "Message": if failure.field.is_some() { failure.message.as_str() } else { "" },
-                "Name": failure.field.as_deref().unwrap_or(""),
-            },
-            "Message": failure.message,
-            "UUID": uuid::Uuid::new_v4().to_string(),
-        })),
-    )
-        .into_response();
-    bearer_challenge(response)
+    /// An [`AuthLayer`] for the API routes: bearer access tokens, revoked
+    /// ones refused, refusals in the Scailable / Nx error object. `verifier`
+    /// must accept the issuer's key.
+    pub fn auth_layer<C>(&self, verifier: Verifier) -> AuthLayer<C, NxFormat> {
+        AuthLayer::new(verifier)
+            .sources(TokenSources::bearer())
+            .revocations(self.flow.issuer().revocations())
+            .on_rejection(NxFormat)
+    }
 }
 
 fn pair_response(pair: &TokenPair) -> Response {
@@ -114,147 +129,123 @@ fn pair_response(pair: &TokenPair) -> Response {
     )
 }
 
-fn respond(result: Result<Response, Failure>) -> Response {
-    result.unwrap_or_else(error_response)
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SignIn {
-    username: String,
-    password: String,
-    keep_logged_in: bool,
+    username: Option<String>,
+    password: Option<String>,
+    keep_logged_in: Option<bool>,
 }
 
 async fn signin(
     State(preset): State<Arc<PascalCase>>,
     client: LoginClient,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    respond(
-        async {
-            let signin: SignIn = json_body(&headers, body)?;
-            let refresh_ttl = signin.keep_logged_in.then_some(preset.keep_logged_in);
-            match preset
-                .flow
-                .password_from(&signin.username, &signin.password, client.0)
-                .await?
-            {
-                LoginOutcome::Authenticated(principal) => Ok(pair_response(
-                    &preset.flow.issuer().issue_pair(&principal, refresh_ttl)?,
-                )),
-                LoginOutcome::TotpRequired(pending) => Ok(Json(json!({
-                    "AccessToken": "",
-                    "Error": "",
-                    "RefreshToken": "",
-                    "TotpAccessCode": pending.token,
-                }))
-                .into_response()),
-            }
-        }
-        .await,
-    )
+    request: Request,
+) -> Result<Response, NxError> {
+    let signin: SignIn = read_body(request, Accept::Json).await?;
+    let username = required(signin.username, "Username")?;
+    let password = required(signin.password, "Password")?;
+    let keep_logged_in = required(signin.keep_logged_in, "KeepLoggedIn")?;
+    let refresh_ttl = keep_logged_in.then_some(preset.keep_logged_in);
+    match preset.flow.password(&username, &password, client.0).await? {
+        LoginOutcome::Authenticated(principal) => Ok(pair_response(
+            &preset.flow.issuer().issue_pair(&principal, refresh_ttl)?,
+        )),
+        LoginOutcome::TotpRequired(pending) => Ok(no_store(
+            Json(json!({
+                "AccessToken": "",
+                "Error": "",
+                "RefreshToken": "",
+                "TotpAccessCode": pending.token,
+            }))
+            .into_response(),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Refresh {
-    grant_type: String,
+    grant_type: Option<String>,
 }
 
 async fn refresh(
     State(preset): State<Arc<PascalCase>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    respond(
-        async {
-            let request: Refresh = json_body(&headers, body)?;
-            if request.grant_type != "refresh_token" {
-                let mut failure = Failure::bad_request("GrantType must be \"refresh_token\"");
-                failure.field = Some("GrantType".into());
-                return Err(failure);
-            }
-            let token = bearer_token(&headers)?.ok_or_else(|| {
-                Failure::new(
-                    StatusCode::UNAUTHORIZED,
-                    "a bearer refresh token is required",
-                )
-            })?;
-            Ok(pair_response(
-                &preset.flow.issuer().refresh(token, true).await?,
-            ))
+    request: Request,
+) -> Result<Response, NxError> {
+    let headers = request.headers().clone();
+    let refresh: Refresh = read_body(request, Accept::Json).await?;
+    if required(refresh.grant_type, "GrantType")? != "refresh_token" {
+        return Err(Failure {
+            field: Some("GrantType"),
+            ..Failure::bad_request("GrantType must be \"refresh_token\"")
         }
-        .await,
-    )
+        .into());
+    }
+    let token = required_bearer(&headers, "a bearer refresh token is required")?;
+    Ok(pair_response(
+        &preset.flow.issuer().refresh(token, true).await?,
+    ))
 }
 
-async fn signout(State(preset): State<Arc<PascalCase>>, headers: HeaderMap) -> Response {
-    respond(
-        async {
-            let token = bearer_token(&headers)?.ok_or_else(|| {
-                Failure::new(StatusCode::UNAUTHORIZED, "authentication is required")
-            })?;
-            // Only an access token signs out; it revokes its whole session.
-            preset
-                .flow
-                .issuer()
-                .verify(token, &[TokenKind::Access])
-                .await?;
-            preset.flow.issuer().revoke(token).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        .await,
-    )
+async fn signout(
+    State(preset): State<Arc<PascalCase>>,
+    headers: HeaderMap,
+) -> Result<Response, NxError> {
+    let token = required_bearer(&headers, "authentication is required")?;
+    // Only an access token signs out; it revokes its whole session.
+    let issuer = preset.flow.issuer();
+    issuer.verify(token, &[TokenKind::Access]).await?;
+    issuer.revoke(token).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
 struct TotpStep {
-    token: String,
-    totp: String,
+    token: Option<String>,
+    totp: Option<String>,
+}
+
+/// The TOTP step's answer: the four-field object, with the error in
+/// `Error` when the step refuses.
+fn totp_answer(status: StatusCode, pair: Option<&TokenPair>, error: &str) -> Response {
+    let response = (
+        status,
+        Json(json!({
+            "AccessToken": pair.map_or("", |p| p.access.token.as_str()),
+            "Error": error,
+            "RefreshToken": pair
+                .and_then(|p| p.refresh.as_ref())
+                .map_or("", |r| r.token.as_str()),
+            "TotpAccessCode": "",
+        })),
+    )
+        .into_response();
+    no_store(response)
 }
 
 async fn totp(
     State(preset): State<Arc<PascalCase>>,
     client: LoginClient,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let step: TotpStep = json_body(&headers, body)?;
-        let principal = preset
-            .flow
-            .totp_from(&step.token, &step.totp, client.0)
-            .await?;
-        Ok::<_, Failure>(preset.flow.issuer().issue_pair(&principal, None)?)
-    }
-    .await;
-    match result {
-        Ok(pair) => {
-            let response = Json(json!({
-                "AccessToken": pair.access.token,
-                "Error": "",
-                "RefreshToken": pair.refresh.map(|r| r.token).unwrap_or_default(),
-                "TotpAccessCode": "",
-            }))
-            .into_response();
-            no_store(response)
+    request: Request,
+) -> Result<Response, NxError> {
+    let step: TotpStep = read_body(request, Accept::Json).await?;
+    let token = required(step.token, "token")?;
+    let code = required(step.totp, "totp")?;
+    match preset.flow.totp(&token, &code, client.0).await {
+        Ok(principal) => {
+            let pair = preset.flow.issuer().issue_pair(&principal, None)?;
+            Ok(totp_answer(StatusCode::OK, Some(&pair), ""))
         }
-        Err(failure) if failure.status == StatusCode::UNAUTHORIZED => {
-            // The step's own shape carries the error in `Error`.
-            let response = (
-                failure.status,
-                Json(json!({
-                    "AccessToken": "",
-                    "Error": failure.message,
-                    "RefreshToken": "",
-                    "TotpAccessCode": "",
-                })),
-            )
-                .into_response();
-            bearer_challenge(response)
+        Err(err) if err.status() == StatusCode::UNAUTHORIZED => {
+            let failure = Failure::from(err);
+            let mut response = totp_answer(failure.status, None, &failure.message);
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            Ok(response)
         }
-        Err(failure) => error_response(failure),
+        Err(err) => Err(err.into()),
     }
 }

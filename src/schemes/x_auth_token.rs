@@ -1,5 +1,5 @@
-//! Document 004 (a Workflow product): login answering an `X-Auth-Token`
-//! header, which every call then carries.
+//! The Workflow API: login answering an `X-Auth-Token` header, which every
+//! call then carries.
 //!
 //! - `POST /api/v2/login` with `{"username","password","logoutID"?}` → `200`
 //!   with the header `X-Auth-Token` and the body
@@ -10,20 +10,23 @@
 //!   service starts ([`XAuthToken::restart_scoped_key`]), so a restart voids
 //!   every token, as the document says.
 //! - The deprecated `GET /api/v1/login?username=&password=` puts credentials
-//!   in the URL; it is off unless [`XAuthToken::enable_deprecated_get`] is
+//!   in the URL; it is off unless [`XAuthToken::with_deprecated_get`] is
 //!   called, and then answers with `Deprecation: true` and a `Link` to its
 //!   successor.
+//! - [`XAuthToken::auth_layer`] reads `X-Auth-Token` on the API routes.
+//!
+//! Errors follow the document ([`WorkflowFormat`]): `401` and `403` have no
+//! content; the answers the document does not list (`400`, `413`, `415`,
+//! `423`, `429`, `503`) carry `{"message":"…"}`.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -32,13 +35,38 @@ use crate::error::ConfigError;
 use crate::login::{LoginError, LoginFlow, Principal};
 use crate::token::{SigningKey, TokenSource, TokenSources, Verifier};
 
-use super::{Failure, LOGIN_BODY_LIMIT, LoginClient, json_body, no_store, password_with_code};
+use super::{
+    Accept, ApiError, ErrorFormat, Failure, LoginClient, no_store, password_with_code, read_body,
+    rejections_in_format, required, with_preset,
+};
 
 /// The header the token travels in.
 pub const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 
 /// How long a token lives: 24 hours.
 pub const TOKEN_SECONDS: u64 = 86_400;
+
+/// The Workflow error format: `401` and `403` with no content, as the
+/// document lists them; the other refusals with `{"message":"…"}`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkflowFormat;
+
+impl ErrorFormat for WorkflowFormat {
+    // The token travels in `X-Auth-Token`, not in an `Authorization` scheme.
+    const CHALLENGE: Option<&'static str> = None;
+
+    fn render(failure: &Failure) -> Response {
+        match failure.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => failure.status.into_response(),
+            status => (status, Json(json!({ "message": failure.message }))).into_response(),
+        }
+    }
+}
+
+rejections_in_format!(WorkflowFormat);
+
+/// An error of the Workflow routes.
+pub type WorkflowError = ApiError<WorkflowFormat>;
 
 /// The X-Auth-Token preset.
 #[derive(Clone, Debug)]
@@ -64,47 +92,36 @@ impl XAuthToken {
     }
 
     /// Also serve the deprecated `GET /api/v1/login`.
-    pub fn enable_deprecated_get(mut self) -> Self {
+    pub fn with_deprecated_get(mut self) -> Self {
         self.deprecated_get = true;
         self
     }
 
     /// `POST /api/v2/login`, and `GET /api/v1/login` when enabled.
     pub fn router(&self) -> Router {
-        let mut router = Router::new().route("/api/v2/login", post(login_v2));
+        let mut routes = Router::new().route("/api/v2/login", post(login_v2));
         if self.deprecated_get {
-            router = router.route("/api/v1/login", get(login_v1));
+            routes = routes.route("/api/v1/login", get(login_v1));
         }
-        router
-            .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
-            .with_state(Arc::new(self.clone()))
+        with_preset(routes, self.clone())
     }
 
-    /// An [`AuthLayer`] reading `X-Auth-Token`, refusing revoked tokens.
-    pub fn auth_layer<C>(&self, verifier: Verifier) -> AuthLayer<C> {
+    /// An [`AuthLayer`] reading `X-Auth-Token`, refusing revoked tokens,
+    /// refusals in the Workflow format.
+    pub fn auth_layer<C>(&self, verifier: Verifier) -> AuthLayer<C, WorkflowFormat> {
         AuthLayer::new(verifier)
             .sources(TokenSources::single(TokenSource::header(X_AUTH_TOKEN)))
             .revocations(self.flow.issuer().revocations())
+            .on_rejection(WorkflowFormat)
     }
 
-    async fn token_for(&self, principal: &Principal) -> Result<String, LoginError> {
+    fn token_for(&self, principal: &Principal) -> Result<String, LoginError> {
         Ok(self
             .flow
             .issuer()
             .issue_access(principal, TOKEN_SECONDS)?
             .token)
     }
-}
-
-fn error_response(failure: Failure) -> Response {
-    let response = error_body(&failure);
-    failure.finish(response)
-}
-
-fn error_body(failure: &Failure) -> Response {
-    // The document's error answers have no content; a short JSON message
-    // helps clients without contradicting it.
-    (failure.status, Json(json!({ "message": failure.message }))).into_response()
 }
 
 fn with_token(mut response: Response, token: &str) -> Response {
@@ -115,55 +132,47 @@ fn with_token(mut response: Response, token: &str) -> Response {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct LoginV2 {
-    username: String,
-    password: String,
-    #[serde(default, rename = "logoutID")]
+    username: Option<String>,
+    password: Option<String>,
+    #[serde(rename = "logoutID")]
     logout_id: Option<String>,
-    #[serde(default)]
     otp: Option<String>,
 }
 
 async fn login_v2(
     State(preset): State<Arc<XAuthToken>>,
     client: LoginClient,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let result = async {
-        let login: LoginV2 = json_body(&headers, body)?;
-        let principal = password_with_code(
-            &preset.flow,
-            &login.username,
-            &login.password,
-            login.otp.as_deref(),
-            client,
-        )
-        .await?;
-        if let Some(previous) = login.logout_id.as_deref().filter(|t| !t.is_empty()) {
-            // Only a token of this service names a session to end; anything
-            // else is ignored, as an unknown logout id would be.
-            if let Err(LoginError::Unavailable(err)) = preset.flow.issuer().revoke(previous).await {
-                return Err(LoginError::Unavailable(err).into());
-            }
+    request: Request,
+) -> Result<Response, WorkflowError> {
+    let login: LoginV2 = read_body(request, Accept::Json).await?;
+    let username = required(login.username, "username")?;
+    let password = required(login.password, "password")?;
+    let principal = password_with_code(
+        &preset.flow,
+        &username,
+        &password,
+        login.otp.as_deref(),
+        client,
+    )
+    .await?;
+    if let Some(previous) = login.logout_id.as_deref().filter(|t| !t.is_empty()) {
+        // Only a token of this service names a session to end; anything
+        // else is ignored, as an unknown logout id would be.
+        if let Err(LoginError::Unavailable(err)) = preset.flow.issuer().revoke(previous).await {
+            return Err(LoginError::Unavailable(err).into());
         }
-        let token = preset.token_for(&principal).await?;
-        Ok::<_, Failure>((principal, token))
     }
-    .await;
-    match result {
-        Ok((principal, token)) => with_token(
-            Json(json!({
-                "userId": principal.id,
-                "username": principal.username,
-                "X-Auth-Token": token,
-            }))
-            .into_response(),
-            &token,
-        ),
-        Err(failure) => error_response(failure),
-    }
+    let token = preset.token_for(&principal)?;
+    Ok(with_token(
+        Json(json!({
+            "userId": principal.id,
+            "username": principal.username,
+            "X-Auth-Token": token,
+        }))
+        .into_response(),
+        &token,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -179,22 +188,18 @@ async fn login_v1(
 ) -> Response {
     let result = async {
         let Query(query) = query.map_err(|e| Failure::bad_request(e.body_text()))?;
-        let (Some(username), Some(password)) = (query.username, query.password) else {
-            return Err(Failure::bad_request("username and password are required"));
-        };
+        let username = required(query.username, "username")?;
+        let password = required(query.password, "password")?;
         let principal =
             password_with_code(&preset.flow, &username, &password, None, client).await?;
-        let token = preset.token_for(&principal).await?;
-        Ok::<_, Failure>((principal, token))
-    }
-    .await;
-    let mut response = match result {
-        Ok((principal, token)) => with_token(
+        let token = preset.token_for(&principal)?;
+        Ok::<_, WorkflowError>(with_token(
             Json(json!({ "id": principal.id, "username": principal.username })).into_response(),
             &token,
-        ),
-        Err(failure) => error_response(failure),
-    };
+        ))
+    }
+    .await;
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
     let headers = response.headers_mut();
     headers.insert("deprecation", HeaderValue::from_static("true"));
     headers.insert(
@@ -202,10 +207,4 @@ async fn login_v1(
         HeaderValue::from_static("</api/v2/login>; rel=\"successor-version\""),
     );
     response
-}
-
-impl From<StatusCode> for Failure {
-    fn from(status: StatusCode) -> Self {
-        Failure::new(status, status.canonical_reason().unwrap_or("error"))
-    }
 }

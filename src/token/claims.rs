@@ -12,7 +12,7 @@ use crate::token::Verified;
 /// What a token is for.
 ///
 /// Every token this crate mints says what it is for in a claim (by default
-/// `usefor`, as in document 001's sample tokens), and every verifier accepts
+/// `usefor`, as in the datarhei Core API's sample tokens), and every verifier accepts
 /// only the kinds it is configured for, so that a refresh token can never pass
 /// as an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

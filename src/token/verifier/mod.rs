@@ -43,7 +43,7 @@ use segments::{
 };
 
 /// The claim that names a token's kind unless configured otherwise, as in
-/// document 001's sample tokens.
+/// the datarhei Core API's sample tokens.
 pub const DEFAULT_KIND_CLAIM: &str = "usefor";
 
 /// A verified token: the application's claims and the registered ones.
