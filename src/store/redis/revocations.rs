@@ -180,10 +180,12 @@ impl RevocationStore for RedisStore {
             let mut connection = store.connection.clone();
             // MGET, not EXISTS: the answer for each key, to cache each. On a
             // cluster it is split by slot.
-            let read: RedisResult<Vec<Value>> = redis::cmd("MGET")
-                .arg(&keys)
-                .query_async(&mut connection)
-                .await;
+            let mget = redis::cmd("MGET").arg(&keys).to_owned();
+            let mut read: RedisResult<Vec<Value>> = mget.query_async(&mut connection).await;
+            if read.as_ref().is_err_and(super::connection_lost) {
+                // A read is safe to repeat, on the connection made anew.
+                read = mget.query_async(&mut connection).await;
+            }
             let found = match read {
                 Ok(values) if values.len() == keys.len() => {
                     Ok(values.iter().map(|value| *value != Value::Nil).collect())
