@@ -26,10 +26,6 @@ fn config_for(url: String) -> app::DemoConfig {
     }
 }
 
-fn config(redis: &RedisServer) -> app::DemoConfig {
-    config_for(redis.url())
-}
-
 async fn two_instances(redis: &RedisServer) -> (Server, Server) {
     two_instances_on(redis.url()).await
 }
