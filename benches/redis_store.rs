@@ -1,7 +1,9 @@
-//! Lockout check and revocation lookup against Redis on loopback, beside the
-//! in-memory stores, in one run. Starts its own redis-server on a free
-//! loopback port (`REDIS_SERVER_BIN`, or `redis-server` on the PATH; the
-//! test script installs it).
+//! Revocation checks and lockout checks against Redis on loopback, beside
+//! the in-memory stores, in one run, awaited on a Tokio runtime
+//! (`to_async`): a revocation check answered by the local cache, one read
+//! from Redis (the cache turned off), and the in-memory store. Starts its
+//! own redis-server on a free loopback port (`REDIS_SERVER_BIN`, or
+//! `redis-server` on the PATH; the test script installs it).
 //!
 //! Run: `cargo bench --bench redis_store --features redis`
 
@@ -57,8 +59,9 @@ fn start_redis() -> (Server, String) {
     panic!("redis-server did not start");
 }
 
-async fn revoked(store: &dyn RevocationStore, id: &str) -> bool {
-    match store.check(id, Some("family")) {
+/// What a guarded request awaits: the answer, ready or read.
+async fn revoked(store: &dyn RevocationStore) -> bool {
+    match store.check("live-jti", Some("live-family")) {
         RevocationCheck::Ready(answer) => answer.unwrap(),
         RevocationCheck::Pending(future) => future.await.unwrap(),
     }
@@ -66,26 +69,42 @@ async fn revoked(store: &dyn RevocationStore, id: &str) -> bool {
 
 fn stores(c: &mut Criterion) {
     let (_server, url) = start_redis();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let redis = {
-        let _runtime = runtime.enter();
-        Arc::new(RedisStore::open(&url, RedisStoreConfig::default()).unwrap())
-    };
+    let (cached, uncached) = runtime.block_on(async {
+        let cached = RedisStore::open(&url, RedisStoreConfig::default()).unwrap();
+        let uncached = RedisStore::open(
+            &url,
+            RedisStoreConfig {
+                local_cache_capacity: 0,
+                ..RedisStoreConfig::default()
+            },
+        )
+        .unwrap();
+        while !cached.local_cache_active() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (Arc::new(cached), Arc::new(uncached))
+    });
     let memory_revocations = Arc::new(MemoryRevocations::default());
     let memory_lockout = Arc::new(MemoryLockoutStore::default());
     let policy = LockoutPolicy::default();
     let now = now_seconds();
     runtime.block_on(async {
-        for store in [&*redis as &dyn RevocationStore, &*memory_revocations] {
+        for store in [&*cached as &dyn RevocationStore, &*memory_revocations] {
             store.revoke("revoked-jti", now + 600).await.unwrap();
         }
-        for store in [&*redis as &dyn LockoutStore, &*memory_lockout] {
+        for store in [&*cached as &dyn LockoutStore, &*memory_lockout] {
             store.record_failure("admin", &policy, now).await.unwrap();
         }
+        // The first check reads Redis and fills the cache.
+        assert!(!revoked(&*cached).await);
+        assert!(matches!(
+            cached.check("live-jti", Some("live-family")),
+            RevocationCheck::Ready(Ok(false))
+        ));
     });
 
     let mut group = c.benchmark_group("stores");
@@ -94,18 +113,23 @@ fn stores(c: &mut Criterion) {
             "memory",
             memory_revocations.clone() as Arc<dyn RevocationStore>,
         ),
-        ("redis", redis.clone() as Arc<dyn RevocationStore>),
+        ("redis_cached", cached.clone() as Arc<dyn RevocationStore>),
+        (
+            "redis_uncached",
+            uncached.clone() as Arc<dyn RevocationStore>,
+        ),
     ] {
-        group.bench_function(format!("revocation_lookup/{name}"), |b| {
-            b.iter(|| runtime.block_on(revoked(&*store, "live-jti")))
+        group.bench_function(format!("revocation_check/{name}"), |b| {
+            b.to_async(&runtime).iter(|| revoked(&*store))
         });
     }
     for (name, store) in [
         ("memory", memory_lockout.clone() as Arc<dyn LockoutStore>),
-        ("redis", redis.clone() as Arc<dyn LockoutStore>),
+        ("redis", cached.clone() as Arc<dyn LockoutStore>),
     ] {
         group.bench_function(format!("lockout_check/{name}"), |b| {
-            b.iter(|| runtime.block_on(store.locked_until("admin", now)).unwrap())
+            b.to_async(&runtime)
+                .iter(|| async { store.locked_until("admin", now).await.unwrap() })
         });
     }
     group.finish();

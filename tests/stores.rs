@@ -1,5 +1,6 @@
 //! One behavioural suite run against every store: the in-memory default and
-//! Redis (a real server on loopback, feature `redis`).
+//! Redis (feature `redis`) as one server, a 3-master cluster and a master
+//! found through three sentinels, all real processes on loopback.
 
 mod common;
 
@@ -30,16 +31,33 @@ fn memory() -> Stores {
 }
 
 #[cfg(feature = "redis")]
-fn redis() -> Stores {
+fn redis_on(url: &str, keep: Box<dyn std::any::Any + Send>) -> Stores {
     use tower_authgate::store::{RedisStore, RedisStoreConfig};
-    let server = common::redis::RedisServer::start();
-    let store = Arc::new(RedisStore::open(&server.url(), RedisStoreConfig::default()).unwrap());
+    let store = Arc::new(RedisStore::open(url, RedisStoreConfig::default()).unwrap());
     Stores {
         revocations: store.clone(),
         lockout: store.clone(),
         otp: store,
-        keep: Some(Box::new(server)),
+        keep: Some(keep),
     }
+}
+
+#[cfg(feature = "redis")]
+fn redis() -> Stores {
+    let server = common::redis::RedisServer::start();
+    redis_on(&server.url(), Box::new(server))
+}
+
+#[cfg(feature = "redis")]
+fn redis_cluster() -> Stores {
+    let cluster = common::redis::RedisCluster::start();
+    redis_on(&cluster.url(), Box::new(cluster))
+}
+
+#[cfg(feature = "redis")]
+fn redis_sentinel() -> Stores {
+    let sentinels = common::redis::RedisSentinels::start();
+    redis_on(&sentinels.url(), Box::new(sentinels))
 }
 
 async fn revoked(store: &dyn RevocationStore, id: &str, family: Option<&str>) -> bool {
@@ -185,6 +203,10 @@ macro_rules! store_suite {
 store_suite!(memory_store, memory());
 #[cfg(feature = "redis")]
 store_suite!(redis_store, redis());
+#[cfg(feature = "redis")]
+store_suite!(redis_cluster_store, redis_cluster());
+#[cfg(feature = "redis")]
+store_suite!(redis_sentinel_store, redis_sentinel());
 
 #[cfg(feature = "redis")]
 #[test]

@@ -48,8 +48,11 @@ pub struct DemoConfig {
     pub login_throttle_per_minute: u32,
     /// The lockout policy and clock.
     pub lockout: Lockout,
-    /// A Redis server for revocations, lockout counters and used TOTP steps
-    /// (`REDIS_URL`); in-memory stores when absent.
+    /// Redis for revocations, lockout counters and used TOTP steps
+    /// (`REDIS_URL`: one `redis://` or `rediss://` URL, a comma-separated
+    /// list of cluster node URLs, or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER_NAME`); in-memory
+    /// stores when absent.
     pub redis_url: Option<String>,
     /// An identity provider whose tokens log users in at `POST /api/login`
     /// (the datarhei Core API's Auth0 login).

@@ -10,6 +10,9 @@
 //! `LOGIN_THROTTLE_PER_MINUTE` caps login attempts per address (default 60,
 //! `0` turns the throttle off). Five failed logins lock an account for ten
 //! minutes; `GET /api/auth/lockedUsers` lists locked accounts (admin only).
+//! With `--features redis`, `REDIS_URL` shares the state between instances:
+//! `redis://HOST:PORT/` (one server), `redis://A:7000,redis://B:7000,...`
+//! (a cluster) or `redis+sentinel://HOST:26379,.../MASTER_NAME` (sentinels).
 
 mod app;
 

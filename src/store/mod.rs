@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::BoxFuture;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, RedisStoreConfig, Unreachable};
+pub use self::redis::{RedisStore, RedisStoreConfig, RedisTopology, Unreachable};
 pub use memory::{
     DEFAULT_MAX_LOCKOUT_COUNTERS, DEFAULT_MAX_REVOCATIONS, MemoryLockoutStore,
     MemoryOtpReplayGuard, MemoryRevocations,
