@@ -1,6 +1,12 @@
-//! `Set-Cookie` values for session cookies, written in the attribute order of
-//! the inSCADA API: `name=value; Path=/; Max-Age=300; HttpOnly; SameSite=Lax`,
-//! with `; Secure` appended unless development mode is chosen explicitly.
+//! `Set-Cookie` values for session cookies, built with the `cookie` crate:
+//! `name=value; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=300`, without
+//! `Secure` only when development mode is chosen explicitly. (The inSCADA
+//! document lists the same attributes as `Path=/; Max-Age=300; HttpOnly;
+//! SameSite=Lax`; RFC 6265 gives their order no meaning.)
+//!
+//! Cookies of a request are read on the hot path by
+//! [`TokenSources`](crate::token::TokenSources), with a scan of their own:
+//! see its docs for why.
 
 use http::HeaderValue;
 
@@ -76,19 +82,22 @@ impl CookieSettings {
     /// `Set-Cookie` for `name=value` living `max_age` seconds.
     pub fn set(&self, name: &str, value: &str, max_age: u64) -> HeaderValue {
         let same_site = match self.same_site {
-            SameSite::Strict => "Strict",
-            SameSite::Lax => "Lax",
-            SameSite::None => "None",
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
         };
-        let secure = if self.secure { "; Secure" } else { "" };
-        let text = format!(
-            "{name}={value}; Path={}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}",
-            self.path
-        );
+        let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
+        let cookie = cookie::Cookie::build((name, value))
+            .path(self.path.as_str())
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .http_only(true)
+            .same_site(same_site)
+            .secure(self.secure)
+            .build();
         // Names are checked when configured, values are base64url tokens and
-        // the path is checked above; an unexpected byte yields an expired,
+        // the path is checked when set; an unexpected byte yields an expired,
         // empty cookie rather than a panic.
-        HeaderValue::from_str(&text)
+        HeaderValue::from_str(&cookie.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
     }
 

@@ -278,6 +278,13 @@ fn read_single_header<'a>(
     capped(token, max_len).map(Some)
 }
 
+/// The value of the cookie `name`, scanned by hand rather than with the
+/// `cookie` crate (which builds every `Set-Cookie` of this crate): this runs
+/// on every request, and on a browser's four-cookie header the scan finds
+/// the token in 149 ns where `cookie::Cookie::split_parse` takes 721 ns
+/// (`cargo bench --bench validation -- cookie_header`, one run). The crate
+/// parses every cookie into a struct and wants the header as UTF-8; the
+/// scan only splits at `;`, compares one name and borrows the value.
 fn read_cookie<'a>(
     headers: &'a HeaderMap,
     name: &str,

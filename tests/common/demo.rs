@@ -54,6 +54,13 @@ impl Reply {
     }
 }
 
+/// The attributes of a `Set-Cookie` value, sorted.
+pub fn cookie_attributes(set_cookie: &str) -> Vec<&str> {
+    let mut attributes: Vec<&str> = set_cookie.split(';').skip(1).map(str::trim).collect();
+    attributes.sort_unstable();
+    attributes
+}
+
 pub async fn start() -> Server {
     let key = demo_key();
     start_with(key, tower_authgate::ip::IpRules::allow_all()).await
