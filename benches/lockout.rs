@@ -13,10 +13,7 @@ use tower_authgate::store::{LockoutPolicy, MemoryLockoutStore};
 
 fn lockout(c: &mut Criterion) {
     let store = Arc::new(MemoryLockoutStore::default());
-    let policy = LockoutPolicy {
-        max_failures: u32::MAX,
-        ..LockoutPolicy::default()
-    };
+    let policy = LockoutPolicy::default().with_max_failures(u32::MAX);
     // A populated store: 10,000 accounts with failures, none locked.
     for i in 0..10_000 {
         store

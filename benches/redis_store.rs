@@ -77,10 +77,7 @@ fn stores(c: &mut Criterion) {
         let cached = RedisStore::open(&url, RedisStoreConfig::default()).unwrap();
         let uncached = RedisStore::open(
             &url,
-            RedisStoreConfig {
-                local_cache_capacity: 0,
-                ..RedisStoreConfig::default()
-            },
+            RedisStoreConfig::default().with_local_cache_capacity(0),
         )
         .unwrap();
         while !cached.local_cache_active() {

@@ -95,6 +95,12 @@ pub enum ConfigError {
     Poisoned(&'static str),
 }
 
+/// Signing a token failed: the claims do not serialize, or the key cannot
+/// sign (neither is caused by a request).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("signing failed: {0}")]
+pub struct SigningError(pub String);
+
 /// Why a token was refused by the [`Verifier`](crate::token::Verifier).
 ///
 /// Each variant renders as a short `error_description` in the

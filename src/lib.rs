@@ -143,7 +143,7 @@ pub mod schemes;
 #[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
 pub mod throttle;
 
-pub use error::{ConfigError, TokenError};
+pub use error::{ConfigError, SigningError, TokenError};
 pub use reject::{AuthRejection, Rejection};
 
 /// A boxed, `Send` future, as returned by the store, key-source and issuer

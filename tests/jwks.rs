@@ -138,13 +138,11 @@ fn external_token(key: &SigningKey, issuer: &str, sub: &str, aud: &str) -> Strin
 }
 
 fn quick() -> JwksConfig {
-    JwksConfig {
-        refresh_interval: Duration::from_secs(60),
-        min_refetch_interval: Duration::from_secs(60),
-        max_staleness: Duration::from_secs(3600),
-        timeout: Duration::from_millis(300),
-        ..JwksConfig::default()
-    }
+    JwksConfig::default()
+        .with_refresh_interval(Duration::from_secs(60))
+        .with_min_refetch_interval(Duration::from_secs(60))
+        .with_max_staleness(Duration::from_secs(3600))
+        .with_timeout(Duration::from_millis(300))
 }
 
 fn verifier(source: &JwksSource, issuer: &str) -> Verifier {
@@ -208,10 +206,7 @@ async fn rotation_new_kid_appears_old_one_goes() {
 async fn provider_down_stale_keys_serve_then_expire() {
     let a = key("a");
     let idp = Idp::start(vec![a.clone()]).await;
-    let config = JwksConfig {
-        max_staleness: Duration::from_millis(400),
-        ..quick()
-    };
+    let config = quick().with_max_staleness(Duration::from_millis(400));
     let source = JwksSource::from_url(&idp.url(), config).unwrap();
     source.refresh().await.unwrap();
     idp.set(|p| p.mode = Mode::Down);
@@ -335,10 +330,7 @@ async fn discovery_documents() {
 async fn max_age_drives_the_background_refresh() {
     let idp = Idp::start(vec![key("a")]).await;
     idp.set(|p| p.max_age = Some(0));
-    let config = JwksConfig {
-        min_refetch_interval: Duration::from_millis(100),
-        ..quick()
-    };
+    let config = quick().with_min_refetch_interval(Duration::from_millis(100));
     let source = JwksSource::from_url(&idp.url(), config).unwrap();
     source.start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -82,12 +82,11 @@ async fn exactly_five_failures_lock_and_the_sixth_right_password_is_refused() {
 #[tokio::test]
 async fn policy_is_configurable_and_can_count_per_address() {
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let policy = LockoutPolicy {
-        max_failures: 2,
-        lock_seconds: 30,
-        window_seconds: 60,
-        per_address: true,
-    };
+    let policy = LockoutPolicy::default()
+        .with_max_failures(2)
+        .with_lock_seconds(30)
+        .with_window_seconds(60)
+        .with_per_address(true);
     let flow = flow(clock.clone(), policy);
     let a = Some("198.51.100.1".parse().unwrap());
     let b = Some("198.51.100.2".parse().unwrap());

@@ -107,10 +107,7 @@ mod login_bodies {
         app::build(app::DemoConfig {
             // Garbage logins must not lock the demo users for later cases.
             lockout: tower_authgate::lockout::Lockout::new(
-                tower_authgate::lockout::LockoutPolicy {
-                    max_failures: u32::MAX,
-                    ..Default::default()
-                },
+                tower_authgate::lockout::LockoutPolicy::default().with_max_failures(u32::MAX),
             ),
             ..config()
         })

@@ -163,10 +163,7 @@ async fn without_a_local_cache_every_check_reads_redis() {
     let redis = RedisServer::start();
     let store = RedisStore::open(
         &redis.url(),
-        RedisStoreConfig {
-            local_cache_capacity: 0,
-            ..RedisStoreConfig::default()
-        },
+        RedisStoreConfig::default().with_local_cache_capacity(0),
     )
     .unwrap();
     assert_eq!(check(&store, "jti", None).await, (false, false));

@@ -308,10 +308,7 @@ async fn fail_open_is_an_explicit_choice() {
     let mut redis = RedisServer::start();
     let open = RedisStore::open(
         &redis.url(),
-        RedisStoreConfig {
-            unreachable: Unreachable::FailOpen,
-            ..Default::default()
-        },
+        RedisStoreConfig::default().with_unreachable(Unreachable::FailOpen),
     )
     .unwrap();
     let closed = RedisStore::open(&redis.url(), RedisStoreConfig::default()).unwrap();

@@ -174,11 +174,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         },
     };
 
-    let cookie_lifetimes = Lifetimes {
-        access: 300,
-        refresh: 86_400,
-        ..Lifetimes::default()
-    };
+    let cookie_lifetimes = Lifetimes::default().with_access(300).with_refresh(86_400);
     let default_lifetimes = Lifetimes::default();
     let flow = |issuer: Arc<dyn TokenIssuer>| {
         LoginFlow::new(users.clone(), issuer)

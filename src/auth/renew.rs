@@ -11,11 +11,19 @@ use crate::token::TokenSource;
 
 /// A new access token minted from a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RenewedAccess {
     /// The compact JWT.
     pub token: String,
     /// Its lifetime in seconds (the new cookie's `Max-Age`).
     pub lifetime: u64,
+}
+
+impl RenewedAccess {
+    /// A renewed access token and its lifetime in seconds.
+    pub fn new(token: String, lifetime: u64) -> Self {
+        RenewedAccess { token, lifetime }
+    }
 }
 
 /// Why a refresh token renewed nothing.

@@ -57,6 +57,8 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// An IP network (`ipnet`), for [`IpRanges::new`].
+pub use ipnet::IpNet;
 pub use ranges::{IpDecision, IpRanges, IpRules};
 pub use resolve::{ClientIp, ClientIpResolver, PeerAddr, ProxyHeader};
 

@@ -21,6 +21,7 @@ use super::{LoginError, Principal};
 /// ties the tokens of one login together; `spaces` and `roles` carry the
 /// principal's grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AuthClaims {
     /// Seconds of validity (`exp - iat`).
     pub exi: u64,
@@ -75,6 +76,7 @@ impl HasSpaces for AuthClaims {
 
 /// A freshly minted token with its claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Minted {
     /// The compact JWT.
     pub token: String,
@@ -82,13 +84,28 @@ pub struct Minted {
     pub claims: AuthClaims,
 }
 
+impl Minted {
+    /// A minted token and its claims.
+    pub fn new(token: String, claims: AuthClaims) -> Self {
+        Minted { token, claims }
+    }
+}
+
 /// An access token and, where the flow has one, a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenPair {
     /// The access token.
     pub access: Minted,
     /// The refresh token.
     pub refresh: Option<Minted>,
+}
+
+impl TokenPair {
+    /// An access token and, where the flow has one, a refresh token.
+    pub fn new(access: Minted, refresh: Option<Minted>) -> Self {
+        TokenPair { access, refresh }
+    }
 }
 
 /// Mints, refreshes and revokes tokens.
@@ -174,6 +191,7 @@ pub fn renew_by_refresh<'a, I: TokenIssuer + ?Sized>(
 
 /// The default lifetimes, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lifetimes {
     /// Access tokens.
     pub access: u64,
@@ -181,6 +199,26 @@ pub struct Lifetimes {
     pub refresh: u64,
     /// Otp-pending tokens.
     pub otp_pending: u64,
+}
+
+impl Lifetimes {
+    /// With `access` set to `access`.
+    pub fn with_access(mut self, access: u64) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// With `refresh` set to `refresh`.
+    pub fn with_refresh(mut self, refresh: u64) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
+    /// With `otp_pending` set to `otp_pending`.
+    pub fn with_otp_pending(mut self, otp_pending: u64) -> Self {
+        self.otp_pending = otp_pending;
+        self
+    }
 }
 
 impl Default for Lifetimes {

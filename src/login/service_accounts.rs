@@ -11,6 +11,7 @@ use super::{LoginError, Principal, TokenIssuer};
 /// One service-account token, as listed (the token itself is shown once, at
 /// creation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ServiceAccount {
     /// The token's id (its `jti`).
     pub id: String,

@@ -15,6 +15,7 @@ use super::LoginError;
 
 /// Who logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Principal {
     /// A stable user id (a GUID in the RegScale API's `id`).
     pub id: String,
@@ -29,6 +30,44 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A user with this id and name, no spaces, no roles and no TOTP.
+    pub fn new(id: impl Into<String>, username: impl Into<String>) -> Self {
+        Principal {
+            id: id.into(),
+            username: username.into(),
+            spaces: Vec::new(),
+            roles: Vec::new(),
+            totp_secret: None,
+        }
+    }
+
+    /// With these spaces (the first is the default).
+    pub fn with_spaces<I, S>(mut self, spaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.spaces = spaces.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// With these roles.
+    pub fn with_roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Requiring a TOTP code after the password, with this secret (raw
+    /// bytes).
+    pub fn with_totp_secret(mut self, secret: Vec<u8>) -> Self {
+        self.totp_secret = Some(secret);
+        self
+    }
+
     /// Whether the user holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
@@ -57,6 +96,7 @@ pub trait Authenticator: Send + Sync + 'static {
 
 /// A user record for [`MemoryUsers`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewUser {
     /// The login name.
     pub username: String,

@@ -79,6 +79,7 @@ pub trait OtpReplayGuard: Send + Sync + 'static {
 
 /// When failures lock an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LockoutPolicy {
     /// Failures that lock the account (default 5).
     pub max_failures: u32,
@@ -90,6 +91,32 @@ pub struct LockoutPolicy {
     /// account (default `false`: an attacker cannot dodge the lock by
     /// changing address, at the price that anyone can lock an account).
     pub per_address: bool,
+}
+
+impl LockoutPolicy {
+    /// With `max_failures` set to `max_failures`.
+    pub fn with_max_failures(mut self, max_failures: u32) -> Self {
+        self.max_failures = max_failures;
+        self
+    }
+
+    /// With `lock_seconds` set to `lock_seconds`.
+    pub fn with_lock_seconds(mut self, lock_seconds: u64) -> Self {
+        self.lock_seconds = lock_seconds;
+        self
+    }
+
+    /// With `window_seconds` set to `window_seconds`.
+    pub fn with_window_seconds(mut self, window_seconds: u64) -> Self {
+        self.window_seconds = window_seconds;
+        self
+    }
+
+    /// With `per_address` set to `per_address`.
+    pub fn with_per_address(mut self, per_address: bool) -> Self {
+        self.per_address = per_address;
+        self
+    }
 }
 
 impl Default for LockoutPolicy {
@@ -105,6 +132,7 @@ impl Default for LockoutPolicy {
 
 /// The state after a failure was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FailureRecorded {
     /// Failures counted in the current window.
     pub failures: u32,
@@ -114,8 +142,20 @@ pub struct FailureRecorded {
     pub newly_locked: bool,
 }
 
+impl FailureRecorded {
+    /// The state after a failure: the failures counted, when the lock ends, and whether this failure locked the account.
+    pub fn new(failures: u32, locked_until: Option<u64>, newly_locked: bool) -> Self {
+        FailureRecorded {
+            failures,
+            locked_until,
+            newly_locked,
+        }
+    }
+}
+
 /// A locked account, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LockedAccount {
     /// The lockout key (the normalised username, with the address when
     /// counting per address).
@@ -124,6 +164,17 @@ pub struct LockedAccount {
     pub locked_until: u64,
     /// Failures counted.
     pub failures: u32,
+}
+
+impl LockedAccount {
+    /// A locked account, as a store lists it.
+    pub fn new(account: String, locked_until: u64, failures: u32) -> Self {
+        LockedAccount {
+            account,
+            locked_until,
+            failures,
+        }
+    }
 }
 
 /// Lockout counters. Every operation is atomic for its key.

@@ -131,6 +131,7 @@ impl FromIterator<TokenKind> for TokenKinds {
 /// Later layers (revocation, tenant selection, renewal) read this rather than
 /// decode the token again.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenMeta {
     /// `sub`, when present.
     pub subject: Option<String>,

@@ -52,6 +52,7 @@ use crate::token::keys::{KeySet, KeySource};
 
 /// How a [`JwksSource`] fetches and caches.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct JwksConfig {
     /// Refresh this often at the latest (default 5 minutes).
     pub refresh_interval: Duration,
@@ -65,6 +66,38 @@ pub struct JwksConfig {
     pub timeout: Duration,
     /// The largest document accepted (default 1 MiB).
     pub max_document_bytes: usize,
+}
+
+impl JwksConfig {
+    /// With `refresh_interval` set to `refresh_interval`.
+    pub fn with_refresh_interval(mut self, refresh_interval: Duration) -> Self {
+        self.refresh_interval = refresh_interval;
+        self
+    }
+
+    /// With `min_refetch_interval` set to `min_refetch_interval`.
+    pub fn with_min_refetch_interval(mut self, min_refetch_interval: Duration) -> Self {
+        self.min_refetch_interval = min_refetch_interval;
+        self
+    }
+
+    /// With `max_staleness` set to `max_staleness`.
+    pub fn with_max_staleness(mut self, max_staleness: Duration) -> Self {
+        self.max_staleness = max_staleness;
+        self
+    }
+
+    /// With `timeout` set to `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// With `max_document_bytes` set to `max_document_bytes`.
+    pub fn with_max_document_bytes(mut self, max_document_bytes: usize) -> Self {
+        self.max_document_bytes = max_document_bytes;
+        self
+    }
 }
 
 impl Default for JwksConfig {

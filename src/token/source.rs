@@ -98,6 +98,7 @@ pub struct TokenSources {
 
 /// A token found in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FoundToken<'a> {
     /// The token text.
     pub token: &'a str,

@@ -163,7 +163,21 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// Starts a cluster; a start that fails (a free port taken by another
+    /// test's server between being found and bound) is retried on new
+    /// ports, twice at most.
     pub fn start() -> Self {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(cluster) => return cluster,
+                Err(output) => last = output,
+            }
+        }
+        panic!("cluster create failed three times: {last}");
+    }
+
+    fn try_start() -> Result<Self, String> {
         let dir = TempDir::new("cluster");
         let nodes: Vec<RedisServer> = (0..3)
             .map(|i| {
@@ -189,16 +203,15 @@ impl RedisCluster {
         create.extend(addresses.iter().map(String::as_str));
         create.push("--cluster-yes");
         let output = cli(nodes[0].port, &create);
-        assert!(
-            output.contains("All 16384 slots covered"),
-            "cluster create: {output}"
-        );
+        if !output.contains("All 16384 slots covered") {
+            return Err(output);
+        }
         for node in &nodes {
             wait_until("cluster_state:ok", Duration::from_secs(20), || {
                 node.cli(&["cluster", "info"]).contains("cluster_state:ok")
             });
         }
-        RedisCluster { nodes, _dir: dir }
+        Ok(RedisCluster { nodes, _dir: dir })
     }
 
     /// The node URLs, comma-separated (`REDIS_URL`'s cluster form).

@@ -110,6 +110,7 @@ pub enum Unreachable {
 
 /// Settings of a [`RedisStore`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RedisStoreConfig {
     /// Prefix of every key and of the invalidation channel (default
     /// `"authgate:"`). It may not contain `{` or `}`: the stores place their
@@ -129,6 +130,44 @@ pub struct RedisStoreConfig {
     /// [`response_timeout`](Self::response_timeout), so a connection that
     /// died silently is trusted for at most the sum of the two.
     pub invalidation_heartbeat: Duration,
+}
+
+impl RedisStoreConfig {
+    /// With `prefix` set to `prefix`.
+    pub fn with_prefix(mut self, prefix: String) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// With `unreachable` set to `unreachable`.
+    pub fn with_unreachable(mut self, unreachable: Unreachable) -> Self {
+        self.unreachable = unreachable;
+        self
+    }
+
+    /// With `connection_timeout` set to `connection_timeout`.
+    pub fn with_connection_timeout(mut self, connection_timeout: Duration) -> Self {
+        self.connection_timeout = connection_timeout;
+        self
+    }
+
+    /// With `response_timeout` set to `response_timeout`.
+    pub fn with_response_timeout(mut self, response_timeout: Duration) -> Self {
+        self.response_timeout = response_timeout;
+        self
+    }
+
+    /// With `local_cache_capacity` set to `local_cache_capacity`.
+    pub fn with_local_cache_capacity(mut self, local_cache_capacity: usize) -> Self {
+        self.local_cache_capacity = local_cache_capacity;
+        self
+    }
+
+    /// With `invalidation_heartbeat` set to `invalidation_heartbeat`.
+    pub fn with_invalidation_heartbeat(mut self, invalidation_heartbeat: Duration) -> Self {
+        self.invalidation_heartbeat = invalidation_heartbeat;
+        self
+    }
 }
 
 impl Default for RedisStoreConfig {

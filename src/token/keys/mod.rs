@@ -23,6 +23,9 @@ mod source;
 mod verifying;
 
 pub use jsonwebtoken::Algorithm;
+/// A JSON Web Key (RFC 7517), as `jsonwebtoken` models it: what
+/// [`VerifyingKey::from_jwk`] reads and [`SigningKey::public_jwk`] publishes.
+pub use jsonwebtoken::jwk::Jwk;
 pub use set::KeySet;
 pub use signing::SigningKey;
 pub use source::KeySource;

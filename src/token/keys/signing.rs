@@ -7,7 +7,7 @@ use aws_lc_rs::signature as lc;
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, SigningError};
 
 use super::verifying::{invalid_key, rsa_params};
 use super::{Algorithm, VerifyingKey, algorithm_name};
@@ -147,12 +147,10 @@ impl SigningKey {
 
     /// Signs `claims` into a compact JWT whose header carries this key's
     /// algorithm and `kid`.
-    pub fn sign<T: serde::Serialize>(
-        &self,
-        claims: &T,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, SigningError> {
         let mut header = jsonwebtoken::Header::new(self.algorithm);
         header.kid = self.kid.clone();
         jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|err| SigningError(err.to_string()))
     }
 }

@@ -128,7 +128,10 @@ impl VerifyingKey {
     }
 
     /// A key from a `jsonwebtoken` [`DecodingKey`], pinned to `algorithm`.
-    pub fn from_decoding_key(algorithm: Algorithm, key: &DecodingKey) -> Result<Self, ConfigError> {
+    pub(super) fn from_decoding_key(
+        algorithm: Algorithm,
+        key: &DecodingKey,
+    ) -> Result<Self, ConfigError> {
         if key.family() != algorithm.family() {
             return Err(invalid_key(
                 algorithm,

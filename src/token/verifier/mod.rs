@@ -48,6 +48,7 @@ pub const DEFAULT_KIND_CLAIM: &str = "usefor";
 
 /// A verified token: the application's claims and the registered ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Verified<C> {
     /// The claims, deserialized into the application's type.
     pub claims: C,
