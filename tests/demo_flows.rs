@@ -361,7 +361,13 @@ async fn document_001_bearer_pair() {
 
 #[tokio::test]
 async fn document_002_pascal_case() {
-    let server = start().await;
+    // No reuse grace here: the second use of a refresh token is reuse at
+    // once (the grace window has its own tests).
+    let server = start_config(app::DemoConfig {
+        refresh_reuse_grace: std::time::Duration::ZERO,
+        ..config()
+    })
+    .await;
     let signin = server
         .json(
             Method::POST,
@@ -498,18 +504,19 @@ async fn document_002_pascal_case() {
             .status,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        server
-            .json(
-                Method::POST,
-                "/authenticate/signout",
-                &[("authorization", &ab)],
-                json!({})
-            )
-            .await
-            .status,
-        StatusCode::NO_CONTENT
-    );
+    let signout = server
+        .json(
+            Method::POST,
+            "/authenticate/signout",
+            &[("authorization", &ab)],
+            json!({}),
+        )
+        .await;
+    assert_eq!(signout.status, StatusCode::OK, "{}", signout.text);
+    // The documented object, saying the authorization is now invalid.
+    assert_eq!(signout.body["AuthorizationInvalid"], true);
+    assert_eq!(signout.body["Email"], "admin@example.com");
+    assert_eq!(signout.str("Message"), "signed out");
     assert_eq!(
         server
             .get("/api/me", &[("authorization", &ab)])
@@ -770,11 +777,28 @@ async fn document_004_x_auth_token() {
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.headers.get("x-auth-token").is_none());
-    // The deprecated GET login is off by default.
+    // The demo serves the deprecated GET login; an account without an end
+    // has no `activeUntil`, and `logoutID` ends the session it names.
+    let second_token = second.headers["x-auth-token"].to_str().unwrap().to_owned();
     let v1 = server
-        .get("/api/v1/login?username=admin&password=admin", &[])
+        .get(
+            &format!("/api/v1/login?username=admin&password=admin&logoutID={second_token}"),
+            &[],
+        )
         .await;
-    assert_eq!(v1.status, StatusCode::NOT_FOUND);
+    assert_eq!(v1.status, StatusCode::OK, "{}", v1.text);
+    assert_eq!(v1.headers["deprecation"], "true");
+    assert!(v1.body.get("activeUntil").is_none());
+    assert!(v1.headers.contains_key("x-auth-token"));
+    assert_eq!(
+        server
+            .get("/api/me", &[("x-auth-token", &second_token)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Wrong credentials and a refused login answer with no content.
+    assert_eq!(wrong.text, "");
 
     // The restart-scoped key is published beside the main key; a token signed
     // by a key the demo does not hold (a "previous run") is refused.
@@ -1266,7 +1290,7 @@ async fn host_prefixed_cookies() {
         cookie_attributes(cookies[0]),
         [
             "HttpOnly",
-            "Max-Age=600",
+            "Max-Age=300",
             "Path=/",
             "SameSite=Lax",
             "Secure"

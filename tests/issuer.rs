@@ -10,7 +10,7 @@ use tower_authgate::TokenError;
 use tower_authgate::clock::now_seconds;
 use tower_authgate::login::{
     Authenticator, JwtIssuer, LoginError, LoginFlow, LoginOutcome, MemoryUsers, NewUser,
-    ServiceAccounts, TokenIssuer,
+    PairLifetimes, RefreshOptions, ServiceAccounts, TokenIssuer,
 };
 use tower_authgate::otp::{TotpAlgorithm, TotpVerifier};
 use tower_authgate::store::{MemoryRevocations, RevocationCheck, RevocationStore};
@@ -65,7 +65,7 @@ async fn memory_users_check_hashes_and_do_not_enumerate() {
 async fn a_pair_verifies_and_kinds_do_not_mix() {
     let issuer = issuer();
     let principal = users().find("admin").await.unwrap();
-    let pair = issuer.issue_pair(&principal, None).unwrap();
+    let pair = issuer.issue_pair(&principal, PairLifetimes::new()).unwrap();
     let refresh = pair.refresh.unwrap();
     assert_eq!(pair.access.claims.fam, refresh.claims.fam);
     assert_eq!(pair.access.claims.exi, 600);
@@ -81,7 +81,10 @@ async fn a_pair_verifies_and_kinds_do_not_mix() {
         Err(LoginError::InvalidToken(TokenError::WrongKind))
     );
     assert_eq!(
-        issuer.refresh(&pair.access.token, false).await.map(|_| ()),
+        issuer
+            .redeem_refresh(&pair.access.token, false)
+            .await
+            .map(|_| ()),
         Err(LoginError::InvalidToken(TokenError::WrongKind))
     );
     let verifier = issuer.access_verifier();
@@ -101,14 +104,18 @@ async fn a_pair_verifies_and_kinds_do_not_mix() {
 #[tokio::test]
 async fn refresh_without_rotation_keeps_the_refresh_token() {
     let issuer = issuer();
+    let flow = LoginFlow::new(users(), issuer.clone());
     let principal = users().find("admin").await.unwrap();
     let refresh = issuer
-        .issue_pair(&principal, None)
+        .issue_pair(&principal, PairLifetimes::new())
         .unwrap()
         .refresh
         .unwrap();
     for _ in 0..3 {
-        let renewed = issuer.refresh(&refresh.token, false).await.unwrap();
+        let renewed = flow
+            .refresh(&refresh.token, RefreshOptions::keeping())
+            .await
+            .unwrap();
         assert!(renewed.refresh.is_none());
         assert_eq!(renewed.access.claims.fam, refresh.claims.fam);
     }
@@ -117,15 +124,23 @@ async fn refresh_without_rotation_keeps_the_refresh_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reuse_of_a_refresh_token_rotates_once_and_ends_the_family() {
     for _round in 0..20 {
-        let issuer = issuer();
+        // Without a grace window: the second use is reuse.
+        let issuer = Arc::new(
+            JwtIssuer::new(signing_key(Algorithm::EdDSA), "test")
+                .unwrap()
+                .with_reuse_grace(std::time::Duration::ZERO),
+        );
+        let flow = Arc::new(LoginFlow::new(users(), issuer.clone()));
         let principal = users().find("admin").await.unwrap();
-        let pair = issuer.issue_pair(&principal, None).unwrap();
+        let pair = issuer.issue_pair(&principal, PairLifetimes::new()).unwrap();
         let refresh = pair.refresh.unwrap().token;
         let tasks: Vec<_> = (0..8)
             .map(|_| {
-                let issuer = issuer.clone();
+                let flow = flow.clone();
                 let refresh = refresh.clone();
-                tokio::spawn(async move { issuer.refresh(&refresh, true).await })
+                tokio::spawn(
+                    async move { flow.refresh(&refresh, RefreshOptions::rotating()).await },
+                )
             })
             .collect();
         let mut winners = Vec::new();
@@ -150,8 +165,7 @@ async fn concurrent_reuse_of_a_refresh_token_rotates_once_and_ends_the_family() 
             Err(LoginError::InvalidToken(TokenError::Revoked))
         );
         assert!(
-            issuer
-                .refresh(&winner.refresh.unwrap().token, true)
+            flow.refresh(&winner.refresh.unwrap().token, RefreshOptions::rotating())
                 .await
                 .is_err()
         );
@@ -172,10 +186,10 @@ async fn revoke_ends_the_token_and_its_family() {
         .unwrap()
         .with_revocation_store(shared);
     let principal = users().find("admin").await.unwrap();
-    let pair = issuer.issue_pair(&principal, None).unwrap();
+    let pair = issuer.issue_pair(&principal, PairLifetimes::new()).unwrap();
     issuer.revoke(&pair.access.token).await.unwrap();
     let refresh = pair.refresh.unwrap();
-    assert!(issuer.refresh(&refresh.token, false).await.is_err());
+    assert!(issuer.redeem_refresh(&refresh.token, false).await.is_err());
     match store.check(&refresh.claims.jti, refresh.claims.fam.as_deref()) {
         RevocationCheck::Ready(Ok(revoked)) => assert!(revoked),
         other => panic!("{other:?}"),
@@ -185,8 +199,10 @@ async fn revoke_ends_the_token_and_its_family() {
 #[tokio::test]
 async fn totp_flow_pending_token_is_single_use_and_codes_do_not_replay() {
     let flow = LoginFlow::new(users(), issuer());
-    let LoginOutcome::TotpRequired(pending) =
-        flow.password("operator", "operator", None).await.unwrap()
+    let LoginOutcome::TotpRequired(pending) = flow
+        .password("operator", "operator", None, PairLifetimes::new())
+        .await
+        .unwrap()
     else {
         panic!("TOTP expected");
     };
@@ -203,15 +219,17 @@ async fn totp_flow_pending_token_is_single_use_and_codes_do_not_replay() {
             "{bad:?}"
         );
     }
-    let principal = flow.totp(&pending.token, &code, None).await.unwrap();
-    assert_eq!(principal.username, "operator");
+    let accepted = flow.totp(&pending.token, &code, None).await.unwrap();
+    assert_eq!(accepted.principal.username, "operator");
     assert!(
         flow.totp(&pending.token, &code, None).await.is_err(),
         "pending token reused"
     );
     // A fresh pending token with the same code: the step was used.
-    let LoginOutcome::TotpRequired(again) =
-        flow.password("operator", "operator", None).await.unwrap()
+    let LoginOutcome::TotpRequired(again) = flow
+        .password("operator", "operator", None, PairLifetimes::new())
+        .await
+        .unwrap()
     else {
         panic!()
     };
@@ -280,26 +298,28 @@ async fn service_accounts_are_admin_only_listed_and_revoked_one_by_one() {
     let users = users();
     let admin = users.find("admin").await.unwrap();
     let operator = users.find("operator").await.unwrap();
-    let accounts = ServiceAccounts::new();
+    let accounts = ServiceAccounts::default();
     assert!(matches!(
-        accounts.create(issuer.as_ref(), &operator, "x", 60),
+        accounts.create(issuer.as_ref(), &operator, "x", 60).await,
         Err(LoginError::Forbidden(_))
     ));
     assert!(matches!(
-        accounts.create(issuer.as_ref(), &admin, " ", 60),
+        accounts.create(issuer.as_ref(), &admin, " ", 60).await,
         Err(LoginError::BadRequest(_))
     ));
     assert!(matches!(
-        accounts.create(issuer.as_ref(), &admin, "x", 0),
+        accounts.create(issuer.as_ref(), &admin, "x", 0).await,
         Err(LoginError::BadRequest(_))
     ));
     let (first, first_token) = accounts
         .create(issuer.as_ref(), &admin, "ci", 3600)
+        .await
         .unwrap();
     let (_, second_token) = accounts
         .create(issuer.as_ref(), &admin, "backup", 7200)
+        .await
         .unwrap();
-    assert_eq!(accounts.list().unwrap().len(), 2);
+    assert_eq!(accounts.list().await.unwrap().len(), 2);
     assert_eq!(first.roles, ["admin"]);
     let kinds = [TokenKind::ServiceAccount];
     assert!(issuer.verify(&first_token, &kinds).await.is_ok());
@@ -310,6 +330,7 @@ async fn service_accounts_are_admin_only_listed_and_revoked_one_by_one() {
     assert!(
         accounts
             .list()
+            .await
             .unwrap()
             .iter()
             .any(|a| a.id == first.id && a.revoked)

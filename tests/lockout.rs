@@ -9,7 +9,9 @@ use std::sync::Arc;
 use common::*;
 use tower_authgate::clock::ManualClock;
 use tower_authgate::lockout::{Lockout, LockoutPolicy};
-use tower_authgate::login::{JwtIssuer, LoginError, LoginFlow, LoginOutcome, MemoryUsers, NewUser};
+use tower_authgate::login::{
+    JwtIssuer, LoginError, LoginFlow, LoginOutcome, MemoryUsers, NewUser, PairLifetimes,
+};
 use tower_authgate::otp::TotpVerifier;
 use tower_authgate::store::{LockoutStore, MemoryLockoutStore};
 use tower_authgate::token::Algorithm;
@@ -37,44 +39,52 @@ async fn exactly_five_failures_lock_and_the_sixth_right_password_is_refused() {
     let flow = flow(clock.clone(), LockoutPolicy::default());
     for _ in 0..4 {
         assert_eq!(
-            flow.password("admin", "x", None).await,
+            flow.password("admin", "x", None, PairLifetimes::new())
+                .await,
             Err(LoginError::InvalidCredentials)
         );
     }
     // Four failures: the right password still works and resets the count.
     assert!(matches!(
-        flow.password("admin", "admin", None).await,
+        flow.password("admin", "admin", None, PairLifetimes::new())
+            .await,
         Ok(LoginOutcome::Authenticated(_))
     ));
     for _ in 0..5 {
         assert_eq!(
-            flow.password("admin", "x", None).await,
+            flow.password("admin", "x", None, PairLifetimes::new())
+                .await,
             Err(LoginError::InvalidCredentials)
         );
     }
     assert_eq!(
-        flow.password("Admin", "admin", None).await,
+        flow.password("Admin", "admin", None, PairLifetimes::new())
+            .await,
         Err(LoginError::Locked { retry_after: 600 })
     );
     clock.advance(599);
     assert_eq!(
-        flow.password("admin", "admin", None).await,
+        flow.password("admin", "admin", None, PairLifetimes::new())
+            .await,
         Err(LoginError::Locked { retry_after: 1 })
     );
     clock.advance(1);
     assert!(matches!(
-        flow.password("admin", "admin", None).await,
+        flow.password("admin", "admin", None, PairLifetimes::new())
+            .await,
         Ok(LoginOutcome::Authenticated(_))
     ));
     // Unknown accounts lock the same way, so answers never tell them apart.
     for _ in 0..5 {
         assert_eq!(
-            flow.password("ghost", "x", None).await,
+            flow.password("ghost", "x", None, PairLifetimes::new())
+                .await,
             Err(LoginError::InvalidCredentials)
         );
     }
     assert_eq!(
-        flow.password("ghost", "x", None).await,
+        flow.password("ghost", "x", None, PairLifetimes::new())
+            .await,
         Err(LoginError::Locked { retry_after: 600 })
     );
 }
@@ -91,18 +101,27 @@ async fn policy_is_configurable_and_can_count_per_address() {
     let a = Some("198.51.100.1".parse().unwrap());
     let b = Some("198.51.100.2".parse().unwrap());
     for _ in 0..2 {
-        let _ = flow.password("admin", "x", a).await;
+        let _ = flow.password("admin", "x", a, PairLifetimes::new()).await;
     }
     assert_eq!(
-        flow.password("admin", "admin", a).await,
+        flow.password("admin", "admin", a, PairLifetimes::new())
+            .await,
         Err(LoginError::Locked { retry_after: 30 })
     );
-    assert!(flow.password("admin", "admin", b).await.is_ok());
+    assert!(
+        flow.password("admin", "admin", b, PairLifetimes::new())
+            .await
+            .is_ok()
+    );
     // Failures outside the window do not add up.
-    let _ = flow.password("admin", "x", b).await;
+    let _ = flow.password("admin", "x", b, PairLifetimes::new()).await;
     clock.advance(61);
-    let _ = flow.password("admin", "x", b).await;
-    assert!(flow.password("admin", "admin", b).await.is_ok());
+    let _ = flow.password("admin", "x", b, PairLifetimes::new()).await;
+    assert!(
+        flow.password("admin", "admin", b, PairLifetimes::new())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -112,7 +131,11 @@ async fn totp_failures_count_toward_the_lockout() {
     let pending = |flow: &LoginFlow| {
         let flow = flow.clone();
         async move {
-            match flow.password("operator", "operator", None).await.unwrap() {
+            match flow
+                .password("operator", "operator", None, PairLifetimes::new())
+                .await
+                .unwrap()
+            {
                 LoginOutcome::TotpRequired(p) => p.token,
                 other => panic!("{other:?}"),
             }
@@ -127,7 +150,8 @@ async fn totp_failures_count_toward_the_lockout() {
     }
     // The password step is refused now, and so is a pending token's code.
     assert!(matches!(
-        flow.password("operator", "operator", None).await,
+        flow.password("operator", "operator", None, PairLifetimes::new())
+            .await,
         Err(LoginError::Locked { .. })
     ));
     clock.advance(600);

@@ -19,9 +19,12 @@ use tower_authgate::store::{
     RedisStore, RedisStoreConfig, RevocationCheck, RevocationStore, Unreachable,
 };
 
+/// Two instances' configuration: no reuse grace, so the second use of a
+/// refresh token is reuse at once (the grace window has its own test).
 fn config_for(url: String) -> app::DemoConfig {
     app::DemoConfig {
         redis_url: Some(url),
+        refresh_reuse_grace: Duration::ZERO,
         ..demo_config()
     }
 }
@@ -104,7 +107,7 @@ async fn a_revocation_on_one_instance_holds_on_the_other() {
         )
         .await
         .status,
-        StatusCode::NO_CONTENT
+        StatusCode::OK
     );
     assert_eq!(
         b.get("/api/me", &[("authorization", &access)]).await.status,
@@ -412,7 +415,7 @@ async fn a_revocation_is_refused_on_the_other_instance_within_100_ms_p99() {
             }
         };
         let (signout, latency) = tokio::join!(signout, refused_by_b);
-        assert_eq!(signout.status, StatusCode::NO_CONTENT);
+        assert_eq!(signout.status, StatusCode::OK);
         latencies.push(latency);
     }
     latencies.sort();
@@ -454,7 +457,7 @@ async fn the_service_follows_a_sentinel_failover() {
             )
             .await
             .status,
-        StatusCode::NO_CONTENT
+        StatusCode::OK
     );
     assert!(sentinels.master.cli(&["wait", "1", "2000"]).trim() == "1");
     sentinels.wait_until_ready_for_failover();
@@ -523,7 +526,7 @@ async fn the_service_follows_a_sentinel_failover() {
             )
             .await
             .status,
-        StatusCode::NO_CONTENT
+        StatusCode::OK
     );
     assert_eq!(
         server
@@ -532,4 +535,89 @@ async fn the_service_follows_a_sentinel_failover() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn two_instances_share_the_reuse_grace_window_and_reuse_after_it_ends_the_session_on_both() {
+    let redis = RedisServer::start();
+    let clock = Arc::new(tower_authgate::clock::ManualClock::new(now_seconds()));
+    let config = || app::DemoConfig {
+        redis_url: Some(redis.url()),
+        refresh_reuse_grace: Duration::from_secs(10),
+        issuer_clock: Some(clock.clone()),
+        ..demo_config()
+    };
+    let (a, b) = (start_config(config()).await, start_config(config()).await);
+    let signin = a
+        .json(
+            Method::POST,
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "admin", "Password": "admin", "KeepLoggedIn": false}),
+        )
+        .await;
+    let refresh = format!("Bearer {}", signin.str("RefreshToken"));
+    let grant = json!({"GrantType": "refresh_token"});
+    let headers = [("authorization", refresh.as_str())];
+    // Two tabs refresh at the same moment, one on each instance.
+    let (on_a, on_b) = tokio::join!(
+        a.json(
+            Method::POST,
+            "/authenticate/refresh",
+            &headers,
+            grant.clone()
+        ),
+        b.json(
+            Method::POST,
+            "/authenticate/refresh",
+            &headers,
+            grant.clone()
+        ),
+    );
+    assert_eq!(on_a.status, StatusCode::OK, "{}", on_a.text);
+    assert_eq!(on_b.status, StatusCode::OK, "{}", on_b.text);
+    let family = |token: &str| common::demo::claims_of(token)["fam"].clone();
+    assert_eq!(
+        family(&on_a.str("AccessToken")),
+        family(&on_b.str("AccessToken"))
+    );
+    let accesses = [
+        format!("Bearer {}", on_a.str("AccessToken")),
+        format!("Bearer {}", on_b.str("AccessToken")),
+    ];
+    // Both sessions work everywhere (and are now in both token caches).
+    for server in [&a, &b] {
+        for access in &accesses {
+            assert_eq!(
+                server
+                    .get("/api/me", &[("authorization", access)])
+                    .await
+                    .status,
+                StatusCode::OK
+            );
+        }
+    }
+    // After the window, the same refresh token again is reuse: the family
+    // ends on both instances, cached tokens included.
+    clock.advance(11);
+    let replay = b
+        .json(
+            Method::POST,
+            "/authenticate/refresh",
+            &[("authorization", &refresh)],
+            grant,
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.text);
+    for server in [&a, &b] {
+        for access in &accesses {
+            assert_eq!(
+                server
+                    .get("/api/me", &[("authorization", access)])
+                    .await
+                    .status,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
 }

@@ -8,18 +8,21 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
-use tower_authgate::auth::{AuthLayer, CookieRenewal};
+use tower_authgate::auth::AuthLayer;
 use tower_authgate::cookie::CookieSettings;
 use tower_authgate::csrf::CsrfLayer;
 use tower_authgate::ip::{ClientIp, ClientIpResolver, IpFilterLayer, IpRanges, IpRules};
 use tower_authgate::lockout::Lockout;
 use tower_authgate::login::{
-    AuthClaims, JwtIssuer, Lifetimes, LoginFlow, MemoryUsers, NewUser, TokenIssuer,
+    AuthClaims, DEFAULT_REUSE_GRACE, JwtIssuer, LoginFlow, MemoryUsers, NewUser, TokenIssuer,
 };
 use tower_authgate::otp::TotpVerifier;
 use tower_authgate::reject::{JsonRejection, OnRejection};
 use tower_authgate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
-use tower_authgate::store::{MemoryRevocations, RevocationStore};
+use tower_authgate::store::{
+    LoginCodeStore, MemoryLoginCodes, MemoryRevocations, MemoryRotations, MemoryServiceAccounts,
+    RevocationStore, RotationStore, ServiceAccountStore,
+};
 use tower_authgate::tenant::{SelectSpaceLayer, Space};
 use tower_authgate::throttle::LoginThrottleLayer;
 use tower_authgate::token::{
@@ -57,6 +60,11 @@ pub struct DemoConfig {
     /// An identity provider whose tokens log users in at `POST /api/login`
     /// (the datarhei Core API's Auth0 login).
     pub external: Option<ExternalLogin>,
+    /// How long a rotated refresh token still works
+    /// (`REFRESH_REUSE_GRACE_SECONDS`, default 10; 0 turns the grace off).
+    pub refresh_reuse_grace: std::time::Duration,
+    /// The issuers' clock (tests move it); the system clock when absent.
+    pub issuer_clock: Option<Arc<tower_authgate::clock::ManualClock>>,
 }
 
 /// An external identity provider for the datarhei Core API's login.
@@ -122,6 +130,13 @@ impl DemoConfig {
                 }
                 _ => None,
             },
+            refresh_reuse_grace: match var("REFRESH_REUSE_GRACE_SECONDS").trim() {
+                "" => DEFAULT_REUSE_GRACE,
+                value => std::time::Duration::from_secs(value.parse().map_err(|_| {
+                    format!("REFRESH_REUSE_GRACE_SECONDS must be a whole number, not {value:?}")
+                })?),
+            },
+            issuer_clock: None,
         })
     }
 }
@@ -129,14 +144,17 @@ impl DemoConfig {
 fn issuer(
     key: &SigningKey,
     name: &str,
-    lifetimes: Lifetimes,
-    revocations: &Arc<dyn RevocationStore>,
+    shared: &SharedState,
+    config: &DemoConfig,
 ) -> Result<Arc<dyn TokenIssuer>, Box<dyn std::error::Error>> {
-    Ok(Arc::new(
-        JwtIssuer::new(key.clone(), name)?
-            .with_lifetimes(lifetimes)
-            .with_revocation_store(Arc::clone(revocations)),
-    ))
+    let mut issuer = JwtIssuer::new(key.clone(), name)?
+        .with_revocation_store(Arc::clone(&shared.revocations))
+        .with_rotation_store(Arc::clone(&shared.rotations))
+        .with_reuse_grace(config.refresh_reuse_grace);
+    if let Some(clock) = &config.issuer_clock {
+        issuer = issuer.with_clock(clock.clone());
+    }
+    Ok(Arc::new(issuer))
 }
 
 /// Builds the demo.
@@ -144,6 +162,8 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
     let users = MemoryUsers::new()?;
     users.insert(
         NewUser::new("admin", "admin")
+            .email("admin@example.com")
+            .name("Administrator")
             .spaces(["default_space", "production"])
             .roles(["admin"]),
     )?;
@@ -153,54 +173,60 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
             .roles(["operator"])
             .totp_base32(OPERATOR_TOTP_SECRET)?,
     )?;
+    // An account whose activity ended a day ago: it cannot sign in.
+    users.insert(
+        NewUser::new("retired", "retired")
+            .spaces(["default_space"])
+            .active_until(tower_authgate::clock::now_seconds().saturating_sub(86_400)),
+    )?;
     let users = Arc::new(users);
 
-    let key = match config.signing_key {
+    let key = match config.signing_key.clone() {
         Some(key) => key,
         None => SigningKey::generate_ed25519()?.with_kid("demo"),
     };
     let restart_key = x_auth_token::XAuthToken::restart_scoped_key()?;
     // Shared state: Redis when configured (several instances), memory otherwise.
-    let SharedState {
-        revocations,
-        lockout,
-        totp,
-    } = match &config.redis_url {
+    let shared = match &config.redis_url {
         Some(url) => redis_stores(url, config.lockout.clone())?,
         None => SharedState {
             revocations: Arc::new(MemoryRevocations::default()),
+            rotations: Arc::new(MemoryRotations::default()),
+            service_accounts: Arc::new(MemoryServiceAccounts::default()),
+            login_codes: Arc::new(MemoryLoginCodes::default()),
             lockout: config.lockout.clone(),
             totp: TotpVerifier::default(),
         },
     };
-
-    let cookie_lifetimes = Lifetimes::default().with_access(300).with_refresh(86_400);
-    let default_lifetimes = Lifetimes::default();
+    let lockout = shared.lockout.clone();
     let flow = |issuer: Arc<dyn TokenIssuer>| {
         LoginFlow::new(users.clone(), issuer)
             .with_lockout(lockout.clone())
-            .with_totp_verifier(totp.clone())
+            .with_totp_verifier(shared.totp.clone())
     };
 
-    let cookie_issuer = issuer(&key, DEMO_ISSUER, cookie_lifetimes, &revocations)?;
-    let core_issuer = issuer(&key, "datarhei-core", default_lifetimes, &revocations)?;
-    let demo_issuer = issuer(&key, DEMO_ISSUER, default_lifetimes, &revocations)?;
-    let workflow_issuer = issuer(&restart_key, DEMO_ISSUER, default_lifetimes, &revocations)?;
+    let demo_issuer = issuer(&key, DEMO_ISSUER, &shared, &config)?;
+    let core_issuer = issuer(&key, "datarhei-core", &shared, &config)?;
+    let workflow_issuer = issuer(&restart_key, DEMO_ISSUER, &shared, &config)?;
 
     let cookies = if config.development {
         CookieSettings::default().development()
     } else {
         CookieSettings::default()
     };
-    let session = cookie_session::CookieSession::new(flow(cookie_issuer.clone()))
-        .with_cookies(cookies.clone());
+    let session =
+        cookie_session::CookieSession::new(flow(demo_issuer.clone())).with_cookies(cookies.clone());
     let mut core = bearer_pair::BearerPair::new(flow(core_issuer));
     if let Some(external) = &config.external {
         core = core.with_external_login(external_login(external)?);
     }
-    let nx = pascal_case::PascalCase::new(flow(demo_issuer.clone()));
-    let regscale = auth_token::AuthToken::new(flow(demo_issuer));
-    let workflow = x_auth_token::XAuthToken::new(flow(workflow_issuer));
+    let nx = pascal_case::PascalCase::new(flow(demo_issuer.clone()))
+        .with_registrar(users.clone())
+        .with_login_code_store(Arc::clone(&shared.login_codes))
+        .with_cookies(cookies.clone());
+    let regscale = auth_token::AuthToken::new(flow(demo_issuer))
+        .with_service_account_store(Arc::clone(&shared.service_accounts));
+    let workflow = x_auth_token::XAuthToken::new(flow(workflow_issuer)).with_deprecated_get();
 
     // One verifier for the API routes: both signing keys, both issuer names,
     // access and service-account tokens.
@@ -220,16 +246,10 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
         TokenSource::bearer(),
         TokenSource::header(x_auth_token::X_AUTH_TOKEN),
     ])?;
-    let store = Arc::clone(&revocations);
     let api_auth = AuthLayer::<AuthClaims>::new(verifier)
         .sources(sources)
-        .revocations(store)
-        .cookie_renewal(CookieRenewal::new(
-            cookie_session::ACCESS_COOKIE,
-            cookie_session::REFRESH_COOKIE,
-            cookies,
-            cookie_issuer,
-        )?)
+        .revocations(Arc::clone(&shared.revocations))
+        .cookie_renewal(session.cookie_renewal()?)
         // The API routes serve every API's clients: they answer
         // `{"error","error_description"}` with the RFC 6750 headers.
         .on_rejection(JsonRejection);
@@ -334,6 +354,9 @@ async fn projects(Space(space): Space) -> Json<serde_json::Value> {
 /// The state every instance of a deployment must share.
 struct SharedState {
     revocations: Arc<dyn RevocationStore>,
+    rotations: Arc<dyn RotationStore>,
+    service_accounts: Arc<dyn ServiceAccountStore>,
+    login_codes: Arc<dyn LoginCodeStore>,
     lockout: Lockout,
     totp: TotpVerifier,
 }
@@ -344,6 +367,9 @@ fn redis_stores(url: &str, lockout: Lockout) -> Result<SharedState, Box<dyn std:
     let store = Arc::new(RedisStore::open(url, RedisStoreConfig::default())?);
     Ok(SharedState {
         revocations: store.clone(),
+        rotations: store.clone(),
+        service_accounts: store.clone(),
+        login_codes: store.clone(),
         lockout: lockout.with_store(store.clone()),
         totp: TotpVerifier::default().with_replay_guard(store),
     })

@@ -1,14 +1,16 @@
 //! Minting, refreshing and revoking tokens.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::BoxFuture;
-use crate::auth::{RenewAccess, RenewalError, RenewedAccess};
-use crate::clock::now_seconds;
+use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::store::{MemoryRevocations, RevocationCheck, RevocationStore};
+use crate::store::{
+    MemoryRevocations, MemoryRotations, RevocationCheck, RevocationStore, Rotation, RotationStore,
+};
 use crate::tenant::HasSpaces;
 use crate::token::{KeySet, SigningKey, TokenKind, Verifier};
 
@@ -17,9 +19,10 @@ use super::{LoginError, Principal};
 /// The claims of every token this crate mints.
 ///
 /// `sub`, `iss`, `iat`, `exp`, `exi` (seconds of validity), `jti` and
-/// `usefor` are exactly the claims of the datarhei Core API's sample tokens; `fam`
-/// ties the tokens of one login together; `spaces` and `roles` carry the
-/// principal's grants.
+/// `usefor` are exactly the claims of the datarhei Core API's sample tokens;
+/// `fam` ties the tokens of one login together and `frl` says how long that
+/// login's refresh tokens live; `spaces` and `roles` carry the principal's
+/// grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AuthClaims {
@@ -43,6 +46,19 @@ pub struct AuthClaims {
     /// The login session (token family).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fam: Option<String>,
+    /// The lifetime of the family's refresh tokens, in seconds (`frl`): no
+    /// token of the family can be valid longer than this after the moment
+    /// it is revoked, so a revocation of the family lasts this long.
+    #[serde(default, rename = "frl", skip_serializing_if = "Option::is_none")]
+    pub family_refresh_lifetime: Option<u64>,
+    /// On an otp-pending token: the lifetimes the pair is to have once the
+    /// code is given (`pal`, `prl`), so a "keep me logged in" survives the
+    /// TOTP step.
+    #[serde(default, rename = "pal", skip_serializing_if = "Option::is_none")]
+    pub pending_access_lifetime: Option<u64>,
+    /// See [`pending_access_lifetime`](Self::pending_access_lifetime).
+    #[serde(default, rename = "prl", skip_serializing_if = "Option::is_none")]
+    pub pending_refresh_lifetime: Option<u64>,
     /// Spaces granted, the first being the default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spaces: Vec<String>,
@@ -58,13 +74,9 @@ impl AuthClaims {
     /// The principal these claims stand for (no TOTP secret: a token never
     /// carries one).
     pub fn principal(&self) -> Principal {
-        Principal {
-            id: self.uid.clone(),
-            username: self.sub.clone(),
-            spaces: self.spaces.clone(),
-            roles: self.roles.clone(),
-            totp_secret: None,
-        }
+        Principal::new(self.uid.clone(), self.sub.clone())
+            .with_spaces(self.spaces.iter().cloned())
+            .with_roles(self.roles.iter().cloned())
     }
 }
 
@@ -108,28 +120,63 @@ impl TokenPair {
     }
 }
 
+/// The lifetimes asked for one pair, in seconds; `None` takes the issuer's
+/// default ([`Lifetimes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PairLifetimes {
+    /// The access token's.
+    pub access: Option<u64>,
+    /// The refresh token's (and so the login session's).
+    pub refresh: Option<u64>,
+}
+
+impl PairLifetimes {
+    /// The issuer's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With this access-token lifetime.
+    pub fn with_access(mut self, seconds: u64) -> Self {
+        self.access = Some(seconds);
+        self
+    }
+
+    /// With this refresh-token lifetime.
+    pub fn with_refresh(mut self, seconds: u64) -> Self {
+        self.refresh = Some(seconds);
+        self
+    }
+}
+
 /// Mints, refreshes and revokes tokens.
 ///
-/// An issuer also renews access cookies for the guard side
-/// ([`RenewAccess`], what [`CookieRenewal`](crate::auth::CookieRenewal)
-/// needs): implement it with [`renew_by_refresh`], a refresh that does not
-/// rotate.
-pub trait TokenIssuer: RenewAccess {
-    /// An access/refresh pair for a fresh login. `refresh_ttl` overrides the
-    /// default refresh lifetime (for "keep me logged in").
+/// Refreshing is two steps so that the account can be read again between
+/// them ([`LoginFlow::refresh`](super::LoginFlow::refresh)):
+/// [`redeem_refresh`](Self::redeem_refresh) checks (and, rotating, uses up)
+/// the refresh token, [`reissue`](Self::reissue) mints what it grants for
+/// the account as it stands.
+pub trait TokenIssuer: Send + Sync + 'static {
+    /// An access/refresh pair for a fresh login, a new login session.
     fn issue_pair(
         &self,
         principal: &Principal,
-        refresh_ttl: Option<u64>,
+        lifetimes: PairLifetimes,
     ) -> Result<TokenPair, LoginError>;
 
-    /// An access token only, with its own lifetime (the RegScale API's 24-hour
-    /// `auth_token`, the Workflow API's `X-Auth-Token`).
+    /// An access token only, with its own lifetime (the RegScale API's
+    /// 24-hour `auth_token`, the Workflow API's `X-Auth-Token`).
     fn issue_access(&self, principal: &Principal, ttl: u64) -> Result<Minted, LoginError>;
 
     /// A short-lived otp-pending token: the password step succeeded and a
-    /// TOTP code is awaited.
-    fn issue_otp_pending(&self, principal: &Principal) -> Result<Minted, LoginError>;
+    /// TOTP code is awaited; `then` are the lifetimes of the pair the code
+    /// will give.
+    fn issue_otp_pending(
+        &self,
+        principal: &Principal,
+        then: PairLifetimes,
+    ) -> Result<Minted, LoginError>;
 
     /// A service-account token minted by `creator`, carrying the creator's
     /// roles and spaces, valid for `ttl` seconds.
@@ -148,16 +195,29 @@ pub trait TokenIssuer: RenewAccess {
         kinds: &'a [TokenKind],
     ) -> BoxFuture<'a, Result<AuthClaims, LoginError>>;
 
-    /// A new access token from a refresh token. With `rotate`, the refresh
-    /// token is used up and a new one returned; presenting a used refresh
-    /// token again revokes its whole family (reuse detection).
-    fn refresh<'a>(
+    /// Checks a refresh token: signature, kind, expiry, and neither it nor
+    /// its family revoked. With `rotate`, the token is used up: presenting
+    /// it again ends its whole family (reuse detection), except within the
+    /// issuer's reuse grace window. Returns its claims.
+    fn redeem_refresh<'a>(
         &'a self,
         refresh_token: &'a str,
         rotate: bool,
-    ) -> BoxFuture<'a, Result<TokenPair, LoginError>>;
+    ) -> BoxFuture<'a, Result<AuthClaims, LoginError>>;
 
-    /// Revokes the token and its family.
+    /// What a redeemed refresh token grants, minted for `principal` as the
+    /// account stands now: a new access token (`access_ttl`, or the
+    /// default) and, when `rotate`, a new refresh token, in the same family.
+    fn reissue(
+        &self,
+        redeemed: &AuthClaims,
+        principal: &Principal,
+        access_ttl: Option<u64>,
+        rotate: bool,
+    ) -> Result<TokenPair, LoginError>;
+
+    /// Revokes the token and its family, for as long as any token of the
+    /// family could still be valid.
     fn revoke<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<(), LoginError>>;
 
     /// Revokes one token id until `until`.
@@ -168,25 +228,6 @@ pub trait TokenIssuer: RenewAccess {
 
     /// A verifier for this issuer's access (and service-account) tokens.
     fn access_verifier(&self) -> Verifier;
-}
-
-/// Renews an access token through `issuer`'s [`refresh`](TokenIssuer::refresh)
-/// without rotating the refresh token: the [`RenewAccess`] of every
-/// [`TokenIssuer`].
-pub fn renew_by_refresh<'a, I: TokenIssuer + ?Sized>(
-    issuer: &'a I,
-    refresh_token: &'a str,
-) -> BoxFuture<'a, Result<RenewedAccess, RenewalError>> {
-    Box::pin(async move {
-        match issuer.refresh(refresh_token, false).await {
-            Ok(pair) => Ok(RenewedAccess {
-                lifetime: pair.access.claims.exi,
-                token: pair.access.token,
-            }),
-            Err(LoginError::Unavailable(_)) => Err(RenewalError::Unavailable),
-            Err(_) => Err(RenewalError::Refused),
-        }
-    })
 }
 
 /// The default lifetimes, in seconds.
@@ -231,14 +272,21 @@ impl Default for Lifetimes {
     }
 }
 
-/// The JWT [`TokenIssuer`]: signs with one [`SigningKey`] and keeps
-/// revocations in a [`RevocationStore`].
+/// The default reuse grace window: a rotated refresh token presented again
+/// within it (two tabs, a retried request) still works.
+pub const DEFAULT_REUSE_GRACE: Duration = Duration::from_secs(10);
+
+/// The JWT [`TokenIssuer`]: signs with one [`SigningKey`], keeps revocations
+/// in a [`RevocationStore`] and used refresh tokens in a [`RotationStore`].
 #[derive(Clone)]
 pub struct JwtIssuer {
     key: SigningKey,
     issuer: String,
     lifetimes: Lifetimes,
     revocations: Arc<dyn RevocationStore>,
+    rotations: Arc<dyn RotationStore>,
+    reuse_grace: Duration,
+    clock: Arc<dyn Clock>,
     /// Every kind this issuer mints, for its own endpoints (refresh, TOTP
     /// step, revocation), which check the kind they expect themselves.
     verifier: Verifier,
@@ -252,13 +300,15 @@ impl std::fmt::Debug for JwtIssuer {
             .field("key", &self.key)
             .field("issuer", &self.issuer)
             .field("lifetimes", &self.lifetimes)
+            .field("reuse_grace", &self.reuse_grace)
             .finish_non_exhaustive()
     }
 }
 
 impl JwtIssuer {
     /// An issuer that signs with `key` and writes `issuer` into `iss`, with
-    /// default lifetimes and an in-memory revocation store.
+    /// default lifetimes, the default reuse grace window and in-memory
+    /// stores.
     pub fn new(key: SigningKey, issuer: impl Into<String>) -> Result<Self, ConfigError> {
         let issuer = issuer.into();
         let verifier = Verifier::builder(KeySet::single(key.verifying_key()))
@@ -274,6 +324,9 @@ impl JwtIssuer {
             issuer,
             lifetimes: Lifetimes::default(),
             revocations: Arc::new(MemoryRevocations::default()),
+            rotations: Arc::new(MemoryRotations::default()),
+            reuse_grace: DEFAULT_REUSE_GRACE,
+            clock: Arc::new(SystemClock),
             verifier,
             access_verifier,
         })
@@ -292,6 +345,28 @@ impl JwtIssuer {
         self
     }
 
+    /// With this store of used refresh tokens (share one between instances,
+    /// so that a refresh token is used up everywhere at once).
+    pub fn with_rotation_store(mut self, store: Arc<dyn RotationStore>) -> Self {
+        self.rotations = store;
+        self
+    }
+
+    /// The reuse grace window (default [`DEFAULT_REUSE_GRACE`]): within it
+    /// after a rotation, the rotated refresh token presented again yields
+    /// a new pair in the same family; after it, reuse ends the family. Zero
+    /// turns the grace off.
+    pub fn with_reuse_grace(mut self, grace: Duration) -> Self {
+        self.reuse_grace = grace;
+        self
+    }
+
+    /// With this clock for minting and for the grace window.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The signing key.
     pub fn signing_key(&self) -> &SigningKey {
         &self.key
@@ -302,18 +377,34 @@ impl JwtIssuer {
         self.lifetimes
     }
 
+    /// The reuse grace window in force.
+    pub fn reuse_grace(&self) -> Duration {
+        self.reuse_grace
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn mint(
         &self,
         principal: &Principal,
         kind: TokenKind,
         ttl: u64,
         family: Option<String>,
+        family_refresh_lifetime: Option<u64>,
+        pending: PairLifetimes,
         purpose: Option<String>,
     ) -> Result<Minted, LoginError> {
-        let now = now_seconds();
+        let now = self.clock.now();
+        // An account active until a date gets no token that outlives it.
+        let exp = match principal.active_until {
+            Some(until) => now.saturating_add(ttl).min(until),
+            None => now.saturating_add(ttl),
+        };
+        if exp <= now {
+            return Err(LoginError::AccountInactive);
+        }
         let claims = AuthClaims {
-            exi: ttl,
-            exp: now + ttl,
+            exi: exp - now,
+            exp,
             iat: now,
             iss: self.issuer.clone(),
             jti: uuid::Uuid::new_v4().to_string(),
@@ -321,6 +412,9 @@ impl JwtIssuer {
             usefor: kind,
             uid: principal.id.clone(),
             fam: family,
+            family_refresh_lifetime,
+            pending_access_lifetime: pending.access,
+            pending_refresh_lifetime: pending.refresh,
             spaces: principal.spaces.clone(),
             roles: principal.roles.clone(),
             purpose,
@@ -330,6 +424,40 @@ impl JwtIssuer {
             .sign(&claims)
             .map_err(|e| LoginError::Internal(e.to_string()))?;
         Ok(Minted { token, claims })
+    }
+
+    /// An access token and, when `refresh` is given, a refresh token of that
+    /// lifetime, in `family`.
+    fn mint_pair(
+        &self,
+        principal: &Principal,
+        family: String,
+        access_ttl: u64,
+        refresh_ttl: Option<u64>,
+        family_refresh_lifetime: u64,
+    ) -> Result<TokenPair, LoginError> {
+        let access = self.mint(
+            principal,
+            TokenKind::Access,
+            access_ttl,
+            Some(family.clone()),
+            Some(family_refresh_lifetime),
+            PairLifetimes::new(),
+            None,
+        )?;
+        let refresh = match refresh_ttl {
+            Some(ttl) => Some(self.mint(
+                principal,
+                TokenKind::Refresh,
+                ttl,
+                Some(family),
+                Some(family_refresh_lifetime),
+                PairLifetimes::new(),
+                None,
+            )?),
+            None => None,
+        };
+        Ok(TokenPair { access, refresh })
     }
 
     /// Signature, registered claims and kind; no revocation check.
@@ -345,12 +473,17 @@ impl JwtIssuer {
     }
 
     /// Revokes the login session `claims` belong to, for as long as any of
-    /// its tokens could still be valid.
+    /// its tokens could still be valid: every token of the family was minted
+    /// before now and lives at most the family's refresh lifetime.
     async fn revoke_family(&self, claims: &AuthClaims) -> Result<(), LoginError> {
         let Some(family) = &claims.fam else {
             return Ok(());
         };
-        let until = now_seconds() + self.lifetimes.refresh.max(claims.exi);
+        let longest = claims
+            .family_refresh_lifetime
+            .unwrap_or(self.lifetimes.refresh)
+            .max(claims.exi);
+        let until = self.clock.now().saturating_add(longest);
         self.revocations
             .revoke(family, until)
             .await
@@ -371,53 +504,47 @@ impl JwtIssuer {
     }
 }
 
-impl RenewAccess for JwtIssuer {
-    fn renew_access<'a>(
-        &'a self,
-        refresh_token: &'a str,
-    ) -> BoxFuture<'a, Result<RenewedAccess, RenewalError>> {
-        renew_by_refresh(self, refresh_token)
-    }
-}
-
 impl TokenIssuer for JwtIssuer {
     fn issue_pair(
         &self,
         principal: &Principal,
-        refresh_ttl: Option<u64>,
+        lifetimes: PairLifetimes,
     ) -> Result<TokenPair, LoginError> {
-        let family = Some(uuid::Uuid::new_v4().to_string());
-        let access = self.mint(
+        let refresh_ttl = lifetimes.refresh.unwrap_or(self.lifetimes.refresh);
+        self.mint_pair(
             principal,
-            TokenKind::Access,
-            self.lifetimes.access,
-            family.clone(),
-            None,
-        )?;
-        let refresh = self.mint(
-            principal,
-            TokenKind::Refresh,
-            refresh_ttl.unwrap_or(self.lifetimes.refresh),
-            family,
-            None,
-        )?;
-        Ok(TokenPair {
-            access,
-            refresh: Some(refresh),
-        })
+            uuid::Uuid::new_v4().to_string(),
+            lifetimes.access.unwrap_or(self.lifetimes.access),
+            Some(refresh_ttl),
+            refresh_ttl,
+        )
     }
 
     fn issue_access(&self, principal: &Principal, ttl: u64) -> Result<Minted, LoginError> {
         let family = Some(uuid::Uuid::new_v4().to_string());
-        self.mint(principal, TokenKind::Access, ttl, family, None)
+        self.mint(
+            principal,
+            TokenKind::Access,
+            ttl,
+            family,
+            Some(ttl),
+            PairLifetimes::new(),
+            None,
+        )
     }
 
-    fn issue_otp_pending(&self, principal: &Principal) -> Result<Minted, LoginError> {
+    fn issue_otp_pending(
+        &self,
+        principal: &Principal,
+        then: PairLifetimes,
+    ) -> Result<Minted, LoginError> {
         self.mint(
             principal,
             TokenKind::OtpPending,
             self.lifetimes.otp_pending,
             None,
+            None,
+            then,
             None,
         )
     }
@@ -433,6 +560,8 @@ impl TokenIssuer for JwtIssuer {
             TokenKind::ServiceAccount,
             ttl,
             None,
+            None,
+            PairLifetimes::new(),
             Some(purpose.to_owned()),
         )
     }
@@ -450,52 +579,66 @@ impl TokenIssuer for JwtIssuer {
         })
     }
 
-    fn refresh<'a>(
+    fn redeem_refresh<'a>(
         &'a self,
         refresh_token: &'a str,
         rotate: bool,
-    ) -> BoxFuture<'a, Result<TokenPair, LoginError>> {
+    ) -> BoxFuture<'a, Result<AuthClaims, LoginError>> {
         Box::pin(async move {
             let claims = self.verify_signed(refresh_token, &[TokenKind::Refresh])?;
-            let principal = claims.principal();
-            if let Some(family) = &claims.fam {
-                self.check_revoked(family, None).await?;
-            }
-            if !rotate {
-                self.check_revoked(&claims.jti, None).await?;
-            } else {
-                let first_use = self
-                    .revocations
-                    .revoke(&claims.jti, claims.exp)
+            self.check_revoked(&claims.jti, claims.fam.as_deref())
+                .await?;
+            if rotate {
+                let now = self.clock.now();
+                let rotation = self
+                    .rotations
+                    .rotate(&claims.jti, now, claims.exp)
                     .await
                     .map_err(LoginError::Unavailable)?;
-                if !first_use {
-                    // A used refresh token came back: someone holds a copy.
-                    // End the whole login session.
-                    self.revoke_family(&claims).await?;
-                    return Err(LoginError::RefreshReused);
+                let within_grace = |first_at: u64| {
+                    !self.reuse_grace.is_zero()
+                        && now.saturating_sub(first_at) <= self.reuse_grace.as_secs()
+                };
+                match rotation {
+                    Rotation::First => {}
+                    // Two tabs, or a retry after a timeout: the holder of
+                    // the token asked twice. A sibling pair, same family.
+                    Rotation::Repeat { first_at } if within_grace(first_at) => {}
+                    Rotation::Repeat { .. } => {
+                        // A used refresh token came back: someone holds a
+                        // copy. End the whole login session.
+                        self.revoke_family(&claims).await?;
+                        return Err(LoginError::RefreshReused);
+                    }
                 }
             }
-            let access = self.mint(
-                &principal,
-                TokenKind::Access,
-                self.lifetimes.access,
-                claims.fam.clone(),
-                None,
-            )?;
-            let refresh = if rotate {
-                Some(self.mint(
-                    &principal,
-                    TokenKind::Refresh,
-                    claims.exi,
-                    claims.fam.clone(),
-                    None,
-                )?)
-            } else {
-                None
-            };
-            Ok(TokenPair { access, refresh })
+            Ok(claims)
         })
+    }
+
+    fn reissue(
+        &self,
+        redeemed: &AuthClaims,
+        principal: &Principal,
+        access_ttl: Option<u64>,
+        rotate: bool,
+    ) -> Result<TokenPair, LoginError> {
+        let family = redeemed
+            .fam
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // The session's refresh lifetime stays what the login granted.
+        let refresh_lifetime = redeemed
+            .family_refresh_lifetime
+            .unwrap_or(redeemed.exi)
+            .max(redeemed.exi);
+        self.mint_pair(
+            principal,
+            family,
+            access_ttl.unwrap_or(self.lifetimes.access),
+            rotate.then_some(refresh_lifetime),
+            refresh_lifetime,
+        )
     }
 
     fn revoke<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<(), LoginError>> {

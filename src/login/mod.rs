@@ -8,13 +8,17 @@
 //! - [`LoginFlow`] puts them together with the [`crate::otp::TotpVerifier`]:
 //!   a password login either yields the principal or, for accounts with
 //!   TOTP, an otp-pending token that the second step exchanges.
-//! - [`ServiceAccounts`] keeps the long-lived tokens an administrator mints.
+//! - [`ServiceAccounts`] keeps the long-lived tokens an administrator mints,
+//!   in a [`ServiceAccountStore`](crate::store::ServiceAccountStore).
+//! - [`Registrar`] creates accounts, after a [`PasswordPolicy`] judged the
+//!   password.
 //! - [`ExternalTokenVerifier`] accepts another issuer's tokens as a login
 //!   (the datarhei Core API's Auth0 login).
 //!
 //! The wire formats of the documented APIs are in [`schemes`](crate::schemes).
 
 mod issuer;
+mod password;
 mod service_accounts;
 mod users;
 
@@ -24,13 +28,16 @@ use std::sync::Arc;
 use http::StatusCode;
 
 pub use issuer::{
-    AuthClaims, JwtIssuer, Lifetimes, Minted, TokenIssuer, TokenPair, renew_by_refresh,
+    AuthClaims, DEFAULT_REUSE_GRACE, JwtIssuer, Lifetimes, Minted, PairLifetimes, TokenIssuer,
+    TokenPair,
 };
-pub use service_accounts::{MAX_SERVICE_ACCOUNT_TTL, ServiceAccount, ServiceAccounts};
-pub use users::{Authenticator, MemoryUsers, NewUser, Principal, normalize_username};
+pub use password::{PasswordPolicy, PasswordStrength};
+pub use service_accounts::{MAX_SERVICE_ACCOUNT_TTL, ServiceAccounts};
+pub use users::{Authenticator, MemoryUsers, NewUser, Principal, Registrar, normalize_username};
 
 use crate::BoxFuture;
 use crate::TokenError;
+use crate::auth::{RenewAccess, RenewalError, RenewedAccess};
 use crate::clock::now_seconds;
 use crate::lockout::Lockout;
 use crate::otp::{OtpError, TotpVerifier};
@@ -71,6 +78,10 @@ pub enum LoginError {
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The account is past the date it was active until (its password was
+    /// right).
+    #[error("the account is no longer active")]
+    AccountInactive,
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -92,7 +103,7 @@ impl LoginError {
             | LoginError::InvalidOtp
             | LoginError::OtpRequired => StatusCode::UNAUTHORIZED,
             LoginError::Locked { .. } => StatusCode::LOCKED,
-            LoginError::Forbidden(_) => StatusCode::FORBIDDEN,
+            LoginError::Forbidden(_) | LoginError::AccountInactive => StatusCode::FORBIDDEN,
             LoginError::BadRequest(_) => StatusCode::BAD_REQUEST,
             LoginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -228,16 +239,20 @@ impl LoginFlow {
     }
 
     /// The password step, for a request from `client` (used when lockout
-    /// counts per address).
+    /// counts per address). `then` are the lifetimes of the pair the login
+    /// is to end in: for an account with TOTP they ride in the otp-pending
+    /// token to the second step.
     ///
     /// A locked account is refused before its password is checked; a wrong
-    /// password counts a failure; a complete login (no TOTP required)
-    /// forgets the failures.
+    /// password counts a failure; an account past its `active_until` is
+    /// refused (`403`) once its password is right; a complete login (no TOTP
+    /// required) forgets the failures.
     pub async fn password(
         &self,
         username: &str,
         password: &str,
         client: Option<IpAddr>,
+        then: PairLifetimes,
     ) -> Result<LoginOutcome, LoginError> {
         if username.trim().is_empty() || password.is_empty() {
             return Err(LoginError::InvalidCredentials);
@@ -252,9 +267,12 @@ impl LoginFlow {
             }
             Err(other) => return Err(other),
         };
+        if !principal.is_active_at(now_seconds()) {
+            return Err(LoginError::AccountInactive);
+        }
         if principal.totp_secret.is_some() {
             return Ok(LoginOutcome::TotpRequired(
-                self.issuer.issue_otp_pending(&principal)?,
+                self.issuer.issue_otp_pending(&principal, then)?,
             ));
         }
         self.count_success(&key).await?;
@@ -262,25 +280,22 @@ impl LoginFlow {
     }
 
     /// The TOTP step, for a request from `client`: an otp-pending token and
-    /// a code give the principal. The pending token is single-use; a wrong
-    /// code counts toward the lockout.
+    /// a code give the principal, and the lifetimes the password step asked
+    /// for. The pending token is single-use; a wrong code counts toward the
+    /// lockout.
     pub async fn totp(
         &self,
         pending_token: &str,
         code: &str,
         client: Option<IpAddr>,
-    ) -> Result<Principal, LoginError> {
+    ) -> Result<TotpAccepted, LoginError> {
         let claims = self
             .issuer
             .verify(pending_token, &[TokenKind::OtpPending])
             .await?;
         let key = self.lock_key(&claims.sub, client);
         self.refuse_if_locked(&key).await?;
-        let principal = self
-            .users
-            .find(&claims.sub)
-            .await
-            .ok_or(LoginError::InvalidToken(TokenError::Revoked))?;
+        let principal = self.account(&claims.sub).await?;
         let secret = principal
             .totp_secret
             .as_deref()
@@ -297,7 +312,143 @@ impl LoginFlow {
         }
         self.issuer.revoke_id(&claims.jti, claims.exp).await?;
         self.count_success(&key).await?;
-        Ok(principal)
+        let mut lifetimes = PairLifetimes::new();
+        lifetimes.access = claims.pending_access_lifetime;
+        lifetimes.refresh = claims.pending_refresh_lifetime;
+        Ok(TotpAccepted {
+            principal,
+            lifetimes,
+        })
+    }
+
+    /// The account named `username` as it stands now: refused when it no
+    /// longer exists (`401`) or is past its `active_until` (`403`).
+    pub async fn account(&self, username: &str) -> Result<Principal, LoginError> {
+        let principal = self
+            .users
+            .find(username)
+            .await
+            .ok_or(LoginError::InvalidToken(TokenError::Revoked))?;
+        if principal.is_active_at(now_seconds()) {
+            Ok(principal)
+        } else {
+            Err(LoginError::AccountInactive)
+        }
+    }
+
+    /// Counts an attempt against `identifier` the way a failed login counts
+    /// (for endpoints that do not check a password, such as registration),
+    /// refusing it (`423`) while the identifier is locked. Without a lockout
+    /// it does nothing.
+    pub async fn count_attempt(
+        &self,
+        identifier: &str,
+        client: Option<IpAddr>,
+    ) -> Result<(), LoginError> {
+        let key = self.lock_key(identifier, client);
+        self.refuse_if_locked(&key).await?;
+        self.count_failure(&key).await
+    }
+
+    /// A new access token (and, rotating, a new refresh token) from a
+    /// refresh token. The account is read again through the
+    /// [`Authenticator`] (one `find`): an account removed or past its
+    /// `active_until` renews nothing, and the new tokens carry the roles and
+    /// spaces the account has now, not those the refresh token recorded.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        options: RefreshOptions,
+    ) -> Result<TokenPair, LoginError> {
+        let redeemed = self
+            .issuer
+            .redeem_refresh(refresh_token, options.rotate)
+            .await?;
+        let principal = self.account(&redeemed.sub).await?;
+        self.issuer
+            .reissue(&redeemed, &principal, options.access_ttl, options.rotate)
+    }
+
+    /// The renewal of access cookies through this flow
+    /// ([`CookieRenewal`](crate::auth::CookieRenewal)): a refresh that does
+    /// not rotate, the account read again, new access tokens living
+    /// `access_ttl` seconds (`None`: the issuer's default).
+    pub fn access_renewal(&self, access_ttl: Option<u64>) -> AccessRenewal {
+        AccessRenewal {
+            flow: self.clone(),
+            access_ttl,
+        }
+    }
+}
+
+/// What a refresh does ([`LoginFlow::refresh`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RefreshOptions {
+    /// Use the refresh token up and return a new one (reuse of a used one
+    /// ends the session).
+    pub rotate: bool,
+    /// The new access token's lifetime (`None`: the issuer's default).
+    pub access_ttl: Option<u64>,
+}
+
+impl RefreshOptions {
+    /// Rotate the refresh token.
+    pub fn rotating() -> Self {
+        RefreshOptions {
+            rotate: true,
+            access_ttl: None,
+        }
+    }
+
+    /// Keep the refresh token (it stays valid until it expires).
+    pub fn keeping() -> Self {
+        RefreshOptions::default()
+    }
+
+    /// With this access-token lifetime.
+    pub fn with_access_ttl(mut self, seconds: u64) -> Self {
+        self.access_ttl = Some(seconds);
+        self
+    }
+}
+
+/// What the TOTP step gives: the account, and the lifetimes the password
+/// step asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TotpAccepted {
+    /// Who logged in.
+    pub principal: Principal,
+    /// The lifetimes of the pair to issue.
+    pub lifetimes: PairLifetimes,
+}
+
+/// A [`RenewAccess`] over a [`LoginFlow`]: the access-cookie renewal of the
+/// guard side, with the account read again on every renewal.
+#[derive(Clone, Debug)]
+pub struct AccessRenewal {
+    flow: LoginFlow,
+    access_ttl: Option<u64>,
+}
+
+impl RenewAccess for AccessRenewal {
+    fn renew_access<'a>(
+        &'a self,
+        refresh_token: &'a str,
+    ) -> BoxFuture<'a, Result<RenewedAccess, RenewalError>> {
+        Box::pin(async move {
+            let mut options = RefreshOptions::keeping();
+            options.access_ttl = self.access_ttl;
+            match self.flow.refresh(refresh_token, options).await {
+                Ok(pair) => Ok(RenewedAccess::new(
+                    pair.access.token,
+                    pair.access.claims.exi,
+                )),
+                Err(LoginError::Unavailable(_)) => Err(RenewalError::Unavailable),
+                Err(_) => Err(RenewalError::Refused),
+            }
+        })
     }
 }
 

@@ -1,38 +1,27 @@
 //! Service accounts (the RegScale API): long-lived tokens an administrator
 //! mints for integrations, each with a purpose and a duration, each
-//! revocable on its own.
+//! revocable on its own, listed and revocable for as long as they live.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use serde::Serialize;
+use crate::clock::now_seconds;
+use crate::store::{MemoryServiceAccounts, ServiceAccount, ServiceAccountStore};
 
 use super::{LoginError, Principal, TokenIssuer};
 
-/// One service-account token, as listed (the token itself is shown once, at
-/// creation).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct ServiceAccount {
-    /// The token's id (its `jti`).
-    pub id: String,
-    /// What it is for.
-    pub purpose: String,
-    /// Who minted it.
-    pub created_by: String,
-    /// The roles it carries (its creator's).
-    pub roles: Vec<String>,
-    /// Creation time, seconds since the epoch.
-    pub created_at: u64,
-    /// Expiry, seconds since the epoch.
-    pub expires_at: u64,
-    /// Whether it has been revoked.
-    pub revoked: bool,
+/// The registry of service-account tokens, over a
+/// [`ServiceAccountStore`]: in memory by default, or a shared, persistent
+/// one (Redis) so that listing and revocation survive restarts and are the
+/// same on every instance.
+#[derive(Clone)]
+pub struct ServiceAccounts {
+    store: Arc<dyn ServiceAccountStore>,
 }
 
-/// The registry of service-account tokens.
-#[derive(Clone, Default)]
-pub struct ServiceAccounts {
-    accounts: Arc<Mutex<Vec<ServiceAccount>>>,
+impl Default for ServiceAccounts {
+    fn default() -> Self {
+        ServiceAccounts::new(Arc::new(MemoryServiceAccounts::default()))
+    }
 }
 
 impl std::fmt::Debug for ServiceAccounts {
@@ -45,14 +34,16 @@ impl std::fmt::Debug for ServiceAccounts {
 pub const MAX_SERVICE_ACCOUNT_TTL: u64 = 10 * 365 * 86_400;
 
 impl ServiceAccounts {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn ServiceAccountStore>) -> Self {
+        ServiceAccounts { store }
     }
 
     /// Mints a token for `purpose`, valid `ttl` seconds, carrying `creator`'s
-    /// roles. Only administrators (role `admin`) may do this.
-    pub fn create(
+    /// roles, and records it. Only administrators (role `admin`) may do
+    /// this. A token whose record cannot be written is revoked at once and
+    /// the creation fails: no token lives that cannot be listed.
+    pub async fn create(
         &self,
         issuer: &dyn TokenIssuer,
         creator: &Principal,
@@ -65,7 +56,7 @@ impl ServiceAccounts {
             ));
         }
         let purpose = purpose.trim();
-        if purpose.is_empty() || purpose.len() > 200 {
+        if purpose.is_empty() || purpose.chars().count() > 200 {
             return Err(LoginError::BadRequest(
                 "purpose must be 1 to 200 characters".into(),
             ));
@@ -76,43 +67,42 @@ impl ServiceAccounts {
             )));
         }
         let minted = issuer.issue_service_account(creator, purpose, ttl)?;
-        let account = ServiceAccount {
-            id: minted.claims.jti.clone(),
-            purpose: purpose.to_owned(),
-            created_by: creator.username.clone(),
-            roles: minted.claims.roles.clone(),
-            created_at: minted.claims.iat,
-            expires_at: minted.claims.exp,
-            revoked: false,
-        };
-        self.lock()?.push(account.clone());
+        let account = ServiceAccount::new(
+            minted.claims.jti.clone(),
+            purpose.to_owned(),
+            creator.username.clone(),
+            minted.claims.roles.clone(),
+            minted.claims.iat,
+            minted.claims.exp,
+        );
+        if let Err(err) = self.store.insert(account.clone()).await {
+            issuer.revoke_id(&account.id, account.expires_at).await?;
+            return Err(LoginError::Unavailable(err));
+        }
         Ok((account, minted.token))
     }
 
-    /// Every service account.
-    pub fn list(&self) -> Result<Vec<ServiceAccount>, LoginError> {
-        Ok(self.lock()?.clone())
+    /// Every service account whose token has not expired.
+    pub async fn list(&self) -> Result<Vec<ServiceAccount>, LoginError> {
+        self.store
+            .list(now_seconds())
+            .await
+            .map_err(LoginError::Unavailable)
     }
 
-    /// Revokes the account `id`; `false` when there is none.
+    /// Revokes the account `id`; `false` when there is none. The token is
+    /// revoked first, then marked so in the registry: a registry never
+    /// shows revoked a token that still works.
     pub async fn revoke(&self, issuer: &dyn TokenIssuer, id: &str) -> Result<bool, LoginError> {
-        let expires_at = {
-            let accounts = self.lock()?;
-            match accounts.iter().find(|a| a.id == id) {
-                Some(account) => account.expires_at,
-                None => return Ok(false),
-            }
+        let accounts = self.list().await?;
+        let Some(account) = accounts.iter().find(|a| a.id == id) else {
+            return Ok(false);
         };
-        issuer.revoke_id(id, expires_at).await?;
-        if let Some(account) = self.lock()?.iter_mut().find(|a| a.id == id) {
-            account.revoked = true;
-        }
+        issuer.revoke_id(id, account.expires_at).await?;
+        self.store
+            .mark_revoked(id)
+            .await
+            .map_err(LoginError::Unavailable)?;
         Ok(true)
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<ServiceAccount>>, LoginError> {
-        self.accounts
-            .lock()
-            .map_err(|_| LoginError::Internal("service account registry poisoned".into()))
     }
 }

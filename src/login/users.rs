@@ -27,6 +27,15 @@ pub struct Principal {
     pub roles: Vec<String>,
     /// The user's TOTP secret when a second step is required.
     pub totp_secret: Option<Vec<u8>>,
+    /// The user's email address, when the account has one; it signs in as
+    /// well as the username.
+    pub email: Option<String>,
+    /// The user's display name.
+    pub name: Option<String>,
+    /// The moment (seconds since the epoch) after which the account may no
+    /// longer sign in and its tokens stop working (the Workflow API's
+    /// `activeUntil`); `None`: no end.
+    pub active_until: Option<u64>,
 }
 
 impl Principal {
@@ -38,7 +47,33 @@ impl Principal {
             spaces: Vec::new(),
             roles: Vec::new(),
             totp_secret: None,
+            email: None,
+            name: None,
+            active_until: None,
         }
+    }
+
+    /// With this email address.
+    pub fn with_email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// With this display name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Active until `until` (seconds since the epoch).
+    pub fn with_active_until(mut self, until: u64) -> Self {
+        self.active_until = Some(until);
+        self
+    }
+
+    /// Whether the account may sign in at `now`.
+    pub fn is_active_at(&self, now: u64) -> bool {
+        self.active_until.is_none_or(|until| now < until)
     }
 
     /// With these spaces (the first is the default).
@@ -108,6 +143,12 @@ pub struct NewUser {
     pub roles: Vec<String>,
     /// A TOTP secret (raw bytes), when a second step is required.
     pub totp_secret: Option<Vec<u8>>,
+    /// An email address the user also signs in with.
+    pub email: Option<String>,
+    /// A display name.
+    pub name: Option<String>,
+    /// The end of the account's activity, seconds since the epoch.
+    pub active_until: Option<u64>,
 }
 
 impl NewUser {
@@ -119,7 +160,29 @@ impl NewUser {
             spaces: Vec::new(),
             roles: Vec::new(),
             totp_secret: None,
+            email: None,
+            name: None,
+            active_until: None,
         }
+    }
+
+    /// With this email address, which signs in as well as the username.
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// With this display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Active until `until` (seconds since the epoch): afterwards the
+    /// account cannot sign in and its tokens stop working.
+    pub fn active_until(mut self, until: u64) -> Self {
+        self.active_until = Some(until);
+        self
     }
 
     /// With these spaces (the first is the default).
@@ -157,21 +220,62 @@ struct StoredUser {
     hash: String,
 }
 
+/// The accounts, by normalised username, and the usernames by normalised
+/// email.
+#[derive(Default)]
+struct Accounts {
+    by_name: HashMap<String, StoredUser>,
+    by_email: HashMap<String, String>,
+}
+
+impl Accounts {
+    /// The account a username or an email names.
+    fn get(&self, identifier: &str) -> Option<&StoredUser> {
+        let key = normalize_username(identifier);
+        self.by_name.get(&key).or_else(|| {
+            self.by_email
+                .get(&key)
+                .and_then(|name| self.by_name.get(name))
+        })
+    }
+
+    /// Whether a username or an email is taken by an account.
+    fn taken(&self, identifier: &str) -> bool {
+        let key = normalize_username(identifier);
+        self.by_name.contains_key(&key) || self.by_email.contains_key(&key)
+    }
+
+    fn put(&mut self, user: StoredUser) {
+        let name = normalize_username(&user.principal.username);
+        if let Some(old) = self.by_name.get(&name)
+            && let Some(email) = &old.principal.email
+        {
+            self.by_email.remove(&normalize_username(email));
+        }
+        if let Some(email) = &user.principal.email {
+            self.by_email
+                .insert(normalize_username(email), name.clone());
+        }
+        self.by_name.insert(name, user);
+    }
+}
+
 /// An in-memory [`Authenticator`] keeping argon2id hashes, never passwords.
 ///
-/// Usernames are matched case-insensitively. An unknown username still costs
-/// one hash verification (against a fixed dummy hash), so timing does not
-/// tell known from unknown names.
+/// Usernames and emails are matched case-insensitively; either signs in. An
+/// unknown username still costs one hash verification (against a fixed
+/// dummy hash), so timing does not tell known from unknown names. It is also
+/// a [`Registrar`]: accounts can be created while the service runs.
 #[derive(Clone)]
 pub struct MemoryUsers {
-    users: Arc<RwLock<HashMap<String, StoredUser>>>,
+    users: Arc<RwLock<Accounts>>,
     dummy_hash: Arc<str>,
     memory: Arc<HashMemory>,
 }
 
 impl std::fmt::Debug for MemoryUsers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count = self.users.read().map(|u| u.len()).unwrap_or(0);
+        let count = self.users.read().map(|u| u.by_name.len()).unwrap_or(0);
         f.debug_struct("MemoryUsers")
             .field("users", &count)
             .finish()
@@ -269,7 +373,7 @@ impl MemoryUsers {
     /// An empty store.
     pub fn new() -> Result<Self, ConfigError> {
         Ok(MemoryUsers {
-            users: Arc::new(RwLock::new(HashMap::new())),
+            users: Arc::new(RwLock::new(Accounts::default())),
             dummy_hash: hash_password("tower-authgate dummy password")?.into(),
             memory: Arc::default(),
         })
@@ -278,32 +382,78 @@ impl MemoryUsers {
     /// Adds (or replaces) a user; the password is hashed with argon2id.
     pub fn insert(&self, user: NewUser) -> Result<Principal, ConfigError> {
         let hash = hash_password(&user.password)?;
-        let principal = Principal {
-            id: uuid::Uuid::new_v4().to_string(),
-            username: user.username.clone(),
-            spaces: user.spaces,
-            roles: user.roles,
-            totp_secret: user.totp_secret,
-        };
+        let principal = principal_of(user);
         let mut users = self
             .users
             .write()
             .map_err(|_| ConfigError::Poisoned("user store"))?;
-        users.insert(
-            normalize_username(&user.username),
-            StoredUser {
-                principal: principal.clone(),
-                hash,
-            },
-        );
+        users.put(StoredUser {
+            principal: principal.clone(),
+            hash,
+        });
         Ok(principal)
     }
 
-    fn lookup(&self, username: &str) -> Option<(Principal, String)> {
+    fn lookup(&self, identifier: &str) -> Option<(Principal, String)> {
         let users = self.users.read().ok()?;
         users
-            .get(&normalize_username(username))
+            .get(identifier)
             .map(|u| (u.principal.clone(), u.hash.clone()))
+    }
+}
+
+/// The principal a new user record makes, with a fresh id.
+fn principal_of(user: NewUser) -> Principal {
+    Principal {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: user.username,
+        spaces: user.spaces,
+        roles: user.roles,
+        totp_secret: user.totp_secret,
+        email: user.email,
+        name: user.name,
+        active_until: user.active_until,
+    }
+}
+
+/// Creates accounts while the service runs (the Scailable / Nx API's
+/// `POST /user`).
+///
+/// Registering a username or email that is taken answers exactly as a
+/// registration that succeeded would, after the same work, so registration
+/// never tells whether an account exists; the existing account is left as
+/// it was.
+pub trait Registrar: Send + Sync + 'static {
+    /// Creates `user`'s account. `Ok(Some)`: created; `Ok(None)`: the name or
+    /// email is taken and nothing changed.
+    fn register(&self, user: NewUser) -> BoxFuture<'_, Result<Option<Principal>, LoginError>>;
+}
+
+impl Registrar for MemoryUsers {
+    fn register(&self, user: NewUser) -> BoxFuture<'_, Result<Option<Principal>, LoginError>> {
+        Box::pin(async move {
+            // Hashed before the check, so a taken name costs the same.
+            let hash = hash_password(&user.password)
+                .map_err(|err| LoginError::Internal(err.to_string()))?;
+            let mut users = self
+                .users
+                .write()
+                .map_err(|_| LoginError::Internal("user store poisoned".into()))?;
+            let taken = users.taken(&user.username)
+                || user
+                    .email
+                    .as_deref()
+                    .is_some_and(|email| users.taken(email));
+            if taken {
+                return Ok(None);
+            }
+            let principal = principal_of(user);
+            users.put(StoredUser {
+                principal: principal.clone(),
+                hash,
+            });
+            Ok(Some(principal))
+        })
     }
 }
 

@@ -10,8 +10,12 @@
 //!   `POST /api/serviceAccounts` with `{"purpose","durationDays"}` (or
 //!   `"durationSeconds"`) → `201` with the token (shown once), its `id`,
 //!   `purpose`, `roles` (the creator's) and `expiresAt`;
-//!   `GET /api/serviceAccounts` lists them without tokens;
-//!   `DELETE /api/serviceAccounts/{id}` revokes one (`204`, or `404`).
+//!   `GET /api/serviceAccounts` lists them without tokens, in the same
+//!   camelCase (paged with `Offset`, `Limit`, `OrderBy`);
+//!   `DELETE /api/serviceAccounts/{id}` revokes one (`204`, or `404`). The
+//!   registry is a [`ServiceAccountStore`]: give the preset a persistent
+//!   one (Redis) and the accounts stay listable and revocable across
+//!   restarts, for as long as their tokens live.
 //! - [`AuthToken::auth_layer`] accepts access and service-account tokens as
 //!   bearer tokens and refuses revoked ones.
 //!
@@ -30,11 +34,12 @@ use serde_json::json;
 
 use crate::auth::AuthLayer;
 use crate::login::{AuthClaims, LoginFlow, ServiceAccounts};
+use crate::store::ServiceAccountStore;
 use crate::token::{TokenKind, TokenSources, Verifier};
 
 use super::{
-    Accept, ApiError, ErrorFormat, Failure, LoginClient, no_store, password_with_code, read_body,
-    rejections_in_format, required, required_bearer, with_preset,
+    Accept, ApiError, ErrorFormat, Failure, LoginClient, Paging, no_store, password_with_code,
+    read_body, rejections_in_format, required, required_bearer, with_preset,
 };
 
 /// How long an `auth_token` lives: 24 hours.
@@ -68,12 +73,19 @@ pub struct AuthToken {
 }
 
 impl AuthToken {
-    /// The preset over `flow`, with an empty service-account registry.
+    /// The preset over `flow`, with a service-account registry in memory.
     pub fn new(flow: LoginFlow) -> Self {
         AuthToken {
             flow,
-            accounts: ServiceAccounts::new(),
+            accounts: ServiceAccounts::default(),
         }
+    }
+
+    /// With the service-account registry in `store` (share a persistent one
+    /// between instances and restarts).
+    pub fn with_service_account_store(mut self, store: Arc<dyn ServiceAccountStore>) -> Self {
+        self.accounts = ServiceAccounts::new(store);
+        self
     }
 
     /// The service-account registry.
@@ -189,12 +201,15 @@ async fn create(
             .into());
         }
     };
-    let (account, token) = preset.accounts.create(
-        preset.flow.issuer().as_ref(),
-        &admin.principal(),
-        &purpose,
-        ttl,
-    )?;
+    let (account, token) = preset
+        .accounts
+        .create(
+            preset.flow.issuer().as_ref(),
+            &admin.principal(),
+            &purpose,
+            ttl,
+        )
+        .await?;
     let response = (
         StatusCode::CREATED,
         Json(json!({
@@ -203,7 +218,9 @@ async fn create(
             "token": token,
             "roles": account.roles,
             "createdBy": account.created_by,
+            "createdAt": account.created_at,
             "expiresAt": account.expires_at,
+            "revoked": account.revoked,
         })),
     )
         .into_response();
@@ -212,10 +229,29 @@ async fn create(
 
 async fn list(
     State(preset): State<Arc<AuthToken>>,
+    paging: Paging<RegScaleFormat>,
     headers: HeaderMap,
 ) -> Result<Response, RegScaleError> {
     preset.administrator(&headers).await?;
-    Ok(Json(preset.accounts.list()?).into_response())
+    let accounts = preset
+        .accounts
+        .list()
+        .await?
+        .into_iter()
+        .map(|account| json!(account))
+        .collect();
+    let page = paging.apply(
+        accounts,
+        &[
+            "id",
+            "purpose",
+            "createdBy",
+            "createdAt",
+            "expiresAt",
+            "revoked",
+        ],
+    )?;
+    Ok(Json(page).into_response())
 }
 
 async fn revoke(

@@ -33,7 +33,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::AuthLayer;
-use crate::login::{ExternalTokenVerifier, LoginError, LoginFlow, Principal};
+use crate::login::{
+    ExternalTokenVerifier, LoginError, LoginFlow, PairLifetimes, Principal, RefreshOptions,
+};
 use crate::token::{TokenSources, Verifier};
 
 use super::{
@@ -125,13 +127,7 @@ impl BearerPair {
         let username = external.verify_external(token).await?;
         Ok(match self.flow.users().find(&username).await {
             Some(principal) => principal,
-            None => Principal {
-                id: username.clone(),
-                username,
-                spaces: Vec::new(),
-                roles: Vec::new(),
-                totp_secret: None,
-            },
+            None => Principal::new(username.clone(), username),
         })
     }
 }
@@ -170,7 +166,10 @@ async fn login(
             .await?
         }
     };
-    let pair = preset.flow.issuer().issue_pair(&principal, None)?;
+    let pair = preset
+        .flow
+        .issuer()
+        .issue_pair(&principal, PairLifetimes::new())?;
     Ok(no_store(
         Json(json!({
             "access_token": pair.access.token,
@@ -185,7 +184,10 @@ async fn refresh(
     headers: HeaderMap,
 ) -> Result<Response, CoreError> {
     let token = required_bearer(&headers, "a bearer refresh token is required")?;
-    let pair = preset.flow.issuer().refresh(token, false).await?;
+    let pair = preset
+        .flow
+        .refresh(token, RefreshOptions::keeping())
+        .await?;
     Ok(no_store(
         Json(json!({ "access_token": pair.access.token })).into_response(),
     ))

@@ -7,8 +7,8 @@
 //!   SameSite=Lax` and `ins_refresh_token` (`Max-Age=86400`), `Secure` unless
 //!   development mode is chosen, and the body
 //!   `{"expire-seconds":300,"spaces":["default_space","production"]}`.
-//!   The lifetimes are the issuer's ([`Lifetimes`](crate::login::Lifetimes)):
-//!   configure it with 300 and 86 400 seconds to match the document.
+//!   These lifetimes are the preset's defaults
+//!   ([`CookieSession::with_lifetimes`] changes them).
 //! - For an account with TOTP, `POST /login` answers
 //!   `{"otp-required":true,"expire-seconds":…}` and sets a short-lived
 //!   `ins_otp_token` cookie; `POST /login/otp` with the field `otp` (same
@@ -17,11 +17,29 @@
 //! - [`CookieSession::auth_layer`] reads `ins_access_token`, renews it from
 //!   `ins_refresh_token` when it is missing or expired, and refuses revoked
 //!   tokens.
-//! - [`locked_users_router`]: `GET /api/auth/lockedUsers` and
-//!   `DELETE /api/auth/lockedUsers/{username}` for administrators.
+//! - Five failed logins lock an account for ten minutes: a flow given
+//!   without a lockout gets [`Lockout::default`].
+//! - [`locked_users_router`]: `GET /api/auth/lockedUsers` (paged with
+//!   `Offset`, `Limit`, `OrderBy`) and `DELETE /api/auth/lockedUsers/{username}`
+//!   for administrators.
 //!
 //! Errors answer `{"status":…,"error":"…","message":"…"}` ([`InscadaFormat`])
 //! with `WWW-Authenticate: FormBased` on a `401`.
+//!
+//! # Where the preset departs from the document, and why
+//!
+//! - Cookies carry `Secure` unless [`CookieSettings::development`] is
+//!   chosen: the document requires HTTPS in production and shows the
+//!   development server's cookies.
+//! - `Set-Cookie` lists the document's attributes in the `cookie` crate's
+//!   order (`HttpOnly; SameSite=Lax; Path=/; Max-Age=300`); RFC 6265 gives
+//!   the order no meaning.
+//! - The document gives no wire format for the OTP step, the locked-users
+//!   list or errors: `/login/otp`, `otp`, `otp-required`, `ins_otp_token`,
+//!   the list's fields and the error object are this crate's.
+//! - A locked account answers `423` with `Retry-After` (the document names
+//!   no status); unknown usernames lock alike, so the answer never tells
+//!   which accounts exist.
 
 use std::sync::Arc;
 
@@ -39,13 +57,13 @@ use crate::cookie::CookieSettings;
 use crate::error::ConfigError;
 use crate::lockout::Lockout;
 use crate::login::{
-    AuthClaims, LoginError, LoginFlow, LoginOutcome, Principal, normalize_username,
+    AuthClaims, LoginError, LoginFlow, LoginOutcome, PairLifetimes, Principal, normalize_username,
 };
 use crate::token::{Claims, TokenSource, TokenSources, Verifier};
 
 use super::{
-    Accept, ApiError, ErrorFormat, Failure, LoginClient, no_store, read_body, rejections_in_format,
-    required, with_preset,
+    Accept, ApiError, ErrorFormat, Failure, LoginClient, Paging, no_store, read_body,
+    rejections_in_format, required, with_preset,
 };
 
 /// The access cookie's name.
@@ -54,6 +72,10 @@ pub const ACCESS_COOKIE: &str = "ins_access_token";
 pub const REFRESH_COOKIE: &str = "ins_refresh_token";
 /// The cookie that carries the otp-pending token between the two steps.
 pub const OTP_COOKIE: &str = "ins_otp_token";
+/// The access token's lifetime the document shows: 300 seconds.
+pub const ACCESS_SECONDS: u64 = 300;
+/// The refresh token's lifetime the document shows: 86 400 seconds.
+pub const REFRESH_SECONDS: u64 = 86_400;
 
 /// The inSCADA error format: `{"status":…,"error":"…","message":"…"}`, and
 /// `WWW-Authenticate: FormBased` on a `401`. Give it to a layer's
@@ -84,6 +106,7 @@ pub type InscadaError = ApiError<InscadaFormat>;
 #[derive(Clone, Debug)]
 pub struct CookieSession {
     flow: LoginFlow,
+    lifetimes: PairLifetimes,
     cookies: CookieSettings,
     access_cookie: String,
     refresh_cookie: String,
@@ -91,10 +114,20 @@ pub struct CookieSession {
 }
 
 impl CookieSession {
-    /// The preset over `flow`, with `Secure` cookies.
+    /// The preset over `flow`, as the document describes it: access tokens
+    /// of 300 s, refresh tokens of 86 400 s, five failed logins locking an
+    /// account for ten minutes (when `flow` has no lockout of its own), and
+    /// `Secure` cookies.
     pub fn new(flow: LoginFlow) -> Self {
+        let flow = match flow.lockout() {
+            Some(_) => flow,
+            None => flow.with_lockout(Lockout::default()),
+        };
         CookieSession {
             flow,
+            lifetimes: PairLifetimes::new()
+                .with_access(ACCESS_SECONDS)
+                .with_refresh(REFRESH_SECONDS),
             cookies: CookieSettings::default(),
             access_cookie: ACCESS_COOKIE.into(),
             refresh_cookie: REFRESH_COOKIE.into(),
@@ -116,6 +149,15 @@ impl CookieSession {
         self.refresh_cookie = format!("__Host-{REFRESH_COOKIE}");
         self.otp_cookie = format!("__Host-{OTP_COOKIE}");
         Ok(self)
+    }
+
+    /// With these token lifetimes (seconds) instead of the document's 300
+    /// and 86 400.
+    pub fn with_lifetimes(mut self, access: u64, refresh: u64) -> Self {
+        self.lifetimes = PairLifetimes::new()
+            .with_access(access)
+            .with_refresh(refresh);
+        self
     }
 
     /// With these cookie attributes (for example
@@ -147,24 +189,34 @@ impl CookieSession {
         &self,
         verifier: Verifier,
     ) -> Result<AuthLayer<C, InscadaFormat>, ConfigError> {
-        let issuer = Arc::clone(self.flow.issuer());
-        let renewal = CookieRenewal::new(
-            &self.access_cookie,
-            &self.refresh_cookie,
-            self.cookies.clone(),
-            issuer.clone(),
-        )?;
         Ok(AuthLayer::new(verifier)
             .sources(TokenSources::single(TokenSource::try_cookie(
                 self.access_cookie.clone(),
             )?))
-            .revocations(issuer.revocations())
-            .cookie_renewal(renewal)
+            .revocations(self.flow.issuer().revocations())
+            .cookie_renewal(self.cookie_renewal()?)
             .on_rejection(InscadaFormat))
     }
 
-    fn session_response(&self, principal: &Principal) -> Result<Response, InscadaError> {
-        let pair = self.flow.issuer().issue_pair(principal, None)?;
+    /// The transparent renewal of this preset's access cookie from its
+    /// refresh cookie, for an [`AuthLayer`] of the application's own: the
+    /// account is read again on each renewal, and the new cookie lives as
+    /// long as a login's.
+    pub fn cookie_renewal(&self) -> Result<CookieRenewal, ConfigError> {
+        CookieRenewal::new(
+            &self.access_cookie,
+            &self.refresh_cookie,
+            self.cookies.clone(),
+            Arc::new(self.flow.access_renewal(self.lifetimes.access)),
+        )
+    }
+
+    fn session_response(
+        &self,
+        principal: &Principal,
+        lifetimes: PairLifetimes,
+    ) -> Result<Response, InscadaError> {
+        let pair = self.flow.issuer().issue_pair(principal, lifetimes)?;
         let mut response = Json(json!({
             "expire-seconds": pair.access.claims.exi,
             "spaces": principal.spaces,
@@ -219,8 +271,14 @@ async fn login(
     let form: LoginForm = read_body(request, Accept::Form).await?;
     let username = required(form.username, "username")?;
     let password = required(form.password, "password")?;
-    match preset.flow.password(&username, &password, client.0).await? {
-        LoginOutcome::Authenticated(principal) => preset.session_response(&principal),
+    let outcome = preset
+        .flow
+        .password(&username, &password, client.0, preset.lifetimes)
+        .await?;
+    match outcome {
+        LoginOutcome::Authenticated(principal) => {
+            preset.session_response(&principal, preset.lifetimes)
+        }
         LoginOutcome::TotpRequired(pending) => {
             let mut response = Json(json!({
                 "otp-required": true,
@@ -248,8 +306,8 @@ async fn login_otp(
         .to_owned();
     let form: OtpForm = read_body(request, Accept::Form).await?;
     let code = required(form.otp, "otp")?;
-    let principal = preset.flow.totp(&pending, &code, client.0).await?;
-    let mut response = preset.session_response(&principal)?;
+    let accepted = preset.flow.totp(&pending, &code, client.0).await?;
+    let mut response = preset.session_response(&accepted.principal, accepted.lifetimes)?;
     response
         .headers_mut()
         .append(header::SET_COOKIE, preset.cookies.clear(&preset.otp_cookie));
@@ -292,7 +350,7 @@ pub fn locked_users_router(lockout: Lockout) -> Router {
     with_preset(routes, lockout)
 }
 
-/// The caller's claims, when they hold the role `admin`.
+/// Refuses (`403`) a caller who does not hold the role `admin`.
 fn administrator(claims: &AuthClaims) -> Result<(), InscadaError> {
     if claims.principal().has_role("admin") {
         Ok(())
@@ -304,6 +362,7 @@ fn administrator(claims: &AuthClaims) -> Result<(), InscadaError> {
 async fn locked_users(
     State(lockout): State<Arc<Lockout>>,
     Claims(claims): Claims<AuthClaims>,
+    paging: Paging<InscadaFormat>,
 ) -> Result<Response, InscadaError> {
     administrator(&claims)?;
     let locked = lockout.locked().await.map_err(LoginError::Unavailable)?;
@@ -319,7 +378,8 @@ async fn locked_users(
             })
         })
         .collect();
-    Ok(Json(list).into_response())
+    let page = paging.apply(list, &["username", "lockedUntil", "retryAfter", "failures"])?;
+    Ok(Json(page).into_response())
 }
 
 async fn unlock_user(

@@ -46,7 +46,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::login::{LoginError, LoginFlow, LoginOutcome, Principal};
+use crate::login::{LoginError, LoginFlow, LoginOutcome, PairLifetimes, Principal};
 use crate::reject::Rejection;
 use crate::token::TokenSources;
 
@@ -373,6 +373,180 @@ pub(crate) fn required_bearer<'h>(
     bearer_token(headers)?.ok_or_else(|| Failure::unauthenticated(what))
 }
 
+/// `routes`, each answering within `after` or, past it, `503` with
+/// `Retry-After` in the API's format `F` (the Scailable / Nx API documents a
+/// time-out per endpoint).
+pub(crate) fn within<F: ErrorFormat, S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    after: std::time::Duration,
+) -> Router<S> {
+    routes.route_layer(axum::middleware::from_fn(
+        move |request: Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(after, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::<F>::from(Failure {
+                    retry_after: Some(1),
+                    ..Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("the request timed out after {} s", after.as_secs()),
+                    )
+                })
+                .into_response(),
+            }
+        },
+    ))
+}
+
+/// The default page size of [`Paging`].
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+/// The largest page [`Paging`] gives.
+pub const MAX_PAGE_LIMIT: usize = 1000;
+/// The most fields `OrderBy` may name.
+const MAX_ORDER_FIELDS: usize = 4;
+
+/// Paging of the crate's own lists, as the Scailable / Nx API pages its
+/// lists: the query parameters `Offset` (items skipped, default 0), `Limit`
+/// (items returned, default [`DEFAULT_PAGE_LIMIT`], at most
+/// [`MAX_PAGE_LIMIT`]) and `OrderBy` (fields separated by commas, each
+/// reversed by a leading `-`). A malformed parameter is a `400` in the
+/// API's format `F`, naming the parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paging<F> {
+    offset: usize,
+    limit: usize,
+    order_by: Vec<(String, bool)>,
+    _format: PhantomData<fn() -> F>,
+}
+
+#[derive(serde::Deserialize)]
+struct PagingQuery {
+    #[serde(rename = "Offset")]
+    offset: Option<String>,
+    #[serde(rename = "Limit")]
+    limit: Option<String>,
+    #[serde(rename = "OrderBy")]
+    order_by: Option<String>,
+}
+
+impl<F> Paging<F> {
+    fn parse(query: Option<&str>) -> Result<Self, Failure> {
+        let query: PagingQuery = serde_urlencoded::from_str(query.unwrap_or(""))
+            .map_err(|err| Failure::bad_request(format!("malformed query: {err}")))?;
+        let number = |value: Option<String>, field: &'static str, default: usize| match value {
+            None => Ok(default),
+            Some(text) => text.trim().parse::<usize>().map_err(|_| Failure {
+                field: Some(field),
+                ..Failure::bad_request(format!("{field} must be a whole number"))
+            }),
+        };
+        let offset = number(query.offset, "Offset", 0)?;
+        let limit = number(query.limit, "Limit", DEFAULT_PAGE_LIMIT)?;
+        if limit > MAX_PAGE_LIMIT {
+            return Err(Failure {
+                field: Some("Limit"),
+                ..Failure::bad_request(format!("Limit is at most {MAX_PAGE_LIMIT}"))
+            });
+        }
+        let mut order_by = Vec::new();
+        for field in query.order_by.iter().flat_map(|o| o.split(',')) {
+            let field = field.trim();
+            if field.is_empty() {
+                continue;
+            }
+            let (name, descending) = match field.strip_prefix('-') {
+                Some(name) => (name, true),
+                None => (field, false),
+            };
+            if order_by.len() == MAX_ORDER_FIELDS || name.is_empty() || name.len() > 64 {
+                return Err(Failure {
+                    field: Some("OrderBy"),
+                    ..Failure::bad_request(format!(
+                        "OrderBy names at most {MAX_ORDER_FIELDS} fields"
+                    ))
+                });
+            }
+            order_by.push((name.to_owned(), descending));
+        }
+        Ok(Paging {
+            offset,
+            limit,
+            order_by,
+            _format: PhantomData,
+        })
+    }
+
+    /// The page of `items` asked for, ordered first; `sortable` lists the
+    /// fields `OrderBy` may name (a `400` for any other).
+    pub fn apply(
+        &self,
+        mut items: Vec<serde_json::Value>,
+        sortable: &[&str],
+    ) -> Result<Vec<serde_json::Value>, Failure> {
+        if let Some((name, _)) = self
+            .order_by
+            .iter()
+            .find(|(name, _)| !sortable.contains(&name.as_str()))
+        {
+            return Err(Failure {
+                field: Some("OrderBy"),
+                ..Failure::bad_request(format!(
+                    "OrderBy cannot name {name:?}; it takes {}",
+                    sortable.join(", ")
+                ))
+            });
+        }
+        items.sort_by(|a, b| {
+            self.order_by
+                .iter()
+                .map(|(name, descending)| {
+                    let order = compare_json(&a[name.as_str()], &b[name.as_str()]);
+                    if *descending { order.reverse() } else { order }
+                })
+                .find(|order| order.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        Ok(items
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit)
+            .collect())
+    }
+}
+
+/// Orders JSON values of one field: nulls first, then booleans, numbers and
+/// strings, each in their natural order.
+fn compare_json(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    use serde_json::Value;
+    let rank = |v: &Value| match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 3,
+        Value::Array(_) => 4,
+        Value::Object(_) => 5,
+    };
+    match (a, b) {
+        (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+        (Value::Number(a), Value::Number(b)) => a
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&b.as_f64().unwrap_or(0.0)),
+        (Value::String(a), Value::String(b)) => a.cmp(b),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+impl<S: Send + Sync, F: ErrorFormat> axum::extract::FromRequestParts<S> for Paging<F> {
+    type Rejection = ApiError<F>;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Self::parse(parts.uri.query()).map_err(ApiError::from)
+    }
+}
+
 /// A preset's routes with the preset as their state.
 pub(crate) fn with_preset<P: Send + Sync + 'static>(routes: Router<Arc<P>>, preset: P) -> Router {
     routes.with_state(Arc::new(preset))
@@ -418,10 +592,13 @@ pub(crate) async fn password_with_code(
     code: Option<&str>,
     client: LoginClient,
 ) -> Result<Principal, LoginError> {
-    match flow.password(username, password, client.0).await? {
+    let outcome = flow
+        .password(username, password, client.0, PairLifetimes::new())
+        .await?;
+    match outcome {
         LoginOutcome::Authenticated(principal) => Ok(principal),
         LoginOutcome::TotpRequired(pending) => match code {
-            Some(code) => flow.totp(&pending.token, code, client.0).await,
+            Some(code) => Ok(flow.totp(&pending.token, code, client.0).await?.principal),
             None => Err(LoginError::OtpRequired),
         },
     }

@@ -11,13 +11,31 @@
 //!   every token, as the document says.
 //! - The deprecated `GET /api/v1/login?username=&password=` puts credentials
 //!   in the URL; it is off unless [`XAuthToken::with_deprecated_get`] is
-//!   called, and then answers with `Deprecation: true` and a `Link` to its
-//!   successor.
+//!   called, and then answers `{"id","username","activeUntil"?}` with
+//!   `Deprecation: true` and a `Link` to its successor. It reads `logoutID`
+//!   like v2 (from the query, or a JSON body).
+//! - An account may be active until a date
+//!   ([`Principal::active_until`](crate::login::Principal::active_until),
+//!   "defined in Workflow"): after it, logins are refused (`403`, no content)
+//!   and no token of the account outlives it, because every token minted
+//!   for it expires by then. The v1 answer names the date as `activeUntil`
+//!   (`YYYY-MM-DD`, UTC), and leaves it out for an account without an end.
+//!   A client's own `activeUntil` parameter is ignored: a client never sets
+//!   how long its account lives.
 //! - [`XAuthToken::auth_layer`] reads `X-Auth-Token` on the API routes.
 //!
 //! Errors follow the document ([`WorkflowFormat`]): `401` and `403` have no
 //! content; the answers the document does not list (`400`, `413`, `415`,
 //! `423`, `429`, `503`) carry `{"message":"…"}`.
+//!
+//! # Where the preset departs from the document, and why
+//!
+//! - An unknown username gets the same `401` as a wrong password, not the
+//!   `404` the document lists: a `404` would tell anyone which accounts
+//!   exist.
+//! - The statuses the document does not list (`400`, `413`, `415`, `423`,
+//!   `429`, `503`) answer what it cannot: a malformed body, a locked
+//!   account, a throttled address, a store that cannot be reached.
 
 use std::sync::Arc;
 
@@ -36,8 +54,8 @@ use crate::login::{LoginError, LoginFlow, Principal};
 use crate::token::{SigningKey, TokenSource, TokenSources, Verifier};
 
 use super::{
-    Accept, ApiError, ErrorFormat, Failure, LoginClient, no_store, password_with_code, read_body,
-    rejections_in_format, required, with_preset,
+    Accept, ApiError, ErrorFormat, Failure, LoginClient, body_bytes, no_store, parse_body,
+    password_with_code, read_body, rejections_in_format, required, with_preset,
 };
 
 /// The header the token travels in.
@@ -156,13 +174,7 @@ async fn login_v2(
         client,
     )
     .await?;
-    if let Some(previous) = login.logout_id.as_deref().filter(|t| !t.is_empty()) {
-        // Only a token of this service names a session to end; anything
-        // else is ignored, as an unknown logout id would be.
-        if let Err(LoginError::Unavailable(err)) = preset.flow.issuer().revoke(previous).await {
-            return Err(LoginError::Unavailable(err).into());
-        }
-    }
+    log_out(&preset, login.logout_id.as_deref()).await?;
     let token = preset.token_for(&principal)?;
     Ok(with_token(
         Json(json!({
@@ -179,24 +191,60 @@ async fn login_v2(
 struct LoginV1 {
     username: Option<String>,
     password: Option<String>,
+    #[serde(rename = "logoutID")]
+    logout_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct LoginV1Body {
+    #[serde(rename = "logoutID")]
+    logout_id: Option<String>,
+}
+
+/// Ends the session a `logoutID` names, when it is a token of this service;
+/// anything else is ignored, as an unknown logout id would be.
+async fn log_out(preset: &XAuthToken, logout_id: Option<&str>) -> Result<(), LoginError> {
+    if let Some(previous) = logout_id.filter(|t| !t.is_empty())
+        && let Err(LoginError::Unavailable(err)) = preset.flow.issuer().revoke(previous).await
+    {
+        return Err(LoginError::Unavailable(err));
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD` (UTC) of a moment in seconds since the epoch.
+fn date_of(seconds: u64) -> Option<String> {
+    let seconds = i64::try_from(seconds).ok()?;
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .map(|moment| moment.date().to_string())
 }
 
 async fn login_v1(
     State(preset): State<Arc<XAuthToken>>,
     client: LoginClient,
     query: Result<Query<LoginV1>, axum::extract::rejection::QueryRejection>,
+    request: Request,
 ) -> Response {
     let result = async {
         let Query(query) = query.map_err(|e| Failure::bad_request(e.body_text()))?;
         let username = required(query.username, "username")?;
         let password = required(query.password, "password")?;
+        let (parts, body) = body_bytes(request).await?;
+        let body: LoginV1Body = if body.iter().all(u8::is_ascii_whitespace) {
+            LoginV1Body::default()
+        } else {
+            parse_body(parts, body, Accept::Json).await?
+        };
         let principal =
             password_with_code(&preset.flow, &username, &password, None, client).await?;
+        log_out(&preset, query.logout_id.or(body.logout_id).as_deref()).await?;
         let token = preset.token_for(&principal)?;
-        Ok::<_, WorkflowError>(with_token(
-            Json(json!({ "id": principal.id, "username": principal.username })).into_response(),
-            &token,
-        ))
+        let mut answer = json!({ "id": principal.id, "username": principal.username });
+        if let Some(date) = principal.active_until.and_then(date_of) {
+            answer["activeUntil"] = json!(date);
+        }
+        Ok::<_, WorkflowError>(with_token(Json(answer).into_response(), &token))
     }
     .await;
     let mut response = result.unwrap_or_else(IntoResponse::into_response);

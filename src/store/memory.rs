@@ -11,8 +11,9 @@ use crate::BoxFuture;
 use crate::clock::now_seconds;
 
 use super::{
-    FailureRecorded, LockedAccount, LockoutPolicy, LockoutStore, OtpReplayGuard, RevocationCheck,
-    RevocationStore, StoreError,
+    FailureRecorded, LockedAccount, LockoutPolicy, LockoutStore, LoginCode, LoginCodeStore,
+    OtpReplayGuard, RevocationCheck, RevocationStore, Rotation, RotationStore, ServiceAccount,
+    ServiceAccountStore, StoreError,
 };
 
 /// Default cap on tracked ids in [`MemoryRevocations`].
@@ -171,6 +172,153 @@ impl OtpReplayGuard for MemoryOtpReplayGuard {
         let result = self
             .used
             .revoke_now(&format!("{account}\u{0}{step}"), until);
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The in-memory [`RotationStore`], bounded like [`MemoryRevocations`]: when
+/// a shard is full of live entries a rotation fails with a [`StoreError`]
+/// rather than forget a used token.
+#[derive(Debug)]
+pub struct MemoryRotations {
+    used: ShardedMap<(u64, u64)>,
+}
+
+impl Default for MemoryRotations {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_MAX_REVOCATIONS)
+    }
+}
+
+impl MemoryRotations {
+    /// A store that tracks at most `max` used tokens at once.
+    pub fn with_capacity(max: usize) -> Self {
+        MemoryRotations {
+            used: ShardedMap::with_capacity(max),
+        }
+    }
+
+    /// Records a use of `token_id` at `now` (the synchronous form of
+    /// [`RotationStore::rotate`]).
+    pub fn rotate_now(&self, token_id: &str, now: u64, until: u64) -> Result<Rotation, StoreError> {
+        let mut shard = self.used.lock(token_id)?;
+        match shard.get(token_id) {
+            Some(&(first_at, kept_until)) if kept_until > now => {
+                return Ok(Rotation::Repeat { first_at });
+            }
+            _ => {}
+        }
+        if !shard.contains_key(token_id) && shard.len() >= self.used.max_per_shard {
+            shard.retain(|_, (_, kept_until)| *kept_until > now);
+            if shard.len() >= self.used.max_per_shard {
+                return Err(StoreError("rotation store is full".into()));
+            }
+        }
+        shard.insert(token_id.into(), (now, until));
+        Ok(Rotation::First)
+    }
+}
+
+impl RotationStore for MemoryRotations {
+    fn rotate(
+        &self,
+        token_id: &str,
+        now: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Rotation, StoreError>> {
+        Box::pin(std::future::ready(self.rotate_now(token_id, now, until)))
+    }
+}
+
+/// The in-memory [`ServiceAccountStore`]: as long as the process lives.
+/// Services whose service-account tokens must stay listable and revocable
+/// across restarts use a persistent store (Redis, feature `redis`).
+#[derive(Debug, Default)]
+pub struct MemoryServiceAccounts {
+    accounts: std::sync::Mutex<Vec<ServiceAccount>>,
+}
+
+impl MemoryServiceAccounts {
+    fn locked(&self) -> Result<std::sync::MutexGuard<'_, Vec<ServiceAccount>>, StoreError> {
+        self.accounts
+            .lock()
+            .map_err(|_| StoreError("service account registry poisoned".into()))
+    }
+}
+
+impl ServiceAccountStore for MemoryServiceAccounts {
+    fn insert(&self, account: ServiceAccount) -> BoxFuture<'_, Result<(), StoreError>> {
+        let result = self.locked().map(|mut accounts| {
+            let now = now_seconds();
+            accounts.retain(|a| a.expires_at > now);
+            accounts.push(account);
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn list(&self, now: u64) -> BoxFuture<'_, Result<Vec<ServiceAccount>, StoreError>> {
+        let result = self.locked().map(|accounts| {
+            accounts
+                .iter()
+                .filter(|a| a.expires_at > now)
+                .cloned()
+                .collect()
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn mark_revoked<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ServiceAccount>, StoreError>> {
+        let result = self.locked().map(|mut accounts| {
+            accounts.iter_mut().find(|a| a.id == id).map(|account| {
+                let before = account.clone();
+                account.revoked = true;
+                before
+            })
+        });
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The in-memory [`LoginCodeStore`], bounded: expired codes are purged as
+/// shards fill, and a full shard of live codes refuses new ones.
+#[derive(Debug)]
+pub struct MemoryLoginCodes {
+    codes: ShardedMap<LoginCode>,
+}
+
+impl Default for MemoryLoginCodes {
+    fn default() -> Self {
+        MemoryLoginCodes {
+            codes: ShardedMap::with_capacity(100_000),
+        }
+    }
+}
+
+impl LoginCodeStore for MemoryLoginCodes {
+    fn insert<'a>(
+        &'a self,
+        code: &'a str,
+        login: LoginCode,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self.codes.lock(code).and_then(|mut shard| {
+            if shard.len() >= self.codes.max_per_shard {
+                let now = now_seconds();
+                shard.retain(|_, c| c.expires_at > now);
+                if shard.len() >= self.codes.max_per_shard {
+                    return Err(StoreError("login code store is full".into()));
+                }
+            }
+            shard.insert(code.into(), login);
+            Ok(())
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn take<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<LoginCode>, StoreError>> {
+        let result = self.codes.lock(code).map(|mut shard| shard.remove(code));
         Box::pin(std::future::ready(result))
     }
 }
@@ -437,5 +585,21 @@ mod tests {
             let r = store.record_failure_now("b", &policy, t).unwrap();
             assert_eq!(r.failures, 1, "at {t}");
         }
+    }
+
+    #[test]
+    fn a_rotation_is_first_once_and_then_reports_when_it_happened() {
+        let store = MemoryRotations::default();
+        assert_eq!(store.rotate_now("t", 100, 200), Ok(Rotation::First));
+        assert_eq!(
+            store.rotate_now("t", 105, 200),
+            Ok(Rotation::Repeat { first_at: 100 })
+        );
+        assert_eq!(
+            store.rotate_now("t", 150, 200),
+            Ok(Rotation::Repeat { first_at: 100 })
+        );
+        // Kept until the token would have expired anyway.
+        assert_eq!(store.rotate_now("t", 200, 300), Ok(Rotation::First));
     }
 }

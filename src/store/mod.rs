@@ -1,10 +1,14 @@
 //! State that must outlive a request, behind one trait per kind of state:
 //! revoked tokens ([`RevocationStore`]), failed-login counters
-//! ([`LockoutStore`]) and used TOTP steps ([`OtpReplayGuard`]).
+//! ([`LockoutStore`]), used TOTP steps ([`OtpReplayGuard`]), rotated refresh
+//! tokens ([`RotationStore`]), service accounts ([`ServiceAccountStore`])
+//! and one-time login codes ([`LoginCodeStore`]).
 //!
 //! A shared store (Redis, feature `redis`) replaces the bounded in-memory
 //! defaults ([`MemoryRevocations`], [`MemoryLockoutStore`],
-//! [`MemoryOtpReplayGuard`]) when a service runs as several instances.
+//! [`MemoryOtpReplayGuard`], [`MemoryRotations`],
+//! [`MemoryServiceAccounts`], [`MemoryLoginCodes`]) when a service runs as
+//! several instances or must keep its state across restarts.
 //! Operations that decide something (revoke-if-new, use-once, count a
 //! failure) are atomic: nothing is lost or granted twice under concurrency.
 //!
@@ -23,8 +27,8 @@ use crate::BoxFuture;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreConfig, RedisTopology, Unreachable};
 pub use memory::{
-    DEFAULT_MAX_LOCKOUT_COUNTERS, DEFAULT_MAX_REVOCATIONS, MemoryLockoutStore,
-    MemoryOtpReplayGuard, MemoryRevocations,
+    DEFAULT_MAX_LOCKOUT_COUNTERS, DEFAULT_MAX_REVOCATIONS, MemoryLockoutStore, MemoryLoginCodes,
+    MemoryOtpReplayGuard, MemoryRevocations, MemoryRotations, MemoryServiceAccounts,
 };
 
 /// A store could not answer (a shared store is unreachable, or a bounded one
@@ -200,4 +204,132 @@ pub trait LockoutStore: Send + Sync + 'static {
 
     /// Every account locked at `now`.
     fn list_locked(&self, now: u64) -> BoxFuture<'_, Result<Vec<LockedAccount>, StoreError>>;
+}
+
+/// What a refresh token's rotation found: the token's first use, or a
+/// repeat of a rotation done at `first_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// This call used the token up.
+    First,
+    /// The token was used up before, at `first_at` (seconds since the
+    /// epoch).
+    Repeat {
+        /// When the first rotation happened.
+        first_at: u64,
+    },
+}
+
+/// Refresh tokens used up by rotation, each kept until it would have
+/// expired, with the time of its first use (for the reuse grace window).
+pub trait RotationStore: Send + Sync + 'static {
+    /// Records that `token_id` is used at `now`, kept until `until`:
+    /// [`Rotation::First`] when this call is the first use, else the time of
+    /// the first, in one atomic step.
+    fn rotate(
+        &self,
+        token_id: &str,
+        now: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<Rotation, StoreError>>;
+}
+
+/// A service-account token as its registry keeps it (the token itself is
+/// shown once, at creation, and never kept).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ServiceAccount {
+    /// The token's id (its `jti`).
+    pub id: String,
+    /// What it is for.
+    pub purpose: String,
+    /// Who minted it.
+    pub created_by: String,
+    /// The roles it carries (its creator's).
+    pub roles: Vec<String>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: u64,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: u64,
+    /// Whether it has been revoked.
+    pub revoked: bool,
+}
+
+impl ServiceAccount {
+    /// A live service account.
+    pub fn new(
+        id: String,
+        purpose: String,
+        created_by: String,
+        roles: Vec<String>,
+        created_at: u64,
+        expires_at: u64,
+    ) -> Self {
+        ServiceAccount {
+            id,
+            purpose,
+            created_by,
+            roles,
+            created_at,
+            expires_at,
+            revoked: false,
+        }
+    }
+}
+
+/// The registry of service-account tokens: what a service must be able to
+/// list and revoke for as long as the tokens live, across restarts and
+/// instances.
+pub trait ServiceAccountStore: Send + Sync + 'static {
+    /// Records a new account.
+    fn insert(&self, account: ServiceAccount) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Every account not yet expired at `now`, revoked or not.
+    fn list(&self, now: u64) -> BoxFuture<'_, Result<Vec<ServiceAccount>, StoreError>>;
+
+    /// Marks `id` revoked; the account as it was before, or `None` when
+    /// there is none.
+    fn mark_revoked<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ServiceAccount>, StoreError>>;
+}
+
+/// A one-time login code, bound to the `state` of the login it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoginCode {
+    /// The account the code logs in.
+    pub username: String,
+    /// The `state` the code is bound to.
+    pub state: String,
+    /// When the code stops working, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl LoginCode {
+    /// A code for `username`, bound to `state`, valid until `expires_at`.
+    pub fn new(username: String, state: String, expires_at: u64) -> Self {
+        LoginCode {
+            username,
+            state,
+            expires_at,
+        }
+    }
+}
+
+/// One-time login codes (the Scailable / Nx code login): each is redeemed
+/// at most once, atomically.
+pub trait LoginCodeStore: Send + Sync + 'static {
+    /// Records `code`.
+    fn insert<'a>(
+        &'a self,
+        code: &'a str,
+        login: LoginCode,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Takes `code` out of the store, whatever it is bound to: it never
+    /// works twice. `None` when there is no such code.
+    fn take<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<LoginCode>, StoreError>>;
 }

@@ -191,6 +191,8 @@ pub fn config() -> app::DemoConfig {
         lockout: tower_authgate::lockout::Lockout::default(),
         redis_url: None,
         external: None,
+        refresh_reuse_grace: tower_authgate::login::DEFAULT_REUSE_GRACE,
+        issuer_clock: None,
     }
 }
 

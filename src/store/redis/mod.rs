@@ -1,6 +1,7 @@
-//! Redis stores (feature `redis`): revocations, lockout counters and used
-//! TOTP steps shared by every instance of a service, on one Redis server, a
-//! Redis Cluster or a master found through Sentinel.
+//! Redis stores (feature `redis`): revocations, lockout counters, used TOTP
+//! steps, rotated refresh tokens, service accounts and one-time login codes,
+//! shared by every instance of a service, on one Redis server, a Redis
+//! Cluster or a master found through Sentinel.
 //!
 //! # Topologies
 //!
@@ -72,8 +73,11 @@
 //! ```
 
 mod lockout;
+mod login_codes;
 mod otp;
 mod revocations;
+mod rotations;
+mod service_accounts;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
