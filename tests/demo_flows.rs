@@ -1364,3 +1364,52 @@ async fn optional_routes_treat_a_dead_refresh_cookie_as_anonymous() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn two_tabs_refreshing_at_once_both_stay_signed_in() {
+    // The demo's default reuse grace window (ten seconds).
+    let server = start().await;
+    let signin = server
+        .json(
+            Method::POST,
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "admin", "Password": "admin", "KeepLoggedIn": true}),
+        )
+        .await;
+    let refresh = format!("Bearer {}", signin.str("RefreshToken"));
+    let headers = [("authorization", refresh.as_str())];
+    let grant = json!({"GrantType": "refresh_token"});
+    let (first, second) = tokio::join!(
+        server.json(
+            Method::POST,
+            "/authenticate/refresh",
+            &headers,
+            grant.clone()
+        ),
+        server.json(
+            Method::POST,
+            "/authenticate/refresh",
+            &headers,
+            grant.clone()
+        ),
+    );
+    for tab in [&first, &second] {
+        assert_eq!(tab.status, StatusCode::OK, "{}", tab.text);
+        let access = format!("Bearer {}", tab.str("AccessToken"));
+        assert_eq!(
+            server
+                .get("/api/me", &[("authorization", &access)])
+                .await
+                .status,
+            StatusCode::OK
+        );
+        // Each tab's new refresh token keeps the 30-day session.
+        assert_eq!(claims_of(&tab.str("RefreshToken"))["exi"], 30 * 86_400);
+    }
+    assert_eq!(
+        claims_of(&first.str("AccessToken"))["fam"],
+        claims_of(&second.str("AccessToken"))["fam"],
+        "one session"
+    );
+}

@@ -336,3 +336,228 @@ async fn service_accounts_are_admin_only_listed_and_revoked_one_by_one() {
             .any(|a| a.id == first.id && a.revoked)
     );
 }
+
+/// An issuer with a movable clock and the default reuse grace window.
+fn clocked_issuer() -> (Arc<JwtIssuer>, Arc<tower_authgate::clock::ManualClock>) {
+    let clock = Arc::new(tower_authgate::clock::ManualClock::new(now_seconds()));
+    let issuer = JwtIssuer::new(signing_key(Algorithm::EdDSA), "test")
+        .unwrap()
+        .with_clock(clock.clone());
+    (Arc::new(issuer), clock)
+}
+
+#[tokio::test]
+async fn within_the_grace_window_a_rotated_refresh_token_gives_a_sibling_pair() {
+    let (issuer, clock) = clocked_issuer();
+    assert_eq!(
+        issuer.reuse_grace(),
+        tower_authgate::login::DEFAULT_REUSE_GRACE
+    );
+    let flow = LoginFlow::new(users(), issuer.clone());
+    let principal = users().find("admin").await.unwrap();
+    let refresh = issuer
+        .issue_pair(&principal, PairLifetimes::new())
+        .unwrap()
+        .refresh
+        .unwrap();
+    let first = flow
+        .refresh(&refresh.token, RefreshOptions::rotating())
+        .await
+        .unwrap();
+    clock.advance(10);
+    // A second tab, ten seconds later: a sibling pair in the same family.
+    let second = flow
+        .refresh(&refresh.token, RefreshOptions::rotating())
+        .await
+        .unwrap();
+    assert_eq!(first.access.claims.fam, refresh.claims.fam);
+    assert_eq!(second.access.claims.fam, refresh.claims.fam);
+    assert_ne!(first.access.token, second.access.token);
+    for pair in [&first, &second] {
+        assert!(
+            issuer
+                .verify(&pair.access.token, &[TokenKind::Access])
+                .await
+                .is_ok()
+        );
+    }
+    // After the window, the same token again ends the family: both
+    // sessions' tokens with it.
+    clock.advance(1);
+    assert_eq!(
+        flow.refresh(&refresh.token, RefreshOptions::rotating())
+            .await
+            .map(|_| ()),
+        Err(LoginError::RefreshReused)
+    );
+    for pair in [first, second] {
+        assert_eq!(
+            issuer
+                .verify(&pair.access.token, &[TokenKind::Access])
+                .await
+                .map(|_| ()),
+            Err(LoginError::InvalidToken(TokenError::Revoked))
+        );
+        assert!(
+            flow.refresh(&pair.refresh.unwrap().token, RefreshOptions::rotating())
+                .await
+                .is_err()
+        );
+    }
+}
+
+/// A revocation store that remembers how long each revocation lasts.
+#[derive(Default)]
+struct RecordingRevocations {
+    inner: MemoryRevocations,
+    untils: std::sync::Mutex<Vec<(String, u64)>>,
+}
+
+impl RevocationStore for RecordingRevocations {
+    fn revoke(
+        &self,
+        id: &str,
+        until: u64,
+    ) -> tower_authgate::BoxFuture<'_, Result<bool, tower_authgate::store::StoreError>> {
+        self.untils.lock().unwrap().push((id.to_owned(), until));
+        self.inner.revoke(id, until)
+    }
+
+    fn check(&self, id: &str, family: Option<&str>) -> RevocationCheck {
+        self.inner.check(id, family)
+    }
+}
+
+#[tokio::test]
+async fn signing_out_revokes_the_family_for_as_long_as_its_longest_refresh_token_lives() {
+    let store = Arc::new(RecordingRevocations::default());
+    let issuer = JwtIssuer::new(signing_key(Algorithm::EdDSA), "test")
+        .unwrap()
+        .with_revocation_store(store.clone());
+    let principal = users().find("admin").await.unwrap();
+    // A "keep me logged in" session: 30-day refresh token, default access.
+    let pair = issuer
+        .issue_pair(&principal, PairLifetimes::new().with_refresh(30 * 86_400))
+        .unwrap();
+    let refresh = pair.refresh.unwrap();
+    // Sign-out presents the access token (ten minutes).
+    issuer.revoke(&pair.access.token).await.unwrap();
+    let family = refresh.claims.fam.clone().unwrap();
+    let until = store
+        .untils
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(id, _)| *id == family)
+        .map(|(_, until)| *until)
+        .expect("the family is revoked");
+    assert!(
+        until >= refresh.claims.exp,
+        "the family revocation ({until}) must outlive the refresh token ({})",
+        refresh.claims.exp
+    );
+    assert!(issuer.redeem_refresh(&refresh.token, false).await.is_err());
+}
+
+#[tokio::test]
+async fn a_refresh_reads_the_account_again() {
+    let issuer = issuer();
+    let users = MemoryUsers::new().unwrap();
+    users
+        .insert(
+            NewUser::new("alice", "pw")
+                .spaces(["default_space", "production"])
+                .roles(["admin", "operator"]),
+        )
+        .unwrap();
+    let users = Arc::new(users);
+    let flow = LoginFlow::new(users.clone(), issuer.clone());
+    let alice = users.find("alice").await.unwrap();
+    let refresh = issuer
+        .issue_pair(&alice, PairLifetimes::new())
+        .unwrap()
+        .refresh
+        .unwrap()
+        .token;
+    // A role and a space removed: the renewed token carries what the
+    // account has now, not what the refresh token recorded.
+    users
+        .insert(
+            NewUser::new("alice", "pw")
+                .spaces(["default_space"])
+                .roles(["operator"]),
+        )
+        .unwrap();
+    let renewed = flow
+        .refresh(&refresh, RefreshOptions::keeping())
+        .await
+        .unwrap();
+    assert_eq!(renewed.access.claims.roles, ["operator"]);
+    assert_eq!(renewed.access.claims.spaces, ["default_space"]);
+    // Past its end of activity: nothing renews.
+    users
+        .insert(NewUser::new("alice", "pw").active_until(now_seconds() - 1))
+        .unwrap();
+    assert_eq!(
+        flow.refresh(&refresh, RefreshOptions::keeping())
+            .await
+            .map(|_| ()),
+        Err(LoginError::AccountInactive)
+    );
+    // Removed: nothing renews.
+    assert!(users.remove("alice"));
+    assert_eq!(
+        flow.refresh(&refresh, RefreshOptions::keeping())
+            .await
+            .map(|_| ()),
+        Err(LoginError::InvalidToken(TokenError::Revoked))
+    );
+}
+
+#[tokio::test]
+async fn an_account_with_an_end_gets_no_token_that_outlives_it() {
+    let issuer = issuer();
+    let users = MemoryUsers::new().unwrap();
+    let end = now_seconds() + 100;
+    users
+        .insert(NewUser::new("temp", "pw").active_until(end))
+        .unwrap();
+    let flow = LoginFlow::new(Arc::new(users), issuer.clone());
+    let LoginOutcome::Authenticated(temp) = flow
+        .password("temp", "pw", None, PairLifetimes::new())
+        .await
+        .unwrap()
+    else {
+        panic!("no TOTP for this account")
+    };
+    let pair = issuer.issue_pair(&temp, PairLifetimes::new()).unwrap();
+    assert!(pair.access.claims.exp <= end);
+    assert!(pair.refresh.unwrap().claims.exp <= end);
+    assert!(issuer.issue_access(&temp, 86_400).unwrap().claims.exp <= end);
+}
+
+#[tokio::test]
+async fn a_full_hashing_queue_refuses_logins_at_once_with_busy() {
+    use tower_authgate::login::HashingPool;
+    // One thread, nothing may wait: while one login verifies, another is
+    // refused rather than queued.
+    let users = MemoryUsers::new()
+        .unwrap()
+        .with_hashing_pool(HashingPool::new(1, 0));
+    users.insert(NewUser::new("a", "pw")).unwrap();
+    let users = Arc::new(users);
+    let (first, second) = tokio::join!(
+        users.authenticate("a", "pw"),
+        users.authenticate("ghost", "pw")
+    );
+    let outcomes = [first.map(|_| ()), second.map(|_| ())];
+    assert!(
+        outcomes.contains(&Err(LoginError::Busy)),
+        "one of two logins at once is refused: {outcomes:?}"
+    );
+    assert_eq!(
+        LoginError::Busy.status(),
+        http::StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(LoginError::Busy.retry_after(), Some(1));
+}

@@ -17,6 +17,7 @@
 //!
 //! The wire formats of the documented APIs are in [`schemes`](crate::schemes).
 
+mod hashing;
 mod issuer;
 mod password;
 mod service_accounts;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 
+pub use hashing::{DEFAULT_HASHING_QUEUE, HashingPool};
 pub use issuer::{
     AuthClaims, DEFAULT_REUSE_GRACE, JwtIssuer, Lifetimes, Minted, PairLifetimes, TokenIssuer,
     TokenPair,
@@ -88,6 +90,10 @@ pub enum LoginError {
     /// A store could not be reached; the operation fails closed.
     #[error("{0}")]
     Unavailable(StoreError),
+    /// Every password-hashing thread is busy and the queue is full: the
+    /// attempt is refused at once (`503`, retry in a second).
+    #[error("too many logins at once; try again in a moment")]
+    Busy,
     /// Signing failed (a broken key): not caused by the request.
     #[error("internal error: {0}")]
     Internal(String),
@@ -105,7 +111,7 @@ impl LoginError {
             LoginError::Locked { .. } => StatusCode::LOCKED,
             LoginError::Forbidden(_) | LoginError::AccountInactive => StatusCode::FORBIDDEN,
             LoginError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            LoginError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LoginError::Unavailable(_) | LoginError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +121,7 @@ impl LoginError {
         match self {
             LoginError::Locked { retry_after } => Some(*retry_after),
             LoginError::Unavailable(_) => Some(5),
+            LoginError::Busy => Some(1),
             _ => None,
         }
     }

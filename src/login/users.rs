@@ -2,7 +2,7 @@
 //! store that keeps argon2 hashes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
@@ -12,6 +12,7 @@ use crate::BoxFuture;
 use crate::error::ConfigError;
 
 use super::LoginError;
+use super::hashing::HashingPool;
 
 /// Who logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +246,26 @@ impl Accounts {
         self.by_name.contains_key(&key) || self.by_email.contains_key(&key)
     }
 
+    fn remove(&mut self, identifier: &str) -> bool {
+        let key = normalize_username(identifier);
+        let name = match self.by_name.contains_key(&key) {
+            true => key,
+            false => match self.by_email.get(&key) {
+                Some(name) => name.clone(),
+                None => return false,
+            },
+        };
+        match self.by_name.remove(&name) {
+            Some(user) => {
+                if let Some(email) = &user.principal.email {
+                    self.by_email.remove(&normalize_username(email));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     fn put(&mut self, user: StoredUser) {
         let name = normalize_username(&user.principal.username);
         if let Some(old) = self.by_name.get(&name)
@@ -270,7 +291,7 @@ impl Accounts {
 pub struct MemoryUsers {
     users: Arc<RwLock<Accounts>>,
     dummy_hash: Arc<str>,
-    memory: Arc<HashMemory>,
+    pool: HashingPool,
 }
 
 impl std::fmt::Debug for MemoryUsers {
@@ -290,48 +311,10 @@ fn hash_password(password: &str) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError::PasswordHashing(e.to_string()))
 }
 
-/// Argon2 working memory (19 MiB with the default parameters), kept between
-/// verifications rather than allocated for each: a login spray then costs
-/// no allocator churn, and the process holds at most one buffer per thread
-/// that verifies at the same time, up to the number of cores.
-struct HashMemory {
-    kept: Mutex<Vec<Vec<Block>>>,
-    /// How many buffers are kept at most: one per core.
-    most: usize,
-}
-
-impl Default for HashMemory {
-    fn default() -> Self {
-        HashMemory {
-            kept: Mutex::default(),
-            most: std::thread::available_parallelism().map_or(4, |n| n.get()),
-        }
-    }
-}
-
-impl HashMemory {
-    fn take(&self, blocks: usize) -> Vec<Block> {
-        let kept = self.kept.lock().ok().and_then(|mut kept| kept.pop());
-        let mut memory = kept.unwrap_or_default();
-        if memory.len() < blocks {
-            memory.resize(blocks, Block::default());
-        }
-        memory
-    }
-
-    fn give_back(&self, memory: Vec<Block>) {
-        if let Ok(mut kept) = self.kept.lock()
-            && kept.len() < self.most
-        {
-            kept.push(memory);
-        }
-    }
-}
-
 /// Whether `password` matches the PHC-format argon2 `hash`, computed in
-/// memory from `memory`. Every block is written by the hash before it is
-/// read, so a reused buffer needs no clearing.
-fn verify_password(password: &str, hash: &str, memory: &HashMemory) -> bool {
+/// `memory` (grown as needed). Every block is written by the hash before it
+/// is read, so a reused buffer needs no clearing.
+pub(super) fn verify_password(password: &str, hash: &str, memory: &mut Vec<Block>) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
@@ -353,13 +336,14 @@ fn verify_password(password: &str, hash: &str, memory: &HashMemory) -> bool {
     let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
         return false;
     };
-    let mut blocks = memory.take(params.block_count());
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
     let mut out = [0u8; Output::MAX_LENGTH];
     let out = &mut out[..expected.len()];
     let hashed = Argon2::new(algorithm, version, params)
-        .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut blocks[..])
+        .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..])
         .is_ok();
-    memory.give_back(blocks);
     // `Output` compares in constant time.
     hashed && Output::new(out).is_ok_and(|out| out == expected)
 }
@@ -375,8 +359,24 @@ impl MemoryUsers {
         Ok(MemoryUsers {
             users: Arc::new(RwLock::new(Accounts::default())),
             dummy_hash: hash_password("tower-authgate dummy password")?.into(),
-            memory: Arc::default(),
+            pool: HashingPool::default(),
         })
+    }
+
+    /// With this pool for hashing and verifying passwords (see
+    /// [`HashingPool`]: by default the number of cores minus one threads).
+    pub fn with_hashing_pool(mut self, pool: HashingPool) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Removes the account named `username` (or with that email): its
+    /// refresh tokens renew nothing from then on. Whether there was one.
+    pub fn remove(&self, username: &str) -> bool {
+        let Ok(mut users) = self.users.write() else {
+            return false;
+        };
+        users.remove(username)
     }
 
     /// Adds (or replaces) a user; the password is hashed with argon2id.
@@ -432,8 +432,13 @@ pub trait Registrar: Send + Sync + 'static {
 impl Registrar for MemoryUsers {
     fn register(&self, user: NewUser) -> BoxFuture<'_, Result<Option<Principal>, LoginError>> {
         Box::pin(async move {
-            // Hashed before the check, so a taken name costs the same.
-            let hash = hash_password(&user.password)
+            // Hashed (on the pool) before the check, so a taken name costs
+            // the same.
+            let password = user.password.clone();
+            let hash = self
+                .pool
+                .run(move |_| hash_password(&password))?
+                .await?
                 .map_err(|err| LoginError::Internal(err.to_string()))?;
             let mut users = self
                 .users
@@ -464,16 +469,21 @@ impl Authenticator for MemoryUsers {
         password: &'a str,
     ) -> BoxFuture<'a, Result<Principal, LoginError>> {
         Box::pin(async move {
-            match self.lookup(username) {
-                Some((principal, hash)) if verify_password(password, &hash, &self.memory) => {
-                    Ok(principal)
-                }
-                Some(_) => Err(LoginError::InvalidCredentials),
-                None => {
-                    // Same work as a known user, same answer.
-                    let _ = verify_password(password, &self.dummy_hash, &self.memory);
-                    Err(LoginError::InvalidCredentials)
-                }
+            let found = self.lookup(username);
+            // An unknown user costs the same verification (against the
+            // dummy hash) and gets the same answer.
+            let hash = match &found {
+                Some((_, hash)) => hash.clone(),
+                None => self.dummy_hash.to_string(),
+            };
+            let password = password.to_owned();
+            let matched = self
+                .pool
+                .run(move |memory| verify_password(&password, &hash, memory))?
+                .await?;
+            match found {
+                Some((principal, _)) if matched => Ok(principal),
+                _ => Err(LoginError::InvalidCredentials),
             }
         })
     }
@@ -497,7 +507,7 @@ mod tests {
 
     #[test]
     fn hashes_verify_alike_through_reused_memory_whatever_their_parameters() {
-        let memory = HashMemory::default();
+        let mut memory = Vec::new();
         let hashes = [
             hash_password("right").unwrap(),
             hash_with(
@@ -519,19 +529,17 @@ mod tests {
         // Twice round, so that later hashes run in memory left by others.
         for _ in 0..2 {
             for hash in &hashes {
-                assert!(verify_password("right", hash, &memory), "{hash}");
-                assert!(!verify_password("wrong", hash, &memory), "{hash}");
-                assert!(!verify_password("righ", hash, &memory), "{hash}");
+                assert!(verify_password("right", hash, &mut memory), "{hash}");
+                assert!(!verify_password("wrong", hash, &mut memory), "{hash}");
+                assert!(!verify_password("righ", hash, &mut memory), "{hash}");
             }
         }
-        let kept = memory.kept.lock().unwrap();
-        assert_eq!(kept.len(), 1, "one verification at a time keeps one buffer");
-        assert!(kept[0].len() >= Params::default().block_count());
+        assert!(memory.len() >= Params::default().block_count());
     }
 
     #[test]
     fn malformed_hashes_never_verify() {
-        let memory = HashMemory::default();
+        let mut memory = Vec::new();
         let good = hash_password("right").unwrap();
         for hash in [
             "",
@@ -543,7 +551,7 @@ mod tests {
             "$scrypt$ln=4,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
             &good[..good.len() - 2],
         ] {
-            assert!(!verify_password("right", hash, &memory), "{hash:?}");
+            assert!(!verify_password("right", hash, &mut memory), "{hash:?}");
         }
     }
 }
