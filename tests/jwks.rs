@@ -36,6 +36,8 @@ enum Mode {
 
 struct Provider {
     keys: Vec<SigningKey>,
+    /// JWKs published as they are, beside the keys' public ones.
+    extra: Vec<Value>,
     mode: Mode,
     max_age: Option<u64>,
     discovery_issuer: Option<String>,
@@ -52,6 +54,7 @@ async fn jwks(State(state): State<Shared>) -> Response {
             .keys
             .iter()
             .map(|k| serde_json::to_value(k.public_jwk().unwrap()).unwrap())
+            .chain(p.extra.iter().cloned())
             .collect();
         (p.mode, json!({"keys": keys}).to_string(), p.max_age)
     };
@@ -96,6 +99,7 @@ impl Idp {
     async fn start(keys: Vec<SigningKey>) -> Idp {
         let state = Arc::new(Mutex::new(Provider {
             keys,
+            extra: Vec::new(),
             mode: Mode::Up,
             max_age: None,
             discovery_issuer: None,
@@ -533,4 +537,53 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text)
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_secret_published_in_a_remote_key_set_is_never_used() {
+    // An identity provider publishes, by mistake, an HMAC secret beside its
+    // public key.
+    let secret = b"a secret someone published by mistake!!";
+    let published = key("public");
+    let idp = Idp::start(vec![published.clone()]).await;
+    idp.set(|p| {
+        p.extra.push(json!({
+            "kty": "oct", "kid": "leaked", "alg": "HS256",
+            "k": tower_authgate_b64(secret),
+        }))
+    });
+    let source = JwksSource::from_url(&idp.url(), quick()).unwrap();
+    source.refresh().await.unwrap();
+    let keys = source.current().unwrap();
+    assert_eq!(keys.keys().len(), 1, "only the public key is kept");
+    assert_eq!(keys.keys()[0].kid(), Some("public"));
+    let verifier = verifier(&source, "https://idp.example");
+    // A token minted with the leaked secret is refused.
+    let forged =
+        tower_authgate::token::SigningKey::hmac(tower_authgate::token::Algorithm::HS256, secret)
+            .unwrap()
+            .with_kid("leaked");
+    let token = external_token(&forged, "https://idp.example", "mallory", "api");
+    assert!(verifier.verify::<Value>(&token).is_err());
+    let good = external_token(&published, "https://idp.example", "alice", "api");
+    assert!(verifier.verify::<Value>(&good).is_ok());
+    // The same set read as the application's own secrets keeps it, by
+    // explicit choice only.
+    let document = json!({"keys": [{
+        "kty": "oct", "kid": "leaked", "alg": "HS256", "k": tower_authgate_b64(secret),
+    }]})
+    .to_string();
+    assert!(tower_authgate::token::KeySet::from_jwks_json(&document).is_err());
+    assert_eq!(
+        tower_authgate::token::KeySet::from_secret_jwks_json(&document)
+            .unwrap()
+            .keys()
+            .len(),
+        1
+    );
+}
+
+fn tower_authgate_b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

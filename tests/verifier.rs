@@ -634,3 +634,23 @@ fn generated_keys_round_trip_through_pkcs8_pem() {
             .is_none()
     );
 }
+
+#[test]
+fn an_rsa_key_shorter_than_2048_bits_is_refused_when_it_is_loaded() {
+    use tower_authgate::token::MIN_RSA_BITS;
+    // A 1024-bit key, in both PEM forms and as a JWK: each is refused with
+    // an error that says why, instead of failing every token later.
+    for pem in ["rsa1024_public", "rsa1024_pkcs1_public"] {
+        let err = VerifyingKey::from_pem(Algorithm::RS256, &key_pem(pem)).unwrap_err();
+        assert!(err.to_string().contains("1024 bits"), "{pem}: {err}");
+    }
+    let jwk = serde_json::json!({
+        "kty": "RSA", "alg": "RS256", "e": "AQAB",
+        "n": include_str!("keys/rsa1024_modulus.b64").trim(),
+    });
+    let err = VerifyingKey::from_jwk_json(&jwk.to_string()).unwrap_err();
+    assert!(err.to_string().contains("1024 bits"), "{err}");
+    assert_eq!(MIN_RSA_BITS, 2048);
+    // The 2048-bit fixture is accepted.
+    assert!(VerifyingKey::from_pem(Algorithm::RS256, &key_pem("rsa_public")).is_ok());
+}

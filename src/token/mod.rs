@@ -18,6 +18,8 @@ pub mod verifier;
 
 pub use cache::TokenCache;
 pub use claims::{Anonymous, Claims, FoundIn, TokenKind, TokenKinds, TokenMeta, VerifiedToken};
-pub use keys::{Algorithm, Jwk, KeySet, KeySource, SigningKey, VerifyingKey, algorithm_name};
+pub use keys::{
+    Algorithm, Jwk, KeySet, KeySource, MIN_RSA_BITS, SigningKey, VerifyingKey, algorithm_name,
+};
 pub use source::{FoundToken, MultipleCredentials, TokenSource, TokenSources};
 pub use verifier::{Verified, Verifier, VerifierBuilder};

@@ -56,28 +56,54 @@ fn infer_algorithm(params: &AlgorithmParameters) -> Result<Algorithm, ConfigErro
     }
 }
 
+/// The reason a symmetric key is skipped in a set of public keys.
+pub(crate) const SECRET_IN_PUBLIC_SET: &str =
+    "a symmetric (oct) key in a public key set: anyone who reads the set could mint tokens";
+
 impl KeySet {
-    /// The keys of a JWK Set document (`{"keys":[…]}`).
+    /// The public keys of a JWK Set document (`{"keys":[…]}`), as an
+    /// identity provider publishes them.
     ///
     /// Keys that cannot verify signatures here (encryption keys, unknown key
-    /// types or curves) are skipped; the set must keep at least one key.
+    /// types or curves) are skipped, and so is every symmetric (`oct`) key:
+    /// a secret in a published set lets anyone who reads it mint tokens.
+    /// The set must keep at least one key. A set of secrets of the
+    /// application's own is read with
+    /// [`from_secret_jwks_json`](Self::from_secret_jwks_json).
     pub fn from_jwks_json(json: &str) -> Result<Self, ConfigError> {
-        let (keys, _skipped) = Self::from_jwks_json_lenient(json)?;
+        Self::non_empty(Self::from_jwks_json_lenient(json)?.0)
+    }
+
+    /// Like [`from_jwks_json`](Self::from_jwks_json), but an empty result is
+    /// allowed, and the reasons keys were skipped are returned.
+    pub fn from_jwks_json_lenient(json: &str) -> Result<(Self, Vec<String>), ConfigError> {
+        Self::parse_jwks(json, false)
+    }
+
+    /// The keys of a JWK Set the application keeps itself, secrets
+    /// (`oct`, HMAC) included: never for a set fetched from elsewhere.
+    pub fn from_secret_jwks_json(json: &str) -> Result<Self, ConfigError> {
+        Self::non_empty(Self::parse_jwks(json, true)?.0)
+    }
+
+    fn non_empty(keys: Self) -> Result<Self, ConfigError> {
         if keys.keys().is_empty() {
             return Err(ConfigError::EmptyKeySet);
         }
         Ok(keys)
     }
 
-    /// Like [`from_jwks_json`](Self::from_jwks_json), but an empty result is
-    /// allowed, and the reasons keys were skipped are returned.
-    pub fn from_jwks_json_lenient(json: &str) -> Result<(Self, Vec<String>), ConfigError> {
+    fn parse_jwks(json: &str, secrets: bool) -> Result<(Self, Vec<String>), ConfigError> {
         let set: JwkSet =
             serde_json::from_str(json).map_err(|e| ConfigError::InvalidJwk(e.to_string()))?;
         let mut keys: Vec<VerifyingKey> = Vec::new();
         let mut skipped = Vec::new();
         for jwk in &set.keys {
             let kid = jwk.common.key_id.as_deref().unwrap_or("(no kid)");
+            if !secrets && matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+                skipped.push(format!("{kid}: {SECRET_IN_PUBLIC_SET}"));
+                continue;
+            }
             match VerifyingKey::from_jwk(jwk) {
                 Ok(key)
                     if key

@@ -30,7 +30,7 @@ pub use set::KeySet;
 pub use signing::SigningKey;
 pub use source::KeySource;
 pub(crate) use source::KeyStore;
-pub use verifying::VerifyingKey;
+pub use verifying::{MIN_RSA_BITS, VerifyingKey};
 
 /// The JOSE name of an algorithm (`"HS256"`, `"EdDSA"`, …).
 pub fn algorithm_name(alg: Algorithm) -> &'static str {

@@ -10,6 +10,26 @@ use super::KeySet;
 ///
 /// The verifier asks [`current`](Self::current) on every token, so it must be
 /// cheap (an `Arc` clone of a cached set); fetching happens elsewhere.
+///
+/// [`generation`](Self::generation) has no default, so a source that could
+/// change its keys without telling the token cache cannot be written:
+///
+/// ```compile_fail
+/// use std::sync::Arc;
+/// use tower_authgate::token::{KeySet, KeySource};
+///
+/// struct Forgetful(Arc<KeySet>);
+///
+/// impl KeySource for Forgetful {
+///     fn current(&self) -> Result<Arc<KeySet>, tower_authgate::TokenError> {
+///         Ok(self.0.clone())
+///     }
+///     fn refresh_for_unknown_key(&self) -> Option<tower_authgate::BoxFuture<'static, ()>> {
+///         None
+///     }
+///     // No `generation`: refused.
+/// }
+/// ```
 pub trait KeySource: Send + Sync + 'static {
     /// The keys in force, or [`TokenError::KeysUnavailable`](crate::TokenError::KeysUnavailable)
     /// when none can be trusted (never fetched, or older than allowed).
@@ -20,11 +40,12 @@ pub trait KeySource: Send + Sync + 'static {
     /// a refetch is not allowed yet (so random `kid`s cannot cause a storm).
     fn refresh_for_unknown_key(&self) -> Option<crate::BoxFuture<'static, ()>>;
 
-    /// A number that changes whenever the key set changes, so that caches
-    /// of verified tokens can be emptied (default: never changes).
-    fn generation(&self) -> u64 {
-        0
-    }
+    /// A number that changes whenever the key set changes: a verifier's
+    /// token cache serves a token only under the generation it was checked
+    /// under, so a key removed from the set stops every token it signed at
+    /// once. There is no default: a source that never changed it would keep
+    /// serving the tokens of removed keys until they expire.
+    fn generation(&self) -> u64;
 }
 
 /// Where a verifier's keys come from.

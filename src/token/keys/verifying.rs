@@ -50,6 +50,59 @@ pub(super) fn invalid_key(alg: Algorithm, reason: impl fmt::Display) -> ConfigEr
     }
 }
 
+/// The smallest RSA modulus accepted, in bits (RFC 7518 §3.3).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Refuses an RSA key whose modulus is shorter than [`MIN_RSA_BITS`] when it
+/// is loaded: every token it signed would fail as a bad signature.
+fn check_rsa_modulus(algorithm: Algorithm, modulus: Option<&[u8]>) -> Result<(), ConfigError> {
+    let modulus = modulus.ok_or_else(|| invalid_key(algorithm, "the RSA key does not parse"))?;
+    let significant = match modulus.iter().position(|&b| b != 0) {
+        Some(first) => &modulus[first..],
+        None => &[],
+    };
+    let bits = significant.first().map_or(0, |&top| {
+        (significant.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
+    });
+    if bits < MIN_RSA_BITS {
+        return Err(invalid_key(
+            algorithm,
+            format!("the RSA modulus has {bits} bits; at least {MIN_RSA_BITS} are required"),
+        ));
+    }
+    Ok(())
+}
+
+/// The modulus of a DER `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`,
+/// RFC 8017 §A.1.1), or `None` when it is not one.
+fn rsa_der_modulus(der: &[u8]) -> Option<&[u8]> {
+    /// A DER element's tag, and its content with what follows it.
+    fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = der.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let count = usize::from(first & 0x7f);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let len = rest[..count]
+                .iter()
+                .fold(0usize, |len, &b| (len << 8) | usize::from(b));
+            (len, &rest[count..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, sequence, _) = element(der)? else {
+        return None;
+    };
+    let (0x02, modulus, _) = element(sequence)? else {
+        return None;
+    };
+    Some(modulus)
+}
+
 // Lives once behind the key's `Arc`: the size difference costs nothing, and
 // boxing the HMAC key would add an indirection to every verification.
 #[allow(clippy::large_enum_variant)]
@@ -145,11 +198,15 @@ impl VerifyingKey {
             (DecodingKeyKind::SecretOrDer(der), None) => {
                 let params = public_params(algorithm)
                     .ok_or_else(|| invalid_key(algorithm, "unsupported"))?;
+                if rsa_params(algorithm).is_some() {
+                    check_rsa_modulus(algorithm, rsa_der_modulus(der))?;
+                }
                 lc::ParsedPublicKey::new(params, der).map_err(|e| invalid_key(algorithm, e))?
             }
             (DecodingKeyKind::RsaModulusExponent { n, e }, _) => {
                 let params = rsa_params(algorithm)
                     .ok_or_else(|| invalid_key(algorithm, "RSA components for a non-RSA key"))?;
+                check_rsa_modulus(algorithm, Some(n.as_slice()))?;
                 lc::RsaPublicKeyComponents {
                     n: n.as_slice(),
                     e: e.as_slice(),
