@@ -654,3 +654,90 @@ fn an_rsa_key_shorter_than_2048_bits_is_refused_when_it_is_loaded() {
     // The 2048-bit fixture is accepted.
     assert!(VerifyingKey::from_pem(Algorithm::RS256, &key_pem("rsa_public")).is_ok());
 }
+
+#[test]
+fn any_kind_for_an_identity_provider_never_opens_the_door_for_the_service_itself() {
+    use std::sync::Arc;
+    /// The identity provider's keys, as a source.
+    struct Fixed(Arc<KeySet>);
+    impl tower_authgate::token::KeySource for Fixed {
+        fn current(&self) -> Result<Arc<KeySet>, TokenError> {
+            Ok(self.0.clone())
+        }
+        fn refresh_for_unknown_key(&self) -> Option<tower_authgate::BoxFuture<'static, ()>> {
+            None
+        }
+        fn generation(&self) -> u64 {
+            0
+        }
+    }
+    let own = signing_key(Algorithm::EdDSA);
+    let idp = signing_key(Algorithm::ES256);
+    let verifier = Verifier::builder(KeySet::single(own.verifying_key()))
+        .issuer("service")
+        .issuer_with_keys(
+            "https://idp.example",
+            Arc::new(Fixed(Arc::new(KeySet::single(idp.verifying_key())))),
+        )
+        .any_kind_from("https://idp.example")
+        .build()
+        .unwrap();
+    let now = now_seconds();
+    let claims = |iss: &str, kind: Option<&str>| {
+        let mut claims = json!({"sub": "alice", "iss": iss, "exp": now + 60});
+        if let Some(kind) = kind {
+            claims["usefor"] = json!(kind);
+        }
+        claims
+    };
+    // The provider's token, which names no kind: accepted.
+    let external = idp.sign(&claims("https://idp.example", None)).unwrap();
+    assert!(verifier.verify::<Value>(&external).is_ok());
+    // The service's own tokens keep the default policy: access only.
+    let access = own.sign(&claims("service", Some("access"))).unwrap();
+    assert!(verifier.verify::<Value>(&access).is_ok());
+    for kind in [Some("refresh"), Some("otp-pending"), Some("service"), None] {
+        let token = own.sign(&claims("service", kind)).unwrap();
+        assert!(
+            verifier.verify::<Value>(&token).is_err(),
+            "the service's {kind:?} token passed"
+        );
+    }
+    // A policy per issuer is checked when the verifier is built.
+    assert!(
+        Verifier::builder(KeySet::single(own.verifying_key()))
+            .accept_kinds_from("service", [])
+            .build()
+            .is_err()
+    );
+}
+
+#[test]
+fn a_header_or_payload_that_is_not_a_json_object_is_malformed() {
+    let verifier = Verifier::builder(KeySet::single(
+        signing_key(Algorithm::HS256).verifying_key(),
+    ))
+    .build()
+    .unwrap();
+    let exp = now_seconds() + 60;
+    let object_payload = format!(r#"{{"sub":"a","exp":{exp},"usefor":"access"}}"#);
+    // The same header as an array, read by position, would say HS256.
+    for (header, payload) in [
+        (r#"["HS256",null,null]"#.to_owned(), object_payload.clone()),
+        (r#""HS256""#.to_owned(), object_payload.clone()),
+        (
+            r#"{"alg":"HS256"}"#.to_owned(),
+            format!(r#"[null,"a",{exp}]"#),
+        ),
+    ] {
+        let token = raw_hs256(&header, &payload, SECRET);
+        assert_eq!(
+            verifier.verify::<Value>(&token).map(|_| ()),
+            Err(TokenError::Malformed),
+            "{header} {payload}"
+        );
+    }
+    // The object forms verify.
+    let token = raw_hs256(r#"{"alg":"HS256"}"#, &object_payload, SECRET);
+    assert!(verifier.verify::<Value>(&token).is_ok());
+}

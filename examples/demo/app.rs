@@ -417,7 +417,7 @@ fn external_login(
     let verifier = Verifier::builder_with_source(Arc::new(source))
         .issuer(external.issuer.clone())
         .audience(external.audience.clone())
-        .any_kind()
+        .any_kind_from(external.issuer.clone())
         .build()?;
     Ok(Arc::new(AllowedSubjects::new(
         verifier,

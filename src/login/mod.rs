@@ -475,9 +475,12 @@ pub struct AllowedSubjects {
 }
 
 impl AllowedSubjects {
-    /// Tokens verified by `verifier` whose `sub` is in `allowed`. Build the
-    /// verifier with [`any_kind`](crate::token::VerifierBuilder::any_kind):
-    /// identity providers do not mark token kinds.
+    /// Tokens verified by `verifier` whose `sub` is in `allowed`. Identity
+    /// providers do not mark token kinds: build the verifier with
+    /// [`any_kind_from`](crate::token::VerifierBuilder::any_kind_from) the
+    /// provider's issuer (or [`any_kind`](crate::token::VerifierBuilder::any_kind)
+    /// when it verifies that provider's tokens only), never with `any_kind`
+    /// on a verifier that also knows the service's own keys.
     pub fn new<I, S>(verifier: Verifier, allowed: I) -> Self
     where
         I: IntoIterator<Item = S>,

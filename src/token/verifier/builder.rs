@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::ConfigError;
 use crate::token::cache::CacheSlot;
-use crate::token::claims::TokenKind;
+use crate::token::claims::{TokenKind, TokenKinds};
 use crate::token::keys::{KeySource, KeyStore};
 
 use super::{Verifier, VerifierConfig};
@@ -57,11 +57,38 @@ impl VerifierBuilder {
         self
     }
 
-    /// Accept tokens whatever their kind claim says, or without one: for
-    /// tokens minted by another issuer (an identity provider) that does not
-    /// mark kinds.
+    /// Accept tokens whatever their kind claim says, or without one, from
+    /// every issuer: for a verifier of one identity provider's tokens only.
+    /// A verifier that also accepts the service's own tokens uses
+    /// [`any_kind_from`](Self::any_kind_from) for the provider instead, so
+    /// that the service's refresh and otp-pending tokens stay refused.
     pub fn any_kind(mut self) -> Self {
         self.config.kinds = None;
+        self
+    }
+
+    /// Accept tokens of `issuer` whatever their kind claim says, or without
+    /// one (identity providers do not mark kinds); every other issuer keeps
+    /// the verifier's kinds.
+    pub fn any_kind_from(self, issuer: impl Into<String>) -> Self {
+        self.issuer_kind_policy(issuer.into(), None)
+    }
+
+    /// Accept only these kinds from `issuer`; every other issuer keeps the
+    /// verifier's kinds.
+    pub fn accept_kinds_from(
+        self,
+        issuer: impl Into<String>,
+        kinds: impl IntoIterator<Item = TokenKind>,
+    ) -> Self {
+        self.issuer_kind_policy(issuer.into(), Some(kinds.into_iter().collect()))
+    }
+
+    fn issuer_kind_policy(mut self, issuer: String, kinds: Option<TokenKinds>) -> Self {
+        let mut list = self.config.issuer_kinds.into_vec();
+        list.retain(|(name, _)| **name != *issuer);
+        list.push((issuer.into_boxed_str(), kinds));
+        self.config.issuer_kinds = list.into_boxed_slice();
         self
     }
 
@@ -101,7 +128,14 @@ impl VerifierBuilder {
 
     /// The verifier.
     pub fn build(self) -> Result<Verifier, ConfigError> {
-        if matches!(self.config.kinds, Some(kinds) if kinds.is_empty()) {
+        let no_kind = |kinds: &Option<TokenKinds>| matches!(kinds, Some(kinds) if kinds.is_empty());
+        if no_kind(&self.config.kinds)
+            || self
+                .config
+                .issuer_kinds
+                .iter()
+                .any(|(_, kinds)| no_kind(kinds))
+        {
             return Err(ConfigError::NoTokenKind);
         }
         if self.config.kind_claim.is_empty() {

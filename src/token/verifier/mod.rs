@@ -82,12 +82,21 @@ struct VerifierConfig {
     issuers: Box<[Box<str>]>,
     audiences: Box<[Box<str>]>,
     leeway: u64,
+    /// The kinds accepted (`None`: any kind, or none).
     kinds: Option<TokenKinds>,
+    /// The kinds accepted from particular issuers, in place of `kinds`.
+    issuer_kinds: Box<[(Box<str>, Option<TokenKinds>)]>,
     kind_claim: Box<str>,
     understood_critical: Box<[Box<str>]>,
     max_len: usize,
     known_headers: KnownHeaders,
     cache: CacheSlot,
+}
+
+/// Whether `json` starts as an object does (its first byte past white
+/// space is `{`); the parser that follows checks the rest.
+fn is_json_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 fn shared<C: Send + Sync + 'static>(verified: Verified<C>) -> Arc<dyn ErasedVerified> {
@@ -107,6 +116,7 @@ impl fmt::Debug for Verifier {
             .field("audiences", &c.audiences)
             .field("leeway", &c.leeway)
             .field("kinds", &c.kinds)
+            .field("issuer_kinds", &c.issuer_kinds)
             .field("kind_claim", &c.kind_claim)
             .field("token_cache", &c.cache.get())
             .finish_non_exhaustive()
@@ -135,6 +145,7 @@ impl Verifier {
                 audiences: Box::new([]),
                 leeway: 0,
                 kinds: Some(TokenKinds::only(TokenKind::Access)),
+                issuer_kinds: Box::new([]),
                 kind_claim: DEFAULT_KIND_CLAIM.into(),
                 understood_critical: Box::new([]),
                 max_len: DEFAULT_MAX_TOKEN_LEN,
@@ -277,6 +288,10 @@ impl Verifier {
         );
         let (mut payload_stack, mut payload_heap) = ([0u8; PAYLOAD_ON_STACK], Vec::new());
         let payload = decode_segment_into(payload_b64, &mut payload_stack, &mut payload_heap)?;
+        // A claims set is a JSON object (RFC 7519 §7.2).
+        if !is_json_object(payload) {
+            return Err(TokenError::Malformed);
+        }
         let message = &token[..last_dot];
         self.check_signature(header_b64, message, signature_b64, payload)?;
 
@@ -321,6 +336,11 @@ impl Verifier {
                 (header_stack, header_heap) = ([0u8; HEADER_ON_STACK], Vec::new());
                 let header_json =
                     decode_segment_into(header_b64, &mut header_stack, &mut header_heap)?;
+                // A JOSE header is a JSON object (RFC 7515 §4): an array
+                // must not be read by position.
+                if !is_json_object(header_json) {
+                    return Err(TokenError::Malformed);
+                }
                 parsed = serde_json::from_slice(header_json).map_err(|_| TokenError::Malformed)?;
                 if let Some(crit) = &parsed.crit {
                     let understood = |name: &Cow<'_, str>| {
@@ -402,7 +422,7 @@ impl Verifier {
 
         let issuer = string_claim(raw.iss.as_ref(), "iss")?;
         if !config.issuers.is_empty() {
-            let issuer = issuer.ok_or(TokenError::MissingClaim("iss"))?;
+            let issuer = issuer.as_deref().ok_or(TokenError::MissingClaim("iss"))?;
             if !config.issuers.iter().any(|i| **i == *issuer) {
                 return Err(TokenError::WrongIssuer);
             }
@@ -434,7 +454,18 @@ impl Verifier {
             }
         }
 
-        let kind = match config.kinds {
+        // The issuer's own kind policy, when it has one: opening the door to
+        // any kind for an identity provider never opens it for another
+        // issuer.
+        let kinds = match (&issuer, config.issuer_kinds.is_empty()) {
+            (Some(issuer), false) => config
+                .issuer_kinds
+                .iter()
+                .find(|(name, _)| **name == **issuer)
+                .map_or(config.kinds, |(_, kinds)| *kinds),
+            _ => config.kinds,
+        };
+        let kind = match kinds {
             None => None,
             Some(kinds) => {
                 let text = string_claim(raw.kind.as_ref(), "kind")?
