@@ -163,6 +163,33 @@ pub enum TokenError {
     KeysUnavailable,
 }
 
+impl TokenError {
+    /// Why, as one `snake_case` word named after the variant (`expired`,
+    /// `bad_signature`, `unknown_key`, `revoked`, ...): the `reason` label of
+    /// the metrics, never a value taken from the token.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::TooLong => "too_long",
+            TokenError::Malformed => "malformed",
+            TokenError::UnsupportedCritical => "unsupported_critical",
+            TokenError::UnsupportedAlgorithm => "unsupported_algorithm",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::MissingClaim(_) => "missing_claim",
+            TokenError::InvalidClaim(_) => "invalid_claim",
+            TokenError::DuplicateClaim => "duplicate_claim",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::WrongKind => "wrong_kind",
+            TokenError::Revoked => "revoked",
+            TokenError::ClaimsMismatch => "claims_mismatch",
+            TokenError::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
 /// Checks that `value` can sit inside a quoted-string of a response header.
 pub(crate) fn check_quoted_value(value: &str) -> Result<(), ConfigError> {
     let ok = !value.is_empty()

@@ -71,7 +71,7 @@ where
 pub(crate) fn refuse<B, R: OnRejection<B>>(on_rejection: &R, rejection: &Rejection) -> Response<B> {
     if rejection.status() == http::StatusCode::INTERNAL_SERVER_ERROR {
         // A wiring mistake: the default answer has no body to say so.
-        tracing::error!(reason = %rejection, "tower-authgate layer refused a request");
+        crate::observe::event!(error, reason = %rejection, "tower-authgate layer refused a request");
     }
     on_rejection.on_rejection(rejection)
 }

@@ -19,6 +19,7 @@
 //! |---|---|---|
 //! | [`clock`] | below both | [`now_seconds`](clock::now_seconds), the injectable [`Clock`](clock::Clock) |
 //! | [`error`] | below both | [`ConfigError`], [`TokenError`] |
+//! | [`observe`] | below both | the tracing events and metrics every decision emits (features `tracing`, `metrics`) |
 //! | [`reject`] | guard | [`Rejection`]: why any layer refused, and [`OnRejection`](reject::OnRejection), how every refusal is rendered |
 //! | [`token`] | guard | where a token is found ([`TokenSources`](token::TokenSources)), keys, the [`Verifier`](token::Verifier) and its token cache, [`VerifiedToken`](token::VerifiedToken) |
 //! | [`auth`] | guard | [`AuthLayer`](auth::AuthLayer): verifies the token, checks revocation, renews an expired access cookie through [`RenewAccess`](auth::RenewAccess) |
@@ -112,6 +113,7 @@
 pub mod clock;
 pub mod error;
 mod future;
+pub mod observe;
 
 // The guard side: runs on every request, builds with no feature at all.
 pub mod auth;

@@ -88,11 +88,24 @@ impl Lockout {
             .map(|until| until.saturating_sub(now).max(1)))
     }
 
-    /// Counts a failure for `key`.
+    /// Counts a failure for `key`. The failure that locks the account is
+    /// an event (`WARN`) and counts in `authgate_lockouts_total`.
     pub async fn failure(&self, key: &str) -> Result<FailureRecorded, StoreError> {
-        self.store
+        let recorded = self
+            .store
             .record_failure(key, &self.policy, self.clock.now())
-            .await
+            .await?;
+        if recorded.newly_locked {
+            crate::observe::count!("authgate_lockouts_total");
+            crate::observe::event!(
+                warn,
+                account = ?key,
+                failures = recorded.failures,
+                locked_until = recorded.locked_until,
+                "account locked"
+            );
+        }
+        Ok(recorded)
     }
 
     /// Forgets `key`'s failures (after a complete, successful login).
@@ -102,12 +115,18 @@ impl Lockout {
 
     /// Unlocks `key` (an administrator's decision).
     pub async fn unlock(&self, key: &str) -> Result<(), StoreError> {
-        self.store.reset(key).await
+        self.store.reset(key).await?;
+        crate::observe::event!(info, account = ?key, "account unlocked");
+        Ok(())
     }
 
-    /// The accounts locked now.
+    /// The accounts locked now. Their number is the gauge
+    /// `authgate_locked_accounts`: call this before each scrape, or on a
+    /// timer, to keep it current.
     pub async fn locked(&self) -> Result<Vec<LockedAccount>, StoreError> {
-        self.store.list_locked(self.clock.now()).await
+        let locked = self.store.list_locked(self.clock.now()).await?;
+        crate::observe::gauge!("authgate_locked_accounts", set(locked.len()));
+        Ok(locked)
     }
 
     /// The clock's reading.

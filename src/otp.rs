@@ -14,9 +14,14 @@ pub use totp_rs::Algorithm as TotpAlgorithm;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OtpError {
-    /// The code is wrong, malformed, or its time step was already used.
+    /// The code is wrong or malformed.
     #[error("invalid one-time code")]
     InvalidCode,
+    /// The code is right, but its time step was already used for this
+    /// account: someone replays a code seen once. Answer it as
+    /// [`InvalidCode`](Self::InvalidCode).
+    #[error("invalid one-time code")]
+    Replayed,
     /// The account's secret cannot make codes (shorter than 128 bits): a
     /// fault of the account's set-up, not of the request.
     #[error("the account's TOTP secret is unusable: {0}")]
@@ -147,7 +152,7 @@ impl TotpVerifier {
         let until = (step + self.drift_steps + 1) * self.period;
         match self.guard.use_step(account, step, until).await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(OtpError::InvalidCode),
+            Ok(false) => Err(OtpError::Replayed),
             Err(err) => Err(OtpError::Unavailable(err)),
         }
     }

@@ -128,6 +128,34 @@ impl Rejection {
         }
     }
 
+    /// The layer that refused: `auth`, `space`, `address`, `csrf` or
+    /// `throttle` (the `layer` label of the metrics, see
+    /// [`observe`](crate::observe)).
+    pub fn layer(&self) -> &'static str {
+        match self {
+            Rejection::Auth { .. } => "auth",
+            Rejection::Space { .. } => "space",
+            Rejection::Address(_) => "address",
+            Rejection::Csrf(_) => "csrf",
+            Rejection::Throttle(_) => "throttle",
+        }
+    }
+
+    /// Why, as one `snake_case` word from a fixed set: the name of the
+    /// layer's reason (`missing_token`, `expired`, `bad_signature`,
+    /// `not_granted`, `not_allowed`, `cross_site`, `too_many_attempts`, ...).
+    /// It is the `reason` label of the metrics and field of the events,
+    /// never a value taken from the request.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Auth { reason, .. } => reason.reason(),
+            Rejection::Space { reason, .. } => reason.reason(),
+            Rejection::Address(reason) => reason.reason(),
+            Rejection::Csrf(reason) => reason.reason(),
+            Rejection::Throttle(reason) => reason.reason(),
+        }
+    }
+
     /// A short description, safe to show the client.
     pub fn message(&self) -> Cow<'static, str> {
         match self {
@@ -273,6 +301,19 @@ impl AuthRejection {
         })
     }
 
+    /// Why, as one `snake_case` word: `missing_token`, `invalid_request`,
+    /// the [`TokenError::reason`] of a refused token, `insufficient_scope`
+    /// or `unavailable`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidToken(err) => err.reason(),
+            Self::Forbidden(_) => "insufficient_scope",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
     /// A short human-readable description.
     pub fn description(&self) -> Cow<'static, str> {
         match self {
@@ -341,6 +382,20 @@ pub enum SpaceRejection {
 }
 
 impl SpaceRejection {
+    /// Why, as one `snake_case` word: `repeated`, `malformed`,
+    /// `not_granted`, `authentication_required`, `missing_auth_layer` or
+    /// `claims_type_mismatch`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Repeated => "repeated",
+            Self::Malformed => "malformed",
+            Self::NotGranted => "not_granted",
+            Self::AuthenticationRequired => "authentication_required",
+            Self::MissingAuthLayer => "missing_auth_layer",
+            Self::ClaimsTypeMismatch => "claims_type_mismatch",
+        }
+    }
+
     /// The status code of the answer.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -388,6 +443,14 @@ pub enum AddressRejection {
 }
 
 impl AddressRejection {
+    /// Why, as one `snake_case` word: `not_allowed` or `unknown_peer`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotAllowed => "not_allowed",
+            Self::UnknownPeer => "unknown_peer",
+        }
+    }
+
     /// The status code of the answer.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -427,6 +490,14 @@ pub enum CsrfRejection {
 }
 
 impl CsrfRejection {
+    /// Why, as one `snake_case` word: `cross_site` or `missing_auth_layer`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::CrossSite => "cross_site",
+            Self::MissingAuthLayer => "missing_auth_layer",
+        }
+    }
+
     /// The status code of the answer.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -467,6 +538,15 @@ pub enum ThrottleRejection {
 }
 
 impl ThrottleRejection {
+    /// Why, as one `snake_case` word: `too_many_attempts` or
+    /// `unknown_peer`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooManyAttempts { .. } => "too_many_attempts",
+            Self::UnknownPeer => "unknown_peer",
+        }
+    }
+
     /// The status code of the answer.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -215,11 +215,13 @@ impl Shared {
             tracked = self.limiter.len();
         }
         if tracked >= max_tracked && !self.is_tracked(ip) {
+            crate::observe::count!("authgate_throttled_total");
             return ThrottleDecision::Wait(60);
         }
         match self.limiter.check_key(&ip) {
             Ok(()) => ThrottleDecision::Allow,
             Err(not_until) => {
+                crate::observe::count!("authgate_throttled_total");
                 let wait = not_until.wait_time_from(self.clock.now());
                 ThrottleDecision::Wait(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
             }

@@ -157,8 +157,24 @@ fn issuer(
     Ok(Arc::new(issuer))
 }
 
-/// Builds the demo.
+/// The demo's router, and the lockout its logins count in (whose locked
+/// accounts the metrics endpoint counts).
+pub struct Demo {
+    /// Every route of the demo.
+    pub router: Router,
+    /// The lockout shared by the five APIs.
+    #[allow(dead_code)] // Read by `main.rs` with feature `metrics` only.
+    pub lockout: Lockout,
+}
+
+/// Builds the demo's router.
+#[allow(dead_code)] // The tests' entry point.
 pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
+    Ok(assemble(config)?.router)
+}
+
+/// Builds the demo.
+pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> {
     let users = MemoryUsers::new()?;
     users.insert(
         NewUser::new("admin", "admin")
@@ -304,7 +320,7 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
                 async move { Json((*jwks).clone()) }
             }),
         );
-    Ok(router)
+    Ok(Demo { router, lockout })
 }
 
 /// The address filter and the login throttle, shared by every API's login

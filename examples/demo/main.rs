@@ -12,6 +12,11 @@
 //! minutes; `GET /api/auth/lockedUsers` lists locked accounts (admin only).
 //! `REFRESH_REUSE_GRACE_SECONDS` (default 10) is how long a rotated refresh
 //! token still works.
+//! `RUST_LOG` filters the events printed (default `info`: logins, lockouts,
+//! refusals; `tower_authgate=debug` adds every accepted request). With
+//! `--features metrics`, the Prometheus text format is served at `/metrics`
+//! on a listener of its own, `METRICS_ADDR` (default `127.0.0.1:9898`), never
+//! on the API's address.
 //! With `--features redis`, `REDIS_URL` shares the state between instances:
 //! `redis://HOST:PORT/` (one server), `redis://A:7000,redis://B:7000,...`
 //! (a cluster) or `redis+sentinel://HOST:26379,.../MASTER_NAME` (sentinels).
@@ -20,11 +25,32 @@ mod app;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let demo = app::build(app::DemoConfig::from_env()?)?;
+    let demo = app::assemble(app::DemoConfig::from_env()?)?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
     println!("tower-authgate demo listening on {base}");
+    #[cfg(feature = "metrics")]
+    {
+        let metrics_addr =
+            std::env::var("METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:9898".into());
+        let metrics_listener = tokio::net::TcpListener::bind(&metrics_addr).await?;
+        println!(
+            "metrics (Prometheus text format) at http://{}/metrics",
+            metrics_listener.local_addr()?
+        );
+        let metrics = metrics::router(demo.lockout.clone())?;
+        tokio::spawn(async move { axum::serve(metrics_listener, metrics).await });
+    }
+    #[cfg(not(feature = "metrics"))]
+    println!("built without feature `metrics`: no /metrics endpoint");
     println!("DEVELOPMENT MODE: plain HTTP, cookies without `Secure`. Use HTTPS in production.");
     println!(
         "users: admin/admin (email admin@example.com; spaces default_space, production; role admin),"
@@ -69,8 +95,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl {base}/.well-known/jwks.json");
     axum::serve(
         listener,
-        demo.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        demo.router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .await?;
     Ok(())
+}
+
+#[cfg(feature = "metrics")]
+mod metrics {
+    //! The Prometheus endpoint.
+
+    use axum::Router;
+    use axum::routing::get;
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    use tower_authgate::lockout::Lockout;
+
+    /// Installs the Prometheus recorder and returns the router serving
+    /// `/metrics`. Each scrape counts the locked accounts first.
+    pub fn router(lockout: Lockout) -> Result<Router, Box<dyn std::error::Error>> {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("authgate_store_operation_duration_seconds".into()),
+                &[
+                    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1.0,
+                ],
+            )?
+            .build_recorder();
+        let handle = recorder.handle();
+        ::metrics::set_global_recorder(recorder)?;
+        tower_authgate::observe::describe();
+        Ok(Router::new().route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                let lockout = lockout.clone();
+                async move {
+                    // A store that cannot answer leaves the gauge as it was.
+                    let _ = lockout.locked().await;
+                    handle.run_upkeep();
+                    (
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        ))
+    }
 }

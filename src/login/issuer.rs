@@ -607,6 +607,13 @@ impl TokenIssuer for JwtIssuer {
                     Rotation::Repeat { .. } => {
                         // A used refresh token came back: someone holds a
                         // copy. End the whole login session.
+                        crate::observe::event!(
+                            warn,
+                            user = ?claims.sub,
+                            family = claims.fam.as_deref(),
+                            token_id = %claims.jti,
+                            "refresh token reused; its login session is revoked"
+                        );
                         self.revoke_family(&claims).await?;
                         return Err(LoginError::RefreshReused);
                     }
@@ -648,7 +655,16 @@ impl TokenIssuer for JwtIssuer {
                 .revoke(&claims.jti, claims.exp)
                 .await
                 .map_err(LoginError::Unavailable)?;
-            self.revoke_family(&claims).await
+            self.revoke_family(&claims).await?;
+            crate::observe::event!(
+                info,
+                user = ?claims.sub,
+                kind = claims.usefor.as_str(),
+                token_id = %claims.jti,
+                family = claims.fam.as_deref(),
+                "token revoked"
+            );
+            Ok(())
         })
     }
 

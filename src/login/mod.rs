@@ -126,6 +126,28 @@ impl LoginError {
         }
     }
 
+    /// The kind of failure as one `snake_case` word (`invalid_credentials`,
+    /// `invalid_token`, `refresh_reused`, `invalid_otp`, `otp_required`,
+    /// `locked`, `forbidden`, `account_inactive`, `bad_request`,
+    /// `unavailable`, `busy`, `internal`): the `result` label of the login
+    /// metrics (see [`observe`](crate::observe)).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoginError::InvalidCredentials => "invalid_credentials",
+            LoginError::InvalidToken(_) => "invalid_token",
+            LoginError::RefreshReused => "refresh_reused",
+            LoginError::InvalidOtp => "invalid_otp",
+            LoginError::OtpRequired => "otp_required",
+            LoginError::Locked { .. } => "locked",
+            LoginError::Forbidden(_) => "forbidden",
+            LoginError::AccountInactive => "account_inactive",
+            LoginError::BadRequest(_) => "bad_request",
+            LoginError::Unavailable(_) => "unavailable",
+            LoginError::Busy => "busy",
+            LoginError::Internal(_) => "internal",
+        }
+    }
+
     /// Text safe to show the client (store and signing details are not).
     pub fn public_message(&self) -> String {
         match self {
@@ -154,11 +176,13 @@ pub struct LoginFlow {
     issuer: Arc<dyn TokenIssuer>,
     totp: TotpVerifier,
     lockout: Option<Lockout>,
+    name: Option<&'static str>,
 }
 
 impl std::fmt::Debug for LoginFlow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginFlow")
+            .field("name", &self.name())
             .field("totp", &self.totp)
             .finish_non_exhaustive()
     }
@@ -172,7 +196,30 @@ impl LoginFlow {
             issuer,
             totp: TotpVerifier::default(),
             lockout: None,
+            name: None,
         }
+    }
+
+    /// Names the flow in its events and metrics (the `preset` label, see
+    /// [`observe`](crate::observe)): a short, fixed word such as the API's
+    /// name. Each preset names the flow it is given after its module
+    /// (`cookie_session`, ...) unless it is named already; otherwise the
+    /// name is `login`.
+    pub fn with_name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// The flow's name in events and metrics.
+    pub fn name(&self) -> &'static str {
+        self.name.unwrap_or("login")
+    }
+
+    /// This flow, named `name` unless it is named already.
+    #[cfg(feature = "presets")]
+    pub(crate) fn named_if_unnamed(mut self, name: &'static str) -> Self {
+        self.name.get_or_insert(name);
+        self
     }
 
     /// Count failed passwords and codes, and lock accounts per `lockout`.
@@ -261,6 +308,23 @@ impl LoginFlow {
         client: Option<IpAddr>,
         then: PairLifetimes,
     ) -> Result<LoginOutcome, LoginError> {
+        let outcome = self.password_step(username, password, client, then).await;
+        let result = match &outcome {
+            Ok(LoginOutcome::Authenticated(_)) => "success",
+            Ok(LoginOutcome::TotpRequired(_)) => "totp_required",
+            Err(err) => err.kind(),
+        };
+        self.observe_login("password", result, username, client);
+        outcome
+    }
+
+    async fn password_step(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+        then: PairLifetimes,
+    ) -> Result<LoginOutcome, LoginError> {
         if username.trim().is_empty() || password.is_empty() {
             return Err(LoginError::InvalidCredentials);
         }
@@ -296,10 +360,29 @@ impl LoginFlow {
         code: &str,
         client: Option<IpAddr>,
     ) -> Result<TotpAccepted, LoginError> {
+        let mut seen = TotpSeen::default();
+        let outcome = self.totp_step(pending_token, code, client, &mut seen).await;
+        let result = match &outcome {
+            Ok(_) => "success",
+            Err(LoginError::InvalidOtp) if seen.replayed => "otp_replayed",
+            Err(err) => err.kind(),
+        };
+        self.observe_login("totp", result, seen.user.as_deref().unwrap_or(""), client);
+        outcome
+    }
+
+    async fn totp_step(
+        &self,
+        pending_token: &str,
+        code: &str,
+        client: Option<IpAddr>,
+        seen: &mut TotpSeen,
+    ) -> Result<TotpAccepted, LoginError> {
         let claims = self
             .issuer
             .verify(pending_token, &[TokenKind::OtpPending])
             .await?;
+        seen.user = Some(claims.sub.clone());
         let key = self.lock_key(&claims.sub, client);
         self.refuse_if_locked(&key).await?;
         let principal = self.account(&claims.sub).await?;
@@ -311,6 +394,12 @@ impl LoginFlow {
         match self.totp.check(&account, secret, code, now_seconds()).await {
             Ok(()) => {}
             Err(OtpError::InvalidCode) => {
+                self.count_failure(&key).await?;
+                return Err(LoginError::InvalidOtp);
+            }
+            Err(OtpError::Replayed) => {
+                // The client hears what a wrong code gets.
+                seen.replayed = true;
                 self.count_failure(&key).await?;
                 return Err(LoginError::InvalidOtp);
             }
@@ -367,6 +456,45 @@ impl LoginFlow {
         refresh_token: &str,
         options: RefreshOptions,
     ) -> Result<TokenPair, LoginError> {
+        let outcome = self.refresh_step(refresh_token, options).await;
+        let result = match &outcome {
+            Ok(_) if options.rotate => "rotated",
+            Ok(_) => "renewed",
+            Err(err) => err.kind(),
+        };
+        crate::observe::count!(
+            "authgate_refreshes_total",
+            "preset" => self.name(),
+            "result" => result
+        );
+        match &outcome {
+            Ok(_pair) => crate::observe::event!(
+                info,
+                preset = self.name(),
+                user = ?shown(&_pair.access.claims.sub),
+                family = _pair.access.claims.fam.as_deref(),
+                result,
+                "refresh"
+            ),
+            Err(LoginError::RefreshReused) => {
+                crate::observe::count!("authgate_refresh_reuse_total", "preset" => self.name());
+            }
+            Err(_err) => crate::observe::event!(
+                info,
+                preset = self.name(),
+                result,
+                error = %_err,
+                "refresh refused"
+            ),
+        }
+        outcome
+    }
+
+    async fn refresh_step(
+        &self,
+        refresh_token: &str,
+        options: RefreshOptions,
+    ) -> Result<TokenPair, LoginError> {
         let redeemed = self
             .issuer
             .redeem_refresh(refresh_token, options.rotate)
@@ -385,6 +513,62 @@ impl LoginFlow {
             flow: self.clone(),
             access_ttl,
         }
+    }
+}
+
+impl LoginFlow {
+    /// The event and the `authgate_logins_total` count of one login step.
+    fn observe_login(
+        &self,
+        step: &'static str,
+        result: &'static str,
+        user: &str,
+        client: Option<IpAddr>,
+    ) {
+        crate::observe::count!(
+            "authgate_logins_total",
+            "preset" => self.name(),
+            "result" => result
+        );
+        #[cfg(feature = "tracing")]
+        {
+            let preset = self.name();
+            let user = shown(user);
+            let client = client.map(tracing::field::display);
+            match result {
+                "success"
+                | "totp_required"
+                | "invalid_credentials"
+                | "invalid_otp"
+                | "account_inactive"
+                | "bad_request"
+                | "forbidden"
+                | "invalid_token" => {
+                    tracing::info!(preset, step, result, user = ?user, client, "login")
+                }
+                "internal" => tracing::error!(preset, step, result, user = ?user, client, "login"),
+                _ => tracing::warn!(preset, step, result, user = ?user, client, "login"),
+            }
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = (step, user, client);
+    }
+}
+
+/// What the TOTP step learnt before it failed, for its event.
+#[derive(Default)]
+struct TotpSeen {
+    user: Option<String>,
+    replayed: bool,
+}
+
+/// A username as events show it: at most 64 characters (recorded with
+/// `Debug`, so control characters are escaped).
+#[cfg(feature = "tracing")]
+fn shown(user: &str) -> &str {
+    match user.char_indices().nth(64) {
+        Some((end, _)) => &user[..end],
+        None => user,
     }
 }
 

@@ -79,6 +79,14 @@ impl ServiceAccounts {
             issuer.revoke_id(&account.id, account.expires_at).await?;
             return Err(LoginError::Unavailable(err));
         }
+        crate::observe::event!(
+            info,
+            id = %account.id,
+            purpose = ?account.purpose,
+            creator = ?account.created_by,
+            expires_at = account.expires_at,
+            "service account created"
+        );
         Ok((account, minted.token))
     }
 
@@ -103,6 +111,7 @@ impl ServiceAccounts {
             .mark_revoked(id)
             .await
             .map_err(LoginError::Unavailable)?;
+        crate::observe::event!(info, id = %id, purpose = ?account.purpose, "service account revoked");
         Ok(true)
     }
 }

@@ -75,6 +75,7 @@ pub struct AuthToken {
 impl AuthToken {
     /// The preset over `flow`, with a service-account registry in memory.
     pub fn new(flow: LoginFlow) -> Self {
+        let flow = flow.named_if_unnamed("auth_token");
         AuthToken {
             flow,
             accounts: ServiceAccounts::default(),

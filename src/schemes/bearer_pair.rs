@@ -89,6 +89,7 @@ impl std::fmt::Debug for BearerPair {
 impl BearerPair {
     /// The preset over `flow`, without external login.
     pub fn new(flow: LoginFlow) -> Self {
+        let flow = flow.named_if_unnamed("bearer_pair");
         BearerPair {
             flow,
             external: None,

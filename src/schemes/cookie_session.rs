@@ -119,6 +119,7 @@ impl CookieSession {
     /// account for ten minutes (when `flow` has no lockout of its own), and
     /// `Secure` cookies.
     pub fn new(flow: LoginFlow) -> Self {
+        let flow = flow.named_if_unnamed("cookie_session");
         let flow = match flow.lockout() {
             Some(_) => flow,
             None => flow.with_lockout(Lockout::default()),

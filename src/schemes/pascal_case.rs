@@ -165,6 +165,7 @@ impl PascalCase {
     /// The preset over `flow`: login codes in memory, `Secure` cookies, and
     /// no registration until [`with_registrar`](Self::with_registrar).
     pub fn new(flow: LoginFlow) -> Self {
+        let flow = flow.named_if_unnamed("pascal_case");
         PascalCase {
             flow,
             keep_logged_in: KEEP_LOGGED_IN_SECONDS,

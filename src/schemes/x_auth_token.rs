@@ -103,6 +103,7 @@ impl XAuthToken {
 
     /// The preset over `flow`.
     pub fn new(flow: LoginFlow) -> Self {
+        let flow = flow.named_if_unnamed("x_auth_token");
         XAuthToken {
             flow,
             deprecated_get: false,

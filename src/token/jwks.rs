@@ -273,8 +273,18 @@ impl JwksSource {
                     let source = self.clone();
                     let fetch: BoxFuture<'static, ()> = Box::pin(async move {
                         let result = source.fetch_once().await;
-                        if let Err(err) = &result {
-                            tracing::warn!(error = %err, "JWK Set fetch failed; keeping the last good keys");
+                        match &result {
+                            Ok(()) => {
+                                crate::observe::count!("authgate_jwks_fetches_total", "result" => "success");
+                            }
+                            Err(_err) => {
+                                crate::observe::count!("authgate_jwks_fetches_total", "result" => "failure");
+                                crate::observe::event!(
+                                    warn,
+                                    error = %_err,
+                                    "JWK Set fetch failed; keeping the last good keys"
+                                );
+                            }
                         }
                         *lock(&source.inner.in_flight) = None;
                         *lock(&source.inner.last_error) = result.err();
@@ -358,12 +368,14 @@ impl JwksSource {
             std::str::from_utf8(&body).map_err(|_| JwksError(format!("{url}: not UTF-8")))?;
         let (keys, skipped) =
             KeySet::from_jwks_json_lenient(text).map_err(|e| JwksError(format!("{url}: {e}")))?;
-        for reason in &skipped {
-            tracing::warn!(%url, reason = %reason, "JWK skipped");
+        for _reason in &skipped {
+            crate::observe::event!(warn, %url, reason = %_reason, "JWK skipped");
         }
         if keys.keys().is_empty() {
             return Err(JwksError(format!("{url}: no usable key")));
         }
+        crate::observe::gauge!("authgate_jwks_keys", set(keys.keys().len()));
+        crate::observe::event!(debug, %url, keys = keys.keys().len(), "JWK Set fetched");
         self.inner.keys.store(Arc::new(keys));
         self.inner.generation.fetch_add(1, Ordering::Relaxed);
         *lock(&self.inner.fetched_at) = Some(Instant::now());

@@ -68,7 +68,7 @@ impl LockoutStore for RedisStore {
         now: u64,
     ) -> BoxFuture<'a, Result<FailureRecorded, StoreError>> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("record_failure");
             let result: RedisResult<(u32, u64, u8)> = Script::new(RECORD_FAILURE)
                 .key(self.failures_key(key))
                 .key(self.locked_key())
@@ -94,7 +94,7 @@ impl LockoutStore for RedisStore {
         now: u64,
     ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("locked_until");
             let result: RedisResult<Option<u64>> = redis::cmd("HGET")
                 .arg(self.failures_key(key))
                 .arg("locked_until")
@@ -107,7 +107,7 @@ impl LockoutStore for RedisStore {
 
     fn reset<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("reset_failures");
             let result: RedisResult<()> = redis::pipe()
                 .atomic()
                 .cmd("DEL")
@@ -125,7 +125,7 @@ impl LockoutStore for RedisStore {
 
     fn list_locked(&self, now: u64) -> BoxFuture<'_, Result<Vec<LockedAccount>, StoreError>> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("list_locked");
             let index = self.locked_key();
             let locked: RedisResult<(Vec<(String, u64)>,)> = redis::pipe()
                 .atomic()

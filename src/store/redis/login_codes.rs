@@ -21,7 +21,7 @@ impl LoginCodeStore for RedisStore {
                 "expires_at": login.expires_at,
             })
             .to_string();
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("insert_login_code");
             let set: RedisResult<Option<String>> = redis::cmd("SET")
                 .arg(self.key("login-code", code))
                 .arg(record)
@@ -39,7 +39,7 @@ impl LoginCodeStore for RedisStore {
 
     fn take<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<Option<LoginCode>, StoreError>> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("take_login_code");
             let key = self.key("login-code", code);
             let taken: RedisResult<Option<String>> = redis::cmd("GETDEL")
                 .arg(&key)

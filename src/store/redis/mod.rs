@@ -392,6 +392,16 @@ impl RedisStore {
         self.revocations.cache_active()
     }
 
+    /// The connection for one store operation: each command it sends is
+    /// timed and its failure counted under `operation` (see
+    /// [`observe`](crate::observe)).
+    fn connection_for(&self, operation: &'static str) -> Timed {
+        Timed {
+            connection: self.connection.clone(),
+            operation,
+        }
+    }
+
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.config.prefix)
     }
@@ -602,6 +612,57 @@ impl ConnectionLike for Connection {
             Connection::Single(manager) => manager.get_db(),
             Connection::Cluster(_) | Connection::Sentinel(_) => 0,
         }
+    }
+}
+
+/// A [`Connection`] whose commands are timed and whose failures are
+/// counted, under the name of the store operation that sends them.
+#[derive(Clone)]
+struct Timed {
+    connection: Connection,
+    operation: &'static str,
+}
+
+impl Timed {
+    async fn observe<T>(operation: &'static str, command: RedisFuture<'_, T>) -> RedisResult<T> {
+        let started = Instant::now();
+        let result = command.await;
+        crate::observe::store_operation_took("redis", operation, started.elapsed());
+        if let Err(err) = &result
+            // A script not cached yet is loaded and run again by the
+            // client: not a failure.
+            && err.kind() != redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            crate::observe::store_operation_failed("redis", operation, err);
+        }
+        result
+    }
+}
+
+impl ConnectionLike for Timed {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let operation = self.operation;
+        Box::pin(Self::observe(
+            operation,
+            self.connection.req_packed_command(cmd),
+        ))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let operation = self.operation;
+        Box::pin(Self::observe(
+            operation,
+            self.connection.req_packed_commands(pipeline, offset, count),
+        ))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.connection.get_db()
     }
 }
 

@@ -14,7 +14,7 @@ impl OtpReplayGuard for RedisStore {
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
         let key = self.key("otp", &format!("{account}:{step}"));
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("use_otp_step");
             let set: redis::RedisResult<Option<String>> = redis::cmd("SET")
                 .arg(&key)
                 .arg(1)

@@ -139,7 +139,7 @@ impl RevocationStore for RedisStore {
         let key = self.key("revoked", id);
         let id = id.to_owned();
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("revoke");
             // A failed revocation is never reported as done, whatever the
             // policy: the caller must know the token still works.
             let set: u8 = self
@@ -177,7 +177,7 @@ impl RevocationStore for RedisStore {
         let names = (id.to_owned(), family.map(str::to_owned));
         let store = self.clone();
         RevocationCheck::Pending(Box::pin(async move {
-            let mut connection = store.connection.clone();
+            let mut connection = store.connection_for("check_revoked");
             // MGET, not EXISTS: the answer for each key, to cache each. On a
             // cluster it is split by slot.
             let mget = redis::cmd("MGET").arg(&keys).to_owned();
@@ -382,8 +382,13 @@ async fn listen(cache: Arc<LocalCache>, source: ListenerSource, settings: Listen
         let subscribed = subscription(&cache, session, &source, attempt, &settings).await;
         cache.lost(session);
         if subscribed {
+            crate::observe::event!(
+                warn,
+                "revocation listener lost its connection; revocation checks read Redis until it subscribes again"
+            );
             delay = Duration::from_millis(20);
         } else {
+            crate::observe::event!(debug, attempt, "revocation listener could not subscribe");
             delay = (delay * 2).min(Duration::from_millis(500));
         }
         attempt += 1;
@@ -408,6 +413,10 @@ async fn subscription(
         return false;
     };
     cache.subscribed(session);
+    crate::observe::event!(
+        info,
+        "revocation listener subscribed; revocation checks answered from the local cache"
+    );
     let mut heartbeat = tokio::time::interval(settings.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -25,7 +25,7 @@ impl RotationStore for RedisStore {
     ) -> BoxFuture<'_, Result<Rotation, StoreError>> {
         let key = self.key("rotated", token_id);
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("rotate_refresh");
             let first: RedisResult<i64> = Script::new(ROTATE)
                 .key(key)
                 .arg(now)

@@ -37,7 +37,7 @@ impl ServiceAccountStore for RedisStore {
         Box::pin(async move {
             let record = serde_json::to_string(&account)
                 .map_err(|err| StoreError(format!("service account: {err}")))?;
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("insert_service_account");
             let set: RedisResult<()> = redis::cmd("HSET")
                 .arg(self.service_accounts_key())
                 .arg(&account.id)
@@ -50,7 +50,7 @@ impl ServiceAccountStore for RedisStore {
 
     fn list(&self, now: u64) -> BoxFuture<'_, Result<Vec<ServiceAccount>, StoreError>> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("list_service_accounts");
             let key = self.service_accounts_key();
             let records: RedisResult<Vec<String>> = redis::cmd("HVALS")
                 .arg(&key)
@@ -86,7 +86,7 @@ impl ServiceAccountStore for RedisStore {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<ServiceAccount>, StoreError>> {
         Box::pin(async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.connection_for("revoke_service_account");
             let before: RedisResult<Option<String>> = Script::new(MARK_REVOKED)
                 .key(self.service_accounts_key())
                 .arg(id)
