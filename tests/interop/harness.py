@@ -27,11 +27,17 @@ class DemoServer:
     def __init__(self, **env):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        env.setdefault("METRICS_ADDR", f"127.0.0.1:{free_port()}")
         self.env = dict(os.environ, DEMO_ADDR=f"127.0.0.1:{self.port}", LOGIN_THROTTLE_PER_MINUTE="0", **env)
         self.process = None
 
     def __enter__(self):
-        self.process = subprocess.Popen([DEMO], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # The demo prints its events: into a file, never an unread pipe.
+        logs = os.path.join(TARGET, "interop-logs")
+        os.makedirs(logs, exist_ok=True)
+        self.log_path = os.path.join(logs, f"demo-{self.port}.log")
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen([DEMO], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -50,6 +56,9 @@ class DemoServer:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
+        if self.process:
+            self.log.close()
         return False
 
 

@@ -26,17 +26,20 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   fi
 fi
 
-cargo build --quiet --example demo --example verify_token
+# All features: the demo serves /metrics (feature metrics), and the build
+# is the one `cargo test --all-features` made already.
+cargo build --quiet --all-features --example demo --example verify_token
 
 cd "$here"
 status=0
-for script in inscada_requests.py pyjwt_interop.py pyotp_login.py browser_check.py; do
+for script in inscada_requests.py pyjwt_interop.py pyotp_login.py browser_check.py prometheus_scrape.py; do
   echo "== interop: $script"
   "$venv/bin/python" "$script" || status=1
 done
 echo "== interop: curl_flows.sh"
 port="$("$venv/bin/python" -c 'import harness; print(harness.free_port())')"
-DEMO_ADDR="127.0.0.1:$port" LOGIN_THROTTLE_PER_MINUTE=0 "$target/debug/examples/demo" > /dev/null 2>&1 &
+metrics_port="$("$venv/bin/python" -c 'import harness; print(harness.free_port())')"
+DEMO_ADDR="127.0.0.1:$port" METRICS_ADDR="127.0.0.1:$metrics_port" LOGIN_THROTTLE_PER_MINUTE=0 "$target/debug/examples/demo" > /dev/null 2>&1 &
 demo_pid=$!
 trap 'kill $demo_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 200); do
