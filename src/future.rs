@@ -29,7 +29,9 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, B> {
         Inner { #[pin] future: F },
-        Refused { response: Option<Response<B>> },
+        // Boxed: a refusal is rare, and the future stays the size of the
+        // inner service's.
+        Refused { response: Option<Box<Response<B>>> },
     }
 }
 
@@ -43,7 +45,7 @@ impl<F, B> ResponseFuture<F, B> {
     pub(crate) fn refused(response: Response<B>) -> Self {
         ResponseFuture {
             kind: Kind::Refused {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -59,7 +61,7 @@ where
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
             KindProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
+                Some(response) => Poll::Ready(Ok(*response)),
                 None => panic!("ResponseFuture polled after completion"),
             },
         }

@@ -52,10 +52,13 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
-            // A renewed access cookie for the response.
-            set_cookie: Option<HeaderValue>,
+            // A renewed access cookie for the response (boxed: rare, and
+            // the future stays small for every other request).
+            set_cookie: Option<Box<HeaderValue>>,
         },
-        Refused { response: Option<S::Response> },
+        // Boxed: a refusal is rare, and the future stays the size of the
+        // inner service's.
+        Refused { response: Option<Box<S::Response>> },
         Deferred { work: Box<Deferred<S, ReqBody, R>> },
     }
 }
@@ -76,7 +79,7 @@ where
     pub(crate) fn refused(response: S::Response) -> Self {
         ResponseFuture {
             kind: Kind::Refused {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -104,12 +107,12 @@ where
                 KindProj::Inner { future, set_cookie } => {
                     let mut response = ready!(future.poll(cx))?;
                     if let Some(cookie) = set_cookie.take() {
-                        response.headers_mut().append(SET_COOKIE, cookie);
+                        response.headers_mut().append(SET_COOKIE, *cookie);
                     }
                     return Poll::Ready(Ok(response));
                 }
                 KindProj::Refused { response } => match response.take() {
-                    Some(response) => return Poll::Ready(Ok(response)),
+                    Some(response) => return Poll::Ready(Ok(*response)),
                     None => panic!("ResponseFuture polled after completion"),
                 },
                 KindProj::Deferred { work } => ready!(work.poll_work(cx)),
@@ -117,7 +120,7 @@ where
             kind.set(match next {
                 Next::Call(future, set_cookie) => Kind::Inner { future, set_cookie },
                 Next::Refuse(response) => Kind::Refused {
-                    response: Some(response),
+                    response: Some(Box::new(response)),
                 },
             });
         }
@@ -161,7 +164,7 @@ pub(crate) enum Work {
 
 /// What the deferred work ends in.
 enum Next<F, Res> {
-    Call(F, Option<HeaderValue>),
+    Call(F, Option<Box<HeaderValue>>),
     Refuse(Res),
 }
 
@@ -281,7 +284,7 @@ where
     ) -> Next<S::Future, Response<ResBody>> {
         let mut request = self.take_request();
         request.extensions_mut().insert(token);
-        Next::Call(self.inner.call(request), set_cookie)
+        Next::Call(self.inner.call(request), set_cookie.map(Box::new))
     }
 
     fn refuse(&mut self, rejection: AuthRejection) -> Next<S::Future, Response<ResBody>> {

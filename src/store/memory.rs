@@ -3,8 +3,7 @@
 //! dropped to make room.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use crate::BoxFuture;
@@ -23,32 +22,42 @@ const SHARDS: usize = 16;
 
 /// A map from string keys split into independently locked shards, each
 /// holding at most `max_per_shard` entries: the in-memory stores' base.
+/// Its keys are hashed with a per-process random seed (foldhash, as the
+/// Redis store's local cache): a revocation check runs on every guarded
+/// request, and the hash picks the shard and the bucket alike.
 #[derive(Debug)]
 struct ShardedMap<V> {
     shards: Box<[Shard<V>]>,
     max_per_shard: usize,
+    hasher: Hasher,
 }
 
+type Hasher = foldhash::fast::RandomState;
+
 /// One shard of a [`ShardedMap`].
-type Shard<V> = Mutex<HashMap<Box<str>, V>>;
+type Shard<V> = Mutex<HashMap<Box<str>, V, Hasher>>;
 
 /// One locked shard of a [`ShardedMap`].
-type ShardGuard<'a, V> = std::sync::MutexGuard<'a, HashMap<Box<str>, V>>;
+type ShardGuard<'a, V> = std::sync::MutexGuard<'a, HashMap<Box<str>, V, Hasher>>;
 
 impl<V> ShardedMap<V> {
     /// A map holding at most about `max` entries.
     fn with_capacity(max: usize) -> Self {
+        let hasher = Hasher::default();
         ShardedMap {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(hasher.clone())))
+                .collect(),
             max_per_shard: max.div_ceil(SHARDS).max(1),
+            hasher,
         }
     }
 
     /// The shard that holds `key`, locked.
     fn lock(&self, key: &str) -> Result<ShardGuard<'_, V>, StoreError> {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        Self::guard(&self.shards[hasher.finish() as usize % SHARDS])
+        // The high bits pick the shard; the map uses the full hash.
+        let hash = self.hasher.hash_one(key);
+        Self::guard(&self.shards[(hash >> 60) as usize % SHARDS])
     }
 
     /// Every shard in turn, locked.
@@ -117,8 +126,12 @@ impl MemoryRevocations {
 
     /// Whether `id` is revoked now.
     pub fn is_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        self.is_revoked_at(id, now_seconds())
+    }
+
+    fn is_revoked_at(&self, id: &str, now: u64) -> Result<bool, StoreError> {
         let shard = self.ids.lock(id)?;
-        Ok(shard.get(id).is_some_and(|until| *until > now_seconds()))
+        Ok(shard.get(id).is_some_and(|until| *until > now))
     }
 
     /// The number of ids tracked, expired or not.
@@ -139,10 +152,13 @@ impl RevocationStore for MemoryRevocations {
     }
 
     fn check(&self, id: &str, family: Option<&str>) -> RevocationCheck {
-        let answer = self.is_revoked(id).and_then(|revoked| match family {
-            Some(family) if !revoked => self.is_revoked(family),
-            _ => Ok(revoked),
-        });
+        let now = now_seconds();
+        let answer = self
+            .is_revoked_at(id, now)
+            .and_then(|revoked| match family {
+                Some(family) if !revoked => self.is_revoked_at(family, now),
+                _ => Ok(revoked),
+            });
         RevocationCheck::Ready(answer)
     }
 }
@@ -424,7 +440,12 @@ impl MemoryLockoutStore {
         })
     }
 
-    fn make_room(shard: &mut HashMap<Box<str>, Counter>, max: usize, now: u64, window: u64) {
+    fn make_room(
+        shard: &mut HashMap<Box<str>, Counter, Hasher>,
+        max: usize,
+        now: u64,
+        window: u64,
+    ) {
         shard.retain(|_, c| !c.is_stale(now, window));
         if shard.len() < max {
             return;

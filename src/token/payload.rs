@@ -19,8 +19,7 @@ use std::fmt;
 
 use serde::Deserialize as _;
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess,
-    Visitor,
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor,
 };
 use serde_json::value::RawValue;
 
@@ -109,37 +108,6 @@ impl<'a> RawRegistered<'a> {
         }
         *place = Some(value);
         true
-    }
-}
-
-/// An object key, borrowed from the payload unless it holds escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a claim name")
-            }
-
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-
-        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -358,12 +326,27 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        let Some(Key(key)) = self.map.next_key::<Key<'de>>()? else {
+        let mut named = None;
+        let key = self.map.next_key_seed(KeySeed {
+            seed,
+            kind_claim: self.capture.kind_claim,
+            named: &mut named,
+        })?;
+        if key.is_none() {
             self.capture.complete.set(true);
             return Ok(None);
+        }
+        self.pending = match named {
+            Some(slot) => slot,
+            // The key reached the claims type other than as a string: its
+            // name went by unseen, so the registered claims are read on
+            // their own.
+            None => {
+                self.capture.unseen.set(true);
+                None
+            }
         };
-        self.pending = Slot::of(&key, self.capture.kind_claim);
-        seed.deserialize(key.into_deserializer()).map(Some)
+        Ok(key)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
@@ -393,6 +376,148 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TeeMap<'_, '_, 'de, A> {
 
     fn size_hint(&self) -> Option<usize> {
         self.map.size_hint()
+    }
+}
+
+/// The claims type's seed for a key, handed the payload's key through a
+/// deserializer whose visitor notes which registered claim, if any, the key
+/// names: the key is read once, by the claims type, and seen going by.
+struct KeySeed<'n, 'k, K> {
+    seed: K,
+    kind_claim: &'k str,
+    /// `Some` once the key went by as a string: the claim it names, if any.
+    named: &'n mut Option<Option<Slot>>,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, '_, K> {
+    type Value = K::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<K::Value, D::Error> {
+        self.seed.deserialize(KeyName {
+            inner: deserializer,
+            kind_claim: self.kind_claim,
+            named: self.named,
+        })
+    }
+}
+
+struct KeyName<'n, 'k, D> {
+    inner: D,
+    kind_claim: &'k str,
+    named: &'n mut Option<Option<Slot>>,
+}
+
+/// `deserialize_*` methods handed on with a visitor that notes the key.
+macro_rules! watch_key {
+    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.inner.$method($($arg,)* KeyVisitor {
+                visitor,
+                kind_claim: self.kind_claim,
+                named: self.named,
+            })
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for KeyName<'_, '_, D> {
+    type Error = D::Error;
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+
+    watch_key! {
+        deserialize_any(), deserialize_bool(), deserialize_i8(), deserialize_i16(),
+        deserialize_i32(), deserialize_i64(), deserialize_i128(), deserialize_u8(),
+        deserialize_u16(), deserialize_u32(), deserialize_u64(), deserialize_u128(),
+        deserialize_f32(), deserialize_f64(), deserialize_char(), deserialize_str(),
+        deserialize_string(), deserialize_bytes(), deserialize_byte_buf(),
+        deserialize_option(), deserialize_unit(), deserialize_unit_struct(name: &'static str),
+        deserialize_newtype_struct(name: &'static str),
+        deserialize_seq(), deserialize_tuple(len: usize),
+        deserialize_tuple_struct(name: &'static str, len: usize), deserialize_map(),
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
+        deserialize_identifier(), deserialize_ignored_any(),
+    }
+}
+
+/// The claims type's visitor for a key: a string key is noted, then every
+/// visit goes on unchanged.
+struct KeyVisitor<'n, 'k, V> {
+    visitor: V,
+    kind_claim: &'k str,
+    named: &'n mut Option<Option<Slot>>,
+}
+
+impl<V> KeyVisitor<'_, '_, V> {
+    fn note(&mut self, key: &str) {
+        *self.named = Some(Slot::of(key, self.kind_claim));
+    }
+}
+
+/// Visits handed on as they are.
+macro_rules! forward_visit {
+    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
+        fn $method<E: de::Error>(self, $($arg: $ty),*) -> Result<V::Value, E> {
+            self.visitor.$method($($arg),*)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisitor<'_, '_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.visitor.expecting(f)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<V::Value, E> {
+        self.note(v);
+        self.visitor.visit_borrowed_str(v)
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<V::Value, E> {
+        self.note(v);
+        self.visitor.visit_str(v)
+    }
+
+    fn visit_string<E: de::Error>(mut self, v: String) -> Result<V::Value, E> {
+        self.note(&v);
+        self.visitor.visit_string(v)
+    }
+
+    forward_visit! {
+        visit_bool(v: bool), visit_i8(v: i8), visit_i16(v: i16), visit_i32(v: i32),
+        visit_i64(v: i64), visit_i128(v: i128), visit_u8(v: u8), visit_u16(v: u16),
+        visit_u32(v: u32), visit_u64(v: u64), visit_u128(v: u128), visit_f32(v: f32),
+        visit_f64(v: f64), visit_char(v: char), visit_bytes(v: &[u8]),
+        visit_borrowed_bytes(v: &'de [u8]), visit_byte_buf(v: Vec<u8>), visit_none(),
+        visit_unit(),
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<V::Value, D::Error> {
+        self.visitor.visit_some(deserializer)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<V::Value, D::Error> {
+        self.visitor.visit_newtype_struct(deserializer)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_map(map)
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.visitor.visit_enum(data)
     }
 }
 
@@ -719,6 +844,55 @@ mod tests {
             let theirs = serde_json::from_slice::<Shapes>(payload).is_ok();
             assert!(!ours && !theirs, "{}", String::from_utf8_lossy(payload));
         }
+    }
+
+    /// A claims type that reads the payload's keys as bytes.
+    struct ByteKeys(Vec<Vec<u8>>);
+
+    impl<'de> Deserialize<'de> for ByteKeys {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Bytes(Vec<u8>);
+            impl<'de> Deserialize<'de> for Bytes {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    struct V;
+                    impl<'de> Visitor<'de> for V {
+                        type Value = Bytes;
+                        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                            f.write_str("bytes")
+                        }
+                        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                            Ok(Bytes(v.to_vec()))
+                        }
+                    }
+                    d.deserialize_bytes(V)
+                }
+            }
+            struct Keys;
+            impl<'de> Visitor<'de> for Keys {
+                type Value = ByteKeys;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ByteKeys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(Bytes(key)) = map.next_key()? {
+                        map.next_value::<IgnoredAny>()?;
+                        keys.push(key);
+                    }
+                    Ok(ByteKeys(keys))
+                }
+            }
+            deserializer.deserialize_map(Keys)
+        }
+    }
+
+    #[test]
+    fn keys_read_other_than_as_strings_get_a_second_pass() {
+        let payload = br#"{"exp":9,"nbf":12,"sub":"a"}"#;
+        let (keys, raw) = parse_claims::<ByteKeys>(payload, "usefor").unwrap();
+        assert_eq!(keys.0, [&b"exp"[..], b"nbf", b"sub"]);
+        assert_eq!(text(&raw.exp), "9");
+        assert_eq!(text(&raw.nbf), "12");
     }
 
     #[test]

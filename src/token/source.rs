@@ -282,42 +282,41 @@ fn read_single_header<'a>(
 /// The value of the cookie `name`, scanned by hand rather than with the
 /// `cookie` crate (which builds every `Set-Cookie` of this crate): this runs
 /// on every request, and on a browser's four-cookie header the scan finds
-/// the token in 149 ns where `cookie::Cookie::split_parse` takes 721 ns
-/// (`cargo bench --bench validation -- cookie_header`, one run). The crate
-/// parses every cookie into a struct and wants the header as UTF-8; the
-/// scan only splits at `;`, compares one name and borrows the value.
+/// the token in a fraction of the time `cookie::Cookie::split_parse` takes
+/// (`cargo bench --bench validation -- cookie_header`). The crate parses
+/// every cookie into a struct and wants the header as UTF-8; the scan only
+/// splits at `;` and compares one name where each pair starts.
 fn read_cookie<'a>(
     headers: &'a HeaderMap,
     name: &str,
     max_len: usize,
 ) -> Result<Option<&'a [u8]>, AuthRejection> {
+    let name = name.as_bytes();
+    // A name with `=` or with spaces at either end names no cookie: the
+    // name of a pair is what comes before its first `=`, trimmed.
+    if name.contains(&b'=') || name.trim_ascii().len() != name.len() {
+        return Ok(None);
+    }
     let mut found: Option<&'a [u8]> = None;
     for header in headers.get_all(COOKIE) {
-        for pair in memchr::memchr_iter(b';', header.as_bytes())
-            .chain(std::iter::once(header.len()))
-            .scan(0, |start, end| {
-                let pair = &header.as_bytes()[*start..end];
-                *start = end + 1;
-                Some(pair)
-            })
-        {
-            let pair = trim_ascii(pair);
-            let Some(eq) = memchr::memchr(b'=', pair) else {
-                continue;
+        let mut rest = header.as_bytes();
+        loop {
+            let (pair, next) = match memchr::memchr(b';', rest) {
+                Some(semicolon) => (&rest[..semicolon], Some(&rest[semicolon + 1..])),
+                None => (rest, None),
             };
-            if trim_ascii(&pair[..eq]) != name.as_bytes() {
-                continue;
+            if let Some(value) = cookie_value(pair, name) {
+                if found.is_some() {
+                    return Err(AuthRejection::InvalidRequest(
+                        "the credential cookie is repeated",
+                    ));
+                }
+                found = Some(value);
             }
-            if found.is_some() {
-                return Err(AuthRejection::InvalidRequest(
-                    "the credential cookie is repeated",
-                ));
+            match next {
+                Some(next) => rest = next,
+                None => break,
             }
-            let mut value = trim_ascii(&pair[eq + 1..]);
-            if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
-                value = &value[1..value.len() - 1];
-            }
-            found = Some(value);
         }
     }
     match found {
@@ -325,6 +324,21 @@ fn read_cookie<'a>(
         Some([]) => Ok(None),
         Some(value) => capped(value, max_len).map(Some),
     }
+}
+
+/// The value of one `name=value` pair of a `Cookie` header (spaces allowed
+/// around the name, the `=` and the value; a quoted value unquoted) when the
+/// pair's name is `name`, which holds no `=`.
+fn cookie_value<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let after_name = pair.trim_ascii_start().strip_prefix(name)?;
+    let mut value = after_name
+        .trim_ascii_start()
+        .strip_prefix(b"=")?
+        .trim_ascii();
+    if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+        value = &value[1..value.len() - 1];
+    }
+    Some(value)
 }
 
 fn capped(token: &[u8], max_len: usize) -> Result<&[u8], AuthRejection> {
@@ -395,6 +409,58 @@ mod tests {
         assert_eq!(sources.find(&map).unwrap().unwrap().token, "x.y.z");
         let map = headers(&[("cookie", "xins_access_token=x.y.z")]);
         assert_eq!(sources.find(&map).unwrap(), None);
+    }
+
+    /// The scan as first written: split at `;`, trim, split at the first
+    /// `=`, compare the trimmed name.
+    fn reference_read_cookie<'a>(
+        headers: &'a HeaderMap,
+        name: &str,
+        max_len: usize,
+    ) -> Result<Option<&'a [u8]>, AuthRejection> {
+        let mut found: Option<&'a [u8]> = None;
+        for header in headers.get_all(COOKIE) {
+            for pair in header.as_bytes().split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                if pair[..eq].trim_ascii() != name.as_bytes() {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(AuthRejection::InvalidRequest(
+                        "the credential cookie is repeated",
+                    ));
+                }
+                let mut value = pair[eq + 1..].trim_ascii();
+                if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+                    value = &value[1..value.len() - 1];
+                }
+                found = Some(value);
+            }
+        }
+        match found {
+            None | Some([]) => Ok(None),
+            Some(value) => capped(value, max_len).map(Some),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_cookie_scan_answers_as_the_plain_split(
+            values in proptest::collection::vec("(t|tok|x|=|;| |\t|\"|a\\.b|tok=|t =)*", 0..3),
+            name in "(t|tok|x|t=|=| t|t |)",
+        ) {
+            let mut map = HeaderMap::new();
+            for value in &values {
+                map.append(COOKIE, HeaderValue::from_str(value).unwrap());
+            }
+            proptest::prop_assert_eq!(
+                read_cookie(&map, &name, 6),
+                reference_read_cookie(&map, &name, 6)
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ use headers::{JoseHeader, KnownHeaders};
 use registered::{numeric_date, payload_issuer, string_claim};
 use segments::{
     HEADER_ON_STACK, PAYLOAD_ON_STACK, RSA_SIGNATURE_ON_STACK, SIGNATURE_ON_STACK,
-    decode_segment_into,
+    decode_segment_into, fits,
 };
 
 /// The claim that names a token's kind unless configured otherwise, as in
@@ -376,7 +376,7 @@ impl Verifier {
         // HMAC and elliptic-curve signatures fit the small buffer, RSA's the
         // large one; only the one used is filled.
         let (mut small, mut large, mut heap) = (None, None, Vec::new());
-        let signature = if base64::decoded_len_estimate(signature_b64.len()) <= SIGNATURE_ON_STACK {
+        let signature = if fits(signature_b64.len(), SIGNATURE_ON_STACK) {
             let small = small.insert([0u8; SIGNATURE_ON_STACK]);
             decode_segment_into(signature_b64, small, &mut heap)?
         } else {
