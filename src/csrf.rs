@@ -75,16 +75,33 @@ use tower_service::Service;
 use crate::error::ConfigError;
 pub use crate::future::ResponseFuture;
 use crate::future::{define_inner_service_accessors, refuse};
+use crate::observe::{LazyCounter, Seen, lazy_counter};
 pub use crate::reject::CsrfRejection;
 use crate::reject::{DefaultRejection, OnRejection, Rejection};
 use crate::token::{Anonymous, FoundIn, VerifiedToken};
 
 /// A [`Layer`] refusing cross-site, state-changing requests authenticated by
 /// a cookie; `R` renders refusals.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CsrfLayer<R = DefaultRejection> {
     trusted: Arc<Vec<String>>,
     on_rejection: R,
+    allowed: Arc<LazyCounter>,
+}
+
+impl<R: Default> Default for CsrfLayer<R> {
+    fn default() -> Self {
+        CsrfLayer {
+            trusted: Arc::default(),
+            on_rejection: R::default(),
+            allowed: Arc::new(lazy_counter!(
+                "authgate_requests_total",
+                "layer" => "csrf",
+                "outcome" => "allowed",
+                "reason" => "ok"
+            )),
+        }
+    }
 }
 
 impl CsrfLayer {
@@ -100,6 +117,7 @@ impl<R> CsrfLayer<R> {
         CsrfLayer {
             trusted: self.trusted,
             on_rejection,
+            allowed: self.allowed,
         }
     }
 
@@ -203,21 +221,44 @@ where
         let found_in = match extensions.get::<VerifiedToken>() {
             Some(token) => Some(token.found_in()),
             None if extensions.get::<Anonymous>().is_some() => None,
-            None => return self.refused(CsrfRejection::MissingAuthLayer),
+            None => return self.refused(CsrfRejection::MissingAuthLayer, extensions, None),
         };
         if self.layer.allows(req.method(), req.headers(), found_in) {
+            self.layer.allowed.increment();
+            crate::observe::event!(
+                debug,
+                target: crate::observe::DECISION,
+                layer = "csrf",
+                outcome = "allowed",
+                source = found_in.map(FoundIn::as_str),
+                "request allowed"
+            );
             ResponseFuture::inner(self.inner.call(req))
         } else {
-            self.refused(CsrfRejection::CrossSite)
+            self.refused(CsrfRejection::CrossSite, req.extensions(), found_in)
         }
     }
 }
 
 impl<S, R> Csrf<S, R> {
-    fn refused<F, B>(&self, reason: CsrfRejection) -> ResponseFuture<F, B>
+    fn refused<F, B>(
+        &self,
+        reason: CsrfRejection,
+        extensions: &http::Extensions,
+        source: Option<FoundIn>,
+    ) -> ResponseFuture<F, B>
     where
         R: OnRejection<B>,
     {
-        ResponseFuture::refused(refuse(&self.layer.on_rejection, &Rejection::Csrf(reason)))
+        let seen = Seen {
+            source,
+            client: Seen::client_of(extensions),
+            ..Seen::default()
+        };
+        ResponseFuture::refused(refuse(
+            &self.layer.on_rejection,
+            &Rejection::Csrf(reason),
+            seen,
+        ))
     }
 }

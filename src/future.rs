@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use http::Response;
 use pin_project_lite::pin_project;
 
+use crate::observe::Seen;
 use crate::reject::{OnRejection, Rejection};
 
 pin_project! {
@@ -69,12 +70,14 @@ where
 }
 
 /// Renders `rejection` with the layer's `on_rejection`: the one place every
-/// refusal of every layer goes through.
-pub(crate) fn refuse<B, R: OnRejection<B>>(on_rejection: &R, rejection: &Rejection) -> Response<B> {
-    if rejection.status() == http::StatusCode::INTERNAL_SERVER_ERROR {
-        // A wiring mistake: the default answer has no body to say so.
-        crate::observe::event!(error, reason = %rejection, "tower-authgate layer refused a request");
-    }
+/// refusal of every layer goes through, counted and reported (with what the
+/// layer `seen` of the request) on its way.
+pub(crate) fn refuse<B, R: OnRejection<B>>(
+    on_rejection: &R,
+    rejection: &Rejection,
+    seen: Seen<'_>,
+) -> Response<B> {
+    crate::observe::refused(rejection, seen);
     on_rejection.on_rejection(rejection)
 }
 

@@ -14,23 +14,32 @@
 //!
 //! # Events
 //!
-//! | target | level | when | fields |
-//! |---|---|---|---|
-//! | `tower_authgate::auth` | `DEBUG` | a token is accepted | `outcome`, `source`, `kind`, `alg`, `kid`, `iss`, `cached` |
-//! | `tower_authgate::auth` | `DEBUG` | an optional route is reached without a token | `outcome = "anonymous"` |
-//! | `tower_authgate::auth` | `INFO` | an expired access cookie is renewed | `outcome = "renewed"` |
-//! | every layer | `INFO` | a request is refused (`4xx`) | `layer`, `outcome = "refused"`, `reason`, `status`, and what the layer knows (`source`, `space`, `client`) |
-//! | every layer | `WARN` | a request is refused because a store or the keys cannot answer (`503`) | as above |
-//! | every layer | `ERROR` | a layer is wired wrongly (`500`: no `AuthLayer` before it, another claims type) | as above |
-//! | `tower_authgate::tenant` | `DEBUG` | a space is selected | `space`, `defaulted` |
-//! | `tower_authgate::ip` | `DEBUG` | an address passes the filter | `client` |
-//! | `tower_authgate::login` | `INFO` | login succeeded, TOTP asked, TOTP accepted, refresh, revocation, service account created or revoked | `preset`, `user`, `result`, and `family` or `id` where there is one |
-//! | `tower_authgate::login` | `INFO` | login failed (wrong password, unknown user, wrong code) | `preset`, `user`, `result`, `client` |
-//! | `tower_authgate::login` | `WARN` | a refresh token was reused (its family is revoked), a TOTP step replayed, a login refused while locked | `preset`, `user`, `family` |
-//! | `tower_authgate::lockout` | `WARN` / `INFO` | an account is locked / unlocked by an administrator | `account`, `failures`, `locked_until` |
-//! | `tower_authgate::throttle` | `INFO` | a login attempt is throttled | `client`, `retry_after` |
-//! | `tower_authgate::token::jwks` | `DEBUG` / `WARN` | keys fetched / a fetch failed or a key was skipped | `url`, `keys`, `error` |
-//! | `tower_authgate::store::redis` | `WARN` | a Redis operation failed | `operation`, `error` |
+//! Every layer's decision is an event of the target
+//! `tower_authgate::decision` (so `RUST_LOG=tower_authgate::decision=debug`
+//! shows each request's), with the fields `layer` (`auth`, `space`,
+//! `address`, `csrf`, `throttle`), `outcome` (`allowed`, `refused`) and
+//! `reason`, and what the layer knows: the token's `source`, `kind`, `alg`,
+//! `kid`, `iss` and `sub`, whether the token cache answered (`cached`), the
+//! `space`, the `client` address. Values taken from a request are cut to 64
+//! characters and recorded with `Debug`, so control characters are escaped.
+//!
+//! | target | level | when |
+//! |---|---|---|
+//! | `tower_authgate::decision` | `DEBUG` | a request passes a layer (a token accepted, a space selected, an address allowed, ...) |
+//! | `tower_authgate::decision` | `INFO` | an expired access cookie is renewed from the refresh cookie; a request is refused for the client's reasons (`4xx`) |
+//! | `tower_authgate::decision` | `WARN` | a request is refused because a store or the keys cannot answer (`503`) |
+//! | `tower_authgate::decision` | `ERROR` | a layer is wired wrongly (`500`: no `AuthLayer` before it, another claims type, no peer address) |
+//! | `tower_authgate::login` | `INFO` | a login step (`step` `password` or `totp`) succeeded, asked for TOTP, or failed with wrong credentials, a wrong code, an inactive account; a refresh; a token revoked at log-out; a service account created or revoked |
+//! | `tower_authgate::login` | `WARN` | a login refused while the account is locked, a TOTP code replayed, a store unavailable or the hashing threads busy; a refresh token reused (with its `family`, which is revoked) |
+//! | `tower_authgate::lockout` | `WARN` / `INFO` | an account is locked (`account`, `failures`, `locked_until`) / unlocked by an administrator |
+//! | `tower_authgate::token::jwks` | `DEBUG` / `WARN` | a JWK Set fetched (`url`, `keys`) / a fetch failed or a key was skipped (`error`, `reason`) |
+//! | `tower_authgate::store::redis` | `INFO` / `WARN` | the revocation listener subscribed / lost its connection |
+//! | `tower_authgate::observe` | `WARN` | a store operation failed (`backend`, `operation`, `error`) |
+//!
+//! Login events carry `preset` (the flow's [name](crate::login::LoginFlow::with_name)),
+//! `result` ([`LoginError::kind`](crate::login::LoginError::kind), `success`,
+//! `totp_required` or `otp_replayed`), `user` (the username as sent) and
+//! `client`.
 //!
 //! # Metrics
 //!
@@ -226,4 +235,224 @@ pub(crate) fn store_operation_failed(
     event!(warn, backend, operation, %error, "store operation failed");
     #[cfg(not(feature = "tracing"))]
     let _ = error;
+}
+
+/// A counter whose handle is looked up once, on first use, from the
+/// recorder installed then, and kept: the hot paths pay one atomic add, not
+/// a registry lookup. (Install the recorder before the first request.)
+pub(crate) struct LazyCounter {
+    #[cfg(feature = "metrics")]
+    handle: std::sync::OnceLock<metrics::Counter>,
+    #[cfg(feature = "metrics")]
+    register: fn() -> metrics::Counter,
+}
+
+/// A `LazyCounter` for `counter!(name, labels...)` (literal name and
+/// labels).
+#[allow(unused_macros)]
+macro_rules! lazy_counter {
+    ($name:literal $(, $key:literal => $value:literal)* $(,)?) => {{
+        #[cfg(feature = "metrics")]
+        let counter =
+            $crate::observe::LazyCounter::new(|| ::metrics::counter!($name $(, $key => $value)*));
+        #[cfg(not(feature = "metrics"))]
+        let counter = $crate::observe::LazyCounter::new();
+        counter
+    }};
+}
+
+#[allow(unused_imports)]
+pub(crate) use lazy_counter;
+
+impl LazyCounter {
+    #[cfg(feature = "metrics")]
+    pub(crate) const fn new(register: fn() -> metrics::Counter) -> Self {
+        LazyCounter {
+            handle: std::sync::OnceLock::new(),
+            register,
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    pub(crate) const fn new() -> Self {
+        LazyCounter {}
+    }
+
+    /// Adds one.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    pub(crate) fn increment(&self) {
+        #[cfg(feature = "metrics")]
+        self.handle.get_or_init(self.register).increment(1);
+    }
+
+    /// Adds `by`.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    pub(crate) fn increment_by(&self, by: u64) {
+        #[cfg(feature = "metrics")]
+        self.handle.get_or_init(self.register).increment(by);
+        #[cfg(not(feature = "metrics"))]
+        let _ = by;
+    }
+}
+
+impl Clone for LazyCounter {
+    /// A clone looks its handle up again: it may live under another
+    /// recorder.
+    fn clone(&self) -> Self {
+        LazyCounter {
+            #[cfg(feature = "metrics")]
+            handle: std::sync::OnceLock::new(),
+            #[cfg(feature = "metrics")]
+            register: self.register,
+        }
+    }
+}
+
+impl std::fmt::Debug for LazyCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LazyCounter")
+    }
+}
+
+/// A gauge whose handle is looked up once, like [`LazyCounter`].
+pub(crate) struct LazyGauge {
+    #[cfg(feature = "metrics")]
+    handle: std::sync::OnceLock<metrics::Gauge>,
+    #[cfg(feature = "metrics")]
+    register: fn() -> metrics::Gauge,
+}
+
+/// A `LazyGauge` for `gauge!(name)` (literal name).
+#[allow(unused_macros)]
+macro_rules! lazy_gauge {
+    ($name:literal) => {{
+        #[cfg(feature = "metrics")]
+        let gauge = $crate::observe::LazyGauge::new(|| ::metrics::gauge!($name));
+        #[cfg(not(feature = "metrics"))]
+        let gauge = $crate::observe::LazyGauge::new();
+        gauge
+    }};
+}
+
+#[allow(unused_imports)]
+pub(crate) use lazy_gauge;
+
+impl LazyGauge {
+    #[cfg(feature = "metrics")]
+    pub(crate) const fn new(register: fn() -> metrics::Gauge) -> Self {
+        LazyGauge {
+            handle: std::sync::OnceLock::new(),
+            register,
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    pub(crate) const fn new() -> Self {
+        LazyGauge {}
+    }
+
+    /// Adds `by` (negative to subtract).
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    pub(crate) fn add(&self, by: i64) {
+        #[cfg(feature = "metrics")]
+        {
+            let gauge = self.handle.get_or_init(self.register);
+            if by >= 0 {
+                gauge.increment(by as f64);
+            } else {
+                gauge.decrement(by.unsigned_abs() as f64);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = by;
+    }
+}
+
+impl std::fmt::Debug for LazyGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LazyGauge")
+    }
+}
+
+/// What a layer knows of a request, for the event of its decision.
+#[derive(Clone, Copy, Default)]
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) struct Seen<'a> {
+    /// The credential, read for its `alg`, `kid` and `iss` only when the
+    /// event is recorded (never shown itself).
+    pub(crate) token: Option<&'a [u8]>,
+    pub(crate) source: Option<crate::token::FoundIn>,
+    pub(crate) space: Option<&'a str>,
+    pub(crate) client: Option<std::net::IpAddr>,
+}
+
+impl Seen<'_> {
+    /// The client address an [`IpFilterLayer`](crate::ip::IpFilterLayer)
+    /// before this layer resolved, if one did.
+    pub(crate) fn client_of(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+        extensions
+            .get::<crate::ip::ClientIp>()
+            .map(|client| client.0)
+    }
+}
+
+/// The target of every layer's decision events: `RUST_LOG=tower_authgate::decision=debug`
+/// shows every request's.
+#[cfg(feature = "tracing")]
+pub(crate) const DECISION: &str = "tower_authgate::decision";
+
+/// Counts and reports a refusal: `INFO` for the client's fault, `WARN` when
+/// a store or the keys cannot answer (`503`), `ERROR` for a wiring mistake
+/// (`500`).
+pub(crate) fn refused(rejection: &crate::reject::Rejection, seen: Seen<'_>) {
+    count!(
+        "authgate_requests_total",
+        "layer" => rejection.layer(),
+        "outcome" => "refused",
+        "reason" => rejection.reason()
+    );
+    #[cfg(feature = "tracing")]
+    {
+        macro_rules! refusal {
+            ($level:ident) => {{
+                let peeked = seen.token.map(crate::token::verifier::peek).unwrap_or_default();
+                tracing::$level!(
+                    target: "tower_authgate::decision",
+                    layer = rejection.layer(),
+                    outcome = "refused",
+                    reason = rejection.reason(),
+                    status = rejection.status().as_u16(),
+                    source = seen.source.map(crate::token::FoundIn::as_str),
+                    space = seen.space.map(shown),
+                    client = seen.client.map(tracing::field::display),
+                    alg = peeked.alg.as_deref().map(tracing::field::debug),
+                    kid = peeked.kid.as_deref().map(tracing::field::debug),
+                    iss = peeked.iss.as_deref().map(tracing::field::debug),
+                    "{}",
+                    rejection.message()
+                )
+            }};
+        }
+        match rejection.status().as_u16() {
+            500 => refusal!(error),
+            503 => refusal!(warn),
+            _ => refusal!(info),
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = seen;
+}
+
+/// A value taken from a request, for an event: at most 64 characters,
+/// recorded with `Debug` (quoted, control characters escaped).
+#[cfg(feature = "tracing")]
+pub(crate) fn shown(text: &str) -> tracing::field::DebugValue<&str> {
+    let end = text
+        .char_indices()
+        .nth(64)
+        .map_or(text.len(), |(end, _)| end);
+    tracing::field::debug(&text[..end])
 }

@@ -90,6 +90,7 @@ use tower_service::Service;
 use crate::auth::AuthLayer;
 use crate::error::ConfigError;
 use crate::future::{define_inner_service_accessors, refuse};
+use crate::observe::{LazyCounter, Seen, lazy_counter};
 use crate::reject::{DefaultRejection, OnRejection, Rejection};
 use crate::token::{Anonymous, VerifiedToken};
 
@@ -115,6 +116,7 @@ struct SpaceConfig {
     default_space: Option<String>,
     max_len: usize,
     anonymous_spaces: Vec<String>,
+    allowed: LazyCounter,
 }
 
 /// A [`Layer`] that selects and checks the request's space; `C` is the
@@ -171,6 +173,12 @@ impl<C> SelectSpaceLayer<C> {
                 default_space: None,
                 max_len: DEFAULT_MAX_SPACE_LEN,
                 anonymous_spaces: Vec::new(),
+                allowed: lazy_counter!(
+                    "authgate_requests_total",
+                    "layer" => "space",
+                    "outcome" => "allowed",
+                    "reason" => "ok"
+                ),
             }),
             on_rejection: DefaultRejection,
             _claims: PhantomData,
@@ -374,6 +382,15 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.select(&req) {
             Ok(space) => {
+                self.config.allowed.increment();
+                crate::observe::event!(
+                    debug,
+                    target: crate::observe::DECISION,
+                    layer = "space",
+                    outcome = "allowed",
+                    space = %space,
+                    "space selected"
+                );
                 req.extensions_mut().insert(Space(space));
                 ResponseFuture::inner(self.inner.call(req))
             }
@@ -386,7 +403,16 @@ where
                     .map(|anonymous| anonymous.realm().clone())
                     .unwrap_or_default();
                 let rejection = Rejection::Space { reason, realm };
-                ResponseFuture::refused(refuse(&self.on_rejection, &rejection))
+                let space = req
+                    .headers()
+                    .get(&self.config.header)
+                    .map(|value| value.to_str().unwrap_or("(not text)"));
+                let seen = Seen {
+                    space,
+                    client: Seen::client_of(req.extensions()),
+                    ..Seen::default()
+                };
+                ResponseFuture::refused(refuse(&self.on_rejection, &rejection, seen))
             }
         }
     }

@@ -68,6 +68,7 @@ use crate::error::ConfigError;
 pub use crate::future::ResponseFuture;
 use crate::future::{define_inner_service_accessors, refuse};
 use crate::ip::{ClientIp, ClientIpResolver};
+use crate::observe::Seen;
 pub use crate::reject::ThrottleRejection;
 use crate::reject::{DefaultRejection, OnRejection, Rejection};
 
@@ -290,13 +291,29 @@ where
             .map(|c| c.0)
             .or_else(|| ClientIpResolver::peer(&req).map(|ip| ip.to_canonical()));
         let reason = match ip.map(|ip| self.shared.check(ip)) {
-            Some(ThrottleDecision::Allow) => return ResponseFuture::inner(self.inner.call(req)),
+            Some(ThrottleDecision::Allow) => {
+                crate::observe::count!(
+                    "authgate_requests_total",
+                    "layer" => "throttle",
+                    "outcome" => "allowed",
+                    "reason" => "ok"
+                );
+                return ResponseFuture::inner(self.inner.call(req));
+            }
             Some(ThrottleDecision::Wait(retry_after)) => {
                 ThrottleRejection::TooManyAttempts { retry_after }
             }
             // A server set-up error, never a shared bucket.
             None => ThrottleRejection::UnknownPeer,
         };
-        ResponseFuture::refused(refuse(&self.on_rejection, &Rejection::Throttle(reason)))
+        let seen = Seen {
+            client: ip,
+            ..Seen::default()
+        };
+        ResponseFuture::refused(refuse(
+            &self.on_rejection,
+            &Rejection::Throttle(reason),
+            seen,
+        ))
     }
 }

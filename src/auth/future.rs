@@ -133,13 +133,13 @@ pub(crate) type PendingCheck = BoxFuture<'static, Result<bool, StoreError>>;
 /// Verifies a token for the layer's claims type, through the verifier's
 /// cache (a function pointer, so the deferred work need not name the type).
 pub(crate) type VerifyShared =
-    fn(&Verifier, &[u8], u64) -> Result<Arc<dyn ErasedVerified>, TokenError>;
+    fn(&Verifier, &[u8], u64) -> Result<(Arc<dyn ErasedVerified>, bool), TokenError>;
 
 pub(crate) fn verify_shared<C>(
     verifier: &Verifier,
     token: &[u8],
     now: u64,
-) -> Result<Arc<dyn ErasedVerified>, TokenError>
+) -> Result<(Arc<dyn ErasedVerified>, bool), TokenError>
 where
     C: serde::de::DeserializeOwned + Send + Sync + 'static,
 {
@@ -148,8 +148,9 @@ where
 
 /// Work that needs I/O before the inner service may be called.
 pub(crate) enum Work {
-    /// A revocation check answered by a remote store, for this token.
-    Revocation(PendingCheck, VerifiedToken),
+    /// A revocation check answered by a remote store, for this token
+    /// (and whether the token cache answered for it).
+    Revocation(PendingCheck, VerifiedToken, bool),
     /// A refetch of remote keys, after which this token is verified again.
     KeyRefetch(BoxFuture<'static, ()>, String, FoundIn),
     /// A renewal of the access cookie; the fallback answers when the
@@ -187,11 +188,11 @@ where
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<Next<S::Future, Response<ResBody>>> {
         loop {
             let next = match &mut self.work {
-                Work::Revocation(pending, token) => {
+                Work::Revocation(pending, token, cached) => {
                     let answer = ready!(pending.as_mut().poll(cx));
-                    let token = token.clone();
+                    let (token, cached) = (token.clone(), *cached);
                     return Poll::Ready(match revoked_answer(answer) {
-                        Ok(()) => self.call(token, None),
+                        Ok(()) => self.call(token, cached, None),
                         Err(rejection) => self.refuse(rejection),
                     });
                 }
@@ -199,21 +200,23 @@ where
                     let answer = ready!(pending.as_mut().poll(cx));
                     let (token, cookie) = (token.clone(), cookie.clone());
                     return Poll::Ready(match revoked_answer(answer) {
-                        Ok(()) => self.call(token, Some(cookie)),
+                        Ok(()) => self.call(token, false, Some(cookie)),
                         Err(rejection) => self.refuse(rejection),
                     });
                 }
                 Work::KeyRefetch(refetch, token, found_in) => {
                     ready!(refetch.as_mut().poll(cx));
-                    let verified =
+                    let (verified, cached) =
                         match (self.verify)(&self.config.verifier, token.as_bytes(), now_seconds())
                         {
-                            Ok(verified) => VerifiedToken::new(verified, *found_in),
+                            Ok((verified, cached)) => {
+                                (VerifiedToken::new(verified, *found_in), cached)
+                            }
                             Err(err) => return Poll::Ready(self.refuse(err.into())),
                         };
                     match check_revocation(&self.config, &verified) {
-                        Ok(None) => return Poll::Ready(self.call(verified, None)),
-                        Ok(Some(pending)) => Work::Revocation(pending, verified),
+                        Ok(None) => return Poll::Ready(self.call(verified, cached, None)),
+                        Ok(Some(pending)) => Work::Revocation(pending, verified, cached),
                         Err(rejection) => return Poll::Ready(self.refuse(rejection)),
                     }
                 }
@@ -230,6 +233,7 @@ where
                                 && !self.config.required =>
                         {
                             let mut request = self.take_request();
+                            self.config.allowed(None, false, request.headers());
                             request
                                 .extensions_mut()
                                 .insert(Anonymous::new(self.config.realm.clone()));
@@ -248,7 +252,7 @@ where
                         renewed.token.as_bytes(),
                         now_seconds(),
                     ) {
-                        Ok(verified) => VerifiedToken::new(verified, FoundIn::Issued),
+                        Ok((verified, _)) => VerifiedToken::new(verified, FoundIn::Issued),
                         Err(err) => return Poll::Ready(self.refuse(err.into())),
                     };
                     let Some((renewal, _)) = &self.config.renewal else {
@@ -260,7 +264,7 @@ where
                         renewed.lifetime,
                     );
                     match check_revocation(&self.config, &verified) {
-                        Ok(None) => return Poll::Ready(self.call(verified, Some(cookie))),
+                        Ok(None) => return Poll::Ready(self.call(verified, false, Some(cookie))),
                         Ok(Some(pending)) => Work::RenewedRevocation(pending, verified, cookie),
                         Err(rejection) => return Poll::Ready(self.refuse(rejection)),
                     }
@@ -277,19 +281,50 @@ where
         }
     }
 
+    /// Calls the inner service with `token` (`cached`: the token cache
+    /// answered for it), adding the renewed access cookie to the response
+    /// when there is one.
     fn call(
         &mut self,
         token: VerifiedToken,
+        cached: bool,
         set_cookie: Option<HeaderValue>,
     ) -> Next<S::Future, Response<ResBody>> {
         let mut request = self.take_request();
+        if set_cookie.is_some() {
+            self.config.counters.renewed.increment();
+            crate::observe::event!(
+                info,
+                target: crate::observe::DECISION,
+                layer = "auth",
+                outcome = "allowed",
+                reason = "renewed",
+                sub = token.meta().subject.as_deref().map(crate::observe::shown),
+                family = token.meta().family.as_deref(),
+                "access cookie renewed from the refresh cookie"
+            );
+        } else {
+            self.config.allowed(Some(&token), cached, request.headers());
+        }
         request.extensions_mut().insert(token);
         Next::Call(self.inner.call(request), set_cookie.map(Box::new))
     }
 
     fn refuse(&mut self, rejection: AuthRejection) -> Next<S::Future, Response<ResBody>> {
-        self.request = None;
-        Next::Refuse(self.config.refuse(&self.on_rejection, rejection))
+        Next::Refuse(match self.request.take() {
+            Some(request) => self.config.refuse(
+                &self.on_rejection,
+                rejection,
+                request.headers(),
+                request.extensions(),
+            ),
+            None => self.config.refuse(
+                &self.on_rejection,
+                rejection,
+                &http::HeaderMap::new(),
+                &http::Extensions::new(),
+            ),
+        })
     }
 }
 

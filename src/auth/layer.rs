@@ -9,6 +9,7 @@ use tower_layer::Layer;
 use crate::clock::now_seconds;
 use crate::error::{ConfigError, check_quoted_value};
 use crate::future::refuse;
+use crate::observe::{LazyCounter, Seen, lazy_counter};
 use crate::reject::{AuthRejection, DefaultRejection, OnRejection, Realm, Rejection};
 use crate::store::RevocationStore;
 use crate::token::{FoundIn, TokenSource, TokenSources, VerifiedToken, Verifier};
@@ -24,6 +25,41 @@ pub(crate) struct AuthConfig {
     pub(crate) realm: Realm,
     pub(crate) revocations: Option<Arc<dyn RevocationStore>>,
     pub(crate) renewal: Option<(CookieRenewal, TokenSources)>,
+    pub(crate) counters: AuthCounters,
+}
+
+/// The layer's counts of accepted requests (refusals are counted where
+/// they are rendered).
+#[derive(Clone, Debug)]
+pub(crate) struct AuthCounters {
+    verified: LazyCounter,
+    anonymous: LazyCounter,
+    pub(crate) renewed: LazyCounter,
+}
+
+impl Default for AuthCounters {
+    fn default() -> Self {
+        AuthCounters {
+            verified: lazy_counter!(
+                "authgate_requests_total",
+                "layer" => "auth",
+                "outcome" => "allowed",
+                "reason" => "verified"
+            ),
+            anonymous: lazy_counter!(
+                "authgate_requests_total",
+                "layer" => "auth",
+                "outcome" => "allowed",
+                "reason" => "anonymous"
+            ),
+            renewed: lazy_counter!(
+                "authgate_requests_total",
+                "layer" => "auth",
+                "outcome" => "allowed",
+                "reason" => "renewed"
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -41,7 +77,8 @@ impl std::fmt::Debug for AuthConfig {
 
 /// The outcome of reading and verifying a request's token.
 pub(crate) enum Authenticated {
-    Verified(VerifiedToken),
+    /// The token, and whether the token cache answered.
+    Verified(VerifiedToken, bool),
     Missing,
     Refused(AuthRejection),
 }
@@ -61,7 +98,9 @@ impl AuthConfig {
         // The verifier checks every byte (dots and base64url): the token
         // need not be made text first.
         let outcome = match self.verifier.verify_shared::<C>(token, now_seconds()) {
-            Ok(verified) => Authenticated::Verified(VerifiedToken::new(verified, found_in)),
+            Ok((verified, cached)) => {
+                Authenticated::Verified(VerifiedToken::new(verified, found_in), cached)
+            }
             Err(err) => Authenticated::Refused(err.into()),
         };
         (outcome, Some(found_in))
@@ -93,19 +132,75 @@ impl AuthConfig {
         Some(Work::Renewal(renewing, fallback.clone()))
     }
 
-    /// Renders `reason` with the layer's `on_rejection`.
+    /// Renders `reason` with the layer's `on_rejection`, for a request with
+    /// these `headers`.
     pub(crate) fn refuse<B, R: OnRejection<B>>(
         &self,
         on_rejection: &R,
         reason: AuthRejection,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
     ) -> Response<B> {
+        let found = self.sources.find_bytes(headers).ok().flatten();
         refuse(
             on_rejection,
             &Rejection::Auth {
                 reason,
                 realm: self.realm.clone(),
             },
+            Seen {
+                token: found.map(|(token, _)| token),
+                source: found.map(|(_, found_in)| found_in),
+                client: Seen::client_of(extensions),
+                ..Seen::default()
+            },
         )
+    }
+
+    /// Counts and reports an accepted request: `verified` with its token
+    /// (`cached` when the token cache answered), or `anonymous` on an
+    /// optional route.
+    pub(crate) fn allowed(&self, token: Option<&VerifiedToken>, cached: bool, headers: &HeaderMap) {
+        match token {
+            Some(_token) => {
+                self.counters.verified.increment();
+                #[cfg(feature = "tracing")]
+                if tracing::enabled!(target: crate::observe::DECISION, tracing::Level::DEBUG) {
+                    let meta = _token.meta();
+                    let found = self.sources.find_bytes(headers).ok().flatten();
+                    let peeked = found
+                        .map(|(token, _)| crate::token::verifier::peek(token))
+                        .unwrap_or_default();
+                    tracing::debug!(
+                        target: crate::observe::DECISION,
+                        layer = "auth",
+                        outcome = "allowed",
+                        reason = "verified",
+                        source = _token.found_in().as_str(),
+                        kind = meta.kind.map(crate::token::TokenKind::as_str),
+                        sub = meta.subject.as_deref().map(crate::observe::shown),
+                        alg = peeked.alg.as_deref().map(tracing::field::debug),
+                        kid = peeked.kid.as_deref().map(tracing::field::debug),
+                        iss = peeked.iss.as_deref().map(tracing::field::debug),
+                        cached,
+                        "token accepted"
+                    );
+                }
+            }
+            None => {
+                self.counters.anonymous.increment();
+                crate::observe::event!(
+                    debug,
+                    target: crate::observe::DECISION,
+                    layer = "auth",
+                    outcome = "allowed",
+                    reason = "anonymous",
+                    "anonymous request on an optional route"
+                );
+            }
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = (cached, headers);
     }
 }
 
@@ -153,6 +248,7 @@ impl<C> AuthLayer<C> {
                 realm: Realm::default(),
                 revocations: None,
                 renewal: None,
+                counters: AuthCounters::default(),
             }),
             on_rejection: DefaultRejection,
             _claims: PhantomData,

@@ -81,14 +81,19 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let (outcome, found_in) = self.config.authenticate::<C>(req.headers());
         let rejection = match outcome {
-            Authenticated::Verified(token) => match check_revocation(&self.config, &token) {
-                Ok(None) => {
-                    req.extensions_mut().insert(token);
-                    return ResponseFuture::inner(self.inner.call(req));
+            Authenticated::Verified(token, cached) => {
+                match check_revocation(&self.config, &token) {
+                    Ok(None) => {
+                        self.config.allowed(Some(&token), cached, req.headers());
+                        req.extensions_mut().insert(token);
+                        return ResponseFuture::inner(self.inner.call(req));
+                    }
+                    Ok(Some(pending)) => {
+                        return self.defer(req, Work::Revocation(pending, token, cached));
+                    }
+                    Err(rejection) => rejection,
                 }
-                Ok(Some(pending)) => return self.defer(req, Work::Revocation(pending, token)),
-                Err(rejection) => rejection,
-            },
+            }
             Authenticated::Missing => {
                 if let Some(work) = self.config.renewal_work(
                     req.headers(),
@@ -99,6 +104,7 @@ where
                     return self.defer(req, work);
                 }
                 if !self.config.required {
+                    self.config.allowed(None, false, req.headers());
                     req.extensions_mut()
                         .insert(Anonymous::new(self.config.realm.clone()));
                     return ResponseFuture::inner(self.inner.call(req));
@@ -122,7 +128,12 @@ where
                 rejection
             }
         };
-        ResponseFuture::refused(self.config.refuse(&self.on_rejection, rejection))
+        ResponseFuture::refused(self.config.refuse(
+            &self.on_rejection,
+            rejection,
+            req.headers(),
+            req.extensions(),
+        ))
     }
 }
 

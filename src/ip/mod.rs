@@ -64,6 +64,7 @@ pub use resolve::{ClientIp, ClientIpResolver, PeerAddr, ProxyHeader};
 
 pub use crate::future::ResponseFuture;
 use crate::future::{define_inner_service_accessors, refuse};
+use crate::observe::{LazyCounter, Seen, lazy_counter};
 pub use crate::reject::AddressRejection;
 use crate::reject::{DefaultRejection, OnRejection, Rejection};
 
@@ -71,6 +72,7 @@ use crate::reject::{DefaultRejection, OnRejection, Rejection};
 struct Shared {
     rules: ArcSwap<IpRules>,
     resolver: ClientIpResolver,
+    allowed: LazyCounter,
 }
 
 /// A [`Layer`] that filters requests by client address; `R` renders
@@ -107,6 +109,12 @@ impl IpFilterLayer {
             shared: Arc::new(Shared {
                 rules: ArcSwap::from_pointee(rules),
                 resolver,
+                allowed: lazy_counter!(
+                    "authgate_requests_total",
+                    "layer" => "address",
+                    "outcome" => "allowed",
+                    "reason" => "ok"
+                ),
             }),
             on_rejection: DefaultRejection,
         }
@@ -169,17 +177,35 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let reason = match self.shared.resolver.resolve_request(&req) {
+        let client = self.shared.resolver.resolve_request(&req);
+        let reason = match client {
             // A server set-up error, not bad input: say what is missing.
             None => AddressRejection::UnknownPeer,
             Some(ip) => match self.shared.rules.load().decide(ip) {
                 IpDecision::Allow => {
+                    self.shared.allowed.increment();
+                    crate::observe::event!(
+                        debug,
+                        target: crate::observe::DECISION,
+                        layer = "address",
+                        outcome = "allowed",
+                        client = %ip,
+                        "address allowed"
+                    );
                     req.extensions_mut().insert(ClientIp(ip));
                     return ResponseFuture::inner(self.inner.call(req));
                 }
                 IpDecision::Denied | IpDecision::NotAllowed => AddressRejection::NotAllowed,
             },
         };
-        ResponseFuture::refused(refuse(&self.on_rejection, &Rejection::Address(reason)))
+        let seen = Seen {
+            client,
+            ..Seen::default()
+        };
+        ResponseFuture::refused(refuse(
+            &self.on_rejection,
+            &Rejection::Address(reason),
+            seen,
+        ))
     }
 }

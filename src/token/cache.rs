@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 
+use crate::observe::{LazyCounter, LazyGauge, lazy_counter, lazy_gauge};
 use crate::token::claims::ErasedVerified;
 
 const SHARDS: usize = 16;
@@ -125,6 +126,22 @@ struct CacheInner {
     shards: Box<[Shard]>,
     max_per_shard: usize,
     hasher: TailHashState,
+    hits: LazyCounter,
+    misses: LazyCounter,
+    evictions: LazyCounter,
+    /// This cache's share of `authgate_token_cache_entries`.
+    entries: LazyGauge,
+}
+
+impl Drop for CacheInner {
+    fn drop(&mut self) {
+        let held: usize = self
+            .shards
+            .iter()
+            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
+            .sum();
+        self.entries.add(-(held as i64));
+    }
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -147,6 +164,10 @@ impl TokenCache {
                     .collect(),
                 max_per_shard: capacity.div_ceil(SHARDS).max(1),
                 hasher,
+                hits: lazy_counter!("authgate_token_cache_hits_total"),
+                misses: lazy_counter!("authgate_token_cache_misses_total"),
+                evictions: lazy_counter!("authgate_token_cache_evictions_total"),
+                entries: lazy_gauge!("authgate_token_cache_entries"),
             }),
         }
     }
@@ -183,6 +204,7 @@ impl TokenCache {
         let Ok(mut shard) = self.shard(token).lock() else {
             return;
         };
+        let held = shard.len();
         if shard.len() >= self.inner.max_per_shard && !shard.contains_key(token) {
             shard.retain(|_, e| e.expires_at > now && e.generation == generation);
             if shard.len() >= self.inner.max_per_shard {
@@ -197,14 +219,34 @@ impl TokenCache {
                 }
             }
         }
-        shard.insert(
-            token.into(),
-            Entry {
-                verified,
-                expires_at,
-                generation,
-            },
-        );
+        let replaced = shard
+            .insert(
+                token.into(),
+                Entry {
+                    verified,
+                    expires_at,
+                    generation,
+                },
+            )
+            .is_some();
+        let now_held = shard.len();
+        drop(shard);
+        // Entries dropped to make room (expired or not).
+        let dropped = (held + usize::from(!replaced)).saturating_sub(now_held);
+        if dropped > 0 {
+            self.inner.evictions.increment_by(dropped as u64);
+        }
+        self.inner.entries.add(now_held as i64 - held as i64);
+    }
+
+    /// Counts a token answered from the cache.
+    pub(crate) fn count_hit(&self) {
+        self.inner.hits.increment();
+    }
+
+    /// Counts a token verified in full.
+    pub(crate) fn count_miss(&self) {
+        self.inner.misses.increment();
     }
 
     /// The most tokens kept.
@@ -216,6 +258,7 @@ impl TokenCache {
     pub fn clear(&self) {
         for shard in self.inner.shards.iter() {
             if let Ok(mut shard) = shard.lock() {
+                self.inner.entries.add(-(shard.len() as i64));
                 shard.clear();
             }
         }

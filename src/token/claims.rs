@@ -163,6 +163,19 @@ pub enum FoundIn {
     Issued,
 }
 
+impl FoundIn {
+    /// `bearer`, `cookie`, `header` or `issued`: the `source` field of the
+    /// events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FoundIn::Bearer => "bearer",
+            FoundIn::Cookie => "cookie",
+            FoundIn::Header => "header",
+            FoundIn::Issued => "issued",
+        }
+    }
+}
+
 /// A request's verified token: what [`AuthLayer`](crate::auth::AuthLayer)
 /// puts in the request extensions, one value holding the application's
 /// claims, the registered claims ([`TokenMeta`]) and where the token was

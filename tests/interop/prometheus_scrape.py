@@ -159,7 +159,8 @@ def main():
                 'authgate_requests_total{layer="auth",outcome="allowed",reason="verified"}': 5,
                 'authgate_requests_total{layer="space",outcome="refused",reason="not_granted"}': 1,
                 'authgate_requests_total{layer="space",outcome="allowed",reason="ok"}': 4,
-                'authgate_token_cache_misses_total': 1,
+                # The malformed token is looked up too, and missed.
+                'authgate_token_cache_misses_total': 2,
                 'authgate_token_cache_hits_total': 4,
                 'authgate_token_cache_entries': 1,
                 'up{job="authgate-demo"}': 1,

@@ -16,6 +16,8 @@
 
 mod builder;
 mod headers;
+#[cfg(feature = "tracing")]
+mod peek;
 mod refetch;
 mod registered;
 mod segments;
@@ -35,6 +37,9 @@ use crate::token::payload::{Claim, RawRegistered, parse_registered, read_claims}
 use crate::token::source::DEFAULT_MAX_TOKEN_LEN;
 
 pub use builder::VerifierBuilder;
+#[cfg(feature = "tracing")]
+pub(crate) use peek::peek;
+
 use headers::{JoseHeader, KnownHeaders};
 use registered::{numeric_date, payload_issuer, string_claim};
 use segments::{
@@ -232,12 +237,14 @@ impl Verifier {
         &self,
         token: &[u8],
         now: u64,
-    ) -> Result<Arc<dyn ErasedVerified>, TokenError>
+    ) -> Result<(Arc<dyn ErasedVerified>, bool), TokenError>
     where
         C: DeserializeOwned + Send + Sync + 'static,
     {
         let Some(cache) = self.inner.cache.get() else {
-            return self.verify_into(token, now, shared::<C>);
+            return self
+                .verify_into(token, now, shared::<C>)
+                .map(|verified| (verified, false));
         };
         // Read before verifying: keys that change meanwhile make the entry
         // stale.
@@ -245,12 +252,14 @@ impl Verifier {
         if let Some(hit) = cache.get(token, now, generation)
             && hit.holds::<C>()
         {
-            return Ok(hit);
+            cache.count_hit();
+            return Ok((hit, true));
         }
+        cache.count_miss();
         let verified = self.verify_into(token, now, shared::<C>)?;
         let expires_at = verified.meta().expires_at;
         cache.insert(token, Arc::clone(&verified), expires_at, now, generation);
-        Ok(verified)
+        Ok((verified, false))
     }
 
     /// [`verify_at`](Self::verify_at), handing the verified token to `wrap`
