@@ -29,8 +29,16 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 /// The default number of verifications waiting beyond those running.
 pub const DEFAULT_HASHING_QUEUE: usize = 64;
 
-/// A bounded pool of threads for password hashing; see the
-/// [module docs](self). Cheap to clone: clones share the threads.
+/// A bounded pool of threads for password hashing, off the async executor.
+///
+/// An argon2 verification takes about 15 ms of one core with the default
+/// parameters; run on an async worker thread, it stalls every request that
+/// thread serves meanwhile. The pool runs at most `workers` at once (by
+/// default the number of cores minus one, at least one), with at most
+/// `queue` more waiting; an attempt beyond that is refused at once with
+/// [`LoginError::Busy`] (`503` with `Retry-After`). Each thread keeps its
+/// argon2 working memory (19 MiB with the default parameters) between jobs.
+/// Cheap to clone: clones share the threads.
 #[derive(Clone)]
 pub struct HashingPool {
     inner: Arc<PoolInner>,
