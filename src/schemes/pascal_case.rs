@@ -620,6 +620,8 @@ async fn issue_code(
     let claims = preset.caller(request.headers()).await?;
     let body: IssueCode = read_body(request, Accept::Json).await?;
     let state = required(body.state, "state")?;
+    // Checked here too, so the answer names the field.
+    valid_state(&state)?;
     let code = preset.issue_login_code(&claims.sub, &state).await?;
     Ok(no_store(Json(json!({ "code": code })).into_response()))
 }
