@@ -631,10 +631,10 @@ async fn log_out_and_update_tokens_check_the_password_again() {
     assert_eq!(refresh_status(&server, &new_refresh).await, StatusCode::OK);
 
     // Malformed grants: 400 naming the field, nothing ended.
-    let (access, _) = pair_of(&nx_login(&server, "admin@example.com", "admin").await);
+    let (access, refresh) = pair_of(&nx_login(&server, "admin@example.com", "admin").await);
+    let access_bearer = bearer(&access);
+    let auth = [("authorization", access_bearer.as_str())];
     for path in ["/authenticate/logout", "/authenticate/update"] {
-        let auth = [("authorization", bearer(&access))];
-        let auth: Vec<(&str, &str)> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
         for (body, field) in [
             (
                 json!({"GrantType": "refresh_token", "Password": "admin"}),
@@ -649,6 +649,14 @@ async fn log_out_and_update_tokens_check_the_password_again() {
         // No bearer token, or a refresh token as one: the error object.
         let anonymous = post(&server, path, &[], grant.clone()).await;
         assert_error_object(&anonymous, StatusCode::UNAUTHORIZED, "");
+        let with_refresh = post(
+            &server,
+            path,
+            &[("authorization", &bearer(&refresh))],
+            grant.clone(),
+        )
+        .await;
+        assert_error_object(&with_refresh, StatusCode::UNAUTHORIZED, "");
         // A wrong password: the four fields.
         let wrong = post(
             &server,
