@@ -110,6 +110,9 @@ pub const LOGIN_STATE_HEADER: HeaderName = HeaderName::from_static("x-login-stat
 /// How long a login state lives: ten minutes.
 const LOGIN_STATE_SECONDS: u64 = 600;
 
+/// The path of the login-state cookie: only the code login reads it.
+const LOGIN_STATE_PATH: &str = "/authenticate";
+
 /// The Scailable / Nx error object:
 /// `{"AuthorizationInvalid","BackendMessage","Email","Field":{"Message","Name"},"Message","UUID"}`,
 /// with `WWW-Authenticate: Bearer` on a `401`. Give it to a layer's
@@ -267,6 +270,16 @@ impl PascalCase {
             .await
             .map_err(LoginError::Unavailable)?;
         Ok(code)
+    }
+
+    /// The login-state cookie's attributes: the preset's, for
+    /// [`LOGIN_STATE_PATH`].
+    fn state_cookies(&self) -> CookieSettings {
+        // The path is a constant that `path` accepts.
+        self.cookies
+            .clone()
+            .path(LOGIN_STATE_PATH)
+            .unwrap_or_else(|_| self.cookies.clone())
     }
 
     /// The claims of the request's bearer access token.
@@ -589,7 +602,7 @@ async fn login_state(
     headers.append(
         header::SET_COOKIE,
         preset
-            .cookies
+            .state_cookies()
             .set(LOGIN_STATE_COOKIE, &state, LOGIN_STATE_SECONDS),
     );
     Ok(response)
@@ -607,6 +620,8 @@ async fn issue_code(
     let claims = preset.caller(request.headers()).await?;
     let body: IssueCode = read_body(request, Accept::Json).await?;
     let state = required(body.state, "state")?;
+    // Checked here too, so the answer names the field.
+    valid_state(&state)?;
     let code = preset.issue_login_code(&claims.sub, &state).await?;
     Ok(no_store(Json(json!({ "code": code })).into_response()))
 }
@@ -666,9 +681,10 @@ async fn code_login(
 
 /// Removes the login-state cookie: a state serves one code login.
 fn clear_state(preset: &PascalCase, mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, preset.cookies.clear(LOGIN_STATE_COOKIE));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        preset.state_cookies().clear(LOGIN_STATE_COOKIE),
+    );
     response
 }
 

@@ -21,6 +21,8 @@ pub struct Server {
     pub addr: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
     pub key: SigningKey,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<()>,
 }
 
 pub struct Reply {
@@ -80,11 +82,19 @@ pub async fn start_config(config: app::DemoConfig) -> Server {
     let router = app::build(config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
+        .with_graceful_shutdown(async move {
+            // Only `stop` ends it: a `Server` dropped keeps serving until
+            // the test's runtime ends, as it always did.
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
         .await
         .unwrap()
     });
@@ -92,10 +102,32 @@ pub async fn start_config(config: app::DemoConfig) -> Server {
         addr,
         client: Client::builder(TokioExecutor::new()).build_http(),
         key,
+        shutdown,
+        serving,
     }
 }
 
 impl Server {
+    /// Stops the instance: no new connections, its connections closed, its
+    /// in-memory state gone. What outlives it is only what it kept in a
+    /// shared store.
+    pub async fn stop(self) {
+        let Server {
+            client,
+            shutdown,
+            serving,
+            ..
+        } = self;
+        // The client's idle connections close with it, so the server's
+        // graceful shutdown has nothing to wait for.
+        drop(client);
+        let _ = shutdown.send(());
+        tokio::time::timeout(std::time::Duration::from_secs(5), serving)
+            .await
+            .expect("the demo stops within 5 s")
+            .unwrap();
+    }
+
     pub async fn send(
         &self,
         method: Method,

@@ -41,8 +41,9 @@ curl -s "$B/authenticate/refresh" -H "Authorization: Bearer $nx_refresh" -H 'Con
   -d '{"GrantType":"refresh_token"}' > "$work/nx2.json"
 check "002 refresh answers a new pair" grep -q '"RefreshToken"' "$work/nx2.json"
 nx_access="$(field AccessToken < "$work/nx2.json")"
-code="$(curl -s -o /dev/null -w '%{http_code}' -X POST "$B/authenticate/signout" -H "Authorization: Bearer $nx_access")"
-check "002 sign-out ($code)" test "$code" = 204
+code="$(curl -s -o "$work/signout.json" -w '%{http_code}' -X POST "$B/authenticate/signout" -H "Authorization: Bearer $nx_access")"
+check "002 sign-out ($code)" test "$code" = 200
+check "002 sign-out says the authorization is invalid" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["AuthorizationInvalid"] is True and d["Email"] == "admin@example.com"' "$work/signout.json"
 
 # 003: the Python example's request, with curl; then a service account.
 curl -s "$B/api/authentication/login" -H 'Content-Type: application/json' \
@@ -60,8 +61,13 @@ x_auth="$(grep -i '^x-auth-token:' "$work/headers.txt" | cut -d' ' -f2 | tr -d '
 check "004 header and body agree" test "$x_auth" = "$(field X-Auth-Token < "$work/wf.json")"
 code="$(curl -s -o /dev/null -w '%{http_code}' "$B/api/me" -H "X-Auth-Token: $x_auth")"
 check "004 API call with X-Auth-Token ($code)" test "$code" = 200
-code="$(curl -s -o /dev/null -w '%{http_code}' "$B/api/v1/login?username=admin&password=admin")"
-check "004 the deprecated GET login is off ($code)" test "$code" = 404
+# The demo serves the deprecated GET login, marked so.
+code="$(curl -s -D "$work/v1headers.txt" -o /dev/null -w '%{http_code}' "$B/api/v1/login?username=admin&password=admin")"
+check "004 the deprecated GET login ($code)" test "$code" = 200
+check "004 the deprecated GET login says so" grep -qi '^deprecation: true' "$work/v1headers.txt"
+code="$(curl -s -o /dev/null -w '%{http_code}' "$B/api/v2/login" -H 'Content-Type: application/json' \
+  -d '{"username":"retired","password":"retired"}')"
+check "004 an account past its end ($code)" test "$code" = 403
 
 echo "curl: $passed passed, $failed failed"
 test "$failed" = 0

@@ -32,7 +32,7 @@ cargo build --quiet --all-features --example demo --example verify_token
 
 cd "$here"
 status=0
-for script in inscada_requests.py pyjwt_interop.py pyotp_login.py browser_check.py prometheus_scrape.py; do
+for script in inscada_requests.py pyjwt_interop.py pyotp_login.py nx_client.py browser_check.py prometheus_scrape.py; do
   echo "== interop: $script"
   "$venv/bin/python" "$script" || status=1
 done
