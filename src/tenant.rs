@@ -152,12 +152,25 @@ impl<C> Default for SelectSpaceLayer<C> {
     }
 }
 
+/// The bytes a space name may hold: ASCII letters and digits, `_`, `-`
+/// and `.` (a table: this runs on every request).
+const SPACE_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.';
+        b += 1;
+    }
+    table
+};
+
 fn valid_space(name: &str, max_len: usize) -> bool {
     !name.is_empty()
         && name.len() <= max_len
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            .fold(true, |ok, b| ok & SPACE_BYTES[usize::from(b)])
         && !name.starts_with('.')
 }
 
@@ -329,10 +342,11 @@ where
         match (values.next(), values.next()) {
             (Some(_), Some(_)) => Err(SpaceRejection::Repeated),
             (Some(value), None) => {
+                // Header text is ASCII: its only blanks are spaces and tabs.
                 let text = value
                     .to_str()
                     .map_err(|_| SpaceRejection::Malformed)?
-                    .trim();
+                    .trim_ascii();
                 if valid_space(text, self.config.max_len) {
                     Ok(Some(text))
                 } else {

@@ -274,16 +274,6 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
         "keys": [key.public_jwk(), restart_key.public_jwk()]
     }));
     let spaces = SelectSpaceLayer::for_auth(&api_auth).on_rejection(JsonRejection);
-    let api = Router::new()
-        .route("/api/me", get(me))
-        .route("/api/projects", get(projects))
-        .merge(cookie_session::locked_users_router(lockout.clone()))
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(api_auth)
-                .layer(CsrfLayer::new().on_rejection(JsonRejection))
-                .layer(spaces),
-        );
     // One address filter and one throttle (their rules and counts shared),
     // each API's routes answering their refusals in its own error format.
     let guards = LoginGuards {
@@ -296,13 +286,27 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
             attempts => Some(LoginThrottleLayer::per_minute(attempts)?),
         },
     };
+    // The whole API stack in one `route_layer`: axum boxes and clones each
+    // route layer's service on every request, so one layer of routing
+    // rather than one per guard.
+    let api = Router::new()
+        .route("/api/me", get(me))
+        .route("/api/projects", get(projects))
+        .merge(cookie_session::locked_users_router(lockout.clone()))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(guards.ip_filter.clone().on_rejection(JsonRejection))
+                .layer(api_auth)
+                .layer(CsrfLayer::new().on_rejection(JsonRejection))
+                .layer(spaces),
+        );
     let router = Router::new()
         .merge(guards.apply(session.router(), cookie_session::InscadaFormat))
         .merge(guards.apply(core.router(), bearer_pair::CoreFormat))
         .merge(guards.apply(nx.router(), pascal_case::NxFormat))
         .merge(guards.apply(regscale.router(), auth_token::RegScaleFormat))
         .merge(guards.apply(workflow.router(), x_auth_token::WorkflowFormat))
-        .merge(api.route_layer(guards.ip_filter.clone().on_rejection(JsonRejection)))
+        .merge(api)
         .route("/healthz", get(|| async { "ok" }))
         // The projects handler without any layer, as the load test's baseline.
         .route(

@@ -94,6 +94,9 @@ pub struct TokenSources {
     sources: Vec<TokenSource>,
     multiple: MultipleCredentials,
     max_len: usize,
+    /// Every cookie name is one a pair can have (no `=`, no space at either
+    /// end): checked once here rather than on every request.
+    plain_cookie_names: bool,
 }
 
 /// A token found in a request.
@@ -114,6 +117,7 @@ impl TokenSources {
             return Err(ConfigError::NoTokenSource);
         }
         Ok(TokenSources {
+            plain_cookie_names: plain_cookie_names(&sources),
             sources,
             multiple: MultipleCredentials::Reject,
             max_len: DEFAULT_MAX_TOKEN_LEN,
@@ -127,8 +131,10 @@ impl TokenSources {
 
     /// Only `source`.
     pub fn single(source: TokenSource) -> Self {
+        let sources = vec![source];
         TokenSources {
-            sources: vec![source],
+            plain_cookie_names: plain_cookie_names(&sources),
+            sources,
             multiple: MultipleCredentials::Reject,
             max_len: DEFAULT_MAX_TOKEN_LEN,
         }
@@ -215,7 +221,12 @@ impl TokenSources {
         let token = match source {
             TokenSource::Bearer => read_bearer(headers, self.max_len)?,
             TokenSource::Header(name) => read_single_header(headers, name, self.max_len)?,
-            TokenSource::Cookie(name) => read_cookie(headers, name, self.max_len)?,
+            TokenSource::Cookie(name) if self.plain_cookie_names || plain_cookie_name(name) => {
+                read_cookie(headers, name, self.max_len)?
+            }
+            // A name with `=` or with spaces at either end names no cookie:
+            // the name of a pair is what comes before its first `=`, trimmed.
+            TokenSource::Cookie(_) => None,
         };
         Ok(token)
     }
@@ -292,11 +303,6 @@ fn read_cookie<'a>(
     max_len: usize,
 ) -> Result<Option<&'a [u8]>, AuthRejection> {
     let name = name.as_bytes();
-    // A name with `=` or with spaces at either end names no cookie: the
-    // name of a pair is what comes before its first `=`, trimmed.
-    if name.contains(&b'=') || name.trim_ascii().len() != name.len() {
-        return Ok(None);
-    }
     let mut found: Option<&'a [u8]> = None;
     for header in headers.get_all(COOKIE) {
         let mut rest = header.as_bytes();
@@ -324,6 +330,19 @@ fn read_cookie<'a>(
         Some([]) => Ok(None),
         Some(value) => capped(value, max_len).map(Some),
     }
+}
+
+/// Whether a pair of a `Cookie` header can have this name: names from
+/// [`TokenSource::try_cookie`] always can.
+fn plain_cookie_name(name: &str) -> bool {
+    !name.contains('=') && name.trim_ascii().len() == name.len()
+}
+
+fn plain_cookie_names(sources: &[TokenSource]) -> bool {
+    sources.iter().all(|source| match source {
+        TokenSource::Cookie(name) => plain_cookie_name(name),
+        _ => true,
+    })
 }
 
 /// The value of one `name=value` pair of a `Cookie` header (spaces allowed
@@ -456,8 +475,9 @@ mod tests {
             for value in &values {
                 map.append(COOKIE, HeaderValue::from_str(value).unwrap());
             }
+            let sources = TokenSources::single(TokenSource::Cookie(name.clone())).max_token_len(6);
             proptest::prop_assert_eq!(
-                read_cookie(&map, &name, 6),
+                sources.find_bytes(&map).map(|found| found.map(|(token, _)| token)),
                 reference_read_cookie(&map, &name, 6)
             );
         }
