@@ -249,7 +249,9 @@ async fn forward(
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers, upgrade);
     strip_identity(headers, &shared.identity);
-    headers.extend(identity);
+    if authenticated {
+        headers.extend(identity);
+    }
     set_forwarded(headers, peer, &shared.trusted_proxies);
     // What only this hop needs stays here.
     parts.extensions = http::Extensions::new();
