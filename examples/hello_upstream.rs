@@ -19,7 +19,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("hello upstream listening on http://{}", listener.local_addr()?);
+    println!(
+        "hello upstream listening on http://{}",
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);

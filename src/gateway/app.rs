@@ -13,21 +13,25 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_service::Service;
 
 use crate::BoxFuture;
+use crate::auth::Auth;
 use crate::auth::{AuthLayer, CookieRenewal};
 use crate::cookie::CookieSettings;
+use crate::csrf::Csrf;
 use crate::csrf::CsrfLayer;
-use crate::ip::{ClientIpResolver, IpFilterHandle, IpFilterLayer, PeerAddr};
+use crate::ip::{ClientIpResolver, IpFilter, IpFilterHandle, IpFilterLayer, PeerAddr};
 use crate::lockout::Lockout;
 use crate::login::{AuthClaims, JwtIssuer, Lifetimes, LoginFlow, TokenIssuer};
 use crate::otp::TotpVerifier;
 use crate::reject::{DefaultRejection, JsonRejection, OnRejection, Rejection};
 use crate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
 use crate::store::{MemoryRevocations, RevocationStore};
+use crate::tenant::SelectSpace;
 use crate::tenant::SelectSpaceLayer;
 use crate::throttle::LoginThrottleLayer;
 use crate::token::{
@@ -150,14 +154,12 @@ fn is_public(path: &str, public_paths: &[String]) -> bool {
 
 impl<G, P> Service<Request> for ByPolicy<G, P>
 where
-    G: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    G::Future: Send + 'static,
-    P: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    P::Future: Send + 'static,
+    G: Service<Request, Response = Response, Error = Infallible> + Clone,
+    P: Service<Request, Response = Response, Error = Infallible> + Clone,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    type Future = PolicyFuture<tower::util::Oneshot<G, Request>, tower::util::Oneshot<P, Request>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -165,9 +167,37 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         if is_public(request.uri().path(), &self.public_paths) {
-            Box::pin(self.public.clone().oneshot(request))
+            PolicyFuture::Public {
+                future: self.public.clone().oneshot(request),
+            }
         } else {
-            Box::pin(self.guarded.clone().oneshot(request))
+            PolicyFuture::Guarded {
+                future: self.guarded.clone().oneshot(request),
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`ByPolicy`]: the guarded or the public stack's.
+    #[project = PolicyProj]
+    pub(crate) enum PolicyFuture<G, P> {
+        Guarded { #[pin] future: G },
+        Public { #[pin] future: P },
+    }
+}
+
+impl<G, P> std::future::Future for PolicyFuture<G, P>
+where
+    G: std::future::Future<Output = Result<Response, Infallible>>,
+    P: std::future::Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            PolicyProj::Guarded { future } => future.poll(cx),
+            PolicyProj::Public { future } => future.poll(cx),
         }
     }
 }
@@ -218,21 +248,25 @@ struct Guard {
     public_paths: Arc<[String]>,
 }
 
-type GuardService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+/// A terminal service behind the whole guard.
+type Guarded<T> = IpFilter<
+    Auth<
+        Csrf<SelectSpace<T, GatewayClaims, GatewayRejection>, GatewayRejection>,
+        GatewayClaims,
+        GatewayRejection,
+    >,
+    GatewayRejection,
+>;
+
+/// `T` on the guarded routes and, on public paths, behind the address
+/// filter alone.
+type GuardService<T> = ByPolicy<Guarded<T>, IpFilter<T, GatewayRejection>>;
 
 impl Guard {
     /// `terminal` behind the guard: the address filter, the token, the
     /// cross-site check and the space, in that order; the address filter
     /// alone on public paths (`public` is `terminal` for such routes).
-    fn wrap<T>(&self, terminal: T, public: T) -> GuardService
-    where
-        T: Service<Request, Response = Response, Error = Infallible>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        T::Future: Send + 'static,
-    {
+    fn wrap<T>(&self, terminal: T, public: T) -> GuardService<T> {
         let guarded = ServiceBuilder::new()
             .layer(self.ip_filter.clone())
             .layer(self.auth.clone())
@@ -242,18 +276,18 @@ impl Guard {
         let public = ServiceBuilder::new()
             .layer(self.ip_filter.clone())
             .service(public);
-        tower::util::BoxCloneSyncService::new(ByPolicy {
+        ByPolicy {
             guarded,
             public,
             public_paths: Arc::clone(&self.public_paths),
-        })
+        }
     }
 }
 
 /// What the decision endpoint needs.
 #[derive(Clone)]
 struct Decision {
-    guard: GuardService,
+    guard: GuardService<Allow>,
     trusted_proxies: Arc<crate::ip::IpRanges>,
 }
 
@@ -280,7 +314,11 @@ fn single<'h>(
 /// `X-Forwarded-Method` / `X-Forwarded-Uri` (Caddy, Traefik), its host from
 /// `X-Forwarded-Host` or `Host`. Both families at once, a repeated header
 /// or a missing one leave it undescribed: the endpoint cannot judge.
-fn original_request(incoming: &HeaderMap) -> Result<(Method, Uri, HeaderMap), &'static str> {
+/// `parts` becomes the original request's head: the describing headers
+/// removed, the rest (credentials, `X-Space`, `Origin`, `X-Forwarded-For`)
+/// kept.
+fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str> {
+    let incoming = &parts.headers;
     let nginx = (
         single(incoming, &X_ORIGINAL_METHOD)?,
         single(incoming, &X_ORIGINAL_URI)?,
@@ -306,15 +344,13 @@ fn original_request(incoming: &HeaderMap) -> Result<(Method, Uri, HeaderMap), &'
     };
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| "the original method is malformed")?;
-    let uri: Uri = uri
-        .to_str()
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .ok_or("the original target is malformed")?;
+    let uri: Uri = Uri::from_maybe_shared(Bytes::copy_from_slice(uri.as_bytes()))
+        .map_err(|_| "the original target is malformed")?;
     if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
         return Err("the original target is not a path");
     }
-    let mut headers = incoming.clone();
+    let host = single(incoming, &X_FORWARDED_HOST)?.cloned();
+    let headers = &mut parts.headers;
     for name in [
         X_ORIGINAL_METHOD,
         X_ORIGINAL_URI,
@@ -324,10 +360,12 @@ fn original_request(incoming: &HeaderMap) -> Result<(Method, Uri, HeaderMap), &'
         headers.remove(name);
     }
     headers.remove(header::CONTENT_LENGTH);
-    if let Some(host) = single(incoming, &X_FORWARDED_HOST)? {
-        headers.insert(header::HOST, host.clone());
+    if let Some(host) = host {
+        headers.insert(header::HOST, host);
     }
-    Ok((method, uri, headers))
+    parts.method = method;
+    parts.uri = uri;
+    Ok(())
 }
 
 /// The forward-auth decision endpoint: rebuilds the original request from
@@ -351,19 +389,20 @@ async fn decide(State(decision): State<Decision>, request: Request) -> Response 
             "the decision endpoint answers the proxies listed in server.trusted_proxies only",
         );
     }
-    let (method, uri, headers) = match original_request(request.headers()) {
-        Ok(original) => original,
-        Err(why) => {
-            tracing::warn!(reason = why, "the decision endpoint cannot judge a request");
-            return gateway_error(StatusCode::BAD_REQUEST, "invalid_request", why);
-        }
-    };
-    let mut original = Request::new(Body::empty());
-    *original.method_mut() = method;
-    *original.uri_mut() = uri;
-    *original.headers_mut() = headers;
-    original.extensions_mut().insert(peer);
-    match decision.guard.oneshot(original).await {
+    let (mut parts, _) = request.into_parts();
+    if let Err(why) = original_request(&mut parts) {
+        tracing::warn!(reason = why, "the decision endpoint cannot judge a request");
+        return gateway_error(StatusCode::BAD_REQUEST, "invalid_request", why);
+    }
+    // Only the peer address goes on: nothing a route left in the
+    // extensions may pass for a check.
+    parts.extensions = http::Extensions::new();
+    parts.extensions.insert(peer);
+    match decision
+        .guard
+        .oneshot(Request::from_parts(parts, Body::empty()))
+        .await
+    {
         Ok(response) => response,
         Err(never) => match never {},
     }
@@ -415,7 +454,7 @@ struct SharedStores {
 }
 
 fn shared_stores(settings: &Settings) -> Result<SharedStores, BuildError> {
-    let lockout = settings.lockout.clone().map(Lockout::new);
+    let lockout = settings.lockout.map(Lockout::new);
     match &settings.redis {
         None => Ok(SharedStores {
             revocations: Arc::new(MemoryRevocations::default()),
@@ -831,25 +870,53 @@ mod tests {
 
     #[test]
     fn the_original_request_must_be_described_once() {
-        let mut headers = HeaderMap::new();
-        assert!(original_request(&headers).is_err());
-        headers.insert(X_ORIGINAL_URI, HeaderValue::from_static("/api/me?x=1"));
-        assert!(original_request(&headers).is_err(), "no method");
-        headers.insert(X_ORIGINAL_METHOD, HeaderValue::from_static("POST"));
-        headers.insert(X_FORWARDED_HOST, HeaderValue::from_static("app.example"));
-        let (method, uri, rebuilt) = original_request(&headers).unwrap();
-        assert_eq!(method, Method::POST);
-        assert_eq!(uri, "/api/me?x=1");
-        assert_eq!(rebuilt[header::HOST], "app.example");
-        assert!(!rebuilt.contains_key(X_ORIGINAL_URI));
+        let parts = |headers: &[(&'static str, &'static str)]| {
+            let mut request = Request::new(Body::empty());
+            for (name, value) in headers {
+                request
+                    .headers_mut()
+                    .append(*name, HeaderValue::from_static(value));
+            }
+            request.into_parts().0
+        };
+        assert!(original_request(&mut parts(&[])).is_err());
+        assert!(
+            original_request(&mut parts(&[("x-original-uri", "/api/me")])).is_err(),
+            "no method"
+        );
+        let mut described = parts(&[
+            ("x-original-uri", "/api/me?x=1"),
+            ("x-original-method", "POST"),
+            ("x-forwarded-host", "app.example"),
+            ("authorization", "Bearer x"),
+        ]);
+        original_request(&mut described).unwrap();
+        assert_eq!(described.method, Method::POST);
+        assert_eq!(described.uri, "/api/me?x=1");
+        assert_eq!(described.headers[header::HOST], "app.example");
+        assert_eq!(described.headers[header::AUTHORIZATION], "Bearer x");
+        assert!(!described.headers.contains_key(X_ORIGINAL_URI));
 
-        headers.insert(X_FORWARDED_URI, HeaderValue::from_static("/public/"));
-        headers.insert(X_FORWARDED_METHOD, HeaderValue::from_static("GET"));
-        assert!(original_request(&headers).is_err(), "two descriptions");
-
-        let mut absolute = HeaderMap::new();
-        absolute.insert(X_FORWARDED_URI, HeaderValue::from_static("http://evil/"));
-        absolute.insert(X_FORWARDED_METHOD, HeaderValue::from_static("GET"));
-        assert!(original_request(&absolute).is_err());
+        let twice = [
+            ("x-original-uri", "/app"),
+            ("x-original-method", "GET"),
+            ("x-forwarded-uri", "/public/"),
+            ("x-forwarded-method", "GET"),
+        ];
+        assert!(
+            original_request(&mut parts(&twice)).is_err(),
+            "two descriptions"
+        );
+        let absolute = [
+            ("x-forwarded-uri", "http://evil/"),
+            ("x-forwarded-method", "GET"),
+        ];
+        assert!(original_request(&mut parts(&absolute)).is_err());
+        let repeated = [
+            ("x-forwarded-uri", "/public/"),
+            ("x-forwarded-uri", "/app"),
+            ("x-forwarded-method", "GET"),
+        ];
+        assert!(original_request(&mut parts(&repeated)).is_err());
     }
 }

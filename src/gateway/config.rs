@@ -196,6 +196,7 @@ pub(crate) struct RawServer {
     pub(crate) trusted_proxies: Vec<Spanned<String>>,
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) header_read_timeout: Option<Spanned<String>>,
+    pub(crate) worker_threads: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -450,6 +451,7 @@ pub struct Settings {
     pub(crate) trusted_proxies: IpRanges,
     pub(crate) shutdown_grace: Duration,
     pub(crate) header_read_timeout: Duration,
+    pub(crate) worker_threads: Option<usize>,
     pub(crate) upstream: Option<UpstreamSettings>,
     pub(crate) signing_key: Option<SigningKey>,
     pub(crate) reloadable: Reloadable,
@@ -556,6 +558,12 @@ impl Settings {
     /// The grace period for open requests at shutdown.
     pub fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace
+    }
+
+    /// The runtime's worker threads (`[server] worker_threads`); `None`:
+    /// one per core.
+    pub fn worker_threads(&self) -> Option<usize> {
+        self.worker_threads
     }
 
     /// How long a client may take to send a request head.
@@ -799,6 +807,16 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         Duration::from_secs(10),
     )?;
 
+    let worker_threads = match &server.worker_threads {
+        Some(threads) if *threads.get_ref() == 0 || *threads.get_ref() > 1024 => {
+            return Err(source.error(
+                "server.worker_threads",
+                &threads.span(),
+                "must be 1 to 1024",
+            ));
+        }
+        other => other.as_ref().map(|t| *t.get_ref()),
+    };
     let upstream = match &raw.upstream {
         None => None,
         Some(upstream) => Some(UpstreamSettings {
@@ -1258,6 +1276,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         trusted_proxies,
         shutdown_grace,
         header_read_timeout,
+        worker_threads,
         upstream,
         signing_key: signing,
         reloadable: Reloadable {
@@ -1369,9 +1388,12 @@ mod tests {
 
     #[test]
     fn values_that_cannot_be_honoured_name_key_and_line() {
-        let err = error("[guard]\nip_deny = [\"10.0.0.0/8\",\n  \"10.0.0.0/33\"]\n");
+        let keys = "[keys]\nsigning_key = \"ephemeral\"\n[guard]\nissuers = [\"a\"]\n";
+        let err = error(&format!(
+            "{keys}ip_deny = [\"10.0.0.0/8\",\n  \"10.0.0.0/33\"]\n"
+        ));
         assert_eq!(err.key(), Some("guard.ip_deny[1]"), "{err}");
-        assert_eq!(err.line(), Some(3), "{err}");
+        assert_eq!(err.line(), Some(6), "{err}");
 
         let err = error("[keys]\nsigning_key = \"ephemeral\"\n[[login]]\npreset = \"cookie\"\n");
         assert_eq!(err.key(), Some("login[0].preset"), "{err}");
@@ -1394,8 +1416,7 @@ mod tests {
         assert_eq!(err.key(), Some("users.file"), "{err}");
         assert_eq!(err.line(), Some(4), "{err}");
 
-        let err =
-            error("[keys]\nsigning_key = \"ephemeral\"\n[identity]\nsubject = \"Authorization\"\n");
+        let err = error(&format!("{keys}[identity]\nsubject = \"Authorization\"\n"));
         assert_eq!(err.key(), Some("identity"), "{err}");
     }
 

@@ -58,6 +58,14 @@ pub(crate) struct UsersFile {
     users: Vec<(Principal, String)>,
 }
 
+impl std::fmt::Debug for UsersFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsersFile")
+            .field("accounts", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl UsersFile {
     /// Reads and checks the file at `path`.
     pub(crate) fn load(path: &Path) -> Result<Self, String> {
