@@ -30,7 +30,10 @@ use crate::login::{AuthClaims, JwtIssuer, Lifetimes, LoginFlow, TokenIssuer};
 use crate::otp::TotpVerifier;
 use crate::reject::{DefaultRejection, JsonRejection, OnRejection, Rejection};
 use crate::schemes::{auth_token, bearer_pair, cookie_session, pascal_case, x_auth_token};
-use crate::store::{MemoryRevocations, RevocationStore};
+use crate::store::{
+    LoginCodeStore, MemoryLoginCodes, MemoryRevocations, MemoryRotations, MemoryServiceAccounts,
+    RevocationStore, RotationStore, ServiceAccountStore,
+};
 use crate::tenant::SelectSpace;
 use crate::tenant::SelectSpaceLayer;
 use crate::throttle::LoginThrottleLayer;
@@ -449,6 +452,9 @@ impl std::fmt::Debug for Gateway {
 /// The stores every login preset shares.
 struct SharedStores {
     revocations: Arc<dyn RevocationStore>,
+    rotations: Arc<dyn RotationStore>,
+    service_accounts: Arc<dyn ServiceAccountStore>,
+    login_codes: Arc<dyn LoginCodeStore>,
     lockout: Option<Lockout>,
     totp: TotpVerifier,
 }
@@ -458,6 +464,9 @@ fn shared_stores(settings: &Settings) -> Result<SharedStores, BuildError> {
     match &settings.redis {
         None => Ok(SharedStores {
             revocations: Arc::new(MemoryRevocations::default()),
+            rotations: Arc::new(MemoryRotations::default()),
+            service_accounts: Arc::new(MemoryServiceAccounts::default()),
+            login_codes: Arc::new(MemoryLoginCodes::default()),
             lockout,
             totp: TotpVerifier::default(),
         }),
@@ -470,6 +479,9 @@ fn shared_stores(settings: &Settings) -> Result<SharedStores, BuildError> {
             );
             Ok(SharedStores {
                 revocations: store.clone(),
+                rotations: store.clone(),
+                service_accounts: store.clone(),
+                login_codes: store.clone(),
                 lockout: lockout.map(|lockout| lockout.with_store(store.clone())),
                 totp: TotpVerifier::default().with_replay_guard(store),
             })
@@ -594,15 +606,12 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
                 ));
             }
         };
-        let default_lifetimes = match login.preset {
-            PresetKind::CookieSession => Lifetimes::default().with_access(300).with_refresh(86_400),
-            _ => Lifetimes::default(),
-        };
         let issuer: Arc<dyn TokenIssuer> = Arc::new(
             JwtIssuer::new(key, login.issuer.clone())
                 .map_err(|err| BuildError::new("login issuer", err))?
-                .with_lifetimes(lifetimes(login, default_lifetimes))
-                .with_revocation_store(Arc::clone(&stores.revocations)),
+                .with_lifetimes(lifetimes(login, Lifetimes::default()))
+                .with_revocation_store(Arc::clone(&stores.revocations))
+                .with_rotation_store(Arc::clone(&stores.rotations)),
         );
         let mut flow = LoginFlow::new(users.clone(), Arc::clone(&issuer))
             .with_totp_verifier(stores.totp.clone());
@@ -616,18 +625,22 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
             PresetKind::CookieSession => {
                 let mut session =
                     cookie_session::CookieSession::new(flow).with_cookies(cookies.clone());
+                if login.access_seconds.is_some() || login.refresh_seconds.is_some() {
+                    // The document's 300 and 86 400 seconds unless configured.
+                    session = session.with_lifetimes(
+                        login.access_seconds.unwrap_or(300),
+                        login.refresh_seconds.unwrap_or(86_400),
+                    );
+                }
                 if login.host_prefix {
                     session = session
                         .with_host_prefix()
                         .map_err(|err| BuildError::new("cookie_session.host_prefix", err))?;
                 }
                 let access = session.access_cookie_name().to_owned();
-                let refresh = access.replace(
-                    cookie_session::ACCESS_COOKIE,
-                    cookie_session::REFRESH_COOKIE,
-                );
                 logins.renewal = Some(
-                    CookieRenewal::new(&access, &refresh, cookies.clone(), issuer.clone())
+                    session
+                        .cookie_renewal()
                         .map_err(|err| BuildError::new("cookie_session", err))?,
                 );
                 let mut routes = guards(session.router(), LoginFormat::Inscada);
@@ -664,14 +677,18 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
                 guards(core.router(), LoginFormat::Core)
             }
             PresetKind::PascalCase => {
-                let mut nx = pascal_case::PascalCase::new(flow);
+                let mut nx = pascal_case::PascalCase::new(flow)
+                    .with_login_code_store(Arc::clone(&stores.login_codes))
+                    .with_cookies(cookies.clone());
                 if let Some(seconds) = login.keep_logged_in_seconds {
                     nx = nx.with_keep_logged_in(seconds);
                 }
                 guards(nx.router(), LoginFormat::Nx)
             }
             PresetKind::AuthToken => guards(
-                auth_token::AuthToken::new(flow).router(),
+                auth_token::AuthToken::new(flow)
+                    .with_service_account_store(Arc::clone(&stores.service_accounts))
+                    .router(),
                 LoginFormat::RegScale,
             ),
             PresetKind::XAuthToken => {

@@ -15,6 +15,9 @@
 //! spaces = ["default_space"]
 //! roles = ["operator"]
 //! totp_secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"   # base32: TOTP required after the password
+//! email = "operator@example.com"                    # signs in as well as the username
+//! name = "Operator"
+//! active_until = 1893456000                         # seconds since the epoch: no sign-in afterwards
 //! ```
 //!
 //! `authgate user add FILE NAME` appends a table, hashing a password read
@@ -42,6 +45,13 @@ pub(crate) struct UserEntry {
     pub(crate) roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) totp_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    /// Seconds since the epoch after which the account cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) active_until: Option<u64>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -105,6 +115,15 @@ impl UsersFile {
             )
             .with_spaces(entry.spaces.clone())
             .with_roles(entry.roles.clone());
+            if let Some(email) = &entry.email {
+                principal = principal.with_email(email.clone());
+            }
+            if let Some(name) = &entry.name {
+                principal = principal.with_name(name.clone());
+            }
+            if let Some(until) = entry.active_until {
+                principal = principal.with_active_until(until);
+            }
             if let Some(secret) = &entry.totp_secret {
                 let bytes = NewUser::new("", "")
                     .totp_base32(secret)
@@ -217,6 +236,9 @@ pub fn add_user(path: &Path, user: AddUser, password: &str) -> Result<(), String
         spaces: user.spaces,
         roles: user.roles,
         totp_secret: user.totp_secret,
+        email: None,
+        name: None,
+        active_until: None,
     };
     let table = toml::to_string(&FileForm { user: vec![entry] })
         .map_err(|err| format!("cannot write the account: {err}"))?;
