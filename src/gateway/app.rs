@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{any, get};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
@@ -169,6 +169,20 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        self.dispatch(request)
+    }
+}
+
+impl<G, P> ByPolicy<G, P>
+where
+    G: Service<Request, Response = Response, Error = Infallible> + Clone,
+    P: Service<Request, Response = Response, Error = Infallible> + Clone,
+{
+    /// Calls a clone of the stack `request`'s path belongs to.
+    fn dispatch(
+        &self,
+        request: Request,
+    ) -> PolicyFuture<tower::util::Oneshot<G, Request>, tower::util::Oneshot<P, Request>> {
         if is_public(request.uri().path(), &self.public_paths) {
             PolicyFuture::Public {
                 future: self.public.clone().oneshot(request),
@@ -225,8 +239,8 @@ impl Service<Request> for Allow {
     fn call(&mut self, request: Request) -> Self::Future {
         let response = match identity_headers(&request, &self.identity, self.authenticated) {
             Ok(headers) => {
-                let mut response = StatusCode::OK.into_response();
-                response.headers_mut().extend(headers);
+                let mut response = Response::new(Body::empty());
+                *response.headers_mut() = headers;
                 response
             }
             Err(err) => {
@@ -373,7 +387,7 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
 
 /// The forward-auth decision endpoint: rebuilds the original request from
 /// the proxy's headers and runs it through the guard.
-async fn decide(State(decision): State<Decision>, request: Request) -> Response {
+async fn decide(State(decision): State<Arc<Decision>>, request: Request) -> Response {
     let Some(peer) = request.extensions().get::<PeerAddr>().copied() else {
         return gateway_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -403,7 +417,7 @@ async fn decide(State(decision): State<Decision>, request: Request) -> Response 
     parts.extensions.insert(peer);
     match decision
         .guard
-        .oneshot(Request::from_parts(parts, Body::empty()))
+        .dispatch(Request::from_parts(parts, Body::empty()))
         .await
     {
         Ok(response) => response,
@@ -815,10 +829,10 @@ impl Gateway {
             authenticated: false,
             ..allow.clone()
         };
-        let decision = Decision {
+        let decision = Arc::new(Decision {
             guard: guard.wrap(allow, allow_public),
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
-        };
+        });
         let mut router = logins
             .router
             .route("/healthz", get(|| async { "ok" }))
