@@ -937,7 +937,11 @@ async fn websocket_refused_without_token(front: &Front) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverse_proxy() {
     let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&gateway_config(upstream.port, ""));
+    let metrics_port = free_port();
+    let gateway = Gateway::start(&gateway_config(
+        upstream.port,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+    ));
     let front = Front::new("authgate proxy", gateway.addr.port());
 
     let health = front.get("/healthz", &[]).await;
@@ -966,6 +970,22 @@ async fn reverse_proxy() {
     assert_eq!(direct.status, StatusCode::FORBIDDEN, "{}", direct.text);
 
     scenario(&front, &upstream).await;
+
+    // The crate's events, in the Prometheus text format, on their own port.
+    let metrics = Front::new("metrics", metrics_port)
+        .get("/metrics", &[])
+        .await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    for line in [
+        "authgate_logins_total{preset=\"cookie_session\",result=\"success\"}",
+        "authgate_locked_accounts 0",
+    ] {
+        assert!(
+            metrics.text.contains(line),
+            "no {line} in\n{}",
+            metrics.text
+        );
+    }
     drop(gateway);
 }
 

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use tower_authgate::gateway::users_file::{AddUser, add_user, hash_password};
-use tower_authgate::gateway::{Gateway, Settings, serve_until_signalled};
+use tower_authgate::gateway::{Gateway, Settings, metrics_router, serve_until_signalled};
 
 const USAGE: &str = "\
 usage:
@@ -194,6 +194,18 @@ async fn serve(
 ) -> Result<(), String> {
     init_tracing(settings.log_level());
     let gateway = Gateway::build(&settings).map_err(|err| err.to_string())?;
+    if let Some(addr) = settings.metrics_listen() {
+        let metrics = metrics_router(&gateway)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|err| format!("cannot listen on {addr} for metrics: {err}"))?;
+        tracing::info!(listen = %addr, "metrics (Prometheus text format) at /metrics");
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, metrics).await {
+                tracing::error!(error = %err, "the metrics listener stopped");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen())
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", settings.listen()))?;

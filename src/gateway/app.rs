@@ -429,6 +429,7 @@ async fn decide(State(decision): State<Arc<Decision>>, request: Request) -> Resp
 pub struct Gateway {
     router: Router,
     reload: ReloadHandle,
+    lockout: Option<Lockout>,
 }
 
 /// Puts new address rules and verifying keys in force in a running
@@ -550,6 +551,7 @@ struct Logins {
     fixed_keys: Vec<VerifyingKey>,
     renewal: Option<CookieRenewal>,
     revocations: Arc<dyn RevocationStore>,
+    lockout: Option<Lockout>,
 }
 
 fn lifetimes(login: &LoginSettings, default: Lifetimes) -> Lifetimes {
@@ -578,6 +580,7 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
         fixed_keys: Vec::new(),
         renewal: None,
         revocations: Arc::clone(&stores.revocations),
+        lockout: stores.lockout.clone(),
     };
     if settings.logins.is_empty() {
         return Ok(logins);
@@ -856,6 +859,7 @@ impl Gateway {
             }),
         };
         Ok(Gateway {
+            lockout: logins.lockout.clone(),
             router,
             reload: ReloadHandle {
                 ip_filter: ip_filter.handle(),
@@ -868,6 +872,12 @@ impl Gateway {
     /// the proxy for everything else.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The failed-login lockout the presets share, if any (for the
+    /// locked-account gauge of `/metrics`).
+    pub fn lockout(&self) -> Option<&Lockout> {
+        self.lockout.as_ref()
     }
 
     /// A handle that reloads the address rules and verifying keys.

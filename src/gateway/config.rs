@@ -184,6 +184,13 @@ pub(crate) struct RawConfig {
     pub(crate) verify: RawVerify,
     #[serde(default)]
     pub(crate) log: RawLog,
+    pub(crate) metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) listen: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -473,6 +480,7 @@ pub struct Settings {
     pub(crate) identity: IdentityHeaders,
     pub(crate) verify_path: String,
     pub(crate) log_level: String,
+    pub(crate) metrics_listen: Option<SocketAddr>,
 }
 
 impl fmt::Debug for Settings {
@@ -548,6 +556,11 @@ impl Settings {
     /// The log filter (`[log] level`), used when `RUST_LOG` is unset.
     pub fn log_level(&self) -> &str {
         &self.log_level
+    }
+
+    /// Where `/metrics` is served (`[metrics] listen`), if anywhere.
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics_listen
     }
 
     /// The upstream URL, if one is configured.
@@ -1269,7 +1282,22 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         }
     };
 
+    let metrics_listen =
+        match &raw.metrics {
+            None => None,
+            Some(metrics) => Some(metrics.listen.get_ref().parse::<SocketAddr>().map_err(
+                |_| {
+                    source.error(
+                        "metrics.listen",
+                        &metrics.listen.span(),
+                        format!("not an address and port: {:?}", metrics.listen.get_ref()),
+                    )
+                },
+            )?),
+        };
+
     Ok(Settings {
+        metrics_listen,
         path: source.path.to_owned(),
         listen,
         development: server.development,

@@ -25,7 +25,8 @@
 //!   handled per RFC 9110 §7.6.1, bodies streamed, WebSocket upgrades
 //!   passed through, `502` / `504` when the upstream is down or slow.
 //! - `/healthz`, graceful shutdown on `SIGTERM`, address rules and keys
-//!   reloaded on `SIGHUP`, `tracing` output.
+//!   reloaded on `SIGHUP`, `tracing` output, and the crate's metrics in the
+//!   Prometheus text format on a listener of their own ([`metrics_router`]).
 //!
 //! The `authgate` binary reads the file ([`Settings::load`]), builds the
 //! [`Gateway`] and serves it ([`serve_until_signalled`]). The README's
@@ -43,6 +44,7 @@
 mod app;
 mod config;
 mod identity;
+mod metrics;
 mod proxy;
 mod serve;
 pub mod users_file;
@@ -50,4 +52,5 @@ pub mod users_file;
 pub use app::{BuildError, Gateway, ReloadHandle};
 pub use config::{ConfigFileError, DEFAULT_LISTEN, DEFAULT_VERIFY_PATH, Settings};
 pub use identity::GatewayClaims;
+pub use metrics::metrics_router;
 pub use serve::{serve, serve_until_signalled};
