@@ -90,6 +90,9 @@ pub enum ConfigError {
     /// Hashing a password failed.
     #[error("password hashing failed: {0}")]
     PasswordHashing(String),
+    /// A stored password hash is not an argon2 hash in PHC string form.
+    #[error("not an argon2 password hash in PHC form: {0}")]
+    InvalidPasswordHash(String),
     /// A store shared between threads was poisoned by a panic elsewhere.
     #[error("the {0} was poisoned by a panic in another thread")]
     Poisoned(&'static str),

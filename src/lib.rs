@@ -33,6 +33,7 @@
 //! | `lockout`, `otp` | issuer (feature `login`) | failed-login lockout; RFC 6238 codes with a replay guard |
 //! | `throttle` | issuer (feature `throttle`) | per-address throttling of login attempts |
 //! | `schemes` | issuer (feature `presets`) | the five documented login APIs as routers |
+//! | `gateway` | on both (feature `gateway`) | the `authgate` binary's parts: configuration file, login endpoints, forward-auth decision endpoint, reverse proxy |
 //!
 //! # What reads what
 //!
@@ -129,6 +130,9 @@ pub mod tenant;
 pub mod token;
 
 // The issuer side: login endpoints, behind default-on features.
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod gateway;
 #[cfg(feature = "login")]
 #[cfg_attr(docsrs, doc(cfg(feature = "login")))]
 pub mod lockout;

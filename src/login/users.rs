@@ -348,6 +348,22 @@ pub(super) fn verify_password(password: &str, hash: &str, memory: &mut Vec<Block
     hashed && Output::new(out).is_ok_and(|out| out == expected)
 }
 
+/// Whether `phc` is an argon2 hash that [`verify_password`] can check.
+fn check_argon2_phc(phc: &str) -> Result<(), ConfigError> {
+    let invalid = |why: &str| ConfigError::InvalidPasswordHash(why.to_owned());
+    let parsed = PasswordHash::new(phc).map_err(|e| invalid(&e.to_string()))?;
+    Algorithm::try_from(parsed.algorithm).map_err(|_| invalid("not an argon2 hash"))?;
+    Params::try_from(&parsed).map_err(|e| invalid(&e.to_string()))?;
+    if let Some(version) = parsed.version {
+        Version::try_from(version).map_err(|e| invalid(&e.to_string()))?;
+    }
+    let salt = parsed.salt.ok_or_else(|| invalid("no salt"))?;
+    salt.decode_b64(&mut [0u8; 64])
+        .map_err(|e| invalid(&e.to_string()))?;
+    parsed.hash.ok_or_else(|| invalid("no hash output"))?;
+    Ok(())
+}
+
 /// The normalised form of a username used as a key: trimmed, lower case.
 pub fn normalize_username(username: &str) -> String {
     username.trim().to_lowercase()
@@ -390,6 +406,23 @@ impl MemoryUsers {
         users.put(StoredUser {
             principal: principal.clone(),
             hash,
+        });
+        Ok(principal)
+    }
+
+    /// Adds (or replaces) a user whose password is already hashed: `phc` is
+    /// an argon2 hash in PHC string form (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`),
+    /// as a users file keeps it. A hash that is not argon2, or whose
+    /// parameters, salt or output do not parse, is refused.
+    pub fn insert_hashed(&self, principal: Principal, phc: &str) -> Result<Principal, ConfigError> {
+        check_argon2_phc(phc)?;
+        let mut users = self
+            .users
+            .write()
+            .map_err(|_| ConfigError::Poisoned("user store"))?;
+        users.put(StoredUser {
+            principal: principal.clone(),
+            hash: phc.to_owned(),
         });
         Ok(principal)
     }

@@ -1,0 +1,275 @@
+//! `authgate`: login endpoints, a forward-auth decision endpoint and a
+//! reverse proxy, from one TOML file (see the README's Gateway section).
+//!
+//! ```text
+//! authgate --config FILE [--listen ADDR] [--upstream URL]
+//! authgate check FILE
+//! authgate hash-password                      (the password on standard input)
+//! authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--totp-secret BASE32]
+//! ```
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+// The proxy allocates a few small buffers per request; mimalloc serves them
+// with less work than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use tower_authgate::gateway::users_file::{AddUser, add_user, hash_password};
+use tower_authgate::gateway::{Gateway, Settings, metrics_router, serve_until_signalled};
+
+const USAGE: &str = "\
+usage:
+  authgate --config FILE [--listen ADDR] [--upstream URL]
+      serve the gateway the file describes; the flags override the file
+  authgate check FILE
+      check the file (every value, key file and users file) without serving
+  authgate hash-password
+      print an argon2 hash of the password read from standard input
+  authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--totp-secret BASE32]
+      add an account to a users file, its password read from standard input
+";
+
+/// What the command line asks for.
+enum Command {
+    Serve {
+        config: PathBuf,
+        listen: Option<SocketAddr>,
+        upstream: Option<String>,
+    },
+    Check(PathBuf),
+    HashPassword,
+    AddUser {
+        file: PathBuf,
+        user: AddUser,
+    },
+    Help,
+    Version,
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn parse(args: &[String]) -> Result<Command, String> {
+    let mut args = args.iter();
+    let value = |flag: &str, next: Option<&String>| -> Result<String, String> {
+        next.cloned().ok_or_else(|| format!("{flag} needs a value"))
+    };
+    match args.as_slice().first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => return Ok(Command::Help),
+        Some("-V" | "--version") => return Ok(Command::Version),
+        Some("check") => {
+            let rest: Vec<&String> = args.skip(1).collect();
+            return match rest.as_slice() {
+                [file] => Ok(Command::Check(PathBuf::from(file))),
+                _ => Err("authgate check takes one FILE".into()),
+            };
+        }
+        Some("hash-password") => {
+            return match args.len() {
+                1 => Ok(Command::HashPassword),
+                _ => Err("authgate hash-password takes no arguments (the password comes on standard input)".into()),
+            };
+        }
+        Some("user") => {
+            let rest: Vec<&String> = args.skip(1).collect();
+            let (file, username, flags) = match rest.as_slice() {
+                [add, file, username, flags @ ..] if add.as_str() == "add" => (file, username, flags),
+                _ => return Err("usage: authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--totp-secret BASE32]".into()),
+            };
+            let mut user = AddUser::new(username.as_str());
+            let mut flags = flags.iter();
+            while let Some(flag) = flags.next() {
+                let next = flags.next().copied();
+                match flag.as_str() {
+                    "--spaces" => user = user.with_spaces(list(&value(flag, next)?)),
+                    "--roles" => user = user.with_roles(list(&value(flag, next)?)),
+                    "--totp-secret" => user = user.with_totp_secret(Some(value(flag, next)?)),
+                    other => return Err(format!("unknown option {other:?}")),
+                }
+            }
+            return Ok(Command::AddUser {
+                file: PathBuf::from(file),
+                user,
+            });
+        }
+        _ => {}
+    }
+    let mut config = None;
+    let mut listen = None;
+    let mut upstream = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => config = Some(PathBuf::from(value(arg, args.next())?)),
+            "--listen" => {
+                let addr = value(arg, args.next())?;
+                listen = Some(
+                    addr.parse()
+                        .map_err(|_| format!("--listen: not an address and port: {addr:?}"))?,
+                );
+            }
+            "--upstream" => upstream = Some(value(arg, args.next())?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let config = config.ok_or("--config FILE is required")?;
+    Ok(Command::Serve {
+        config,
+        listen,
+        upstream,
+    })
+}
+
+/// The settings of `config` with the command line's overrides.
+fn load(
+    config: &PathBuf,
+    listen: Option<SocketAddr>,
+    upstream: Option<&str>,
+) -> Result<Settings, String> {
+    let mut settings = Settings::load(config).map_err(|err| err.to_string())?;
+    if let Some(listen) = listen {
+        settings = settings.with_listen(listen);
+    }
+    if let Some(upstream) = upstream {
+        settings = settings
+            .with_upstream(upstream)
+            .map_err(|err| err.to_string())?;
+    }
+    Ok(settings)
+}
+
+fn read_password() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|err| format!("cannot read the password: {err}"))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(password)
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The runtime `settings` ask for: one thread drives everything (as one
+/// nginx worker does) when `worker_threads = 1`, else a pool of workers.
+fn runtime(settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match settings.worker_threads() {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build()
+}
+
+async fn serve(
+    settings: Settings,
+    config: PathBuf,
+    listen: Option<SocketAddr>,
+    upstream: Option<String>,
+) -> Result<(), String> {
+    init_tracing(settings.log_level());
+    let gateway = Gateway::build(&settings).map_err(|err| err.to_string())?;
+    if let Some(addr) = settings.metrics_listen() {
+        let metrics = metrics_router(&gateway)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|err| format!("cannot listen on {addr} for metrics: {err}"))?;
+        tracing::info!(listen = %addr, "metrics (Prometheus text format) at /metrics");
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, metrics).await {
+                tracing::error!(error = %err, "the metrics listener stopped");
+            }
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen())
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", settings.listen()))?;
+    let local = listener.local_addr().map_err(|err| err.to_string())?;
+    tracing::info!(
+        listen = %local,
+        upstream = settings.upstream_url().as_deref().unwrap_or("none"),
+        config = %settings.path().display(),
+        "authgate listening"
+    );
+    // Scripts and tests read the address from this line.
+    println!("authgate listening on http://{local}");
+    let grace = settings.shutdown_grace();
+    let header_read_timeout = settings.header_read_timeout();
+    let reload = move || load(&config, listen, upstream.as_deref());
+    serve_until_signalled(gateway, listener, grace, header_read_timeout, reload)
+        .await
+        .map_err(|err| err.to_string())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse(&args) {
+        Ok(command) => command,
+        Err(err) => {
+            eprintln!("authgate: {err}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match command {
+        Command::Help => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("authgate {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Check(file) => Settings::load(&file)
+            .map(|_| println!("{}: ok", file.display()))
+            .map_err(|err| err.to_string()),
+        Command::HashPassword => read_password()
+            .and_then(|password| hash_password(&password).map(|hash| println!("{hash}"))),
+        Command::AddUser { file, user } => read_password().and_then(|password| {
+            let name = user.username.clone();
+            add_user(&file, user, &password)
+                .map(|()| println!("added {name} to {}", file.display()))
+        }),
+        Command::Serve {
+            config,
+            listen,
+            upstream,
+        } => load(&config, listen, upstream.as_deref()).and_then(|settings| {
+            match runtime(&settings) {
+                Ok(runtime) => runtime.block_on(serve(settings, config, listen, upstream)),
+                Err(err) => Err(format!("cannot start the runtime: {err}")),
+            }
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("authgate: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

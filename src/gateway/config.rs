@@ -1,0 +1,1472 @@
+//! The configuration file: its TOML form, read with `serde` and `toml`, and
+//! the checks that turn it into [`Settings`] before anything is served.
+//!
+//! Every error names the file, the line and the key at fault
+//! ([`ConfigFileError`]): unknown keys, wrong types and missing keys are
+//! found by the parser (whose spans give the line), and values that parse
+//! but cannot be honoured (a bad CIDR, an unknown preset, a key file that
+//! cannot be read, an unreadable users file) by the checks here, through
+//! the spans `toml` keeps for each value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Uri};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ip::{IpRanges, IpRules};
+use crate::token::{Algorithm, SigningKey, VerifyingKey};
+
+/// A configuration file that cannot be honoured: the file, the line, the key
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFileError {
+    file: PathBuf,
+    line: Option<usize>,
+    key: Option<String>,
+    message: String,
+}
+
+impl ConfigFileError {
+    pub(crate) fn new(file: &Path, message: impl Into<String>) -> Self {
+        ConfigFileError {
+            file: file.to_owned(),
+            line: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// The file the error is in.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The line (from 1) of the value at fault, when one is.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// The key at fault (`guard.ip_deny`), when one is.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// Why the value was refused.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigFileError {}
+
+/// The text of a configuration file, for turning byte spans into lines.
+pub(crate) struct Source<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// An error about the value at `span`, under `key`.
+    pub(crate) fn error(
+        &self,
+        key: impl Into<String>,
+        span: &Range<usize>,
+        message: impl fmt::Display,
+    ) -> ConfigFileError {
+        ConfigFileError {
+            file: self.path.to_owned(),
+            line: Some(self.line_of(span)),
+            key: Some(key.into()),
+            message: message.to_string(),
+        }
+    }
+
+    /// An error about `key`, which is absent (no line to point at).
+    pub(crate) fn missing(&self, key: &str, message: impl fmt::Display) -> ConfigFileError {
+        ConfigFileError {
+            file: self.path.to_owned(),
+            line: None,
+            key: Some(key.to_owned()),
+            message: message.to_string(),
+        }
+    }
+
+    /// A path in the file, relative to the file's folder.
+    pub(crate) fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(path)
+        }
+    }
+
+    fn parse_error(&self, err: &toml::de::Error) -> ConfigFileError {
+        let line = err.span().map(|span| self.line_of(&span));
+        // The parser names unknown and missing keys itself; for a value of
+        // the wrong type the line's text shows which key it was.
+        let key = err
+            .span()
+            .and_then(|span| self.text[span.start.min(self.text.len())..].lines().next())
+            .and_then(|rest| {
+                let line_start = self.text[..err.span()?.start.min(self.text.len())]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
+                let line_text = self.text[line_start..].lines().next().unwrap_or(rest);
+                line_text
+                    .split_once('=')
+                    .map(|(key, _)| key.trim().to_owned())
+            })
+            .filter(|key| !key.is_empty() && !key.starts_with('['));
+        ConfigFileError {
+            file: self.path.to_owned(),
+            line,
+            key,
+            message: err.message().trim().to_owned(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file's form.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) server: RawServer,
+    pub(crate) upstream: Option<RawUpstream>,
+    pub(crate) keys: Option<RawKeys>,
+    pub(crate) users: Option<RawUsers>,
+    #[serde(default)]
+    pub(crate) login: Vec<RawLogin>,
+    pub(crate) external_login: Option<RawExternalLogin>,
+    #[serde(default)]
+    pub(crate) lockout: RawLockout,
+    #[serde(default)]
+    pub(crate) throttle: RawThrottle,
+    pub(crate) redis: Option<RawRedis>,
+    #[serde(default)]
+    pub(crate) guard: RawGuard,
+    #[serde(default)]
+    pub(crate) identity: RawIdentity,
+    #[serde(default)]
+    pub(crate) verify: RawVerify,
+    #[serde(default)]
+    pub(crate) log: RawLog,
+    pub(crate) metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) listen: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) development: bool,
+    #[serde(default)]
+    pub(crate) trusted_proxies: Vec<Spanned<String>>,
+    pub(crate) shutdown_grace: Option<Spanned<String>>,
+    pub(crate) header_read_timeout: Option<Spanned<String>>,
+    pub(crate) worker_threads: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) url: Spanned<String>,
+    pub(crate) connect_timeout: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKeys {
+    pub(crate) signing_key: Spanned<String>,
+    pub(crate) algorithm: Option<Spanned<String>>,
+    pub(crate) kid: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) verify: Vec<RawVerifyingKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVerifyingKey {
+    pub(crate) file: Spanned<String>,
+    pub(crate) algorithm: Spanned<String>,
+    pub(crate) kid: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUsers {
+    pub(crate) file: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogin {
+    pub(crate) preset: Spanned<String>,
+    #[serde(default)]
+    pub(crate) prefix: Option<Spanned<String>>,
+    pub(crate) issuer: Option<Spanned<String>>,
+    pub(crate) access_seconds: Option<Spanned<u64>>,
+    pub(crate) refresh_seconds: Option<Spanned<u64>>,
+    /// `cookie_session`: `__Host-` cookie names.
+    #[serde(default)]
+    pub(crate) host_prefix: Option<Spanned<bool>>,
+    /// `x_auth_token`: the deprecated `GET /api/v1/login`.
+    #[serde(default)]
+    pub(crate) deprecated_get: Option<Spanned<bool>>,
+    /// `x_auth_token`: sign with a key made at start (tokens void on restart).
+    #[serde(default)]
+    pub(crate) restart_scoped_key: Option<Spanned<bool>>,
+    /// `pascal_case`: the refresh lifetime of `KeepLoggedIn`.
+    pub(crate) keep_logged_in_seconds: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExternalLogin {
+    pub(crate) issuer: Spanned<String>,
+    pub(crate) audience: Spanned<String>,
+    pub(crate) jwks_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) allowed_subjects: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLockout {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) attempts: Option<Spanned<u32>>,
+    pub(crate) window: Option<Spanned<String>>,
+    pub(crate) lock: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) per_address: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawThrottle {
+    pub(crate) per_minute: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    pub(crate) url: Spanned<String>,
+    pub(crate) prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuard {
+    pub(crate) issuers: Option<Vec<Spanned<String>>>,
+    pub(crate) token_sources: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) ip_allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) ip_deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) trusted_origins: Vec<Spanned<String>>,
+    pub(crate) space_header: Option<Spanned<String>>,
+    pub(crate) default_space: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) public_paths: Vec<Spanned<String>>,
+    pub(crate) errors: Option<Spanned<String>>,
+    pub(crate) realm: Option<Spanned<String>>,
+    pub(crate) token_cache: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentity {
+    pub(crate) subject: Option<Spanned<String>>,
+    pub(crate) roles: Option<Spanned<String>>,
+    pub(crate) spaces: Option<Spanned<String>>,
+    pub(crate) space: Option<Spanned<String>>,
+    pub(crate) claims: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVerify {
+    pub(crate) path: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub(crate) level: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------
+// The checked form.
+
+/// The five login presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum PresetKind {
+    CookieSession,
+    BearerPair,
+    PascalCase,
+    AuthToken,
+    XAuthToken,
+}
+
+impl PresetKind {
+    pub(crate) const NAMES: [&'static str; 5] = [
+        "cookie_session",
+        "bearer_pair",
+        "pascal_case",
+        "auth_token",
+        "x_auth_token",
+    ];
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "cookie_session" => PresetKind::CookieSession,
+            "bearer_pair" => PresetKind::BearerPair,
+            "pascal_case" => PresetKind::PascalCase,
+            "auth_token" => PresetKind::AuthToken,
+            "x_auth_token" => PresetKind::XAuthToken,
+            _ => return None,
+        })
+    }
+}
+
+/// One login preset as configured.
+#[derive(Debug, Clone)]
+pub(crate) struct LoginSettings {
+    pub(crate) preset: PresetKind,
+    pub(crate) prefix: String,
+    pub(crate) issuer: String,
+    pub(crate) access_seconds: Option<u64>,
+    pub(crate) refresh_seconds: Option<u64>,
+    pub(crate) host_prefix: bool,
+    pub(crate) deprecated_get: bool,
+    pub(crate) restart_scoped_key: bool,
+    pub(crate) keep_logged_in_seconds: Option<u64>,
+}
+
+/// The identity provider whose tokens log users in (`bearer_pair`).
+#[derive(Debug, Clone)]
+// Without the `jwks` feature such a file is refused before these are read.
+#[cfg_attr(not(feature = "jwks"), allow(dead_code))]
+pub(crate) struct ExternalLoginSettings {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) allowed_subjects: Vec<String>,
+}
+
+/// Where the upstream is and how long it may take.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamSettings {
+    pub(crate) url: Uri,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) timeout: Duration,
+}
+
+/// How a refusal of the guard is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorStyle {
+    Json,
+    Empty,
+    Inscada,
+    Core,
+    Nx,
+    RegScale,
+    Workflow,
+}
+
+/// The names of the identity headers.
+#[derive(Debug, Clone)]
+pub(crate) struct IdentityHeaders {
+    pub(crate) subject: HeaderName,
+    pub(crate) roles: HeaderName,
+    pub(crate) spaces: HeaderName,
+    pub(crate) space: HeaderName,
+    pub(crate) claims: Option<HeaderName>,
+}
+
+impl IdentityHeaders {
+    /// Every configured name.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.subject, &self.roles, &self.spaces, &self.space]
+            .into_iter()
+            .chain(self.claims.as_ref())
+    }
+}
+
+/// A token source of the guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SourceSetting {
+    Bearer,
+    Cookie(String),
+    Header(HeaderName),
+}
+
+/// Everything the IP filter reloads on `SIGHUP`, and the keys.
+#[derive(Clone)]
+pub(crate) struct Reloadable {
+    pub(crate) ip_rules: IpRules,
+    pub(crate) verifying_keys: Vec<VerifyingKey>,
+}
+
+/// A configuration file, checked: every value parsed, every file read.
+#[derive(Clone)]
+pub struct Settings {
+    pub(crate) path: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) development: bool,
+    pub(crate) trusted_proxies: IpRanges,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) worker_threads: Option<usize>,
+    pub(crate) upstream: Option<UpstreamSettings>,
+    pub(crate) signing_key: Option<SigningKey>,
+    pub(crate) reloadable: Reloadable,
+    pub(crate) users: Option<crate::gateway::users_file::UsersFile>,
+    pub(crate) logins: Vec<LoginSettings>,
+    pub(crate) external_login: Option<ExternalLoginSettings>,
+    pub(crate) lockout: Option<crate::lockout::LockoutPolicy>,
+    pub(crate) throttle_per_minute: u32,
+    pub(crate) redis: Option<(String, String)>,
+    pub(crate) issuers: Vec<String>,
+    pub(crate) token_sources: Vec<SourceSetting>,
+    pub(crate) trusted_origins: Vec<String>,
+    pub(crate) space_header: HeaderName,
+    pub(crate) default_space: Option<String>,
+    pub(crate) public_paths: Vec<String>,
+    pub(crate) errors: ErrorStyle,
+    pub(crate) realm: String,
+    pub(crate) token_cache: usize,
+    pub(crate) identity: IdentityHeaders,
+    pub(crate) verify_path: String,
+    pub(crate) log_level: String,
+    pub(crate) metrics_listen: Option<SocketAddr>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("path", &self.path)
+            .field("listen", &self.listen)
+            .field("upstream", &self.upstream.as_ref().map(|u| &u.url))
+            .field("logins", &self.logins.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default listening address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default path of the forward-auth decision endpoint.
+pub const DEFAULT_VERIFY_PATH: &str = "/_authgate/verify";
+
+impl Settings {
+    /// Reads and checks the configuration file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigFileError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ConfigFileError::new(path, format!("cannot read the file: {err}")))?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Checks configuration `text`, as if read from `path` (relative paths
+    /// in it are relative to `path`'s folder).
+    pub fn from_toml(path: impl AsRef<Path>, text: &str) -> Result<Self, ConfigFileError> {
+        let source = Source {
+            path: path.as_ref(),
+            text,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|err| source.parse_error(&err))?;
+        check(&source, raw)
+    }
+
+    /// The address to listen on.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Listen on `addr` instead of the file's address (`--listen`).
+    pub fn with_listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Proxy to `url` instead of the file's upstream (`--upstream`).
+    pub fn with_upstream(mut self, url: &str) -> Result<Self, ConfigFileError> {
+        let uri = parse_upstream(url).map_err(|message| {
+            ConfigFileError::new(&self.path, format!("--upstream: {message}"))
+        })?;
+        match &mut self.upstream {
+            Some(upstream) => upstream.url = uri,
+            None => {
+                self.upstream = Some(UpstreamSettings {
+                    url: uri,
+                    connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                    timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                })
+            }
+        }
+        Ok(self)
+    }
+
+    /// The file these settings were read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The log filter (`[log] level`), used when `RUST_LOG` is unset.
+    pub fn log_level(&self) -> &str {
+        &self.log_level
+    }
+
+    /// Where `/metrics` is served (`[metrics] listen`), if anywhere.
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        self.metrics_listen
+    }
+
+    /// The upstream URL, if one is configured.
+    pub fn upstream_url(&self) -> Option<String> {
+        self.upstream.as_ref().map(|u| u.url.to_string())
+    }
+
+    /// The grace period for open requests at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// The runtime's worker threads (`[server] worker_threads`); `None`:
+    /// one per core.
+    pub fn worker_threads(&self) -> Option<usize> {
+        self.worker_threads
+    }
+
+    /// How long a client may take to send a request head.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+}
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `500ms`, `30s`, `10m`, `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("a duration is a whole number and a unit (500ms, 30s, 10m, 1h), not {text:?}")
+    })?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "a duration is a whole number and a unit (500ms, 30s, 10m, 1h), not {text:?}"
+            ));
+        }
+    };
+    Ok(duration)
+}
+
+fn duration(
+    source: &Source<'_>,
+    key: &str,
+    value: &Option<Spanned<String>>,
+    default: Duration,
+) -> Result<Duration, ConfigFileError> {
+    match value {
+        None => Ok(default),
+        Some(value) => {
+            let parsed = parse_duration(value.get_ref())
+                .map_err(|message| source.error(key, &value.span(), message))?;
+            if parsed.is_zero() {
+                return Err(source.error(key, &value.span(), "must be longer than zero"));
+            }
+            Ok(parsed)
+        }
+    }
+}
+
+fn parse_upstream(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|err| format!("not a URL: {url:?} ({err})"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "the upstream is an http:// URL (TLS to the upstream is not supported), not {url:?}"
+        ));
+    }
+    if uri.authority().is_none() {
+        return Err(format!("the upstream URL names no host: {url:?}"));
+    }
+    if uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
+        return Err(format!(
+            "the upstream URL is scheme://host:port, without a path: {url:?}"
+        ));
+    }
+    Ok(uri)
+}
+
+fn header_name(
+    source: &Source<'_>,
+    key: &str,
+    value: &Option<Spanned<String>>,
+    default: &'static str,
+) -> Result<HeaderName, ConfigFileError> {
+    match value {
+        None => Ok(HeaderName::from_static(default)),
+        Some(value) => HeaderName::try_from(value.get_ref().as_str()).map_err(|_| {
+            source.error(
+                key,
+                &value.span(),
+                format!("not a header name: {:?}", value.get_ref()),
+            )
+        }),
+    }
+}
+
+fn ranges(
+    source: &Source<'_>,
+    key: &str,
+    list: &[Spanned<String>],
+) -> Result<IpRanges, ConfigFileError> {
+    for (i, entry) in list.iter().enumerate() {
+        IpRanges::parse_list(entry.get_ref())
+            .map_err(|err| source.error(format!("{key}[{i}]"), &entry.span(), err))?;
+    }
+    let joined: Vec<&str> = list.iter().map(|e| e.get_ref().as_str()).collect();
+    IpRanges::parse_list(&joined.join(",")).map_err(|err| source.missing(key, err))
+}
+
+fn read_file(
+    source: &Source<'_>,
+    key: &str,
+    value: &Spanned<String>,
+) -> Result<Vec<u8>, ConfigFileError> {
+    let path = source.resolve(value.get_ref());
+    std::fs::read(&path).map_err(|err| {
+        source.error(
+            key,
+            &value.span(),
+            format!("cannot read {}: {err}", path.display()),
+        )
+    })
+}
+
+fn algorithm(
+    source: &Source<'_>,
+    key: &str,
+    value: &Spanned<String>,
+) -> Result<Algorithm, ConfigFileError> {
+    value.get_ref().parse::<Algorithm>().map_err(|_| {
+        source.error(
+            key,
+            &value.span(),
+            format!(
+                "unknown algorithm {:?} (EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512)",
+                value.get_ref()
+            ),
+        )
+    })
+}
+
+/// The keys that [`Reloadable`] holds, read anew on `SIGHUP`.
+fn verifying_keys(
+    source: &Source<'_>,
+    keys: Option<&RawKeys>,
+    signing: Option<&SigningKey>,
+) -> Result<Vec<VerifyingKey>, ConfigFileError> {
+    let mut list: Vec<VerifyingKey> = signing.map(SigningKey::verifying_key).into_iter().collect();
+    for (i, entry) in keys
+        .map(|k| k.verify.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let key = format!("keys.verify[{i}]");
+        let alg = algorithm(source, &format!("{key}.algorithm"), &entry.algorithm)?;
+        let pem = read_file(source, &format!("{key}.file"), &entry.file)?;
+        let mut verifying = VerifyingKey::from_pem(alg, &pem)
+            .map_err(|err| source.error(format!("{key}.file"), &entry.file.span(), err))?;
+        if let Some(kid) = &entry.kid {
+            verifying = verifying.with_kid(kid.get_ref().clone());
+        }
+        if let Some(kid) = verifying.kid()
+            && list.iter().any(|other| other.kid() == Some(kid))
+        {
+            return Err(source.error(
+                format!("{key}.kid"),
+                &entry.kid.as_ref().map_or(entry.file.span(), |k| k.span()),
+                format!("two keys share the kid {kid:?}"),
+            ));
+        }
+        list.push(verifying);
+    }
+    Ok(list)
+}
+
+fn signing_key(source: &Source<'_>, keys: &RawKeys) -> Result<SigningKey, ConfigFileError> {
+    let kid = keys.kid.as_ref().map(|k| k.get_ref().clone());
+    let key = if keys.signing_key.get_ref() == "ephemeral" {
+        let key = SigningKey::generate_ed25519()
+            .map_err(|err| source.error("keys.signing_key", &keys.signing_key.span(), err))?;
+        // A fresh key per start: a kid of its own, so tokens of an earlier
+        // start are told apart.
+        key.with_kid(kid.unwrap_or_else(|| format!("ephemeral-{}", uuid::Uuid::new_v4())))
+    } else {
+        let alg = match &keys.algorithm {
+            Some(alg) => algorithm(source, "keys.algorithm", alg)?,
+            None => Algorithm::EdDSA,
+        };
+        let pem = read_file(source, "keys.signing_key", &keys.signing_key)?;
+        let key = SigningKey::from_pem(alg, &pem)
+            .map_err(|err| source.error("keys.signing_key", &keys.signing_key.span(), err))?;
+        match kid {
+            Some(kid) => key.with_kid(kid),
+            None => key,
+        }
+    };
+    Ok(key)
+}
+
+fn check_path(
+    source: &Source<'_>,
+    key: &str,
+    value: &Spanned<String>,
+) -> Result<String, ConfigFileError> {
+    let path = value.get_ref();
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return Err(source.error(
+            key,
+            &value.span(),
+            format!("a path starts with / and has no query: {path:?}"),
+        ));
+    }
+    Ok(path.clone())
+}
+
+fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileError> {
+    let server = &raw.server;
+    let listen = match &server.listen {
+        Some(listen) => listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+            source.error(
+                "server.listen",
+                &listen.span(),
+                format!("not an address and port: {:?}", listen.get_ref()),
+            )
+        })?,
+        None => DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| source.missing("server.listen", "bad default"))?,
+    };
+    let trusted_proxies = ranges(source, "server.trusted_proxies", &server.trusted_proxies)?;
+    let shutdown_grace = duration(
+        source,
+        "server.shutdown_grace",
+        &server.shutdown_grace,
+        Duration::from_secs(10),
+    )?;
+    let header_read_timeout = duration(
+        source,
+        "server.header_read_timeout",
+        &server.header_read_timeout,
+        Duration::from_secs(10),
+    )?;
+
+    let worker_threads = match &server.worker_threads {
+        Some(threads) if *threads.get_ref() == 0 || *threads.get_ref() > 1024 => {
+            return Err(source.error(
+                "server.worker_threads",
+                &threads.span(),
+                "must be 1 to 1024",
+            ));
+        }
+        other => other.as_ref().map(|t| *t.get_ref()),
+    };
+    let upstream = match &raw.upstream {
+        None => None,
+        Some(upstream) => Some(UpstreamSettings {
+            url: parse_upstream(upstream.url.get_ref())
+                .map_err(|message| source.error("upstream.url", &upstream.url.span(), message))?,
+            connect_timeout: duration(
+                source,
+                "upstream.connect_timeout",
+                &upstream.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            timeout: duration(
+                source,
+                "upstream.timeout",
+                &upstream.timeout,
+                DEFAULT_UPSTREAM_TIMEOUT,
+            )?,
+        }),
+    };
+
+    let signing = raw
+        .keys
+        .as_ref()
+        .map(|keys| signing_key(source, keys))
+        .transpose()?;
+    let verifying = verifying_keys(source, raw.keys.as_ref(), signing.as_ref())?;
+
+    // Login presets.
+    let mut logins = Vec::new();
+    for (i, login) in raw.login.iter().enumerate() {
+        let key = format!("login[{i}]");
+        let preset = PresetKind::parse(login.preset.get_ref()).ok_or_else(|| {
+            source.error(
+                format!("{key}.preset"),
+                &login.preset.span(),
+                format!(
+                    "unknown preset {:?}; one of {}",
+                    login.preset.get_ref(),
+                    PresetKind::NAMES.join(", ")
+                ),
+            )
+        })?;
+        if logins.iter().any(|l: &LoginSettings| l.preset == preset) {
+            return Err(source.error(
+                format!("{key}.preset"),
+                &login.preset.span(),
+                format!(
+                    "the preset {:?} is configured twice",
+                    login.preset.get_ref()
+                ),
+            ));
+        }
+        let prefix = match &login.prefix {
+            None => String::new(),
+            Some(prefix) if prefix.get_ref().is_empty() => String::new(),
+            Some(prefix) => {
+                let path = check_path(source, &format!("{key}.prefix"), prefix)?;
+                if path.ends_with('/') {
+                    return Err(source.error(
+                        format!("{key}.prefix"),
+                        &prefix.span(),
+                        "a prefix does not end with /",
+                    ));
+                }
+                path
+            }
+        };
+        let only = |value: &Option<Spanned<bool>>, name: &str, for_preset: PresetKind| match value {
+            Some(v) if preset != for_preset => Err(source.error(
+                format!("{key}.{name}"),
+                &v.span(),
+                format!(
+                    "only the {} preset takes {name}",
+                    PresetKind::NAMES[for_preset as usize]
+                ),
+            )),
+            Some(v) => Ok(Some(*v.get_ref())),
+            None => Ok(None),
+        };
+        let host_prefix =
+            only(&login.host_prefix, "host_prefix", PresetKind::CookieSession)?.unwrap_or(false);
+        if host_prefix && server.development {
+            return Err(source.error(
+                format!("{key}.host_prefix"),
+                &login
+                    .host_prefix
+                    .as_ref()
+                    .map_or(login.preset.span(), |v| v.span()),
+                "`__Host-` cookies must be Secure: not with server.development",
+            ));
+        }
+        let deprecated_get = only(
+            &login.deprecated_get,
+            "deprecated_get",
+            PresetKind::XAuthToken,
+        )?
+        .unwrap_or(false);
+        let restart_scoped_key = only(
+            &login.restart_scoped_key,
+            "restart_scoped_key",
+            PresetKind::XAuthToken,
+        )?
+        .unwrap_or(true);
+        let keep_logged_in_seconds = match &login.keep_logged_in_seconds {
+            Some(v) if preset != PresetKind::PascalCase => {
+                return Err(source.error(
+                    format!("{key}.keep_logged_in_seconds"),
+                    &v.span(),
+                    "only the pascal_case preset takes keep_logged_in_seconds",
+                ));
+            }
+            other => other.as_ref().map(|v| *v.get_ref()),
+        };
+        for (name, value) in [
+            ("access_seconds", &login.access_seconds),
+            ("refresh_seconds", &login.refresh_seconds),
+        ] {
+            if let Some(v) = value
+                && *v.get_ref() == 0
+            {
+                return Err(source.error(
+                    format!("{key}.{name}"),
+                    &v.span(),
+                    "must be more than zero",
+                ));
+            }
+        }
+        let issuer = match &login.issuer {
+            Some(issuer) if issuer.get_ref().trim().is_empty() => {
+                return Err(source.error(
+                    format!("{key}.issuer"),
+                    &issuer.span(),
+                    "an issuer needs a name",
+                ));
+            }
+            Some(issuer) => issuer.get_ref().clone(),
+            None if preset == PresetKind::BearerPair => "datarhei-core".to_owned(),
+            None => "authgate".to_owned(),
+        };
+        logins.push(LoginSettings {
+            preset,
+            prefix,
+            issuer,
+            access_seconds: login.access_seconds.as_ref().map(|v| *v.get_ref()),
+            refresh_seconds: login.refresh_seconds.as_ref().map(|v| *v.get_ref()),
+            host_prefix,
+            deprecated_get,
+            restart_scoped_key,
+            keep_logged_in_seconds,
+        });
+    }
+    let needs_signing_key = logins
+        .iter()
+        .any(|l| !(l.preset == PresetKind::XAuthToken && l.restart_scoped_key));
+    if needs_signing_key && signing.is_none() {
+        return Err(source.missing(
+            "keys.signing_key",
+            "the login presets sign tokens: set [keys] signing_key to a PEM file (or \"ephemeral\")",
+        ));
+    }
+    if verifying.is_empty() && !logins.iter().any(|l| l.preset == PresetKind::XAuthToken) {
+        return Err(source.missing(
+            "keys",
+            "no key verifies tokens: configure [keys] signing_key or [[keys.verify]], or a login preset",
+        ));
+    }
+
+    let users = match &raw.users {
+        Some(users) => {
+            let path = source.resolve(users.file.get_ref());
+            Some(
+                crate::gateway::users_file::UsersFile::load(&path)
+                    .map_err(|err| source.error("users.file", &users.file.span(), err))?,
+            )
+        }
+        None if !logins.is_empty() => {
+            return Err(source.missing(
+                "users.file",
+                "the login presets need a users file: set [users] file",
+            ));
+        }
+        None => None,
+    };
+
+    let external_login = match &raw.external_login {
+        None => None,
+        Some(external) => {
+            if !logins.iter().any(|l| l.preset == PresetKind::BearerPair) {
+                return Err(source.error(
+                    "external_login.issuer",
+                    &external.issuer.span(),
+                    "an external login is taken at the bearer_pair preset's POST /api/login: configure that preset",
+                ));
+            }
+            if !cfg!(feature = "jwks") {
+                return Err(source.error(
+                    "external_login.issuer",
+                    &external.issuer.span(),
+                    "this authgate was built without the `jwks` feature: cargo install tower-authgate --features gateway,jwks",
+                ));
+            }
+            if let Some(url) = &external.jwks_url
+                && !(url.get_ref().starts_with("https://") || url.get_ref().starts_with("http://"))
+            {
+                return Err(source.error(
+                    "external_login.jwks_url",
+                    &url.span(),
+                    "not an http(s) URL",
+                ));
+            }
+            Some(ExternalLoginSettings {
+                issuer: external.issuer.get_ref().clone(),
+                audience: external.audience.get_ref().clone(),
+                jwks_url: external.jwks_url.as_ref().map(|u| u.get_ref().clone()),
+                allowed_subjects: external.allowed_subjects.clone(),
+            })
+        }
+    };
+
+    let lockout = if raw.lockout.enabled.unwrap_or(true) {
+        let mut policy =
+            crate::lockout::LockoutPolicy::default().with_per_address(raw.lockout.per_address);
+        if let Some(attempts) = &raw.lockout.attempts {
+            if *attempts.get_ref() == 0 {
+                return Err(source.error(
+                    "lockout.attempts",
+                    &attempts.span(),
+                    "must be at least 1",
+                ));
+            }
+            policy = policy.with_max_failures(*attempts.get_ref());
+        }
+        if raw.lockout.window.is_some() {
+            policy = policy.with_window_seconds(
+                duration(
+                    source,
+                    "lockout.window",
+                    &raw.lockout.window,
+                    Duration::ZERO,
+                )?
+                .as_secs()
+                .max(1),
+            );
+        }
+        if raw.lockout.lock.is_some() {
+            policy = policy.with_lock_seconds(
+                duration(source, "lockout.lock", &raw.lockout.lock, Duration::ZERO)?
+                    .as_secs()
+                    .max(1),
+            );
+        }
+        Some(policy)
+    } else {
+        None
+    };
+
+    let redis = match &raw.redis {
+        None => None,
+        Some(redis) => {
+            if !cfg!(feature = "redis") {
+                return Err(source.error(
+                    "redis.url",
+                    &redis.url.span(),
+                    "this authgate was built without the `redis` feature: cargo install tower-authgate --features gateway,redis",
+                ));
+            }
+            #[cfg(feature = "redis")]
+            crate::store::RedisTopology::parse(redis.url.get_ref())
+                .map_err(|err| source.error("redis.url", &redis.url.span(), err))?;
+            Some((
+                redis.url.get_ref().clone(),
+                redis
+                    .prefix
+                    .clone()
+                    .unwrap_or_else(|| "authgate:".to_owned()),
+            ))
+        }
+    };
+
+    let guard = &raw.guard;
+    let issuers = match &guard.issuers {
+        Some(list) => {
+            for (i, issuer) in list.iter().enumerate() {
+                if issuer.get_ref().trim().is_empty() {
+                    return Err(source.error(
+                        format!("guard.issuers[{i}]"),
+                        &issuer.span(),
+                        "an issuer needs a name",
+                    ));
+                }
+            }
+            list.iter().map(|i| i.get_ref().clone()).collect()
+        }
+        None => {
+            let mut names: Vec<String> = Vec::new();
+            for login in &logins {
+                if !names.contains(&login.issuer) {
+                    names.push(login.issuer.clone());
+                }
+            }
+            names
+        }
+    };
+    if issuers.is_empty() {
+        return Err(source.missing(
+            "guard.issuers",
+            "name the issuers whose tokens the guard accepts (no login preset names one)",
+        ));
+    }
+    let token_sources = match &guard.token_sources {
+        None => default_sources(&logins),
+        Some(list) => {
+            if list.is_empty() {
+                return Err(source.missing(
+                    "guard.token_sources",
+                    "at least one token source is required",
+                ));
+            }
+            let mut sources = Vec::new();
+            for (i, entry) in list.iter().enumerate() {
+                let key = format!("guard.token_sources[{i}]");
+                let text = entry.get_ref();
+                let parsed = if text == "bearer" {
+                    SourceSetting::Bearer
+                } else if let Some(name) = text.strip_prefix("cookie:") {
+                    crate::token::TokenSource::try_cookie(name)
+                        .map_err(|err| source.error(&key, &entry.span(), err))?;
+                    SourceSetting::Cookie(name.to_owned())
+                } else if let Some(name) = text.strip_prefix("header:") {
+                    SourceSetting::Header(HeaderName::try_from(name).map_err(|_| {
+                        source.error(&key, &entry.span(), format!("not a header name: {name:?}"))
+                    })?)
+                } else {
+                    return Err(source.error(
+                        &key,
+                        &entry.span(),
+                        format!("a token source is \"bearer\", \"cookie:NAME\" or \"header:NAME\", not {text:?}"),
+                    ));
+                };
+                sources.push(parsed);
+            }
+            sources
+        }
+    };
+    let ip_rules = IpRules::new(
+        ranges(source, "guard.ip_allow", &guard.ip_allow)?,
+        ranges(source, "guard.ip_deny", &guard.ip_deny)?,
+    );
+    let mut trusted_origins = Vec::new();
+    for (i, origin) in guard.trusted_origins.iter().enumerate() {
+        crate::csrf::CsrfLayer::new()
+            .trusted_origin(origin.get_ref())
+            .map_err(|err| {
+                source.error(format!("guard.trusted_origins[{i}]"), &origin.span(), err)
+            })?;
+        trusted_origins.push(origin.get_ref().clone());
+    }
+    let space_header = header_name(source, "guard.space_header", &guard.space_header, "x-space")?;
+    let default_space = match &guard.default_space {
+        None => None,
+        Some(space) => {
+            crate::tenant::SelectSpaceLayer::<crate::gateway::identity::GatewayClaims>::new()
+                .default_space(space.get_ref())
+                .map_err(|err| source.error("guard.default_space", &space.span(), err))?;
+            Some(space.get_ref().clone())
+        }
+    };
+    let mut public_paths = Vec::new();
+    for (i, path) in guard.public_paths.iter().enumerate() {
+        public_paths.push(check_path(
+            source,
+            &format!("guard.public_paths[{i}]"),
+            path,
+        )?);
+    }
+    let errors = match &guard.errors {
+        None => ErrorStyle::Json,
+        Some(style) => match style.get_ref().as_str() {
+            "json" => ErrorStyle::Json,
+            "empty" => ErrorStyle::Empty,
+            "inscada" => ErrorStyle::Inscada,
+            "core" => ErrorStyle::Core,
+            "nx" => ErrorStyle::Nx,
+            "regscale" => ErrorStyle::RegScale,
+            "workflow" => ErrorStyle::Workflow,
+            other => {
+                return Err(source.error(
+                    "guard.errors",
+                    &style.span(),
+                    format!("unknown error format {other:?}; one of json, empty, inscada, core, nx, regscale, workflow"),
+                ));
+            }
+        },
+    };
+    let realm = match &guard.realm {
+        None => "api".to_owned(),
+        Some(realm) => {
+            crate::error::check_quoted_value(realm.get_ref())
+                .map_err(|err| source.error("guard.realm", &realm.span(), err))?;
+            realm.get_ref().clone()
+        }
+    };
+
+    let identity = &raw.identity;
+    let identity = IdentityHeaders {
+        subject: header_name(
+            source,
+            "identity.subject",
+            &identity.subject,
+            "x-auth-subject",
+        )?,
+        roles: header_name(source, "identity.roles", &identity.roles, "x-auth-roles")?,
+        spaces: header_name(source, "identity.spaces", &identity.spaces, "x-auth-spaces")?,
+        space: header_name(source, "identity.space", &identity.space, "x-space")?,
+        claims: match &identity.claims {
+            None => None,
+            some => Some(header_name(
+                source,
+                "identity.claims",
+                some,
+                "x-auth-claims",
+            )?),
+        },
+    };
+    {
+        let names: Vec<&HeaderName> = identity.names().collect();
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(source.missing("identity", format!("the header {name} is named twice")));
+            }
+            if is_reserved_header(name) {
+                return Err(source.missing(
+                    "identity",
+                    format!("{name} cannot carry the identity: the client's credentials or the proxy's own headers use it"),
+                ));
+            }
+        }
+    }
+
+    let verify_path = match &raw.verify.path {
+        None => DEFAULT_VERIFY_PATH.to_owned(),
+        Some(path) => check_path(source, "verify.path", path)?,
+    };
+    let log_level = match &raw.log.level {
+        None => "info".to_owned(),
+        Some(level) => {
+            tracing_subscriber::EnvFilter::try_new(level.get_ref())
+                .map_err(|err| source.error("log.level", &level.span(), err))?;
+            level.get_ref().clone()
+        }
+    };
+
+    let metrics_listen =
+        match &raw.metrics {
+            None => None,
+            Some(metrics) => Some(metrics.listen.get_ref().parse::<SocketAddr>().map_err(
+                |_| {
+                    source.error(
+                        "metrics.listen",
+                        &metrics.listen.span(),
+                        format!("not an address and port: {:?}", metrics.listen.get_ref()),
+                    )
+                },
+            )?),
+        };
+
+    Ok(Settings {
+        metrics_listen,
+        path: source.path.to_owned(),
+        listen,
+        development: server.development,
+        trusted_proxies,
+        shutdown_grace,
+        header_read_timeout,
+        worker_threads,
+        upstream,
+        signing_key: signing,
+        reloadable: Reloadable {
+            ip_rules,
+            verifying_keys: verifying,
+        },
+        users,
+        logins,
+        external_login,
+        lockout,
+        throttle_per_minute: raw.throttle.per_minute.unwrap_or(60),
+        redis,
+        issuers,
+        token_sources,
+        trusted_origins,
+        space_header,
+        default_space,
+        public_paths,
+        errors,
+        realm,
+        token_cache: guard.token_cache.unwrap_or(10_000),
+        identity,
+        verify_path,
+        log_level,
+    })
+}
+
+/// Headers that must never carry the identity.
+fn is_reserved_header(name: &HeaderName) -> bool {
+    use http::header;
+    [
+        header::AUTHORIZATION,
+        header::COOKIE,
+        header::HOST,
+        header::CONNECTION,
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TE,
+        header::FORWARDED,
+        header::PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || name.as_str().starts_with("x-forwarded-")
+        || name.as_str().starts_with("x-original-")
+}
+
+/// The token sources of the configured presets: each preset's own, in the
+/// order cookie, bearer, `X-Auth-Token`; all three when no preset is
+/// configured.
+fn default_sources(logins: &[LoginSettings]) -> Vec<SourceSetting> {
+    let has = |kind| logins.iter().any(|l| l.preset == kind);
+    let mut sources = Vec::new();
+    if logins.is_empty() || has(PresetKind::CookieSession) {
+        let host = logins
+            .iter()
+            .any(|l| l.preset == PresetKind::CookieSession && l.host_prefix);
+        let name = crate::schemes::cookie_session::ACCESS_COOKIE;
+        sources.push(SourceSetting::Cookie(if host {
+            format!("__Host-{name}")
+        } else {
+            name.to_owned()
+        }));
+    }
+    if logins.is_empty()
+        || has(PresetKind::BearerPair)
+        || has(PresetKind::PascalCase)
+        || has(PresetKind::AuthToken)
+    {
+        sources.push(SourceSetting::Bearer);
+    }
+    if logins.is_empty() || has(PresetKind::XAuthToken) {
+        sources.push(SourceSetting::Header(
+            crate::schemes::x_auth_token::X_AUTH_TOKEN,
+        ));
+    }
+    sources
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> ConfigFileError {
+        Settings::from_toml("/nonexistent/gateway.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn durations_have_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1 fortnight").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_name_their_line() {
+        let err = error("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n");
+        assert_eq!(err.line(), Some(3), "{err}");
+        assert!(err.message().contains("listn"), "{err}");
+
+        let err = error("[server]\n\nlisten = 5\n");
+        assert_eq!(err.line(), Some(3), "{err}");
+        assert_eq!(err.key(), Some("listen"), "{err}");
+    }
+
+    #[test]
+    fn values_that_cannot_be_honoured_name_key_and_line() {
+        let keys = "[keys]\nsigning_key = \"ephemeral\"\n[guard]\nissuers = [\"a\"]\n";
+        let err = error(&format!(
+            "{keys}ip_deny = [\"10.0.0.0/8\",\n  \"10.0.0.0/33\"]\n"
+        ));
+        assert_eq!(err.key(), Some("guard.ip_deny[1]"), "{err}");
+        assert_eq!(err.line(), Some(6), "{err}");
+
+        let err = error("[keys]\nsigning_key = \"ephemeral\"\n[[login]]\npreset = \"cookie\"\n");
+        assert_eq!(err.key(), Some("login[0].preset"), "{err}");
+        assert_eq!(err.line(), Some(4), "{err}");
+        assert!(err.message().contains("cookie_session"), "{err}");
+
+        let err = error("[keys]\nsigning_key = \"missing.pem\"\n");
+        assert_eq!(err.key(), Some("keys.signing_key"), "{err}");
+        assert_eq!(err.line(), Some(2), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/gateway.toml:2: keys.signing_key: cannot read"),
+            "{err}"
+        );
+
+        let err = error("[upstream]\nurl = \"https://example.com\"\n");
+        assert_eq!(err.key(), Some("upstream.url"), "{err}");
+
+        let err = error("[keys]\nsigning_key = \"ephemeral\"\n[users]\nfile = \"users.toml\"\n");
+        assert_eq!(err.key(), Some("users.file"), "{err}");
+        assert_eq!(err.line(), Some(4), "{err}");
+
+        let err = error(&format!("{keys}[identity]\nsubject = \"Authorization\"\n"));
+        assert_eq!(err.key(), Some("identity"), "{err}");
+    }
+
+    #[test]
+    fn presets_need_users_and_keys() {
+        let err = error("[[login]]\npreset = \"bearer_pair\"\n");
+        assert_eq!(err.key(), Some("keys.signing_key"), "{err}");
+        let err =
+            error("[keys]\nsigning_key = \"ephemeral\"\n[[login]]\npreset = \"bearer_pair\"\n");
+        assert_eq!(err.key(), Some("users.file"), "{err}");
+    }
+
+    #[test]
+    fn a_minimal_file_has_defaults() {
+        let settings = Settings::from_toml(
+            "gateway.toml",
+            "[keys]\nsigning_key = \"ephemeral\"\n[guard]\nissuers = [\"authgate\"]\n",
+        )
+        .unwrap();
+        assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(settings.verify_path, DEFAULT_VERIFY_PATH);
+        assert_eq!(settings.identity.subject, "x-auth-subject");
+        assert_eq!(settings.token_sources.len(), 3);
+    }
+}

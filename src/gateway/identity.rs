@@ -1,0 +1,227 @@
+//! Who a request is, as headers: the claims the gateway reads from a
+//! verified token, the identity headers it sends the upstream (or answers a
+//! forward-auth proxy with), and the removal of every copy a client sent.
+//!
+//! The header values are worked out once per token, when its claims are
+//! read ([`GatewayClaims`]): a token served again from the verifier's cache
+//! costs a few reference-count increments, not a formatting pass.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Request};
+use serde::Deserialize;
+
+use crate::ip::ClientIp;
+use crate::tenant::{HasSpaces, Space};
+use crate::token::{Anonymous, VerifiedToken};
+
+use super::config::IdentityHeaders;
+
+/// The claims the gateway reads from any token: `sub`, `spaces`, `roles`,
+/// and the whole claims set for the optional claims header.
+#[derive(Debug, Clone)]
+pub struct GatewayClaims {
+    spaces: Vec<String>,
+    values: Arc<IdentityValues>,
+}
+
+/// The identity header values of one token.
+#[derive(Debug)]
+struct IdentityValues {
+    subject: Result<HeaderValue, &'static str>,
+    roles: Result<HeaderValue, &'static str>,
+    spaces: Result<HeaderValue, &'static str>,
+    claims: Result<HeaderValue, &'static str>,
+}
+
+impl HasSpaces for GatewayClaims {
+    fn spaces(&self) -> &[String] {
+        &self.spaces
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayClaims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let claims = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let strings = |name: &str| -> Result<Vec<String>, D::Error> {
+            match claims.get(name) {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .map(|item| {
+                        item.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| D::Error::custom(format!("`{name}` holds a non-string")))
+                    })
+                    .collect(),
+                Some(_) => Err(D::Error::custom(format!(
+                    "`{name}` is not a list of strings"
+                ))),
+            }
+        };
+        let spaces = strings("spaces")?;
+        let roles = strings("roles")?;
+        let subject = match claims.get("sub") {
+            Some(serde_json::Value::String(sub)) => text_value(sub),
+            None => Err("the token has no subject"),
+            Some(_) => Err("the token's subject is not a string"),
+        };
+        let json = serde_json::Value::Object(claims).to_string();
+        let values = IdentityValues {
+            subject,
+            roles: list_value(&roles),
+            spaces: list_value(&spaces),
+            claims: text_value(&ascii_json(&json)),
+        };
+        Ok(GatewayClaims {
+            spaces,
+            values: Arc::new(values),
+        })
+    }
+}
+
+/// A header value for `text`: refused when it holds a control character (a
+/// header cannot carry it, and it must not split one).
+fn text_value(text: &str) -> Result<HeaderValue, &'static str> {
+    HeaderValue::from_str(text)
+        .or_else(|_| HeaderValue::from_bytes(text.as_bytes()))
+        .map_err(|_| "an identity value holds a character a header cannot carry")
+}
+
+/// `a,b,c`: refused when an item holds a comma (it would read as two items
+/// upstream, granting a role or space the token never named).
+fn list_value(items: &[String]) -> Result<HeaderValue, &'static str> {
+    if items.iter().any(|item| item.contains(',')) {
+        return Err("a role or space holds a comma, which the comma-separated header cannot carry");
+    }
+    text_value(&items.join(","))
+}
+
+/// `json` with every non-ASCII character escaped as `\uXXXX`, so the claims
+/// travel in a header as plain ASCII JSON.
+fn ascii_json(json: &str) -> String {
+    if json.is_ascii() {
+        return json.to_owned();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// Why the identity of a request cannot be stated: a check did not run,
+/// or the token holds a value no header can carry. The gateway answers
+/// `500` and says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdentityError(pub(crate) &'static str);
+
+/// The identity of a request the guard let through, as headers named by
+/// `names`. `authenticated` says whether the route required a token: then
+/// every check must have left its mark (the client address, the verified
+/// token of [`GatewayClaims`], the space); otherwise only the address must
+/// be there and the identity headers are sent empty.
+pub(crate) fn identity_headers<B>(
+    request: &Request<B>,
+    names: &IdentityHeaders,
+    authenticated: bool,
+) -> Result<HeaderMap, IdentityError> {
+    let extensions = request.extensions();
+    if extensions.get::<ClientIp>().is_none() {
+        return Err(IdentityError("the address filter did not run"));
+    }
+    let mut headers = HeaderMap::with_capacity(5);
+    if !authenticated {
+        let empty = HeaderValue::from_static("");
+        for name in names.names() {
+            headers.insert(name.clone(), empty.clone());
+        }
+        return Ok(headers);
+    }
+    let token =
+        extensions
+            .get::<VerifiedToken>()
+            .ok_or(if extensions.get::<Anonymous>().is_some() {
+                IdentityError("an anonymous request reached an authenticated route")
+            } else {
+                IdentityError("the token check did not run")
+            })?;
+    let claims = token
+        .claims::<GatewayClaims>()
+        .ok_or(IdentityError("the token was read for another claims type"))?;
+    let Space(space) = extensions
+        .get::<Space>()
+        .ok_or(IdentityError("the space check did not run"))?;
+    let values = &claims.values;
+    let space = HeaderValue::from_str(space)
+        .map_err(|_| IdentityError("the space is not a header value"))?;
+    headers.insert(
+        names.subject.clone(),
+        values.subject.clone().map_err(IdentityError)?,
+    );
+    headers.insert(
+        names.roles.clone(),
+        values.roles.clone().map_err(IdentityError)?,
+    );
+    headers.insert(
+        names.spaces.clone(),
+        values.spaces.clone().map_err(IdentityError)?,
+    );
+    headers.insert(names.space.clone(), space);
+    if let Some(name) = &names.claims {
+        headers.insert(name.clone(), values.claims.clone().map_err(IdentityError)?);
+    }
+    Ok(headers)
+}
+
+/// Removes every header named in `names`: copies a client sent must never
+/// reach the upstream.
+pub(crate) fn strip_identity(headers: &mut HeaderMap, names: &IdentityHeaders) {
+    for name in names.names() {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(json: serde_json::Value) -> Result<GatewayClaims, serde_json::Error> {
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn values_are_worked_out_once_per_token() {
+        let claims = claims(serde_json::json!({
+            "sub": "admin", "spaces": ["default_space", "production"], "roles": ["admin"], "n": "é"
+        }))
+        .unwrap();
+        assert_eq!(claims.spaces(), ["default_space", "production"]);
+        assert_eq!(claims.values.subject.as_ref().unwrap(), "admin");
+        assert_eq!(
+            claims.values.spaces.as_ref().unwrap(),
+            "default_space,production"
+        );
+        assert_eq!(claims.values.roles.as_ref().unwrap(), "admin");
+        let json = claims.values.claims.as_ref().unwrap().to_str().unwrap();
+        assert!(json.contains(r#""n":"\u00e9""#), "{json}");
+    }
+
+    #[test]
+    fn values_a_header_cannot_carry_fail_closed() {
+        let comma = claims(serde_json::json!({"sub": "a", "roles": ["viewer,admin"]})).unwrap();
+        assert!(comma.values.roles.is_err());
+        let newline = claims(serde_json::json!({"sub": "a\r\nX-Auth-Roles: admin"})).unwrap();
+        assert!(newline.values.subject.is_err());
+        assert!(claims(serde_json::json!({"sub": "a", "spaces": "default_space"})).is_err());
+        assert!(claims(serde_json::json!({"sub": "a", "roles": [1]})).is_err());
+    }
+}

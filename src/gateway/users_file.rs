@@ -1,0 +1,315 @@
+//! The users file: one `[[user]]` table per account, with an argon2 hash in
+//! PHC form, never a password.
+//!
+//! ```toml
+//! [[user]]
+//! username = "admin"
+//! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
+//! spaces = ["default_space", "production"]
+//! roles = ["admin"]
+//!
+//! [[user]]
+//! username = "operator"
+//! id = "7d1c2a9e-0b7f-4a51-9d59-3f2b8f0c1e44"   # a stable user id (else one per start)
+//! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
+//! spaces = ["default_space"]
+//! roles = ["operator"]
+//! totp_secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"   # base32: TOTP required after the password
+//! email = "operator@example.com"                    # signs in as well as the username
+//! name = "Operator"
+//! active_until = 1893456000                         # seconds since the epoch: no sign-in afterwards
+//! ```
+//!
+//! `authgate user add FILE NAME` appends a table, hashing a password read
+//! from standard input; `authgate hash-password` prints a hash.
+
+use std::path::Path;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHasher, SaltString};
+use serde::{Deserialize, Serialize};
+
+use crate::login::{MemoryUsers, NewUser, Principal, normalize_username};
+
+/// One account of the users file.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserEntry {
+    pub(crate) username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<String>,
+    pub(crate) password_hash: String,
+    #[serde(default)]
+    pub(crate) spaces: Vec<String>,
+    #[serde(default)]
+    pub(crate) roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) totp_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    /// Seconds since the epoch after which the account cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) active_until: Option<u64>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileForm {
+    #[serde(default)]
+    user: Vec<UserEntry>,
+}
+
+/// The accounts of a users file, checked: every hash an argon2 PHC string,
+/// every TOTP secret base32, no name twice.
+#[derive(Clone)]
+pub(crate) struct UsersFile {
+    users: Vec<(Principal, String)>,
+}
+
+impl std::fmt::Debug for UsersFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsersFile")
+            .field("accounts", &self.users.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UsersFile {
+    /// Reads and checks the file at `path`.
+    pub(crate) fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        Self::parse(&text).map_err(|err| format!("{}: {err}", path.display()))
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let form: FileForm = toml::from_str(text).map_err(|err| {
+            let line = err
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(line) => format!("line {line}: {}", err.message().trim()),
+                None => err.message().trim().to_owned(),
+            }
+        })?;
+        let mut users: Vec<(Principal, String)> = Vec::new();
+        let check_store = MemoryUsers::new().map_err(|err| err.to_string())?;
+        for (i, entry) in form.user.into_iter().enumerate() {
+            let at = |what: &str| format!("user[{i}] ({}): {what}", entry.username);
+            if entry.username.trim().is_empty() {
+                return Err(format!("user[{i}]: a username is required"));
+            }
+            if users.iter().any(|(p, _)| {
+                normalize_username(&p.username) == normalize_username(&entry.username)
+            }) {
+                return Err(at("the username is listed twice"));
+            }
+            let mut principal = Principal::new(
+                entry
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                entry.username.clone(),
+            )
+            .with_spaces(entry.spaces.clone())
+            .with_roles(entry.roles.clone());
+            if let Some(email) = &entry.email {
+                principal = principal.with_email(email.clone());
+            }
+            if let Some(name) = &entry.name {
+                principal = principal.with_name(name.clone());
+            }
+            if let Some(until) = entry.active_until {
+                principal = principal.with_active_until(until);
+            }
+            if let Some(secret) = &entry.totp_secret {
+                let bytes = NewUser::new("", "")
+                    .totp_base32(secret)
+                    .map_err(|err| at(&err.to_string()))?
+                    .totp_secret
+                    .unwrap_or_default();
+                principal = principal.with_totp_secret(bytes);
+            }
+            // The same check the store makes when the users are loaded.
+            check_store
+                .insert_hashed(principal.clone(), &entry.password_hash)
+                .map_err(|err| at(&err.to_string()))?;
+            for space in &principal.spaces {
+                crate::tenant::SelectSpaceLayer::<crate::gateway::identity::GatewayClaims>::new()
+                    .default_space(space)
+                    .map_err(|err| at(&err.to_string()))?;
+            }
+            users.push((principal, entry.password_hash));
+        }
+        Ok(UsersFile { users })
+    }
+
+    /// The accounts, in a store.
+    pub(crate) fn to_store(&self) -> Result<MemoryUsers, String> {
+        let store = MemoryUsers::new().map_err(|err| err.to_string())?;
+        for (principal, hash) in &self.users {
+            store
+                .insert_hashed(principal.clone(), hash)
+                .map_err(|err| err.to_string())?;
+        }
+        Ok(store)
+    }
+
+    /// How many accounts the file holds.
+    pub(crate) fn len(&self) -> usize {
+        self.users.len()
+    }
+}
+
+/// An argon2id hash of `password` in PHC form, with the parameters
+/// [`MemoryUsers`] uses.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|err| format!("password hashing failed: {err}"))
+}
+
+/// A new account for [`add_user`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AddUser {
+    /// The login name.
+    pub username: String,
+    /// Spaces, the first being the default.
+    pub spaces: Vec<String>,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// A base32 TOTP secret, when a second step is required.
+    pub totp_secret: Option<String>,
+}
+
+impl AddUser {
+    /// An account named `username`, without spaces, roles or TOTP.
+    pub fn new(username: impl Into<String>) -> Self {
+        AddUser {
+            username: username.into(),
+            ..AddUser::default()
+        }
+    }
+
+    /// With these spaces.
+    pub fn with_spaces(mut self, spaces: Vec<String>) -> Self {
+        self.spaces = spaces;
+        self
+    }
+
+    /// With these roles.
+    pub fn with_roles(mut self, roles: Vec<String>) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// With this base32 TOTP secret.
+    pub fn with_totp_secret(mut self, secret: Option<String>) -> Self {
+        self.totp_secret = secret;
+        self
+    }
+}
+
+/// Appends `user` with `password` hashed to the users file at `path`
+/// (created when absent). The file is checked first and again with the new
+/// account, so a name already there, a bad secret or a malformed file is
+/// refused and the file left as it was.
+pub fn add_user(path: &Path, user: AddUser, password: &str) -> Result<(), String> {
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+    };
+    UsersFile::parse(&existing).map_err(|err| format!("{}: {err}", path.display()))?;
+    let entry = UserEntry {
+        username: user.username,
+        id: Some(uuid::Uuid::new_v4().to_string()),
+        password_hash: hash_password(password)?,
+        spaces: user.spaces,
+        roles: user.roles,
+        totp_secret: user.totp_secret,
+        email: None,
+        name: None,
+        active_until: None,
+    };
+    let table = toml::to_string(&FileForm { user: vec![entry] })
+        .map_err(|err| format!("cannot write the account: {err}"))?;
+    let mut updated = existing;
+    if !updated.is_empty() && !updated.ends_with("\n\n") {
+        updated.push_str(if updated.ends_with('\n') {
+            "\n"
+        } else {
+            "\n\n"
+        });
+    }
+    updated.push_str(&table);
+    UsersFile::parse(&updated)?;
+    let temporary = path.with_extension("toml.new");
+    std::fs::write(&temporary, &updated)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|err| format!("cannot write {}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::login::Authenticator;
+
+    #[tokio::test]
+    async fn added_users_log_in_with_their_password() {
+        let dir = std::env::temp_dir().join(format!("authgate-users-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("users.toml");
+        add_user(
+            &path,
+            AddUser::new("admin").with_spaces(vec!["default_space".into()]),
+            "s3cret",
+        )
+        .unwrap();
+        add_user(&path, AddUser::new("ops"), "other").unwrap();
+        assert!(
+            add_user(&path, AddUser::new("ADMIN"), "again")
+                .unwrap_err()
+                .contains("twice")
+        );
+        let users = UsersFile::load(&path).unwrap();
+        assert_eq!(users.len(), 2);
+        let store = users.to_store().unwrap();
+        let admin = store.authenticate("admin", "s3cret").await.unwrap();
+        assert_eq!(admin.spaces, ["default_space"]);
+        assert!(store.authenticate("admin", "other").await.is_err());
+        assert!(store.authenticate("ops", "other").await.is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn malformed_files_are_refused() {
+        assert!(
+            UsersFile::parse("[[user]]\nusername = \"a\"\npassword_hash = \"plain\"\n")
+                .unwrap_err()
+                .contains("user[0] (a)")
+        );
+        assert!(
+            UsersFile::parse("[[user]]\nusername = \"a\"\n")
+                .unwrap_err()
+                .contains("line")
+        );
+        let hash = hash_password("x").unwrap();
+        let twice = format!(
+            "[[user]]\nusername = \"a\"\npassword_hash = \"{hash}\"\n[[user]]\nusername = \"A\"\npassword_hash = \"{hash}\"\n"
+        );
+        assert!(UsersFile::parse(&twice).unwrap_err().contains("twice"));
+        let bad_totp = format!(
+            "[[user]]\nusername = \"a\"\npassword_hash = \"{hash}\"\ntotp_secret = \"!!\"\n"
+        );
+        assert!(UsersFile::parse(&bad_totp).is_err());
+    }
+}
