@@ -16,7 +16,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http::{HeaderValue, Request, Response, header};
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
