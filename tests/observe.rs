@@ -23,11 +23,13 @@ use tower_authgate::clock::now_seconds;
 use tower_authgate::ip::IpRules;
 use tower_authgate::lockout::{Lockout, LockoutPolicy};
 
-/// The global recorder's snapshotter, and every metric key seen so far
-/// (`name{label=value,...}`).
+/// A metric's name and its labels, sorted.
+type MetricKey = (String, Vec<(String, String)>);
+
+/// The global recorder's snapshotter, and every metric key seen so far.
 struct Recorded {
     snapshotter: Snapshotter,
-    keys: Mutex<BTreeSet<(String, Vec<(String, String)>)>>,
+    keys: Mutex<BTreeSet<MetricKey>>,
 }
 
 fn recorded() -> &'static Recorded {
