@@ -487,9 +487,17 @@ async fn attack_table() {
     cases.push(proxied);
 
     assert!(cases.len() >= 40, "{} cases", cases.len());
+    // Everything the crate emits while the table runs, searched afterwards
+    // for every credential the cases sent.
+    #[cfg(feature = "tracing")]
+    let capture = common::capture::Capture::default();
+    #[cfg(feature = "tracing")]
+    let _capturing = tracing_subscriber::util::SubscriberInitExt::set_default(capture.subscriber());
+    let mut sent = vec![access.clone(), refresh.clone()];
     let mut failures = Vec::new();
     let total = cases.len();
     for case in cases {
+        sent.extend(credentials_in(&case.request));
         let response = match case.target {
             Target::Demo => demo_call(&router, case.peer, case.request).await,
             Target::Keys => keys_call(&keys, case.request).await,
@@ -523,6 +531,54 @@ async fn attack_table() {
         failures.len(),
         failures.join("\n")
     );
+    #[cfg(feature = "tracing")]
+    {
+        let text = capture.text();
+        assert!(
+            text.contains("tower_authgate::decision") && text.contains("bad_signature"),
+            "the attacks' refusals were not captured"
+        );
+        let leaked: Vec<&String> = sent.iter().filter(|c| text.contains(c.as_str())).collect();
+        assert!(
+            leaked.is_empty(),
+            "credentials in the telemetry: {leaked:?}"
+        );
+    }
+}
+
+/// The credentials a request carries, and each part of those that are
+/// tokens: the `Authorization` value after its scheme, `X-Auth-Token`, and
+/// every cookie's value. Parts shorter than 16 characters are left out, as
+/// they could match ordinary text by chance.
+fn credentials_in(request: &Request<Body>) -> Vec<String> {
+    let headers = request.headers();
+    let mut values = Vec::new();
+    for value in headers.get_all("authorization") {
+        let value = value.to_str().unwrap_or_default();
+        values.push(
+            value
+                .split_once(' ')
+                .map_or(value, |(_, token)| token)
+                .trim(),
+        );
+    }
+    for value in headers.get_all("x-auth-token") {
+        values.push(value.to_str().unwrap_or_default().trim());
+    }
+    for value in headers.get_all("cookie") {
+        for pair in value.to_str().unwrap_or_default().split(';') {
+            if let Some((_, value)) = pair.split_once('=') {
+                values.push(value.trim());
+            }
+        }
+    }
+    let mut credentials = Vec::new();
+    for value in values {
+        credentials.push(value.to_owned());
+        credentials.extend(value.split('.').map(str::to_owned));
+    }
+    credentials.retain(|c| c.len() >= 16);
+    credentials
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

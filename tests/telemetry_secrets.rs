@@ -17,41 +17,13 @@
 
 mod common;
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
+use common::capture::Capture;
 use common::demo::{Reply, Server, app, claims_of, config, multipart, operator_code, start_config};
 use http::{Method, StatusCode};
 use metrics_util::debugging::DebuggingRecorder;
 use serde_json::{Value, json};
 use tower_authgate::clock::now_seconds;
 use tower_authgate::token::SigningKey;
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::FmtSpan;
-
-/// Every byte the subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 const EMAIL: &str = "zq81x.owner@example.org";
 const PASSWORD: &str = "Qz7vTn4wLk9pRx2m-Hj8";
@@ -115,15 +87,7 @@ async fn form_login(server: &Server, user: &str, password: &str) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_events_or_metrics() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .with_max_level(LevelFilter::TRACE)
-        .with_span_events(FmtSpan::FULL)
-        .with_target(true)
-        // No timestamps: their digits could match a one-time code.
-        .without_time()
-        .finish();
+    let subscriber = capture.subscriber();
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -695,7 +659,7 @@ async fn no_secret_reaches_events_or_metrics() {
     assert_eq!(locked.status, StatusCode::OK, "{}", locked.text);
     server.stop().await;
 
-    let output = String::from_utf8(capture.0.lock().unwrap().clone()).expect("UTF-8 output");
+    let output = capture.text();
     let mut metric_keys = String::new();
     for (key, _, _, _) in snapshotter.snapshot().into_vec() {
         let key = key.key();

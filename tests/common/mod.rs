@@ -2,6 +2,8 @@
 //! a real redis-server.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "tracing")]
+pub mod capture;
 #[cfg(feature = "presets")]
 pub mod demo;
 #[cfg(feature = "redis")]
