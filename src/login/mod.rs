@@ -298,7 +298,9 @@ impl LoginFlow {
     /// token to the second step.
     ///
     /// A locked account is refused before its password is checked; a wrong
-    /// password counts a failure; an account past its `active_until` is
+    /// password counts a failure against the account, whichever of its names
+    /// (username or email) was sent, found with one
+    /// [`Authenticator::find`]; an account past its `active_until` is
     /// refused (`403`) once its password is right; a complete login (no TOTP
     /// required) forgets the failures.
     pub async fn password(
@@ -328,7 +330,11 @@ impl LoginFlow {
         if username.trim().is_empty() || password.is_empty() {
             return Err(LoginError::InvalidCredentials);
         }
-        let key = self.lock_key(username, client);
+        // Failures count against the account, whichever of its names (its
+        // username, its email) the attempt used: five failures in all lock
+        // it. A name that is no account counts on its own.
+        let account = self.users.find(username).await.map(|found| found.username);
+        let key = self.lock_key(account.as_deref().unwrap_or(username), client);
         self.refuse_if_locked(&key).await?;
         let principal = match self.users.authenticate(username, password).await {
             Ok(principal) => principal,
