@@ -35,7 +35,24 @@ const OPERATOR_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 const ALLOWED_CLIENT: &str = "127.0.0.5";
 const DENIED_CLIENT: &str = "127.0.0.9";
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A directory of its own under the system's temporary directory, removed
+/// with everything in it when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "authgate-{name}-{}-{}",
         std::process::id(),
@@ -45,7 +62,7 @@ fn temp_dir(name: &str) -> PathBuf {
             .as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 fn free_port() -> u16 {
@@ -189,6 +206,8 @@ fn websocket_echo(mut request: Request<Incoming>) -> Response<Full<Bytes>> {
 struct Process {
     child: Child,
     name: &'static str,
+    /// Its files, removed after the process is stopped.
+    _dir: Option<TempDir>,
 }
 
 impl Drop for Process {
@@ -254,7 +273,7 @@ struct Gateway {
     process: Process,
     addr: SocketAddr,
     config: PathBuf,
-    _dir: PathBuf,
+    _dir: TempDir,
 }
 
 impl Gateway {
@@ -282,6 +301,7 @@ impl Gateway {
             process: Process {
                 child,
                 name: "authgate",
+                _dir: None,
             },
             addr,
             config: path,
@@ -383,7 +403,7 @@ http {{
     std::fs::write(&path, conf).unwrap();
     let child = Command::new(binary("nginx"))
         .arg("-p")
-        .arg(&dir)
+        .arg(&*dir)
         .arg("-c")
         .arg(&path)
         .stdout(Stdio::null())
@@ -393,6 +413,7 @@ http {{
     let process = Process {
         child,
         name: "nginx",
+        _dir: Some(dir),
     };
     wait_for_port(port, "nginx").await;
     (process, port)
@@ -435,7 +456,7 @@ http://127.0.0.1:{port} {{
         .arg(&path)
         .arg("--adapter")
         .arg("caddyfile")
-        .env("HOME", &dir)
+        .env("HOME", &*dir)
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .stdout(Stdio::null())
@@ -445,6 +466,7 @@ http://127.0.0.1:{port} {{
     let process = Process {
         child,
         name: "caddy",
+        _dir: Some(dir),
     };
     wait_for_port(port, "caddy").await;
     (process, port)
@@ -1183,5 +1205,5 @@ fn check_names_the_key_and_line() {
         text.contains("username = \"alice\"") && text.contains("$argon2id$"),
         "{text}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
+    drop(dir);
 }
