@@ -83,7 +83,11 @@ impl AuthToken {
     }
 
     /// With the service-account registry in `store` (share a persistent one
-    /// between instances and restarts).
+    /// between instances and restarts). Revoking a service account writes
+    /// to the flow's issuer's revocation store: give that issuer a
+    /// persistent [`RevocationStore`](crate::store::RevocationStore) too
+    /// (both on Redis, say), or a revoked token, valid for years, verifies
+    /// again after a restart.
     pub fn with_service_account_store(mut self, store: Arc<dyn ServiceAccountStore>) -> Self {
         self.accounts = ServiceAccounts::new(store);
         self

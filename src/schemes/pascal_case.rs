@@ -33,9 +33,18 @@
 //! - `KeepLoggedIn: true` gives the refresh token 30 days
 //!   ([`KEEP_LOGGED_IN_SECONDS`]), `false` the issuer's default; an account
 //!   with TOTP keeps the choice through the TOTP step.
+//! - An account with TOTP signs in in two steps. The password step answers
+//!   the four fields with an empty `AccessToken` and `RefreshToken` and the
+//!   otp-pending token in `TotpAccessCode` (the document's two-field sign-in
+//!   answer has no room for it), which `POST /authenticate/totp` takes as
+//!   `token` with the code.
 //! - The refresh takes the refresh token as bearer and rotates it: the old
 //!   one is used up, presented again within the issuer's grace window it
-//!   gives a sibling pair, later it ends the whole session.
+//!   gives a sibling pair, later it ends the whole session. The document's
+//!   "requires an authenticated user" is read as "the bearer of the login
+//!   session's refresh token": an access token there is refused (`401`, the
+//!   error object), so a stolen short-lived access token can never be turned
+//!   into a long-lived pair.
 //! - Sign-out answers the one object the document shows for it, the error
 //!   object, saying the authorization is now invalid.
 //! - The Nx login signs in with the account's email. The plugin login
@@ -66,6 +75,10 @@
 //!   tells whether an account exists; the existing account is untouched and
 //!   the new password does not sign in to it. The new account signs in with
 //!   its email as `Username`.
+//! - Password reset is not provided: the document names it but gives no
+//!   path, body or answer, and it needs a way to reach the user (mail) that
+//!   is the application's. An application adds its own route beside the
+//!   preset's router.
 
 use std::sync::Arc;
 use std::time::Duration;

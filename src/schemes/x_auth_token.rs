@@ -6,9 +6,11 @@
 //!   `{"userId","username","X-Auth-Token"}`; `401` for wrong credentials
 //!   (unknown users alike), `400`/`413`/`415` for a bad body. `logoutID`, when
 //!   it is a token of this service, is revoked (the session it replaces).
-//! - Tokens last 24 hours and are signed with a key generated when the
-//!   service starts ([`XAuthToken::restart_scoped_key`]), so a restart voids
-//!   every token, as the document says.
+//! - Tokens last 24 hours. The document's "a restart voids every token"
+//!   holds when the flow's issuer signs with a key generated when the
+//!   service starts: give it [`XAuthToken::restart_scoped_key`] (the demo
+//!   does). The preset takes the flow as it is given and cannot enforce it:
+//!   an issuer with a persistent key keeps tokens valid across restarts.
 //! - The deprecated `GET /api/v1/login?username=&password=` puts credentials
 //!   in the URL; it is off unless [`XAuthToken::with_deprecated_get`] is
 //!   called, and then answers `{"id","username","activeUntil"?}` with
