@@ -1088,6 +1088,110 @@ async fn past_its_time_out_an_endpoint_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn past_fifteen_seconds_sign_in_and_sign_out_answer_503_with_retry_after() {
+    // The 15 s group waits for real: the time-out is the preset's
+    // `tokio::time::timeout`, and the tests' tokio has no paused clock
+    // (`test-util`). Both stuck requests run at once, so the test takes
+    // about 15 s, at most ~16.5 s.
+    let issuer = issuer();
+    let preset = |authenticate: Duration, find: Duration| {
+        PascalCase::new(LoginFlow::new(
+            Arc::new(Slow {
+                users: users(),
+                authenticate,
+                find,
+            }),
+            issuer.clone(),
+        ))
+        .router()
+    };
+    let admin = users().find("admin").await.unwrap();
+    let timed = |router: Router, request: Request<Body>| async move {
+        let started = Instant::now();
+        let reply = call(&router, request).await;
+        (reply, started.elapsed())
+    };
+    let signin = || {
+        json_request(
+            "/authenticate/signin",
+            &[],
+            json!({"Username": "admin", "Password": "admin", "KeepLoggedIn": false}),
+        )
+    };
+    // The sign-in checking a password for 30 s; the sign-out reading the
+    // account for 30 s; the sign-in checking it for 0.5 s.
+    let stuck = preset(Duration::from_secs(30), Duration::from_secs(30));
+    let slowish = preset(Duration::from_millis(500), Duration::ZERO);
+    let access = issuer
+        .issue_pair(&admin, PairLifetimes::new())
+        .unwrap()
+        .access
+        .token;
+    let (signin_late, signout_late, signin_in_time) = tokio::join!(
+        timed(stuck.clone(), signin()),
+        timed(
+            stuck,
+            Request::post("/authenticate/signout")
+                .header("authorization", bearer(&access))
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        timed(slowish, signin()),
+    );
+    for (reply, elapsed) in [&signin_late, &signout_late] {
+        assert_error_object(reply, StatusCode::SERVICE_UNAVAILABLE, "");
+        assert_eq!(reply.headers["retry-after"], "1");
+        assert_eq!(reply.str("Message"), "the request timed out after 15 s");
+        let limit = Duration::from_secs(15);
+        assert!(
+            *elapsed >= limit && *elapsed < limit + Duration::from_millis(1500),
+            "{elapsed:?}"
+        );
+    }
+    let (reply, elapsed) = &signin_in_time;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(keys(&reply.body), ["AccessToken", "RefreshToken"]);
+    assert_eq!(claims_of(&reply.str("AccessToken"))["sub"], "admin");
+    assert!(*elapsed >= Duration::from_millis(500), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn the_refresh_refuses_an_access_token_with_the_error_object() {
+    let server = start().await;
+    let signin = post(
+        &server,
+        "/authenticate/signin",
+        &[],
+        json!({"Username": "admin", "Password": "admin", "KeepLoggedIn": false}),
+    )
+    .await;
+    assert_eq!(signin.status, StatusCode::OK, "{}", signin.text);
+    let (access, refresh) = (signin.str("AccessToken"), signin.str("RefreshToken"));
+
+    // The access token as the bearer of the refresh: 401, the error object,
+    // no pair.
+    let refused = post(
+        &server,
+        "/authenticate/refresh",
+        &[("authorization", &bearer(&access))],
+        json!({"GrantType": "refresh_token"}),
+    )
+    .await;
+    assert_error_object(&refused, StatusCode::UNAUTHORIZED, "");
+    assert!(
+        refused.body.get("AccessToken").is_none(),
+        "{}",
+        refused.text
+    );
+    assert!(!refused.text.contains(&access), "{}", refused.text);
+
+    // The session is untouched: its access token still works, and its
+    // refresh token still refreshes.
+    assert_eq!(me_status(&server, &access).await, StatusCode::OK);
+    assert_eq!(refresh_status(&server, &refresh).await, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn every_refusal_of_the_auth_layer_is_the_error_object() {
     let issuer = issuer();
     let preset = PascalCase::new(LoginFlow::new(Arc::new(users()), issuer.clone()));
@@ -1449,6 +1553,52 @@ fn as_listed(created: &Reply) -> Value {
     let mut listed = created.body.clone();
     listed.as_object_mut().unwrap().remove("token");
     listed
+}
+
+#[tokio::test]
+async fn a_service_account_needs_a_stated_purpose() {
+    let server = start().await;
+    let admin = regscale_admin(&server).await;
+    for body in [
+        json!({"durationDays": 30}),
+        json!({"purpose": "   ", "durationDays": 30}),
+        json!({"purpose": "", "durationSeconds": 3600}),
+    ] {
+        let refused = post(
+            &server,
+            "/api/serviceAccounts",
+            &[("authorization", &admin)],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            refused.text
+        );
+        assert_eq!(keys(&refused.body), ["message", "statusCode"], "{body}");
+        assert_eq!(refused.body["statusCode"], 400, "{body}");
+        assert!(
+            refused.str("message").contains("purpose"),
+            "{body}: {}",
+            refused.text
+        );
+        assert!(refused.body.get("token").is_none(), "{body}");
+    }
+    // None of them was created.
+    let list = server
+        .get("/api/serviceAccounts", &[("authorization", &admin)])
+        .await;
+    assert_eq!((list.status, list.body), (StatusCode::OK, json!([])));
+    // A purpose with surrounding blanks is kept trimmed.
+    let created = create_service_account(
+        &server,
+        &admin,
+        json!({"purpose": "  CI sync  ", "durationDays": 1}),
+    )
+    .await;
+    assert_eq!(created.str("purpose"), "CI sync");
 }
 
 #[cfg(feature = "redis")]
