@@ -10,6 +10,18 @@ use serde_json::json;
 use tower_authgate::clock::now_seconds;
 use tower_authgate::token::SigningKey;
 
+/// The keys of a JSON object, sorted.
+fn keys(body: &serde_json::Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 #[tokio::test]
 async fn document_000_cookie_session() {
     let server = start().await;
@@ -27,6 +39,7 @@ async fn document_000_cookie_session() {
         login.body,
         json!({"expire-seconds": 300, "spaces": ["default_space", "production"]})
     );
+    assert_eq!(login.headers["content-type"], "application/json");
     let cookies = login.cookies();
     assert_eq!(cookies.len(), 2);
     assert!(cookies[0].starts_with("ins_access_token=ey"));
@@ -240,6 +253,13 @@ async fn document_001_bearer_pair() {
         )
         .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    assert_eq!(login.headers["content-type"], "application/json");
+    assert_eq!(
+        keys(&login.body),
+        ["access_token", "refresh_token"],
+        "{}",
+        login.text
+    );
     let (access, refresh) = (login.str("access_token"), login.str("refresh_token"));
     let claims = claims_of(&access);
     assert_eq!(claims["iss"], "datarhei-core");
@@ -286,12 +306,8 @@ async fn document_001_bearer_pair() {
         .get("/api/login/refresh", &[("authorization", &refresh_bearer)])
         .await;
     assert_eq!(renewed.status, StatusCode::OK);
-    assert_eq!(
-        renewed.body.as_object().unwrap().len(),
-        1,
-        "only access_token: {}",
-        renewed.text
-    );
+    assert_eq!(keys(&renewed.body), ["access_token"], "{}", renewed.text);
+    assert_eq!(renewed.headers["content-type"], "application/json");
     let new_access = renewed.str("access_token");
     assert_eq!(claims_of(&new_access)["usefor"], "access");
     let new_bearer = format!("Bearer {new_access}");
@@ -357,6 +373,59 @@ async fn document_001_bearer_pair() {
         )
         .await;
     assert_eq!(with_code.status, StatusCode::OK, "{}", with_code.text);
+}
+
+#[tokio::test]
+async fn document_001_the_documents_raw_login_sample() {
+    // The document's sample request, as it is: `Authorization: YOUR_API_KEY`
+    // (no scheme: not a bearer token, so not the external login) and the
+    // JSON credentials.
+    let server = start().await;
+    let body = br#"{
+  "password": "admin",
+  "username": "admin"
+}"#
+    .to_vec();
+    let login = server
+        .send(
+            Method::POST,
+            "/api/login",
+            &[
+                ("authorization", "YOUR_API_KEY"),
+                ("content-type", "application/json"),
+                ("accept", "*/*"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    assert_eq!(login.headers["content-type"], "application/json");
+    assert_eq!(keys(&login.body), ["access_token", "refresh_token"]);
+    let access = login.str("access_token");
+    assert_eq!(claims_of(&access)["sub"], "admin");
+    assert_eq!(claims_of(&access)["usefor"], "access");
+    assert_eq!(
+        server
+            .get("/api/me", &[("authorization", &format!("Bearer {access}"))])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The same header with wrong credentials is still a password login:
+    // Core's 401, not a refusal of the header.
+    let wrong = server
+        .send(
+            Method::POST,
+            "/api/login",
+            &[
+                ("authorization", "YOUR_API_KEY"),
+                ("content-type", "application/json"),
+            ],
+            br#"{"password": "x", "username": "admin"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.text);
+    assert_eq!(wrong.body["code"], 401);
 }
 
 #[tokio::test]
@@ -817,6 +886,120 @@ async fn document_004_x_auth_token() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn workflow_login(server: &Server) -> String {
+    let login = server
+        .json(
+            Method::POST,
+            "/api/v2/login",
+            &[],
+            json!({"username": "admin", "password": "admin"}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    login.headers["x-auth-token"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn document_004_a_restart_voids_x_auth_tokens_but_not_regscale_tokens() {
+    // The demo's configuration has a persistent signing key (`config()`
+    // gives the fixture key): RegScale tokens are signed with it and outlive
+    // a restart, while the Workflow API signs with a key made at each start
+    // (`XAuthToken::restart_scoped_key`), so its tokens do not.
+    let first = start_config(config()).await;
+    let workflow = workflow_login(&first).await;
+    let regscale = first
+        .json(
+            Method::POST,
+            "/api/authentication/login",
+            &[],
+            json!({"username": "admin", "password": "admin", "oldPassword": ""}),
+        )
+        .await;
+    assert_eq!(regscale.status, StatusCode::OK, "{}", regscale.text);
+    let regscale = format!("Bearer {}", regscale.str("auth_token"));
+    let me = first.get("/api/me", &[("x-auth-token", &workflow)]).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(
+        first
+            .get("/api/me", &[("authorization", &regscale)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let first_addr = first.addr;
+    first.stop().await;
+
+    let second = start_config(config()).await;
+    assert_ne!(second.addr, first_addr);
+    let voided = second.get("/api/me", &[("x-auth-token", &workflow)]).await;
+    assert_eq!(voided.status, StatusCode::UNAUTHORIZED, "{}", voided.text);
+    let projects = second
+        .get("/api/projects", &[("x-auth-token", &workflow)])
+        .await;
+    assert_eq!(
+        projects.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        projects.text
+    );
+    let kept = second.get("/api/me", &[("authorization", &regscale)]).await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+    assert_eq!(kept.body["username"], "admin");
+    // The second instance's own X-Auth-Tokens work.
+    let fresh = workflow_login(&second).await;
+    assert_ne!(fresh, workflow);
+    assert_eq!(
+        second
+            .get("/api/me", &[("x-auth-token", &fresh)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn document_004_the_v1_login_reads_logout_id_from_a_json_body() {
+    let server = start().await;
+    let previous = workflow_login(&server).await;
+    let bystander = workflow_login(&server).await;
+    assert_eq!(
+        server
+            .get("/api/me", &[("x-auth-token", &previous)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let v1 = server
+        .json(
+            Method::GET,
+            "/api/v1/login?username=admin&password=admin",
+            &[],
+            json!({"logoutID": previous}),
+        )
+        .await;
+    assert_eq!(v1.status, StatusCode::OK, "{}", v1.text);
+    assert_eq!(v1.headers["deprecation"], "true");
+    let token = v1.headers["x-auth-token"].to_str().unwrap().to_owned();
+    // The session the body named is over; the new one and the others live.
+    assert_eq!(
+        server
+            .get("/api/me", &[("x-auth-token", &previous)])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    for live in [&token, &bystander] {
+        assert_eq!(
+            server
+                .get("/api/me", &[("x-auth-token", live)])
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
 }
 
 #[tokio::test]
