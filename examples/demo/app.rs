@@ -14,7 +14,8 @@ use tower_authgate::csrf::CsrfLayer;
 use tower_authgate::ip::{ClientIp, ClientIpResolver, IpFilterLayer, IpRanges, IpRules};
 use tower_authgate::lockout::Lockout;
 use tower_authgate::login::{
-    AuthClaims, DEFAULT_REUSE_GRACE, JwtIssuer, LoginFlow, MemoryUsers, NewUser, TokenIssuer,
+    AuthClaims, DEFAULT_HASHING_QUEUE, DEFAULT_REUSE_GRACE, HashingPool, JwtIssuer, LoginFlow,
+    MemoryUsers, NewUser, TokenIssuer,
 };
 use tower_authgate::otp::TotpVerifier;
 use tower_authgate::reject::{JsonRejection, OnRejection};
@@ -65,6 +66,9 @@ pub struct DemoConfig {
     pub refresh_reuse_grace: std::time::Duration,
     /// The issuers' clock (tests move it); the system clock when absent.
     pub issuer_clock: Option<Arc<tower_authgate::clock::ManualClock>>,
+    /// Threads verifying passwords at once (`HASHING_WORKERS`); by default
+    /// the number of cores minus one, at least one.
+    pub hashing_workers: Option<usize>,
 }
 
 /// An external identity provider for the datarhei Core API's login.
@@ -137,6 +141,18 @@ impl DemoConfig {
                 })?),
             },
             issuer_clock: None,
+            hashing_workers: match var("HASHING_WORKERS").trim() {
+                "" => None,
+                value => match value.parse() {
+                    Ok(workers) if workers > 0 => Some(workers),
+                    _ => {
+                        return Err(format!(
+                            "HASHING_WORKERS must be a whole number above 0, not {value:?}"
+                        )
+                        .into());
+                    }
+                },
+            },
         })
     }
 }
@@ -175,7 +191,10 @@ pub fn build(config: DemoConfig) -> Result<Router, Box<dyn std::error::Error>> {
 
 /// Builds the demo.
 pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> {
-    let users = MemoryUsers::new()?;
+    let mut users = MemoryUsers::new()?;
+    if let Some(workers) = config.hashing_workers {
+        users = users.with_hashing_pool(HashingPool::new(workers, DEFAULT_HASHING_QUEUE));
+    }
     users.insert(
         NewUser::new("admin", "admin")
             .email("admin@example.com")

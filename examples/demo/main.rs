@@ -11,7 +11,9 @@
 //! `0` turns the throttle off). Five failed logins lock an account for ten
 //! minutes; `GET /api/auth/lockedUsers` lists locked accounts (admin only).
 //! `REFRESH_REUSE_GRACE_SECONDS` (default 10) is how long a rotated refresh
-//! token still works.
+//! token still works. `HASHING_WORKERS` is how many passwords are verified
+//! at once, off the request threads (default: the cores minus one, at least
+//! one).
 //! `RUST_LOG` filters the events printed (default `info`: logins, lockouts,
 //! refusals; `tower_authgate=debug` adds every accepted request). With
 //! `--features metrics`, the Prometheus text format is served at `/metrics`

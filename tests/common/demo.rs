@@ -225,6 +225,7 @@ pub fn config() -> app::DemoConfig {
         external: None,
         refresh_reuse_grace: tower_authgate::login::DEFAULT_REUSE_GRACE,
         issuer_clock: None,
+        hashing_workers: None,
     }
 }
 
