@@ -6,7 +6,8 @@
 //! `scripts/instructions [CASE...]` builds this bench and prints each case's
 //! instructions per iteration. By hand:
 //! `cargo bench --bench instructions -- CASE N` runs CASE N times (the list
-//! of cases is printed when none is given).
+//! of cases is printed when none is given). `scripts/bench-observe` runs it
+//! built with and without `metrics` and `tracing`.
 
 mod fixtures;
 
@@ -207,6 +208,23 @@ fn measured(run: &mut dyn FnMut(), times: u64) {
     }
 }
 
+/// With `AUTHGATE_BENCH_OBSERVE` set, the set-up of a service in
+/// production: a Prometheus recorder (feature `metrics`) and a subscriber at
+/// `INFO` writing nowhere (feature `tracing`), as `scripts/bench-observe`
+/// compares.
+fn observe() {
+    #[cfg(feature = "metrics")]
+    {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::set_global_recorder(recorder).expect("no recorder was installed before");
+    }
+    #[cfg(feature = "tracing")]
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_writer(std::io::sink)
+        .init();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -232,6 +250,9 @@ fn main() {
         std::process::exit(2);
     };
     let times: u64 = times.parse().expect("a number of iterations");
+    if std::env::var_os("AUTHGATE_BENCH_OBSERVE").is_some() {
+        observe();
+    }
     // Warm-up: the first request fills the token cache and the known
     // headers, as on a running server.
     for _ in 0..50 {
