@@ -10,103 +10,19 @@
 //! built with and without `metrics` and `tracing`.
 
 mod fixtures;
+mod tokens;
 
 use std::convert::Infallible;
 use std::hint::black_box;
 
 use http::{HeaderValue, Request, Response, header};
-use serde::{Deserialize, Serialize};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
 use tower_authgate::clock::now_seconds;
-use tower_authgate::token::{
-    Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier, VerifyingKey,
-};
+use tower_authgate::token::{Algorithm, KeySet, TokenSource, TokenSources, Verifier};
 
-use fixtures::{Stage, ready};
-
-/// The claims of the `validation` bench's tokens.
-#[derive(Clone, Serialize, Deserialize)]
-struct BenchClaims {
-    sub: String,
-    iat: u64,
-    exp: u64,
-    jti: String,
-    usefor: String,
-    iss: String,
-    spaces: Vec<String>,
-    roles: Vec<String>,
-}
-
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn pem(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/keys/{name}.pem",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-fn keys(alg: Algorithm) -> (SigningKey, VerifyingKey) {
-    let (private, public) = match alg {
-        Algorithm::HS256 => {
-            return (
-                SigningKey::hmac(alg, SECRET).unwrap(),
-                VerifyingKey::hmac(alg, SECRET).unwrap(),
-            );
-        }
-        Algorithm::RS256 => ("rsa_private", "rsa_public"),
-        Algorithm::ES256 => ("ec256_private", "ec256_public"),
-        _ => ("ed25519_private", "ed25519_public"),
-    };
-    (
-        SigningKey::from_pem(alg, &pem(private)).unwrap(),
-        VerifyingKey::from_pem(alg, &pem(public)).unwrap(),
-    )
-}
-
-/// The `validation` bench's floor: split, base64-decode, one HMAC, one
-/// JSON parse.
-fn floor_hs256(token: &str, key: &aws_lc_rs::hmac::Key) -> Option<BenchClaims> {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (message, signature) = token.rsplit_once('.')?;
-    let (_, payload) = message.split_once('.')?;
-    let signature = engine.decode(signature).ok()?;
-    aws_lc_rs::hmac::verify(key, message.as_bytes(), &signature).ok()?;
-    let payload = engine.decode(payload).ok()?;
-    serde_json::from_slice(&payload).ok()
-}
-
-/// The `validation` bench's raw signature verification.
-fn raw_verify(token: &str, key: &aws_lc_rs::signature::ParsedPublicKey) -> bool {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let Some((message, signature)) = token.rsplit_once('.') else {
-        return false;
-    };
-    let Ok(signature) = engine.decode(signature) else {
-        return false;
-    };
-    key.verify_sig(message.as_bytes(), &signature).is_ok()
-}
-
-fn parsed_public_key(alg: Algorithm) -> aws_lc_rs::signature::ParsedPublicKey {
-    use aws_lc_rs::signature::{self, ParsedPublicKey};
-    use base64::Engine as _;
-    let (algorithm, name): (&'static dyn signature::VerificationAlgorithm, _) = match alg {
-        Algorithm::RS256 => (&signature::RSA_PKCS1_2048_8192_SHA256, "rsa_public"),
-        Algorithm::ES256 => (&signature::ECDSA_P256_SHA256_FIXED, "ec256_public"),
-        _ => (&signature::ED25519, "ed25519_public"),
-    };
-    let pem = String::from_utf8(pem(name)).unwrap();
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap();
-    ParsedPublicKey::new(algorithm, &der).unwrap()
-}
+use fixtures::Stage;
+use tokens::{BenchClaims, SECRET, floor_hs256, keys, parsed_public_key, raw_verify, ready};
 
 const VALIDATION: [&str; 6] = [
     "floor",
@@ -136,7 +52,7 @@ fn case(name: &str) -> Option<Box<dyn FnMut()>> {
         _ => return None,
     };
     let now = now_seconds();
-    let (signing, verifying) = keys(alg);
+    let (signing, _, verifying) = keys(alg);
     let token = signing
         .sign(&BenchClaims {
             sub: "admin".into(),
@@ -208,23 +124,6 @@ fn measured(run: &mut dyn FnMut(), times: u64) {
     }
 }
 
-/// With `AUTHGATE_BENCH_OBSERVE` set, the set-up of a service in
-/// production: a Prometheus recorder (feature `metrics`) and a subscriber at
-/// `INFO` writing nowhere (feature `tracing`), as `scripts/bench-observe`
-/// compares.
-fn observe() {
-    #[cfg(feature = "metrics")]
-    {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        metrics::set_global_recorder(recorder).expect("no recorder was installed before");
-    }
-    #[cfg(feature = "tracing")]
-    tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-        .with_writer(std::io::sink)
-        .init();
-}
-
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -251,7 +150,8 @@ fn main() {
     };
     let times: u64 = times.parse().expect("a number of iterations");
     if std::env::var_os("AUTHGATE_BENCH_OBSERVE").is_some() {
-        observe();
+        // The set-up of a service in production (`scripts/bench-observe`).
+        tokens::observe();
     }
     // Warm-up: the first request fills the token cache and the known
     // headers, as on a running server.

@@ -8,6 +8,7 @@
 //! Run: `cargo bench --bench stack`
 
 mod fixtures;
+mod tokens;
 
 use std::time::Duration;
 

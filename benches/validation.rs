@@ -9,131 +9,21 @@
 //! Run: `cargo bench --bench validation`; `scripts/bench-observe` compares
 //! the layer's two paths with metrics and tracing on and off.
 
+mod tokens;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
 use http::{HeaderValue, Request, Response, header};
-use jsonwebtoken::{DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::Validation;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
 use tower_authgate::clock::now_seconds;
-use tower_authgate::token::{
-    Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier, VerifyingKey,
-};
+use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier};
 
-/// The least work an HS256 verifier must do: split, base64-decode the
-/// signature and payload, one HMAC-SHA256 with a prepared key, one JSON parse.
-fn floor_hs256(token: &str, key: &aws_lc_rs::hmac::Key) -> Option<BenchClaims> {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (message, signature) = token.rsplit_once('.')?;
-    let (_, payload) = message.split_once('.')?;
-    let signature = engine.decode(signature).ok()?;
-    aws_lc_rs::hmac::verify(key, message.as_bytes(), &signature).ok()?;
-    let payload = engine.decode(payload).ok()?;
-    serde_json::from_slice(&payload).ok()
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-struct BenchClaims {
-    sub: String,
-    iat: u64,
-    exp: u64,
-    jti: String,
-    usefor: String,
-    iss: String,
-    spaces: Vec<String>,
-    roles: Vec<String>,
-}
-
-fn pem(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/keys/{name}.pem",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-/// Raw signature verification with a prepared aws-lc key: the least work an
-/// asymmetric verifier must do (the JSON parse is noise beside it).
-fn raw_verify(token: &str, key: &aws_lc_rs::signature::ParsedPublicKey) -> bool {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let Some((message, signature)) = token.rsplit_once('.') else {
-        return false;
-    };
-    let Ok(signature) = engine.decode(signature) else {
-        return false;
-    };
-    key.verify_sig(message.as_bytes(), &signature).is_ok()
-}
-
-/// The public key as aws-lc parses it, for [`raw_verify`].
-fn parsed_public_key(alg: Algorithm) -> aws_lc_rs::signature::ParsedPublicKey {
-    use aws_lc_rs::signature::{self, ParsedPublicKey};
-    let (algorithm, name): (&'static dyn signature::VerificationAlgorithm, _) = match alg {
-        Algorithm::RS256 => (&signature::RSA_PKCS1_2048_8192_SHA256, "rsa_public"),
-        Algorithm::ES256 => (&signature::ECDSA_P256_SHA256_FIXED, "ec256_public"),
-        Algorithm::EdDSA => (&signature::ED25519, "ed25519_public"),
-        _ => unreachable!(),
-    };
-    let pem = String::from_utf8(pem(name)).unwrap();
-    let der: Vec<u8> = {
-        use base64::Engine as _;
-        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap()
-    };
-    ParsedPublicKey::new(algorithm, &der).unwrap()
-}
-
-/// The signing key, the same key for `jsonwebtoken`, and for this crate.
-fn keys(alg: Algorithm) -> (SigningKey, DecodingKey, VerifyingKey) {
-    match alg {
-        Algorithm::HS256 => (
-            SigningKey::hmac(alg, SECRET).unwrap(),
-            DecodingKey::from_secret(SECRET),
-            VerifyingKey::hmac(alg, SECRET).unwrap(),
-        ),
-        Algorithm::RS256 => (
-            SigningKey::from_pem(alg, &pem("rsa_private")).unwrap(),
-            DecodingKey::from_rsa_pem(&pem("rsa_public")).unwrap(),
-            VerifyingKey::from_pem(alg, &pem("rsa_public")).unwrap(),
-        ),
-        Algorithm::ES256 => (
-            SigningKey::from_pem(alg, &pem("ec256_private")).unwrap(),
-            DecodingKey::from_ec_pem(&pem("ec256_public")).unwrap(),
-            VerifyingKey::from_pem(alg, &pem("ec256_public")).unwrap(),
-        ),
-        Algorithm::EdDSA => (
-            SigningKey::from_pem(alg, &pem("ed25519_private")).unwrap(),
-            DecodingKey::from_ed_pem(&pem("ed25519_public")).unwrap(),
-            VerifyingKey::from_pem(alg, &pem("ed25519_public")).unwrap(),
-        ),
-        _ => unreachable!(),
-    }
-}
-
-/// Polls a future that completes without waiting (every future here does).
-fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("the benchmarked services never wait"),
-    }
-}
+use tokens::{BenchClaims, SECRET, floor_hs256, keys, parsed_public_key, raw_verify, ready};
 
 fn validation(c: &mut Criterion) {
     let now = now_seconds();
@@ -303,23 +193,10 @@ criterion_group! {
         .sample_size(40);
     targets = validation, cookie_header
 }
-/// Built with feature `metrics`, the bench records through a Prometheus
-/// recorder; with feature `tracing`, events go to a subscriber at `INFO`
-/// writing nowhere: the set-up of a service in production, where an
-/// accepted request's `DEBUG` event is filtered out and its counters count.
-/// `scripts/bench-observe` runs the bench with both features and without,
-/// side by side.
+/// `tokens::observe` first: with features `metrics` and `tracing` the bench
+/// records as a service in production does (`scripts/bench-observe`).
 fn main() {
-    #[cfg(feature = "metrics")]
-    {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        metrics::set_global_recorder(recorder).expect("no recorder was installed before");
-    }
-    #[cfg(feature = "tracing")]
-    tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-        .with_writer(std::io::sink)
-        .init();
+    tokens::observe();
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
