@@ -35,6 +35,10 @@ const VALIDATION: [&str; 6] = [
 
 /// The case named `name`, ready to run once per call.
 fn case(name: &str) -> Option<Box<dyn FnMut()>> {
+    #[cfg(feature = "gateway")]
+    if let Some(what) = name.strip_prefix("gateway/") {
+        return gateway::case(what);
+    }
     if let Some(stage) = name.strip_prefix("stack/") {
         let stage = Stage::ALL.into_iter().find(|s| s.name() == stage)?;
         let (key, cookie) = fixtures::credentials();
@@ -116,6 +120,81 @@ fn case(name: &str) -> Option<Box<dyn FnMut()>> {
     })
 }
 
+/// The gateway's cases (feature `gateway`): its router, as `authgate` serves
+/// `examples/gateway.toml`, answering `/healthz` and the decision endpoint
+/// for a signed-in user's bearer token.
+#[cfg(feature = "gateway")]
+const GATEWAY: &[&str] = &["healthz", "verify"];
+#[cfg(not(feature = "gateway"))]
+const GATEWAY: &[&str] = &[];
+
+#[cfg(feature = "gateway")]
+mod gateway {
+    use std::net::SocketAddr;
+
+    use axum::body::Body;
+    use http::{HeaderMap, HeaderValue, Request, Uri, header};
+    use tower::ServiceExt;
+    use tower_authgate::gateway::{Gateway, Settings};
+    use tower_authgate::ip::PeerAddr;
+
+    use super::{black_box, ready};
+
+    pub fn case(what: &str) -> Option<Box<dyn FnMut()>> {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let text = std::fs::read_to_string(format!("{dir}/examples/gateway.toml")).unwrap();
+        let settings = Settings::from_toml(format!("{dir}/examples/gateway.toml"), &text).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        let router = Gateway::build(&settings).unwrap().router();
+        let peer = PeerAddr(SocketAddr::from(([127, 0, 0, 1], 40_000)));
+        let login = Request::post("/api/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .extension(peer)
+            .body(Body::from(r#"{"username":"admin","password":"admin"}"#))
+            .unwrap();
+        let token = runtime.block_on(async {
+            let response = router.clone().oneshot(login).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            body["access_token"].as_str().unwrap().to_owned()
+        });
+        // Each request is made from a head built once, as a server hands
+        // over a parsed head: the cost counted is the gateway's.
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, bearer);
+        let uri = match what {
+            "healthz" => Uri::from_static("/healthz"),
+            "verify" => {
+                headers.insert("x-original-uri", HeaderValue::from_static("/api/projects"));
+                headers.insert("x-original-method", HeaderValue::from_static("GET"));
+                Uri::from_static("/_authgate/verify")
+            }
+            _ => return None,
+        };
+        let request = move || {
+            let mut request = Request::new(Body::empty());
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = headers.clone();
+            request.extensions_mut().insert(peer);
+            request
+        };
+        Some(Box::new(move || {
+            let _entered = runtime.enter();
+            let response = ready(router.clone().oneshot(request())).unwrap();
+            assert_eq!(response.status(), 200);
+            black_box(response);
+        }))
+    }
+}
+
 /// Runs `run` `times` times: the only function callgrind counts.
 #[inline(never)]
 fn measured(run: &mut dyn FnMut(), times: u64) {
@@ -133,6 +212,7 @@ fn main() {
         .into_iter()
         .flat_map(|alg| VALIDATION.map(|what| format!("{alg}/{what}")))
         .chain(Stage::ALL.map(|s| format!("stack/{}", s.name())))
+        .chain(GATEWAY.iter().map(|what| format!("gateway/{what}")))
         .collect();
     let [name, times] = args.as_slice() else {
         // `cargo bench` with no case: run each case once, as a check.

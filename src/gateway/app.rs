@@ -10,10 +10,9 @@ use std::task::{Context, Poll};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
-use axum::routing::{any, get};
-use bytes::Bytes;
+use axum::routing::get;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_service::Service;
@@ -223,7 +222,7 @@ where
 /// `200` with the identity headers.
 #[derive(Clone)]
 struct Allow {
-    identity: IdentityHeaders,
+    identity: Arc<IdentityHeaders>,
     authenticated: bool,
 }
 
@@ -279,6 +278,12 @@ type Guarded<T> = IpFilter<
 /// filter alone.
 type GuardService<T> = ByPolicy<Guarded<T>, IpFilter<T, GatewayRejection>>;
 
+/// The future of [`GuardService`].
+type GuardFuture<T> = PolicyFuture<
+    tower::util::Oneshot<Guarded<T>, Request>,
+    tower::util::Oneshot<IpFilter<T, GatewayRejection>, Request>,
+>;
+
 impl Guard {
     /// `terminal` behind the guard: the address filter, the token, the
     /// cross-site check and the space, in that order; the address filter
@@ -301,11 +306,48 @@ impl Guard {
     }
 }
 
-/// What the decision endpoint needs.
+/// The decision endpoint, a service of its own on its route (no
+/// extractor runs before it): rebuilds the original request from the
+/// proxy's headers and runs it through the guard.
 #[derive(Clone)]
 struct Decision {
     guard: GuardService<Allow>,
     trusted_proxies: Arc<crate::ip::IpRanges>,
+}
+
+impl Service<Request> for Decision {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = DecisionFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        self.judge(request)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Decision`]: the guard's, or an answer given before
+    /// the guard ran.
+    #[project = DecisionProj]
+    enum DecisionFuture {
+        Guard { #[pin] future: GuardFuture<Allow> },
+        Answered { #[pin] future: std::future::Ready<Result<Response, Infallible>> },
+    }
+}
+
+impl std::future::Future for DecisionFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            DecisionProj::Guard { future } => future.poll(cx),
+            DecisionProj::Answered { future } => future.poll(cx),
+        }
+    }
 }
 
 const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -314,15 +356,34 @@ const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// The one value of `name`, `None` when absent, an error when repeated.
-fn single<'h>(
-    headers: &'h HeaderMap,
-    name: &HeaderName,
-) -> Result<Option<&'h HeaderValue>, &'static str> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (Some(_), Some(_)) => Err("a header describing the original request is repeated"),
-        (value, _) => Ok(value),
+/// The headers that describe the original request to the decision
+/// endpoint: the method and target of nginx's family, then of Caddy's and
+/// Traefik's, then the host.
+static DESCRIBING: [HeaderName; 5] = [
+    X_ORIGINAL_METHOD,
+    X_ORIGINAL_URI,
+    X_FORWARDED_METHOD,
+    X_FORWARDED_URI,
+    X_FORWARDED_HOST,
+];
+
+/// Takes every value of `name` out of `headers`: `None` when absent, the
+/// value when there is one, an error when the header is repeated. One hash
+/// lookup, and the value is moved out, not copied.
+fn take_single(
+    headers: &mut HeaderMap,
+    name: HeaderName,
+) -> Result<Option<HeaderValue>, &'static str> {
+    match headers.entry(name) {
+        http::header::Entry::Vacant(_) => Ok(None),
+        http::header::Entry::Occupied(entry) => {
+            let (_, mut values) = entry.remove_entry_mult();
+            let first = values.next();
+            if values.next().is_some() {
+                return Err("a header describing the original request is repeated");
+            }
+            Ok(first)
+        }
     }
 }
 
@@ -335,15 +396,21 @@ fn single<'h>(
 /// removed, the rest (credentials, `X-Space`, `Origin`, `X-Forwarded-For`)
 /// kept.
 fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str> {
-    let incoming = &parts.headers;
-    let nginx = (
-        single(incoming, &X_ORIGINAL_METHOD)?,
-        single(incoming, &X_ORIGINAL_URI)?,
-    );
-    let forwarded = (
-        single(incoming, &X_FORWARDED_METHOD)?,
-        single(incoming, &X_FORWARDED_URI)?,
-    );
+    let headers = &mut parts.headers;
+    // Which describing headers are there, in one pass over the names: the
+    // ones absent (most of them) then cost no lookup.
+    let mut present = [false; 5];
+    for name in headers.keys() {
+        if let Some(at) = DESCRIBING.iter().position(|describing| describing == name) {
+            present[at] = true;
+        }
+    }
+    let mut take = |at: usize| match present[at] {
+        true => take_single(headers, DESCRIBING[at].clone()),
+        false => Ok(None),
+    };
+    let nginx = (take(0)?, take(1)?);
+    let forwarded = (take(2)?, take(3)?);
     let (method, uri) = match (nginx, forwarded) {
         ((None, None), (None, None)) => {
             return Err(
@@ -361,67 +428,66 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
     };
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| "the original method is malformed")?;
-    let uri: Uri = Uri::from_maybe_shared(Bytes::copy_from_slice(uri.as_bytes()))
-        .map_err(|_| "the original target is malformed")?;
+    let uri = Uri::from_maybe_shared(uri).map_err(|_| "the original target is malformed")?;
     if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
         return Err("the original target is not a path");
     }
-    let host = single(incoming, &X_FORWARDED_HOST)?.cloned();
-    let headers = &mut parts.headers;
-    for name in [
-        X_ORIGINAL_METHOD,
-        X_ORIGINAL_URI,
-        X_FORWARDED_METHOD,
-        X_FORWARDED_URI,
-    ] {
-        headers.remove(name);
+    if present[4] {
+        let mut hosts = headers.get_all(X_FORWARDED_HOST).iter();
+        match (hosts.next().cloned(), hosts.next()) {
+            (Some(host), None) => {
+                headers.insert(header::HOST, host);
+            }
+            _ => return Err("a header describing the original request is repeated"),
+        }
     }
     headers.remove(header::CONTENT_LENGTH);
-    if let Some(host) = host {
-        headers.insert(header::HOST, host);
-    }
     parts.method = method;
     parts.uri = uri;
     Ok(())
 }
 
-/// The forward-auth decision endpoint: rebuilds the original request from
-/// the proxy's headers and runs it through the guard.
-async fn decide(State(decision): State<Arc<Decision>>, request: Request) -> Response {
-    let Some(peer) = request.extensions().get::<PeerAddr>().copied() else {
-        return gateway_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "the server passed no peer address",
-        );
-    };
-    if !decision
-        .trusted_proxies
-        .contains(peer.0.ip().to_canonical())
-    {
-        // Its headers cannot be believed, so the original request is unknown.
-        return gateway_error(
-            StatusCode::FORBIDDEN,
-            "untrusted_proxy",
-            "the decision endpoint answers the proxies listed in server.trusted_proxies only",
-        );
-    }
-    let (mut parts, _) = request.into_parts();
-    if let Err(why) = original_request(&mut parts) {
-        tracing::warn!(reason = why, "the decision endpoint cannot judge a request");
-        return gateway_error(StatusCode::BAD_REQUEST, "invalid_request", why);
-    }
-    // Only the peer address goes on: nothing a route left in the
-    // extensions may pass for a check.
-    parts.extensions = http::Extensions::new();
-    parts.extensions.insert(peer);
-    match decision
-        .guard
-        .dispatch(Request::from_parts(parts, Body::empty()))
-        .await
-    {
-        Ok(response) => response,
-        Err(never) => match never {},
+impl Decision {
+    /// The guard's future for the original request `request` describes, or
+    /// the answer when it cannot be judged.
+    fn judge(&self, request: Request) -> DecisionFuture {
+        let answer = |response| DecisionFuture::Answered {
+            future: std::future::ready(Ok(response)),
+        };
+        let Some(peer) = request.extensions().get::<PeerAddr>().copied() else {
+            return answer(gateway_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the server passed no peer address",
+            ));
+        };
+        if !self.trusted_proxies.contains(peer.0.ip().to_canonical()) {
+            // Its headers cannot be believed, so the original request is unknown.
+            return answer(gateway_error(
+                StatusCode::FORBIDDEN,
+                "untrusted_proxy",
+                "the decision endpoint answers the proxies listed in server.trusted_proxies only",
+            ));
+        }
+        let (mut parts, _) = request.into_parts();
+        if let Err(why) = original_request(&mut parts) {
+            tracing::warn!(reason = why, "the decision endpoint cannot judge a request");
+            return answer(gateway_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                why,
+            ));
+        }
+        // Only the peer address goes on: nothing a route left in the
+        // extensions may pass for a check. (`clear` keeps the map's room for
+        // the marks the guard's layers leave.)
+        parts.extensions.clear();
+        parts.extensions.insert(peer);
+        DecisionFuture::Guard {
+            future: self
+                .guard
+                .dispatch(Request::from_parts(parts, Body::empty())),
+        }
     }
 }
 
@@ -825,21 +891,21 @@ impl Gateway {
         };
 
         let allow = Allow {
-            identity: settings.identity.clone(),
+            identity: Arc::new(settings.identity.clone()),
             authenticated: true,
         };
         let allow_public = Allow {
             authenticated: false,
             ..allow.clone()
         };
-        let decision = Arc::new(Decision {
+        let decision = Decision {
             guard: guard.wrap(allow, allow_public),
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
-        });
+        };
         let mut router = logins
             .router
             .route("/healthz", get(|| async { "ok" }))
-            .route(&settings.verify_path, any(decide).with_state(decision));
+            .route_service(&settings.verify_path, decision);
         router = match &settings.upstream {
             Some(upstream) => {
                 let forward = Forward::new(

@@ -416,7 +416,7 @@ pub(crate) enum ErrorStyle {
 }
 
 /// The names of the identity headers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IdentityHeaders {
     pub(crate) subject: HeaderName,
     pub(crate) roles: HeaderName,

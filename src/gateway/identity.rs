@@ -3,12 +3,14 @@
 //! forward-auth proxy with), and the removal of every copy a client sent.
 //!
 //! The header values are worked out once per token, when its claims are
-//! read ([`GatewayClaims`]): a token served again from the verifier's cache
-//! costs a few reference-count increments, not a formatting pass.
+//! read ([`GatewayClaims`]), and put under their header names the first
+//! time they are stated: a token served again from the verifier's cache
+//! costs a copy of that small header map and the space, not a formatting
+//! pass or a hash of every name.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use http::{HeaderMap, HeaderValue, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use serde::Deserialize;
 
 use crate::ip::ClientIp;
@@ -32,6 +34,36 @@ struct IdentityValues {
     roles: Result<HeaderValue, &'static str>,
     spaces: Result<HeaderValue, &'static str>,
     claims: Result<HeaderValue, &'static str>,
+    /// The values under the names they were first stated with (a gateway
+    /// has one set of names), with the space's header already in place.
+    stated: OnceLock<(IdentityHeaders, Result<HeaderMap, &'static str>)>,
+}
+
+impl IdentityValues {
+    /// The token's identity headers under `names`, the space's header
+    /// holding a placeholder for the request's space.
+    fn headers(&self, names: &IdentityHeaders) -> Result<HeaderMap, &'static str> {
+        let (stated_names, stated) = self
+            .stated
+            .get_or_init(|| (names.clone(), self.build(names)));
+        if stated_names == names {
+            stated.clone()
+        } else {
+            self.build(names)
+        }
+    }
+
+    fn build(&self, names: &IdentityHeaders) -> Result<HeaderMap, &'static str> {
+        let mut headers = HeaderMap::with_capacity(5);
+        headers.insert(names.subject.clone(), self.subject.clone()?);
+        headers.insert(names.roles.clone(), self.roles.clone()?);
+        headers.insert(names.spaces.clone(), self.spaces.clone()?);
+        headers.insert(names.space.clone(), HeaderValue::from_static(""));
+        if let Some(name) = &names.claims {
+            headers.insert(name.clone(), self.claims.clone()?);
+        }
+        Ok(headers)
+    }
 }
 
 impl HasSpaces for GatewayClaims {
@@ -73,6 +105,7 @@ impl<'de> Deserialize<'de> for GatewayClaims {
             roles: list_value(&roles),
             spaces: list_value(&spaces),
             claims: text_value(&ascii_json(&json)),
+            stated: OnceLock::new(),
         };
         Ok(GatewayClaims {
             spaces,
@@ -138,8 +171,8 @@ pub(crate) fn identity_headers<B>(
     if extensions.get::<ClientIp>().is_none() {
         return Err(IdentityError("the address filter did not run"));
     }
-    let mut headers = HeaderMap::with_capacity(5);
     if !authenticated {
+        let mut headers = HeaderMap::with_capacity(5);
         let empty = HeaderValue::from_static("");
         for name in names.names() {
             headers.insert(name.clone(), empty.clone());
@@ -160,32 +193,31 @@ pub(crate) fn identity_headers<B>(
     let Space(space) = extensions
         .get::<Space>()
         .ok_or(IdentityError("the space check did not run"))?;
-    let values = &claims.values;
     let space = HeaderValue::from_str(space)
         .map_err(|_| IdentityError("the space is not a header value"))?;
-    headers.insert(
-        names.subject.clone(),
-        values.subject.clone().map_err(IdentityError)?,
-    );
-    headers.insert(
-        names.roles.clone(),
-        values.roles.clone().map_err(IdentityError)?,
-    );
-    headers.insert(
-        names.spaces.clone(),
-        values.spaces.clone().map_err(IdentityError)?,
-    );
+    let mut headers = claims.values.headers(names).map_err(IdentityError)?;
+    // Replaces the placeholder: the map does not grow.
     headers.insert(names.space.clone(), space);
-    if let Some(name) = &names.claims {
-        headers.insert(name.clone(), values.claims.clone().map_err(IdentityError)?);
-    }
     Ok(headers)
 }
 
 /// Removes every header named in `names`: copies a client sent must never
 /// reach the upstream.
 pub(crate) fn strip_identity(headers: &mut HeaderMap, names: &IdentityHeaders) {
-    for name in names.names() {
+    remove_fields(headers, |present| names.names().any(|name| name == present));
+}
+
+/// Removes every field whose name `doomed` picks, all its values. One pass
+/// over the names the request carries, then a removal for each one picked:
+/// cheaper than a hash lookup for each name that may be removed, when most
+/// of them are absent, as they are in nearly every request.
+pub(crate) fn remove_fields(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let picked: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(name))
+        .cloned()
+        .collect();
+    for name in picked {
         headers.remove(name);
     }
 }
@@ -213,6 +245,42 @@ mod tests {
         assert_eq!(claims.values.roles.as_ref().unwrap(), "admin");
         let json = claims.values.claims.as_ref().unwrap().to_str().unwrap();
         assert!(json.contains(r#""n":"\u00e9""#), "{json}");
+    }
+
+    #[test]
+    fn headers_are_stated_under_the_names_asked_for() {
+        let claims = claims(serde_json::json!({
+            "sub": "admin", "spaces": ["default_space"], "roles": ["admin", "ops"]
+        }))
+        .unwrap();
+        let names = |subject: &'static str, claims: Option<&'static str>| IdentityHeaders {
+            subject: HeaderName::from_static(subject),
+            roles: HeaderName::from_static("x-auth-roles"),
+            spaces: HeaderName::from_static("x-auth-spaces"),
+            space: HeaderName::from_static("x-space"),
+            claims: claims.map(HeaderName::from_static),
+        };
+        let first = claims
+            .values
+            .headers(&names("x-auth-subject", None))
+            .unwrap();
+        assert_eq!(first["x-auth-subject"], "admin");
+        assert_eq!(first["x-auth-roles"], "admin,ops");
+        assert_eq!(first.len(), 4);
+        // Other names (another gateway in the process) get their own map,
+        // never the one stated first.
+        let other = claims
+            .values
+            .headers(&names("x-user", Some("x-auth-claims")))
+            .unwrap();
+        assert_eq!(other["x-user"], "admin");
+        assert!(!other.contains_key("x-auth-subject"));
+        assert!(other["x-auth-claims"].to_str().unwrap().contains("\"ops\""));
+        let again = claims
+            .values
+            .headers(&names("x-auth-subject", None))
+            .unwrap();
+        assert_eq!(again, first);
     }
 
     #[test]

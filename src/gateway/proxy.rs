@@ -35,7 +35,7 @@ use crate::BoxFuture;
 use crate::ip::{ClientIpResolver, IpRanges};
 
 use super::config::{IdentityHeaders, UpstreamSettings};
-use super::identity::{identity_headers, strip_identity};
+use super::identity::{identity_headers, remove_fields, strip_identity};
 
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -134,27 +134,25 @@ fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes the hop-by-hop fields of RFC 9110 §7.6.1; with `keep_upgrade`,
 /// `Upgrade` stays and `Connection: upgrade` is put back.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = connection_options(headers)
-        .filter_map(|option| HeaderName::from_bytes(option.as_bytes()).ok())
-        .collect();
-    for name in named {
-        if !(keep_upgrade && name == header::UPGRADE) {
-            headers.remove(name);
-        }
-    }
-    for name in [
+    static HOP_BY_HOP: [HeaderName; 5] = [
         header::CONNECTION,
         PROXY_CONNECTION,
         KEEP_ALIVE,
         header::TE,
         header::TRANSFER_ENCODING,
-    ] {
-        headers.remove(name);
-    }
+    ];
+    let named: Vec<HeaderName> = connection_options(headers)
+        .filter_map(|option| HeaderName::from_bytes(option.as_bytes()).ok())
+        .collect();
+    remove_fields(headers, |name| {
+        if name == header::UPGRADE {
+            !keep_upgrade
+        } else {
+            HOP_BY_HOP.contains(name) || named.contains(name)
+        }
+    });
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -162,14 +160,13 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 fn set_forwarded(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, trusted: &IpRanges) {
     let from_trusted_proxy = peer.is_some_and(|ip| trusted.contains(ip.to_canonical()));
     if !from_trusted_proxy {
-        for name in [
+        static FORWARDED: [HeaderName; 4] = [
             X_FORWARDED_FOR,
             X_FORWARDED_HOST,
             X_FORWARDED_PROTO,
             header::FORWARDED,
-        ] {
-            headers.remove(name);
-        }
+        ];
+        remove_fields(headers, |name| FORWARDED.contains(name));
     }
     if let Some(peer) = peer {
         let chain = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
