@@ -12,9 +12,9 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::reject::{AuthRejection, JsonRejection, OnRejection, Realm, Rejection};
-use crate::token::{Anonymous, Claims, TokenMeta, VerifiedToken};
+use crate::token::{Anonymous, Claims, SharedClaims, TokenMeta, VerifiedToken};
 
-/// Why [`Claims<C>`] could not be extracted.
+/// Why [`Claims<C>`] or [`SharedClaims<C>`] could not be extracted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClaimsRejection {
@@ -127,6 +127,46 @@ where
             },
         }
     }
+}
+
+impl<S, C> FromRequestParts<S> for SharedClaims<C>
+where
+    S: Send + Sync,
+    C: Send + Sync + 'static,
+{
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        shared_claims::<C>(parts).ok_or_else(|| missing(parts))
+    }
+}
+
+impl<S, C> OptionalFromRequestParts<S> for SharedClaims<C>
+where
+    S: Send + Sync,
+    C: Send + Sync + 'static,
+{
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match shared_claims::<C>(parts) {
+            Some(claims) => Ok(Some(claims)),
+            None => match missing(parts) {
+                ClaimsRejection::Anonymous => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+fn shared_claims<C: Send + Sync + 'static>(parts: &Parts) -> Option<SharedClaims<C>> {
+    parts
+        .extensions
+        .get::<VerifiedToken>()
+        .and_then(VerifiedToken::shared_claims::<C>)
 }
 
 fn claims<C: 'static>(parts: &Parts) -> Option<&C> {

@@ -12,7 +12,9 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_authgate::auth::AuthLayer;
-use tower_authgate::token::{Algorithm, Claims, KeySet, TokenMeta, TokenSources, Verifier};
+use tower_authgate::token::{
+    Algorithm, Claims, KeySet, SharedClaims, TokenMeta, TokenSources, VerifiedToken, Verifier,
+};
 
 #[derive(Clone, serde::Deserialize)]
 struct Mine {
@@ -25,6 +27,20 @@ async fn me(Claims(claims): Claims<Mine>) -> String {
 
 async fn maybe(claims: Option<Claims<Mine>>) -> String {
     claims.map_or_else(|| "anonymous".to_owned(), |c| c.0.sub)
+}
+
+async fn shared(claims: SharedClaims<Mine>) -> String {
+    claims.sub.clone()
+}
+
+async fn maybe_shared(claims: Option<SharedClaims<Mine>>) -> String {
+    claims.map_or_else(|| "anonymous".to_owned(), |c| c.sub.clone())
+}
+
+/// Whether the shared claims are the very claims the token holds (no copy).
+async fn same(token: VerifiedToken, claims: SharedClaims<Mine>) -> String {
+    let held: &Mine = token.claims::<Mine>().unwrap();
+    std::ptr::eq(held, &*claims).to_string()
 }
 
 async fn meta(meta: TokenMeta) -> String {
@@ -117,4 +133,59 @@ async fn a_layer_for_another_claims_type_is_reported() {
     let (status, body) = call(app, "/me", Some(&token())).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("another claims type"), "{body}");
+}
+
+#[tokio::test]
+async fn shared_claims_are_the_tokens_own_and_refuse_like_claims() {
+    let token = token();
+    let app = Router::new()
+        .route("/shared", get(shared))
+        .route("/maybe", get(maybe_shared))
+        .route("/same", get(same))
+        .layer(AuthLayer::<Mine>::new(verifier()).sources(TokenSources::bearer()));
+    assert_eq!(
+        call(app.clone(), "/shared", Some(&token)).await,
+        (StatusCode::OK, "admin".into())
+    );
+    assert_eq!(
+        call(app.clone(), "/same", Some(&token)).await,
+        (StatusCode::OK, "true".into())
+    );
+    assert_eq!(
+        call(app.clone(), "/maybe", Some(&token)).await,
+        (StatusCode::OK, "admin".into())
+    );
+    assert_eq!(call(app, "/shared", None).await.0, StatusCode::UNAUTHORIZED);
+
+    let optional = Router::new()
+        .route("/shared", get(shared))
+        .route("/maybe", get(maybe_shared))
+        .layer(AuthLayer::<Mine>::new(verifier()).optional());
+    assert_eq!(
+        call(optional.clone(), "/maybe", None).await,
+        (StatusCode::OK, "anonymous".into())
+    );
+    assert_eq!(
+        call(optional, "/shared", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let without_layer = Router::new()
+        .route("/shared", get(shared))
+        .route("/maybe", get(maybe_shared));
+    for path in ["/shared", "/maybe"] {
+        let (status, body) = call(without_layer.clone(), path, Some(&token)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("is `AuthLayer` installed"), "{body}");
+    }
+
+    let other_type = Router::new()
+        .route("/shared", get(shared))
+        .route("/maybe", get(maybe_shared))
+        .layer(AuthLayer::<Value>::new(verifier()));
+    for path in ["/shared", "/maybe"] {
+        let (status, body) = call(other_type.clone(), path, Some(&token)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.contains("another claims type"), "{body}");
+    }
 }

@@ -27,7 +27,7 @@ use tower_authgate::store::{
 use tower_authgate::tenant::{SelectSpaceLayer, Space};
 use tower_authgate::throttle::LoginThrottleLayer;
 use tower_authgate::token::{
-    Claims, KeySet, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
+    KeySet, SharedClaims, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
 };
 
 /// The TOTP secret of the demo user `operator`.
@@ -369,16 +369,16 @@ impl LoginGuards {
 }
 
 async fn me(
-    Claims(claims): Claims<AuthClaims>,
+    claims: SharedClaims<AuthClaims>,
     Space(space): Space,
     ClientIp(ip): ClientIp,
 ) -> Json<serde_json::Value> {
     Json(json!({
-        "sub": claims.sub,
-        "username": claims.sub,
-        "id": claims.uid,
+        "sub": &claims.sub,
+        "username": &claims.sub,
+        "id": &claims.uid,
         "space": space,
-        "kind": claims.usefor,
+        "kind": &claims.usefor,
         "client_ip": ip,
     }))
 }

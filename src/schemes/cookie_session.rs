@@ -59,7 +59,7 @@ use crate::lockout::Lockout;
 use crate::login::{
     AuthClaims, LoginError, LoginFlow, LoginOutcome, PairLifetimes, Principal, normalize_username,
 };
-use crate::token::{Claims, TokenSource, TokenSources, Verifier};
+use crate::token::{SharedClaims, TokenSource, TokenSources, Verifier};
 
 use super::{
     Accept, ApiError, ErrorFormat, Failure, LoginClient, Paging, no_store, read_body,
@@ -341,7 +341,7 @@ async fn logout(
 /// `DELETE /api/auth/lockedUsers/{username}` to unlock one, for
 /// administrators (role `admin`).
 ///
-/// Put it behind the API's [`AuthLayer`] (`Claims<AuthClaims>`); without it
+/// Put it behind the API's [`AuthLayer`] (`SharedClaims<AuthClaims>`); without it
 /// the routes answer `500` naming the missing layer. The list answers
 /// `[{"username","lockedUntil","retryAfter","failures"}]`.
 pub fn locked_users_router(lockout: Lockout) -> Router {
@@ -362,7 +362,7 @@ fn administrator(claims: &AuthClaims) -> Result<(), InscadaError> {
 
 async fn locked_users(
     State(lockout): State<Arc<Lockout>>,
-    Claims(claims): Claims<AuthClaims>,
+    claims: SharedClaims<AuthClaims>,
     paging: Paging<InscadaFormat>,
 ) -> Result<Response, InscadaError> {
     administrator(&claims)?;
@@ -385,7 +385,7 @@ async fn locked_users(
 
 async fn unlock_user(
     State(lockout): State<Arc<Lockout>>,
-    Claims(claims): Claims<AuthClaims>,
+    claims: SharedClaims<AuthClaims>,
     Path(username): Path<String>,
 ) -> Result<Response, InscadaError> {
     administrator(&claims)?;

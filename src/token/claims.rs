@@ -230,6 +230,91 @@ impl dyn ErasedVerified {
     }
 }
 
+/// The application's claims of a verified token, shared with it rather
+/// than copied: what [`Claims<C>`] is to a handler that takes its claims by
+/// value, this is to one that only reads them. Cloning it, or extracting it
+/// (feature `axum`, and `Option<SharedClaims<C>>` for optional
+/// authentication), increments a reference count; a token served from the
+/// [`TokenCache`](crate::token::TokenCache) is read without an allocation.
+/// The claims are reached through [`Deref`](std::ops::Deref).
+///
+/// ```
+/// use axum::{Router, body::Body, routing::get};
+/// use http::{Request, StatusCode, header};
+/// use serde::Deserialize;
+/// use tower::ServiceExt;
+/// use tower_authgate::auth::AuthLayer;
+/// use tower_authgate::token::{Algorithm, KeySet, SharedClaims, SigningKey, TokenSources, Verifier};
+///
+/// #[derive(Deserialize)]
+/// struct MyClaims {
+///     sub: String,
+/// }
+///
+/// async fn me(claims: SharedClaims<MyClaims>) -> String {
+///     format!("{} until {}", claims.sub, claims.meta().exp)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+/// let verifier = Verifier::builder(KeySet::single(key.verifying_key()))
+///     .issuer("my-service")
+///     .build()?;
+/// let app: Router = Router::new()
+///     .route("/api/me", get(me))
+///     .layer(AuthLayer::<MyClaims>::new(verifier).sources(TokenSources::bearer()));
+///
+/// let exp = tower_authgate::clock::now_seconds() + 300;
+/// let token = key.sign(&serde_json::json!({
+///     "sub": "admin", "iss": "my-service", "exp": exp, "usefor": "access"
+/// }))?;
+/// let request = Request::builder()
+///     .uri("/api/me")
+///     .header(header::AUTHORIZATION, format!("Bearer {token}"))
+///     .body(Body::empty())?;
+/// let response = app.oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+/// assert_eq!(body, format!("admin until {exp}"));
+/// # Ok(())
+/// # }
+/// ```
+pub struct SharedClaims<C> {
+    verified: Arc<Verified<C>>,
+}
+
+impl<C> SharedClaims<C> {
+    /// The registered claims of the same token.
+    pub fn meta(&self) -> &TokenMeta {
+        &self.verified.meta
+    }
+}
+
+impl<C> std::ops::Deref for SharedClaims<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.verified.claims
+    }
+}
+
+impl<C> Clone for SharedClaims<C> {
+    fn clone(&self) -> Self {
+        SharedClaims {
+            verified: Arc::clone(&self.verified),
+        }
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for SharedClaims<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedClaims")
+            .field(&self.verified.claims)
+            .finish()
+    }
+}
+
 impl VerifiedToken {
     pub(crate) fn new(verified: Arc<dyn ErasedVerified>, found_in: FoundIn) -> Self {
         VerifiedToken { verified, found_in }
@@ -239,6 +324,15 @@ impl VerifiedToken {
     /// `C`.
     pub fn claims<C: 'static>(&self) -> Option<&C> {
         self.verified.claims::<C>()
+    }
+
+    /// The application's claims, shared with this token (a reference
+    /// count, no copy), when the layer was built for claims type `C`.
+    pub fn shared_claims<C: Send + Sync + 'static>(&self) -> Option<SharedClaims<C>> {
+        let any: Arc<dyn Any + Send + Sync> = self.verified.clone();
+        any.downcast::<Verified<C>>()
+            .ok()
+            .map(|verified| SharedClaims { verified })
     }
 
     /// Whether the layer was built for claims type `C`.
@@ -277,7 +371,7 @@ impl fmt::Debug for VerifiedToken {
 /// With the `axum` feature this is an extractor (and `Option<Claims<C>>` one
 /// for optional authentication) that clones the claims out of the request's
 /// [`VerifiedToken`]; handlers that only read them can extract
-/// `VerifiedToken` and borrow instead.
+/// [`SharedClaims<C>`] instead, which shares them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims<C>(pub C);
 

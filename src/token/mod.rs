@@ -17,7 +17,9 @@ pub mod source;
 pub mod verifier;
 
 pub use cache::TokenCache;
-pub use claims::{Anonymous, Claims, FoundIn, TokenKind, TokenKinds, TokenMeta, VerifiedToken};
+pub use claims::{
+    Anonymous, Claims, FoundIn, SharedClaims, TokenKind, TokenKinds, TokenMeta, VerifiedToken,
+};
 pub use keys::{
     Algorithm, Jwk, KeySet, KeySource, MIN_RSA_BITS, SigningKey, VerifyingKey, algorithm_name,
 };
