@@ -28,7 +28,7 @@
 //! | [`ip`] | guard | [`IpFilterLayer`](ip::IpFilterLayer): allow and deny CIDR lists, the client address behind trusted proxies |
 //! | [`cookie`] | guard | `Set-Cookie` attributes of session cookies |
 //! | [`store`] | guard | every store trait (revocations, lockout counters, used TOTP steps), bounded in-memory stores, Redis (feature `redis`) |
-//! | [`extract`] | guard (feature `axum`) | axum extractors: `Claims<C>`, `VerifiedToken`, `TokenMeta`, `Space`, `ClientIp` |
+//! | [`extract`] | guard (feature `axum`) | axum extractors: `Claims<C>`, `SharedClaims<C>`, `VerifiedToken`, `TokenMeta`, `Space`, `ClientIp` |
 //! | `login` | issuer (feature `login`) | credentials ([`Authenticator`](crate::login::Authenticator)), minting and refresh ([`TokenIssuer`](crate::login::TokenIssuer)), the TOTP step, service accounts |
 //! | `lockout`, `otp` | issuer (feature `login`) | failed-login lockout; RFC 6238 codes with a replay guard |
 //! | `throttle` | issuer (feature `throttle`) | per-address throttling of login attempts |
