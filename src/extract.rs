@@ -85,6 +85,19 @@ impl IntoResponse for AuthRejection {
     }
 }
 
+/// What an optional claims extractor answers: the claims when found, `None`
+/// for an anonymous request, and a wiring mistake as the required form
+/// reports it.
+fn optional<T>(found: Option<T>, parts: &Parts) -> Result<Option<T>, ClaimsRejection> {
+    match found {
+        Some(claims) => Ok(Some(claims)),
+        None => match missing(parts) {
+            ClaimsRejection::Anonymous => Ok(None),
+            other => Err(other),
+        },
+    }
+}
+
 /// Why a request has no claims of the asked type.
 fn missing(parts: &Parts) -> ClaimsRejection {
     match verified_token(parts) {
@@ -119,13 +132,10 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match claims::<C>(parts) {
-            Some(claims) => Ok(Some(Claims(claims.clone()))),
-            None => match missing(parts) {
-                ClaimsRejection::Anonymous => Ok(None),
-                other => Err(other),
-            },
-        }
+        optional(
+            claims::<C>(parts).map(|claims| Claims(claims.clone())),
+            parts,
+        )
     }
 }
 
@@ -152,13 +162,7 @@ where
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match shared_claims::<C>(parts) {
-            Some(claims) => Ok(Some(claims)),
-            None => match missing(parts) {
-                ClaimsRejection::Anonymous => Ok(None),
-                other => Err(other),
-            },
-        }
+        optional(shared_claims::<C>(parts), parts)
     }
 }
 
