@@ -252,7 +252,7 @@ impl dyn ErasedVerified {
 /// }
 ///
 /// async fn me(claims: SharedClaims<MyClaims>) -> String {
-///     format!("{} until {}", claims.sub, claims.meta().exp)
+///     format!("{} until {}", claims.sub, claims.meta().expires_at)
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
