@@ -367,6 +367,16 @@ static DESCRIBING: [HeaderName; 5] = [
     X_FORWARDED_HOST,
 ];
 
+/// The one item of `values`: `None` when there is none, an error when a
+/// header describing the original request is repeated.
+fn only<T>(mut values: impl Iterator<Item = T>) -> Result<Option<T>, &'static str> {
+    let first = values.next();
+    if values.next().is_some() {
+        return Err("a header describing the original request is repeated");
+    }
+    Ok(first)
+}
+
 /// Takes every value of `name` out of `headers`: `None` when absent, the
 /// value when there is one, an error when the header is repeated. One hash
 /// lookup, and the value is moved out, not copied.
@@ -376,14 +386,7 @@ fn take_single(
 ) -> Result<Option<HeaderValue>, &'static str> {
     match headers.entry(name) {
         http::header::Entry::Vacant(_) => Ok(None),
-        http::header::Entry::Occupied(entry) => {
-            let (_, mut values) = entry.remove_entry_mult();
-            let first = values.next();
-            if values.next().is_some() {
-                return Err("a header describing the original request is repeated");
-            }
-            Ok(first)
-        }
+        http::header::Entry::Occupied(entry) => only(entry.remove_entry_mult().1),
     }
 }
 
@@ -432,14 +435,10 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
     if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
         return Err("the original target is not a path");
     }
-    if present[4] {
-        let mut hosts = headers.get_all(X_FORWARDED_HOST).iter();
-        match (hosts.next().cloned(), hosts.next()) {
-            (Some(host), None) => {
-                headers.insert(header::HOST, host);
-            }
-            _ => return Err("a header describing the original request is repeated"),
-        }
+    if present[4]
+        && let Some(host) = only(headers.get_all(X_FORWARDED_HOST).iter())?.cloned()
+    {
+        headers.insert(header::HOST, host);
     }
     headers.remove(header::CONTENT_LENGTH);
     parts.method = method;
