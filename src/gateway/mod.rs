@@ -47,6 +47,7 @@ mod identity;
 mod metrics;
 mod proxy;
 mod serve;
+mod upstream;
 pub mod users_file;
 
 pub use app::{BuildError, Gateway, ReloadHandle};

@@ -1,5 +1,6 @@
 //! The reverse proxy: a request the guard let through goes to the upstream
-//! with the identity headers added, over a pooled hyper-util client.
+//! with the identity headers added, over kept-alive connections of its own
+//! ([`Upstream`]).
 //!
 //! - Every incoming copy of an identity header is removed first, whatever
 //!   the route, so a client cannot forge one.
@@ -26,9 +27,7 @@ use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
 use crate::BoxFuture;
@@ -36,6 +35,7 @@ use crate::ip::{ClientIpResolver, IpRanges};
 
 use super::config::{IdentityHeaders, UpstreamSettings};
 use super::identity::{identity_headers, remove_fields, strip_identity};
+use super::upstream::{Upstream, UpstreamError};
 
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -44,8 +44,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 struct ProxyShared {
-    client: Client<HttpConnector, Body>,
-    scheme: http::uri::Scheme,
+    upstream: Arc<Upstream>,
     authority: http::uri::Authority,
     timeout: Duration,
     identity: IdentityHeaders,
@@ -67,20 +66,18 @@ impl Forward {
         identity: IdentityHeaders,
         trusted_proxies: IpRanges,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(upstream.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         let parts = upstream.url.clone().into_parts();
+        let authority = parts
+            .authority
+            .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1"));
         Forward {
             shared: Arc::new(ProxyShared {
-                client,
-                scheme: parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
-                authority: parts
-                    .authority
-                    .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1")),
+                upstream: Arc::new(Upstream::new(
+                    parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
+                    authority.clone(),
+                    upstream.connect_timeout,
+                )),
+                authority,
                 timeout: upstream.timeout,
                 identity,
                 trusted_proxies: Arc::new(trusted_proxies),
@@ -222,26 +219,16 @@ async fn forward(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = match Uri::builder()
-        .scheme(shared.scheme.clone())
-        .authority(shared.authority.clone())
-        .path_and_query(path)
-        .build()
-    {
-        Ok(uri) => uri,
-        Err(_) => {
-            return gateway_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the request target cannot be forwarded",
-            );
-        }
-    };
+    // The upstream gets the origin form (`/path?query`); an absolute-form
+    // target loses its scheme and authority.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path);
+    }
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers, upgrade);
@@ -256,7 +243,7 @@ async fn forward(
 
     let response = match tokio::time::timeout(
         shared.timeout,
-        shared.client.request(upstream_request),
+        shared.upstream.send(upstream_request),
     )
     .await
     {
@@ -268,22 +255,21 @@ async fn forward(
                 "the upstream did not answer in time",
             );
         }
+        Ok(Err(UpstreamError::ConnectTimeout)) => {
+            tracing::warn!(upstream = %shared.authority, "the upstream did not accept the connection in time");
+            return gateway_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not accept the connection in time",
+            );
+        }
         Ok(Err(err)) => {
-            let timed_out = err.is_connect() && format!("{err:?}").contains("timed out");
-            tracing::warn!(upstream = %shared.authority, error = ?err, "the upstream cannot be reached");
-            return if timed_out {
-                gateway_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "the upstream did not accept the connection in time",
-                )
-            } else {
-                gateway_error(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unreachable",
-                    "the upstream cannot be reached",
-                )
-            };
+            tracing::warn!(upstream = %shared.authority, error = %err, "the upstream cannot be reached");
+            return gateway_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+                "the upstream cannot be reached",
+            );
         }
         Ok(Ok(response)) => response,
     };
@@ -319,7 +305,7 @@ async fn forward(
 
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

@@ -1,0 +1,424 @@
+//! The connections to the upstream: HTTP/1.1 over TCP, each driven by a task
+//! of its own, kept alive and reused.
+//!
+//! A request takes the most recently used idle connection (or opens one),
+//! sends on it, and the connection goes back to the idle list when the
+//! response body has been read to its end; a body dropped half-read closes
+//! its connection, since HTTP/1.1 cannot take another request on it. A
+//! connection the upstream closed while idle is skipped, and a request it
+//! could not take (the connection closed before anything was written) is
+//! sent again on a new one. At most [`MAX_IDLE`] connections wait, none
+//! longer than [`IDLE_TIMEOUT`].
+//!
+//! Compared with hyper-util's pooled client, this is one lock and a vector
+//! push or pop per request: no pool key to hash, no connect future built
+//! alongside each checkout, and no task spawned to return a connection.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Scheme, Uri};
+use http::{Request, Response};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service;
+
+/// Idle connections kept for reuse; more are closed when they come back.
+pub(crate) const MAX_IDLE: usize = 64;
+/// How long a connection may stay idle before it is closed rather than used.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a request did not get a response head from the upstream.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// The connection was refused, or the name did not resolve.
+    Connect(String),
+    /// The upstream did not accept the connection within the connect timeout.
+    ConnectTimeout,
+    /// The connection failed while the request was sent or the head read.
+    Request(hyper::Error),
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Connect(err) => write!(f, "cannot connect: {err}"),
+            UpstreamError::ConnectTimeout => f.write_str("the connection was not accepted in time"),
+            UpstreamError::Request(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// One upstream's address and its idle connections.
+pub(crate) struct Upstream {
+    connector: HttpConnector,
+    /// What the connector dials: `scheme://authority`.
+    address: Uri,
+    /// The `Host` of a request that arrived without one.
+    host: HeaderValue,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Upstream {
+    pub(crate) fn new(scheme: Scheme, authority: Authority, connect_timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        let address = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .unwrap_or_else(|_| Uri::from_static("http://127.0.0.1/"));
+        Upstream {
+            connector,
+            address,
+            host: HeaderValue::from_str(&host)
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends `request` (origin-form target) and answers the response, whose
+    /// body gives its connection back when read to the end.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        if !request.headers().contains_key(header::HOST) {
+            request
+                .headers_mut()
+                .insert(header::HOST, self.host.clone());
+        }
+        loop {
+            let (mut sender, reused) = match self.take_idle() {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            if let Err(err) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(UpstreamError::Request(err));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.lease(sender, response)),
+                Err(mut err) => match err.take_message() {
+                    // Nothing was written: an idle connection the upstream
+                    // closed. Another one, or a new one, takes it.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Request(err.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is still open.
+    fn take_idle(&self) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(Idle { sender, since }) = idle.pop() {
+            if since.elapsed() > IDLE_TIMEOUT {
+                // The rest went idle earlier still.
+                idle.clear();
+                return None;
+            }
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= MAX_IDLE {
+            // The oldest goes.
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
+        let mut connector = self.connector.clone();
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, connector.call(self.address.clone()))
+                .await
+            {
+                Err(_) => return Err(UpstreamError::ConnectTimeout),
+                Ok(Err(err)) => return Err(UpstreamError::Connect(error_chain(&err))),
+                Ok(Ok(stream)) => stream,
+            };
+        let (sender, connection) = http1::Builder::new()
+            .handshake(stream)
+            .await
+            .map_err(UpstreamError::Request)?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.with_upgrades().await {
+                tracing::debug!(error = %err, "an upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// The response, its body holding `sender` until read to the end; a
+    /// protocol switch keeps the connection for the two joined streams.
+    fn lease(
+        self: &Arc<Self>,
+        sender: SendRequest<Body>,
+        response: Response<Incoming>,
+    ) -> Response<Body> {
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return response.map(Body::new);
+        }
+        let lease = if http_body::Body::is_end_stream(response.body()) {
+            self.give_back(sender);
+            None
+        } else {
+            Some(Lease {
+                sender,
+                upstream: Arc::clone(self),
+            })
+        };
+        response.map(|body| Body::new(LeasedBody { body, lease }))
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+struct Lease {
+    sender: SendRequest<Body>,
+    upstream: Arc<Upstream>,
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body that returns its connection to the idle
+    /// list once read to the end.
+    struct LeasedBody {
+        #[pin]
+        body: Incoming,
+        lease: Option<Lease>,
+    }
+}
+
+impl http_body::Body for LeasedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let polled = ready!(this.body.as_mut().poll_frame(cx));
+        match &polled {
+            None => give_back(this.lease),
+            // The server writing the response may stop polling once the
+            // body says it has ended, without asking for the end.
+            Some(Ok(_)) if this.body.is_end_stream() => give_back(this.lease),
+            Some(Ok(_)) => {}
+            // The connection is broken: it closes with the lease.
+            Some(Err(_)) => *this.lease = None,
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn give_back(lease: &mut Option<Lease>) {
+    if let Some(Lease { sender, upstream }) = lease.take() {
+        upstream.give_back(sender);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    /// An upstream on loopback that counts the connections it accepted:
+    /// `/close` answers with `Connection: close`, `/big` with a body of
+    /// 4 MiB, anything else with `ok`.
+    async fn counting_upstream() -> (Authority, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = Authority::try_from(listener.local_addr().unwrap().to_string()).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(|request: Request<Incoming>| async move {
+                        let mut response = match request.uri().path() {
+                            "/big" => Response::new(Body::from(vec![b'x'; 4 << 20])),
+                            _ => Response::new(Body::from("ok")),
+                        };
+                        if request.uri().path() == "/close" {
+                            response
+                                .headers_mut()
+                                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (authority, accepted)
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::builder().uri(path).body(Body::empty()).unwrap()
+    }
+
+    async fn read(upstream: &Arc<Upstream>, path: &str) -> Bytes {
+        let response = upstream.send(get(path)).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    fn upstream(authority: Authority) -> Arc<Upstream> {
+        Arc::new(Upstream::new(
+            Scheme::HTTP,
+            authority,
+            Duration::from_secs(2),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_response_was_read() {
+        let (authority, accepted) = counting_upstream().await;
+        let upstream = upstream(authority);
+        for _ in 0..5 {
+            assert_eq!(read(&upstream, "/").await, "ok");
+        }
+        assert_eq!(read(&upstream, "/big").await.len(), 4 << 20);
+        assert_eq!(read(&upstream, "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_in_flight_keeps_its_connection_from_other_requests() {
+        let (authority, accepted) = counting_upstream().await;
+        let upstream = upstream(authority);
+        let streaming = upstream.send(get("/big")).await.unwrap();
+        // The first response's body is not read yet: another connection.
+        assert_eq!(read(&upstream, "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let body = streaming.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 4 << 20);
+        // Both are idle now; no third connection.
+        assert_eq!(read(&upstream, "/").await, "ok");
+        assert_eq!(read(&upstream, "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_half_read_closes_its_connection() {
+        let (authority, accepted) = counting_upstream().await;
+        let upstream = upstream(authority);
+        let mut body = upstream.send(get("/big")).await.unwrap().into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.is_data());
+        drop(body);
+        assert_eq!(read(&upstream, "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closes_is_not_used_again() {
+        let (authority, accepted) = counting_upstream().await;
+        let upstream = upstream(authority);
+        assert_eq!(read(&upstream, "/close").await, "ok");
+        assert_eq!(read(&upstream, "/").await, "ok");
+        assert_eq!(read(&upstream, "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_without_host_gets_the_upstreams() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = service_fn(|request: Request<Incoming>| async move {
+                let host = request.headers().get(header::HOST).cloned();
+                Ok::<_, std::convert::Infallible>(Response::new(Body::from(
+                    host.map(|h| h.as_bytes().to_vec()).unwrap_or_default(),
+                )))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        let upstream = upstream(Authority::try_from(address.to_string()).unwrap());
+        assert_eq!(read(&upstream, "/").await, address.to_string());
+        let mut kept = get("/");
+        kept.headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("app.example"));
+        let response = upstream.send(kept).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "app.example");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let refused = upstream(Authority::try_from(address.to_string()).unwrap());
+        assert!(matches!(
+            refused.send(get("/")).await,
+            Err(UpstreamError::Connect(_))
+        ));
+    }
+}
