@@ -166,13 +166,16 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, truste
         remove_fields(headers, |name| FORWARDED.contains(name));
     }
     if let Some(peer) = peer {
-        let chain = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(existing) if from_trusted_proxy && !existing.trim().is_empty() => {
-                format!("{existing}, {}", peer.to_canonical())
-            }
-            _ => peer.to_canonical().to_string(),
-        };
-        if let Ok(value) = HeaderValue::from_str(&chain) {
+        let mut chain = Vec::with_capacity(64);
+        if from_trusted_proxy
+            && let Some(existing) = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+            && !existing.trim().is_empty()
+        {
+            chain.extend_from_slice(existing.as_bytes());
+            chain.extend_from_slice(b", ");
+        }
+        write_ip(&mut chain, peer.to_canonical());
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)) {
             headers.insert(X_FORWARDED_FOR, value);
         }
     }
@@ -183,6 +186,31 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, truste
     }
     if !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+}
+
+/// Appends `ip` as text: an IPv4 address digit by digit (the common case,
+/// without the formatting machinery), an IPv6 address as `Display` writes it.
+fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -359,5 +387,27 @@ mod tests {
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
         set_forwarded(&mut headers, Some("10.0.0.1".parse().unwrap()), &trusted);
         assert_eq!(headers[X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
+
+        // An IPv4-mapped IPv6 peer is written as IPv4; IPv6 as usual.
+        let mut headers = HeaderMap::new();
+        set_forwarded(
+            &mut headers,
+            Some("::ffff:192.0.2.250".parse().unwrap()),
+            &trusted,
+        );
+        assert_eq!(headers[X_FORWARDED_FOR], "192.0.2.250");
+        let mut headers = HeaderMap::new();
+        set_forwarded(&mut headers, Some("2001:db8::7".parse().unwrap()), &trusted);
+        assert_eq!(headers[X_FORWARDED_FOR], "2001:db8::7");
+    }
+
+    #[test]
+    fn every_ipv4_address_is_written_as_display_writes_it() {
+        for octet in 0..=255u8 {
+            let ip = std::net::IpAddr::from([octet, 255 - octet, octet / 3, 10]);
+            let mut out = Vec::new();
+            write_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
     }
 }
