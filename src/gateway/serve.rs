@@ -116,6 +116,7 @@ pub async fn serve(
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let heartbeat = tokio::spawn(keep_the_next_timer_near());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -141,11 +142,34 @@ pub async fn serve(
         });
     }
     drop(listener);
+    heartbeat.abort();
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the grace period"),
     }
     Ok(())
+}
+
+/// How far ahead the timer driver's next wake-up is kept.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// Keeps a timer due within [`HEARTBEAT`], forever.
+///
+/// Tokio interrupts its I/O driver (a write to an eventfd) whenever a timer
+/// is registered that is due before the driver's next planned wake-up, even
+/// while the driver is busy polling tasks (tokio-rs/tokio#5207). Every
+/// request registers one (hyper's header read timeout, the proxy's upstream
+/// timeout), and when no other timer is pending — every connection waiting
+/// on the upstream — each of them interrupted the driver: one more system
+/// call per proxied request. With a timer always due within half a second,
+/// the per-request ones (seconds away) never come first. The cost is one
+/// wake-up every half second.
+async fn keep_the_next_timer_near() {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+    }
 }
 
 fn request_handler(

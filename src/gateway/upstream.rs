@@ -7,8 +7,10 @@
 //! its connection, since HTTP/1.1 cannot take another request on it. A
 //! connection the upstream closed while idle is skipped, and a request it
 //! could not take (the connection closed before anything was written) is
-//! sent again on a new one. At most [`MAX_IDLE`] connections wait, none
-//! longer than [`IDLE_TIMEOUT`].
+//! sent again on a new one. At most [`MAX_IDLE`] connections wait (the
+//! oldest is closed to make room), and one idle for longer than
+//! [`IDLE_TIMEOUT`] is closed instead of used when a request comes; an
+//! upstream that closes idle connections itself ends them at once.
 //!
 //! Compared with hyper-util's pooled client, this is one lock and a vector
 //! push or pop per request: no pool key to hash, no connect future built
