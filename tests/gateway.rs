@@ -774,8 +774,10 @@ async fn scenario(front: &Front, upstream: &Upstream) {
             &[
                 ("authorization", &bearer),
                 ("x-auth-subject", "root"),
+                ("x-auth-subject", "root-again"),
                 ("x-auth-roles", "admin,superuser"),
                 ("x-auth-spaces", "everything"),
+                ("x-auth-spaces", "everything-else"),
             ],
         )
         .await;

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Request};
 use serde::Deserialize;
 
 use crate::ip::ClientIp;
@@ -167,17 +167,57 @@ pub(crate) fn identity_headers<B>(
     names: &IdentityHeaders,
     authenticated: bool,
 ) -> Result<HeaderMap, IdentityError> {
-    let extensions = request.extensions();
-    if extensions.get::<ClientIp>().is_none() {
-        return Err(IdentityError("the address filter did not run"));
-    }
-    if !authenticated {
+    let Some((values, space)) = checked(request.extensions(), authenticated)? else {
         let mut headers = HeaderMap::with_capacity(5);
         let empty = HeaderValue::from_static("");
         for name in names.names() {
             headers.insert(name.clone(), empty.clone());
         }
         return Ok(headers);
+    };
+    let mut headers = values.headers(names).map_err(IdentityError)?;
+    // Replaces the placeholder: the map does not grow.
+    headers.insert(names.space.clone(), space);
+    Ok(headers)
+}
+
+/// States the identity on `headers`, a request's on its way upstream, as
+/// [`identity_headers`] works it out: on a route that required a token,
+/// every identity header is set to the token's value, which replaces
+/// whatever a client sent under that name; on any other route, every copy
+/// a client sent is removed. Nothing is changed when a check did not run.
+pub(crate) fn state_identity(
+    extensions: &Extensions,
+    names: &IdentityHeaders,
+    authenticated: bool,
+    headers: &mut HeaderMap,
+) -> Result<(), IdentityError> {
+    let Some((values, space)) = checked(extensions, authenticated)? else {
+        strip_identity(headers, names);
+        return Ok(());
+    };
+    let stated = values.headers(names).map_err(IdentityError)?;
+    for (name, value) in &stated {
+        if *name != names.space {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    headers.insert(names.space.clone(), space);
+    Ok(())
+}
+
+/// The token's identity values and the space's header value once every
+/// check has left its mark; `None` on a route that required no token, once
+/// the address filter ran.
+fn checked(
+    extensions: &Extensions,
+    authenticated: bool,
+) -> Result<Option<(&IdentityValues, HeaderValue)>, IdentityError> {
+    if extensions.get::<ClientIp>().is_none() {
+        return Err(IdentityError("the address filter did not run"));
+    }
+    if !authenticated {
+        return Ok(None);
     }
     let token =
         extensions
@@ -195,10 +235,7 @@ pub(crate) fn identity_headers<B>(
         .ok_or(IdentityError("the space check did not run"))?;
     let space = HeaderValue::from_str(space)
         .map_err(|_| IdentityError("the space is not a header value"))?;
-    let mut headers = claims.values.headers(names).map_err(IdentityError)?;
-    // Replaces the placeholder: the map does not grow.
-    headers.insert(names.space.clone(), space);
-    Ok(headers)
+    Ok(Some((&claims.values, space)))
 }
 
 /// Removes every header named in `names`: copies a client sent must never
@@ -245,6 +282,34 @@ mod tests {
         assert_eq!(claims.values.roles.as_ref().unwrap(), "admin");
         let json = claims.values.claims.as_ref().unwrap().to_str().unwrap();
         assert!(json.contains(r#""n":"\u00e9""#), "{json}");
+    }
+
+    #[test]
+    fn a_request_whose_checks_did_not_run_is_left_as_it_came() {
+        let names = IdentityHeaders {
+            subject: HeaderName::from_static("x-auth-subject"),
+            roles: HeaderName::from_static("x-auth-roles"),
+            spaces: HeaderName::from_static("x-auth-spaces"),
+            space: HeaderName::from_static("x-space"),
+            claims: None,
+        };
+        let mut forged = HeaderMap::new();
+        forged.insert("x-auth-subject", HeaderValue::from_static("root"));
+        let mut extensions = Extensions::new();
+        for authenticated in [false, true] {
+            let mut headers = forged.clone();
+            let err = state_identity(&extensions, &names, authenticated, &mut headers);
+            assert_eq!(err, Err(IdentityError("the address filter did not run")));
+            assert_eq!(headers, forged);
+        }
+        extensions.insert(ClientIp("192.0.2.7".parse().unwrap()));
+        let mut headers = forged.clone();
+        let err = state_identity(&extensions, &names, true, &mut headers);
+        assert_eq!(err, Err(IdentityError("the token check did not run")));
+        assert_eq!(headers, forged);
+        // A route that needs no token: the forged copy goes, nothing is added.
+        state_identity(&extensions, &names, false, &mut headers).unwrap();
+        assert!(headers.is_empty());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::BoxFuture;
 use crate::ip::{ClientIpResolver, IpRanges};
 
 use super::config::{IdentityHeaders, UpstreamSettings};
-use super::identity::{identity_headers, remove_fields, strip_identity};
+use super::identity::{remove_fields, state_identity};
 use super::upstream::{Upstream, UpstreamError};
 
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -53,7 +53,7 @@ struct ProxyShared {
 
 /// The service that forwards a guarded request to the upstream; `authenticated`
 /// says whether its route required a token (see
-/// [`identity_headers`]).
+/// [`state_identity`]).
 #[derive(Clone)]
 pub(crate) struct Forward {
     shared: Arc<ProxyShared>,
@@ -234,14 +234,6 @@ async fn forward(
     authenticated: bool,
     mut request: Request<Body>,
 ) -> Response<Body> {
-    // The identity first: it fails closed when a check did not run.
-    let identity = match identity_headers(&request, &shared.identity, authenticated) {
-        Ok(identity) => identity,
-        Err(err) => {
-            tracing::error!(reason = err.0, "authgate refused to forward a request");
-            return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.0);
-        }
-    };
     let peer = ClientIpResolver::peer(&request);
     let upgrade = upgrade_requested(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
@@ -259,10 +251,13 @@ async fn forward(
     }
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
+    // Before the identity: a client's `Connection` may name an identity
+    // header, and must not remove the one stated below.
     remove_hop_by_hop(headers, upgrade);
-    strip_identity(headers, &shared.identity);
-    if authenticated {
-        headers.extend(identity);
+    // It fails closed when a check did not run.
+    if let Err(err) = state_identity(&parts.extensions, &shared.identity, authenticated, headers) {
+        tracing::error!(reason = err.0, "authgate refused to forward a request");
+        return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.0);
     }
     set_forwarded(headers, peer, &shared.trusted_proxies);
     // What only this hop needs stays here.
