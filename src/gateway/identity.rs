@@ -8,6 +8,7 @@
 //! costs a copy of that small header map and the space, not a formatting
 //! pass or a hash of every name.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Request};
@@ -43,13 +44,19 @@ impl IdentityValues {
     /// The token's identity headers under `names`, the space's header
     /// holding a placeholder for the request's space.
     fn headers(&self, names: &IdentityHeaders) -> Result<HeaderMap, &'static str> {
+        self.stated(names).map(Cow::into_owned)
+    }
+
+    /// [`headers`](Self::headers), borrowed when `names` are the names
+    /// first stated.
+    fn stated(&self, names: &IdentityHeaders) -> Result<Cow<'_, HeaderMap>, &'static str> {
         let (stated_names, stated) = self
             .stated
             .get_or_init(|| (names.clone(), self.build(names)));
         if stated_names == names {
-            stated.clone()
+            stated.as_ref().map(Cow::Borrowed).map_err(|err| *err)
         } else {
-            self.build(names)
+            self.build(names).map(Cow::Owned)
         }
     }
 
@@ -196,8 +203,8 @@ pub(crate) fn state_identity(
         strip_identity(headers, names);
         return Ok(());
     };
-    let stated = values.headers(names).map_err(IdentityError)?;
-    for (name, value) in &stated {
+    let stated = values.stated(names).map_err(IdentityError)?;
+    for (name, value) in stated.iter() {
         if *name != names.space {
             headers.insert(name.clone(), value.clone());
         }

@@ -251,6 +251,8 @@ async fn forward(
     }
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
+    // Room for the identity and forwarding fields, grown once.
+    let _ = headers.try_reserve(8);
     // Before the identity: a client's `Connection` may name an identity
     // header, and must not remove the one stated below.
     remove_hop_by_hop(headers, upgrade);
