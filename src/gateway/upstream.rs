@@ -3,8 +3,11 @@
 //!
 //! A request takes the most recently used idle connection (or opens one),
 //! sends on it, and the connection goes back to the idle list when the
-//! response body has been read to its end; a body dropped half-read closes
-//! its connection, since HTTP/1.1 cannot take another request on it. A
+//! response body has been read to its end and the request body sent to
+//! its end. A response body dropped half-read, or a request body still
+//! being sent when the response has ended (an upstream that answered
+//! early), closes its connection instead: HTTP/1.1 cannot take another
+//! request on it until then, and no request should wait for that. A
 //! connection the upstream closed while idle is skipped, and a request it
 //! could not take (the connection closed before anything was written) is
 //! sent again on a new one. At most [`MAX_IDLE`] connections wait (the
@@ -18,6 +21,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -111,6 +115,17 @@ impl Upstream {
                 .headers_mut()
                 .insert(header::HOST, self.host.clone());
         }
+        // A request body still on its way when the response has been read
+        // (an upstream that answered early) keeps its connection busy: that
+        // connection is closed rather than handed to the next request.
+        let uploaded = if http_body::Body::is_end_stream(request.body()) {
+            None
+        } else {
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&done);
+            request = request.map(|body| Body::new(UploadBody { body, done: flag }));
+            Some(done)
+        };
         loop {
             let (mut sender, reused) = match self.take_idle() {
                 Some(sender) => (sender, true),
@@ -123,7 +138,7 @@ impl Upstream {
                 return Err(UpstreamError::Request(err));
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.lease(sender, response)),
+                Ok(response) => return Ok(self.lease(sender, response, uploaded)),
                 Err(mut err) => match err.take_message() {
                     // Nothing was written: an idle connection the upstream
                     // closed. Another one, or a new one, takes it.
@@ -193,18 +208,21 @@ impl Upstream {
         self: &Arc<Self>,
         sender: SendRequest<Body>,
         response: Response<Incoming>,
+        uploaded: Option<Arc<AtomicBool>>,
     ) -> Response<Body> {
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             return response.map(Body::new);
         }
+        let lease = Lease {
+            sender,
+            upstream: Arc::clone(self),
+            uploaded,
+        };
         let lease = if http_body::Body::is_end_stream(response.body()) {
-            self.give_back(sender);
+            lease.give_back();
             None
         } else {
-            Some(Lease {
-                sender,
-                upstream: Arc::clone(self),
-            })
+            Some(lease)
         };
         response.map(|body| Body::new(LeasedBody { body, lease }))
     }
@@ -224,6 +242,57 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 struct Lease {
     sender: SendRequest<Body>,
     upstream: Arc<Upstream>,
+    /// Set when the request body has been sent to its end; `None` for a
+    /// request that had none.
+    uploaded: Option<Arc<AtomicBool>>,
+}
+
+impl Lease {
+    /// The connection goes back to the idle list once its request body is
+    /// sent too; otherwise it closes.
+    fn give_back(self) {
+        if self
+            .uploaded
+            .as_ref()
+            .is_none_or(|done| done.load(Ordering::Acquire))
+        {
+            self.upstream.give_back(self.sender);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that says when it has been sent to its end.
+    struct UploadBody {
+        #[pin]
+        body: Body,
+        done: Arc<AtomicBool>,
+    }
+}
+
+impl http_body::Body for UploadBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let mut this = self.project();
+        let polled = ready!(this.body.as_mut().poll_frame(cx));
+        if polled.is_none() || (matches!(polled, Some(Ok(_))) && this.body.is_end_stream()) {
+            this.done.store(true, Ordering::Release);
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -268,8 +337,8 @@ impl http_body::Body for LeasedBody {
 }
 
 fn give_back(lease: &mut Option<Lease>) {
-    if let Some(Lease { sender, upstream }) = lease.take() {
-        upstream.give_back(sender);
+    if let Some(lease) = lease.take() {
+        lease.give_back();
     }
 }
 
@@ -284,7 +353,8 @@ mod tests {
 
     /// An upstream on loopback that counts the connections it accepted:
     /// `/close` answers with `Connection: close`, `/big` with a body of
-    /// 4 MiB, anything else with `ok`.
+    /// 4 MiB, `/early` with `ok` before reading the request body, anything
+    /// else with `ok`.
     async fn counting_upstream() -> (Authority, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = Authority::try_from(listener.local_addr().unwrap().to_string()).unwrap();
@@ -298,6 +368,12 @@ mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let service = service_fn(|request: Request<Incoming>| async move {
+                        if request.uri().path() == "/early" {
+                            // Answers at once and reads the body after,
+                            // keeping the connection open meanwhile.
+                            tokio::spawn(request.into_body().collect());
+                            return Ok(Response::new(Body::from("ok")));
+                        }
                         let mut response = match request.uri().path() {
                             "/big" => Response::new(Body::from(vec![b'x'; 4 << 20])),
                             _ => Response::new(Body::from("ok")),
@@ -372,6 +448,56 @@ mod tests {
         let first = body.frame().await.unwrap().unwrap();
         assert!(first.is_data());
         drop(body);
+        assert_eq!(read(&upstream, "/").await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A request body that sends one chunk, then nothing, never ending.
+    struct Stalled(bool);
+
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if std::mem::replace(&mut self.0, true) {
+                Poll::Pending
+            } else {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"part")))))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_sending_its_request_body_is_not_reused() {
+        let (authority, accepted) = counting_upstream().await;
+        let upstream = upstream(authority);
+        // The upstream answers without reading the body, which never ends.
+        let upload = Request::builder()
+            .method("POST")
+            .uri("/early")
+            .body(Body::new(Stalled(false)))
+            .unwrap();
+        let response = upstream.send(upload).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "ok");
+        // The next request does not wait for that upload: a new connection.
+        let next = tokio::time::timeout(Duration::from_secs(5), read(&upstream, "/"))
+            .await
+            .expect("a request waited behind another's request body");
+        assert_eq!(next, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // A request body sent to its end leaves the connection reusable.
+        let sent = Request::builder()
+            .method("POST")
+            .uri("/")
+            .body(Body::from("whole"))
+            .unwrap();
+        let response = upstream.send(sent).await.unwrap();
+        response.into_body().collect().await.unwrap();
         assert_eq!(read(&upstream, "/").await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
