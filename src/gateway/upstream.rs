@@ -27,7 +27,6 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response};
@@ -123,7 +122,12 @@ impl Upstream {
         } else {
             let done = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&done);
-            request = request.map(|body| Body::new(UploadBody { body, done: flag }));
+            request = request.map(|body| {
+                Body::new(AtEnd {
+                    body,
+                    at_end: Some(move || flag.store(true, Ordering::Release)),
+                })
+            });
             Some(done)
         };
         loop {
@@ -218,13 +222,17 @@ impl Upstream {
             upstream: Arc::clone(self),
             uploaded,
         };
-        let lease = if http_body::Body::is_end_stream(response.body()) {
+        if http_body::Body::is_end_stream(response.body()) {
             lease.give_back();
-            None
-        } else {
-            Some(lease)
-        };
-        response.map(|body| Body::new(LeasedBody { body, lease }))
+            return response.map(Body::new);
+        }
+        // A broken body drops the lease: its connection closes.
+        response.map(|body| {
+            Body::new(AtEnd {
+                body,
+                at_end: Some(move || lease.give_back()),
+            })
+        })
     }
 }
 
@@ -262,26 +270,37 @@ impl Lease {
 }
 
 pin_project_lite::pin_project! {
-    /// A request body that says when it has been sent to its end.
-    struct UploadBody {
+    /// A body that runs `at_end` once it has yielded its last frame; one
+    /// that fails, or is dropped before its end, drops `at_end` unrun.
+    struct AtEnd<B, F> {
         #[pin]
-        body: Body,
-        done: Arc<AtomicBool>,
+        body: B,
+        at_end: Option<F>,
     }
 }
 
-impl http_body::Body for UploadBody {
-    type Data = Bytes;
-    type Error = axum::Error;
+impl<B: http_body::Body, F: FnOnce()> http_body::Body for AtEnd<B, F> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let mut this = self.project();
         let polled = ready!(this.body.as_mut().poll_frame(cx));
-        if polled.is_none() || (matches!(polled, Some(Ok(_))) && this.body.is_end_stream()) {
-            this.done.store(true, Ordering::Release);
+        let ended = match &polled {
+            None => true,
+            // Whoever reads the body may stop once it says it has ended,
+            // without asking for the end.
+            Some(Ok(_)) => this.body.is_end_stream(),
+            Some(Err(_)) => {
+                *this.at_end = None;
+                false
+            }
+        };
+        if ended && let Some(at_end) = this.at_end.take() {
+            at_end();
         }
         Poll::Ready(polled)
     }
@@ -292,59 +311,13 @@ impl http_body::Body for UploadBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An upstream response body that returns its connection to the idle
-    /// list once read to the end.
-    struct LeasedBody {
-        #[pin]
-        body: Incoming,
-        lease: Option<Lease>,
-    }
-}
-
-impl http_body::Body for LeasedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut this = self.project();
-        let polled = ready!(this.body.as_mut().poll_frame(cx));
-        match &polled {
-            None => give_back(this.lease),
-            // The server writing the response may stop polling once the
-            // body says it has ended, without asking for the end.
-            Some(Ok(_)) if this.body.is_end_stream() => give_back(this.lease),
-            Some(Ok(_)) => {}
-            // The connection is broken: it closes with the lease.
-            Some(Err(_)) => *this.lease = None,
-        }
-        Poll::Ready(polled)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-fn give_back(lease: &mut Option<Lease>) {
-    if let Some(lease) = lease.take() {
-        lease.give_back();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http_body_util::BodyExt;
