@@ -2,8 +2,10 @@
 //! with the identity headers added, over kept-alive connections of its own
 //! ([`Upstream`]).
 //!
-//! - Every incoming copy of an identity header is removed first, whatever
-//!   the route, so a client cannot forge one.
+//! - Every incoming copy of an identity header is removed, whatever the
+//!   route, so a client cannot forge one: on a guarded route each identity
+//!   header is set to the token's value, which replaces every copy; on a
+//!   public path the copies are dropped.
 //! - Hop-by-hop fields are removed both ways (RFC 9110 §7.6.1): the fields
 //!   the `Connection` header names, then `Connection`, `Proxy-Connection`,
 //!   `Keep-Alive`, `TE`, `Transfer-Encoding` and `Upgrade`. A WebSocket
