@@ -47,7 +47,6 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 
 struct ProxyShared {
     upstream: Arc<Upstream>,
-    authority: http::uri::Authority,
     timeout: Duration,
     identity: IdentityHeaders,
     trusted_proxies: Arc<IpRanges>,
@@ -76,10 +75,9 @@ impl Forward {
             shared: Arc::new(ProxyShared {
                 upstream: Arc::new(Upstream::new(
                     parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
-                    authority.clone(),
+                    authority,
                     upstream.connect_timeout,
                 )),
-                authority,
                 timeout: upstream.timeout,
                 identity,
                 trusted_proxies: Arc::new(trusted_proxies),
@@ -275,7 +273,7 @@ async fn forward(
     .await
     {
         Err(_) => {
-            tracing::warn!(upstream = %shared.authority, "the upstream did not answer in time");
+            tracing::warn!(upstream = %shared.upstream.authority(), "the upstream did not answer in time");
             return gateway_error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
@@ -283,7 +281,7 @@ async fn forward(
             );
         }
         Ok(Err(UpstreamError::ConnectTimeout)) => {
-            tracing::warn!(upstream = %shared.authority, "the upstream did not accept the connection in time");
+            tracing::warn!(upstream = %shared.upstream.authority(), "the upstream did not accept the connection in time");
             return gateway_error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
@@ -291,7 +289,7 @@ async fn forward(
             );
         }
         Ok(Err(err)) => {
-            tracing::warn!(upstream = %shared.authority, error = %err, "the upstream cannot be reached");
+            tracing::warn!(upstream = %shared.upstream.authority(), error = %err, "the upstream cannot be reached");
             return gateway_error(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unreachable",

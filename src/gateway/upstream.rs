@@ -103,6 +103,11 @@ impl Upstream {
         }
     }
 
+    /// Where the upstream is, as configured: `host:port`.
+    pub(crate) fn authority(&self) -> &str {
+        self.address.authority().map_or("", Authority::as_str)
+    }
+
     /// Sends `request` (origin-form target) and answers the response, whose
     /// body gives its connection back when read to the end.
     pub(crate) async fn send(
