@@ -1,4 +1,394 @@
 //! The `authgate` binary as a real process: attacks on the edge (config).
+//!
+//! A configuration that opens a known hole is warned about by `authgate
+//! check` and refused at start unless `[server] accept_risks` names that
+//! risk; a decision endpoint that collides with another route is a
+//! configuration error, never a panic; `authgate user add` keeps the users
+//! file private, writes it through an unpredictable temporary file, applies
+//! the password policy and refuses look-alike usernames.
 
 #[path = "common/gateway.rs"]
 mod fixtures;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fixtures::{TempDir, free_port, temp_dir, users_file};
+
+/// A configuration with one login preset, the private copy of the example
+/// users file, and `server` and `rest` added to `[server]` and after it.
+fn config(server: &str, rest: &str) -> String {
+    format!(
+        r#"[server]
+{server}
+
+[keys]
+signing_key = "ephemeral"
+
+[users]
+file = "{users}"
+
+[[login]]
+preset = "bearer_pair"
+
+[log]
+level = "warn"
+
+{rest}
+"#,
+        users = users_file().display()
+    )
+}
+
+const LOOPBACK: &str = "listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]";
+
+fn write(dir: &TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn check(path: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .arg("check")
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+/// What `authgate --config path` did: `Ok(stderr)` when it started
+/// (printed its address; it is stopped then), `Err(stderr)` when it exited.
+fn start(path: &Path) -> Result<String, String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .arg("--config")
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let line = receiver
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_default();
+    let started = line.starts_with("authgate listening on");
+    if started {
+        let _ = child.kill();
+    } else {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!stderr.contains("panicked"), "authgate panicked: {stderr}");
+    if started {
+        Ok(stderr)
+    } else {
+        assert!(!status.success(), "authgate exited quietly: {stderr}");
+        Err(stderr)
+    }
+}
+
+/// One risky configuration: its risk's name, the key and line an error
+/// must name, and the configuration (`{accept}` stands where the
+/// `accept_risks` line goes, inside `[server]`).
+struct Risky {
+    risk: &'static str,
+    key: &'static str,
+    line: usize,
+    text: String,
+}
+
+fn risky_configurations(dir: &TempDir) -> Vec<Risky> {
+    let mut cases = Vec::new();
+    let mut case = |risk, key, line, server: &str, rest: &str| {
+        cases.push(Risky {
+            risk,
+            key,
+            line,
+            text: config(&format!("{{accept}}\n{server}"), rest),
+        })
+    };
+    // The config's own lines: `[server]` is 1, `{accept}` 2, `server` from 3.
+    let rest_line = |server_lines: usize, offset: usize| 2 + server_lines + 14 + offset;
+    case(
+        "public_root",
+        "guard.public_paths[1]",
+        rest_line(2, 2),
+        LOOPBACK,
+        "[guard]\npublic_paths = [\"/public/\",\n  \"/\"]\n",
+    );
+    case(
+        "trust_everyone",
+        "server.trusted_proxies",
+        4,
+        "listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\", \"0.0.0.0/1\", \"128.0.0.0/1\"]",
+        "",
+    );
+    case(
+        "trust_everyone",
+        "server.trusted_proxies",
+        4,
+        "listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"::/0\"]",
+        "",
+    );
+    case(
+        "unlimited_login_attempts",
+        "lockout.enabled",
+        rest_line(2, 1),
+        LOOPBACK,
+        "[lockout]\nenabled = false\n[throttle]\nper_minute = 0\n",
+    );
+    case(
+        "development_off_loopback",
+        "server.development",
+        4,
+        "listen = \"0.0.0.0:0\"\ndevelopment = true",
+        "",
+    );
+    case(
+        "metrics_off_loopback",
+        "metrics.listen",
+        rest_line(2, 1),
+        LOOPBACK,
+        "[metrics]\nlisten = \"0.0.0.0:0\"\n",
+    );
+    let port = free_port();
+    case(
+        "upstream_loop",
+        "upstream.url",
+        rest_line(1, 1),
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("[upstream]\nurl = \"http://127.0.0.1:{port}\"\n"),
+    );
+    let port = free_port();
+    case(
+        "upstream_loop",
+        "upstream.url",
+        rest_line(1, 1),
+        &format!("listen = \"0.0.0.0:{port}\""),
+        &format!("[upstream]\nurl = \"http://localhost:{port}\"\n"),
+    );
+    // Secrets others may read: a users file and a signing key of mode 0644.
+    let users = dir.join("shared-users.toml");
+    std::fs::copy(users_file(), &users).unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    cases.push(Risky {
+        risk: "users_file_permissions",
+        key: "users.file",
+        line: 9,
+        text: config("{accept}\nlisten = \"127.0.0.1:0\"", "").replace(
+            &users_file().display().to_string(),
+            &users.display().to_string(),
+        ),
+    });
+    let key = dir.join("signing.pem");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/ed25519_private.pem"),
+        &key,
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    cases.push(Risky {
+        risk: "signing_key_permissions",
+        key: "keys.signing_key",
+        line: 6,
+        text: config("{accept}\nlisten = \"127.0.0.1:0\"", "")
+            .replace("\"ephemeral\"", &format!("{:?}", key.display().to_string())),
+    });
+    cases
+}
+
+#[test]
+fn each_risk_is_warned_by_check_refused_at_start_and_accepted_only_by_its_name() {
+    let dir = temp_dir("risks");
+    for (i, case) in risky_configurations(&dir).into_iter().enumerate() {
+        let name = format!("risky-{i}-{}.toml", case.risk);
+        let what = format!("{} ({name})", case.risk);
+        let at = format!("{name}:{}: {}:", case.line, case.key);
+
+        // Not named, or another risk named: check warns, start refuses.
+        for accept in ["", "accept_risks = [\"some_other_risk\"]"] {
+            let accept = if accept.is_empty() {
+                String::new()
+            } else {
+                let other = if case.risk == "public_root" {
+                    "trust_everyone"
+                } else {
+                    "public_root"
+                };
+                accept.replace("some_other_risk", other)
+            };
+            let path = write(&dir, &name, &case.text.replace("{accept}", &accept));
+            let out = check(&path);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{what}: check passed: {stderr}");
+            assert!(
+                stderr.contains("warning") && stderr.contains(&at) && stderr.contains(case.risk),
+                "{what}: check said {stderr}"
+            );
+            let refused = start(&path).err().unwrap_or_else(|| {
+                panic!("{what}: authgate started without the risk named ({accept})")
+            });
+            assert!(
+                refused.contains(&at)
+                    && refused.contains("accept_risks")
+                    && refused.contains(case.risk),
+                "{what}: the refusal does not name the key and the way to accept: {refused}"
+            );
+        }
+
+        // Named: check passes and the gateway starts.
+        let path = write(
+            &dir,
+            &name,
+            &case
+                .text
+                .replace("{accept}", &format!("accept_risks = [\"{}\"]", case.risk)),
+        );
+        let out = check(&path);
+        assert!(
+            out.status.success(),
+            "{what}: check with the risk named: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Err(stderr) = start(&path) {
+            panic!("{what}: did not start with the risk named: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn an_unknown_risk_name_is_a_configuration_error() {
+    let dir = temp_dir("risk-names");
+    let path = write(
+        &dir,
+        "gateway.toml",
+        &config(
+            &format!("{LOOPBACK}\naccept_risks = [\"public_root\", \"everything\"]"),
+            "",
+        ),
+    );
+    let out = check(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("gateway.toml:4: server.accept_risks[1]:")
+            && stderr.contains("public_root"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_verify_path_that_collides_with_another_route_is_a_configuration_error() {
+    let dir = temp_dir("collisions");
+    let all_presets = "[[login]]\npreset = \"cookie_session\"\n[[login]]\npreset = \"pascal_case\"\n\
+        [[login]]\npreset = \"auth_token\"\n[[login]]\npreset = \"x_auth_token\"\ndeprecated_get = true\n";
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("/healthz", String::new(), "verify.path"),
+        ("/metrics", String::new(), "verify.path"),
+        ("/api/login", String::new(), "verify.path"),
+        ("/api/login/refresh", String::new(), "verify.path"),
+        ("/login", all_presets.to_owned(), "verify.path"),
+        ("/login/otp", all_presets.to_owned(), "verify.path"),
+        (
+            "/api/auth/lockedUsers",
+            all_presets.to_owned(),
+            "verify.path",
+        ),
+        (
+            "/api/auth/lockedUsers/x",
+            all_presets.to_owned(),
+            "verify.path",
+        ),
+        (
+            "/authenticate/signin",
+            all_presets.to_owned(),
+            "verify.path",
+        ),
+        (
+            "/api/serviceAccounts/verify",
+            all_presets.to_owned(),
+            "verify.path",
+        ),
+        ("/api/v1/login", all_presets.to_owned(), "verify.path"),
+        (
+            "/auth/login",
+            "[[login]]\npreset = \"cookie_session\"\nprefix = \"/auth\"\n".to_owned(),
+            "verify.path",
+        ),
+        ("/{anything}", String::new(), "verify.path"),
+        ("/_authgate/{*rest}", String::new(), "verify.path"),
+        ("/:verify", String::new(), "verify.path"),
+        // Two presets whose routes meet: /api + /login is bearer_pair's /api/login.
+        (
+            "/_authgate/verify",
+            "[[login]]\npreset = \"cookie_session\"\nprefix = \"/api\"\n".to_owned(),
+            "login[1].prefix",
+        ),
+    ];
+    for (verify, logins, key) in cases {
+        let path = write(
+            &dir,
+            "gateway.toml",
+            &config(
+                LOOPBACK,
+                &format!("{logins}\n[verify]\npath = \"{verify}\"\n"),
+            ),
+        );
+        let out = check(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{verify} ({key}): check passed: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(": {key}:")) && stderr.contains("gateway.toml:"),
+            "{verify}: {stderr}"
+        );
+        let refused = start(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{verify}: authgate started"));
+        assert!(
+            refused.contains(&format!(": {key}:")),
+            "{verify}: {refused}"
+        );
+    }
+
+    // A path of its own is fine, beside every preset.
+    let path = write(
+        &dir,
+        "gateway.toml",
+        &config(
+            LOOPBACK,
+            &format!("{all_presets}\n[verify]\npath = \"/_authgate/check\"\n"),
+        ),
+    );
+    let out = check(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start(&path).unwrap();
+}
