@@ -10,7 +10,7 @@
 #[path = "common/gateway.rs"]
 mod fixtures;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -391,4 +391,148 @@ fn a_verify_path_that_collides_with_another_route_is_a_configuration_error() {
         String::from_utf8_lossy(&out.stderr)
     );
     start(&path).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// authgate user add
+
+const STRONG: &str = "correct horse battery staple";
+
+fn user_add(file: &Path, username: &str, password: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["user", "add"])
+        .arg(file)
+        .arg(username)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn user_add_keeps_the_files_mode_and_creates_a_new_file_private() {
+    let dir = temp_dir("user-mode");
+    let users = dir.join("users.toml");
+    let out = user_add(&users, "alice", STRONG);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&users), 0o600, "a new users file is private");
+
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = user_add(&users, "bob", STRONG);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&users), 0o600, "0600 stays 0600");
+
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = user_add(&users, "carol", STRONG);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&users), 0o640, "the operator's mode is kept");
+    let text = std::fs::read_to_string(&users).unwrap();
+    for name in ["alice", "bob", "carol"] {
+        assert!(text.contains(&format!("username = \"{name}\"")), "{text}");
+    }
+}
+
+#[test]
+fn user_add_writes_through_an_unpredictable_temporary_file() {
+    let dir = temp_dir("user-temp");
+    let users = dir.join("users.toml");
+    assert!(user_add(&users, "alice", STRONG).status.success());
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Another local user plants links where a predictable temporary file
+    // would go, pointing at a file of theirs (and at one of the operator's).
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let planted = [
+        "users.toml.new",
+        "users.toml.tmp",
+        ".users.toml.tmp",
+        "users.toml~",
+        "users.new",
+        "users.tmp",
+    ];
+    for name in planted {
+        std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+    }
+    let out = user_add(&users, "bob", STRONG);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    for name in planted {
+        let link = std::fs::symlink_metadata(dir.join(name)).unwrap();
+        assert!(link.file_type().is_symlink(), "{name} was replaced");
+    }
+    let metadata = std::fs::symlink_metadata(&users).unwrap();
+    assert!(metadata.file_type().is_file(), "users.toml is a plain file");
+    assert_eq!(mode(&users), 0o600);
+    let text = std::fs::read_to_string(&users).unwrap();
+    assert!(text.contains("alice") && text.contains("bob"), "{text}");
+    // Nothing else is left behind.
+    let mut names: Vec<String> = std::fs::read_dir(&*dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = planted.iter().map(|s| s.to_string()).collect();
+    expected.extend(["users.toml".to_owned(), "victim".to_owned()]);
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn user_add_applies_the_password_policy() {
+    let dir = temp_dir("user-policy");
+    let users = dir.join("users.toml");
+    assert!(user_add(&users, "alice", STRONG).status.success());
+    let before = std::fs::read_to_string(&users).unwrap();
+    for weak in ["password", "abc", "qwertyuiop", "12345678", "bobbobbob"] {
+        let out = user_add(&users, "bob", weak);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{weak:?} was accepted");
+        assert!(stderr.contains("password"), "{weak:?}: {stderr}");
+        assert_eq!(std::fs::read_to_string(&users).unwrap(), before);
+    }
+    assert!(
+        user_add(&users, "bob", "vivid-lantern-orbit-42")
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn user_add_refuses_a_username_equal_to_another_after_nfkc_and_case_folding() {
+    let dir = temp_dir("user-names");
+    let users = dir.join("users.toml");
+    for name in ["admin", "kelvin", "office"] {
+        assert!(user_add(&users, name, STRONG).status.success(), "{name}");
+    }
+    let before = std::fs::read_to_string(&users).unwrap();
+    for look_alike in [
+        "\u{ff41}\u{ff44}\u{ff4d}\u{ff49}\u{ff4e}", // fullwidth "admin"
+        "\u{ff21}\u{ff24}\u{ff2d}\u{ff29}\u{ff2e}", // fullwidth "ADMIN"
+        "\u{212a}elvin",                            // KELVIN SIGN
+        "o\u{fb03}ce",                              // the "ffi" ligature
+        "ADMIN",
+        "Admin",
+    ] {
+        let out = user_add(&users, look_alike, STRONG);
+        assert!(
+            !out.status.success(),
+            "{look_alike:?} was added beside its look-alike"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("already"), "{look_alike:?}: {stderr}");
+        assert_eq!(std::fs::read_to_string(&users).unwrap(), before);
+    }
+    assert!(user_add(&users, "operator", STRONG).status.success());
 }
