@@ -1685,6 +1685,54 @@ mod tests {
     }
 
     #[test]
+    fn routes_meet_when_a_request_could_match_both() {
+        assert!(routes_meet("/api/login", "/api/login"));
+        assert!(routes_meet(
+            "/api/serviceAccounts/{id}",
+            "/api/serviceAccounts/verify"
+        ));
+        assert!(!routes_meet("/api/login", "/api/login/refresh"));
+        assert!(!routes_meet("/auth", "/auth/login"));
+        assert!(!routes_meet("/login", "/login/"));
+    }
+
+    /// Every route the collision check lists is one the presets' routers
+    /// serve (a listed route the router lacks would fall to the proxy's
+    /// 404), so the list keeps up with the presets.
+    #[tokio::test]
+    async fn the_listed_preset_routes_are_served_by_the_presets() {
+        use tower::ServiceExt;
+        let users = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-users.toml");
+        let mut text = format!(
+            "[keys]\nsigning_key = \"ephemeral\"\n[users]\nfile = {:?}\n",
+            users.display().to_string()
+        );
+        for name in PresetKind::NAMES {
+            text.push_str(&format!("[[login]]\npreset = \"{name}\"\n"));
+        }
+        text.push_str("deprecated_get = true\n");
+        let settings = Settings::from_toml("/nonexistent/gateway.toml", &text).unwrap();
+        let router = crate::gateway::Gateway::build(&settings).unwrap().router();
+        for name in PresetKind::NAMES {
+            let preset = PresetKind::parse(name).unwrap();
+            // `/user` is served only with registration, which the gateway
+            // does not configure.
+            for route in preset_routes(preset).iter().filter(|r| **r != "/user") {
+                let path = route.replace("{username}", "x").replace("{id}", "x");
+                let request = http::Request::get(&path)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                assert_ne!(
+                    response.status(),
+                    http::StatusCode::NOT_FOUND,
+                    "{name}: {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_minimal_file_has_defaults() {
         let settings = Settings::from_toml(
             "gateway.toml",
