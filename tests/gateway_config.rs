@@ -468,6 +468,11 @@ fn user_add_keeps_the_files_mode_and_creates_a_new_file_private() {
     let out = user_add(&users, "carol", STRONG);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(mode(&users), 0o640, "the operator's mode is kept");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("users_file_permissions"),
+        "a shared users file is pointed out: {stderr}"
+    );
     let text = std::fs::read_to_string(&users).unwrap();
     for name in ["alice", "bob", "carol"] {
         assert!(text.contains(&format!("username = \"{name}\"")), "{text}");

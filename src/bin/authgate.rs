@@ -196,6 +196,27 @@ fn check(file: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A warning when the users file at `path` (whose mode `user add` keeps)
+/// can be read or written by its group or others.
+fn warn_if_shared(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o7777;
+            if mode & 0o066 != 0 {
+                eprintln!(
+                    "warning: {} can be read or written by its group or others (mode {mode:04o}): authgate serves it only when [server] accept_risks names \"users_file_permissions\"; chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 fn read_password() -> Result<String, String> {
     let mut line = String::new();
     std::io::stdin()
@@ -298,8 +319,10 @@ fn main() -> ExitCode {
             .and_then(|password| hash_password(&password).map(|hash| println!("{hash}"))),
         Command::AddUser { file, user } => read_password().and_then(|password| {
             let name = user.username.clone();
-            add_user(&file, user, &password)
-                .map(|()| println!("added {name} to {}", file.display()))
+            add_user(&file, user, &password).map(|()| {
+                println!("added {name} to {}", file.display());
+                warn_if_shared(&file);
+            })
         }),
         Command::Serve {
             config,
