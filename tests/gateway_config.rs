@@ -571,3 +571,44 @@ fn user_add_refuses_a_username_equal_to_another_after_nfkc_and_case_folding() {
     }
     assert!(user_add(&users, "operator", STRONG).status.success());
 }
+
+// ---------------------------------------------------------------------------
+// Reload
+
+#[tokio::test]
+async fn a_reload_that_opens_a_risk_is_refused_and_the_running_rules_stay() {
+    use fixtures::{DENIED_CLIENT, Front, Gateway, Upstream, gateway_config};
+    let upstream = Upstream::start().await;
+    let config = gateway_config(upstream.port, "");
+    let gateway = Gateway::start(&config);
+    let front = Front::new("authgate", gateway.addr.port());
+    let denied = || async {
+        front
+            .send_with(&front.denied, http::Method::GET, "/public/x", &[], "")
+            .await
+            .status
+    };
+    assert_eq!(denied().await, http::StatusCode::FORBIDDEN);
+
+    // Without the deny rule, and trusting every address: refused, so the
+    // deny rule stays in force.
+    let open = config.replace(&format!("ip_deny = [\"{DENIED_CLIENT}\"]\n"), "");
+    let risky = open.replace(
+        "trusted_proxies = [\"127.0.0.1\"]",
+        "trusted_proxies = [\"0.0.0.0/0\"]",
+    );
+    assert_ne!(risky, open);
+    std::fs::write(&gateway.config, &risky).unwrap();
+    gateway.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(denied().await, http::StatusCode::FORBIDDEN);
+
+    // The same change without the risk is taken.
+    std::fs::write(&gateway.config, &open).unwrap();
+    gateway.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while denied().await != http::StatusCode::OK {
+        assert!(Instant::now() < deadline, "the safe reload was not taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
