@@ -181,14 +181,16 @@ fn risky_configurations(dir: &TempDir) -> Vec<Risky> {
         &format!("listen = \"127.0.0.1:{port}\""),
         &format!("[upstream]\nurl = \"http://127.0.0.1:{port}\"\n"),
     );
-    let port = free_port();
-    case(
-        "upstream_loop",
-        "upstream.url",
-        rest_line(1, 1),
-        &format!("listen = \"0.0.0.0:{port}\""),
-        &format!("[upstream]\nurl = \"http://localhost:{port}\"\n"),
-    );
+    for upstream in ["127.0.0.1", "localhost"] {
+        let port = free_port();
+        case(
+            "upstream_loop",
+            "upstream.url",
+            rest_line(1, 1),
+            &format!("listen = \"0.0.0.0:{port}\""),
+            &format!("[upstream]\nurl = \"http://{upstream}:{port}\"\n"),
+        );
+    }
     // Secrets others may read: a users file and a signing key of mode 0644.
     let users = dir.join("shared-users.toml");
     std::fs::copy(users_file(), &users).unwrap();
