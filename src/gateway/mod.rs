@@ -28,6 +28,13 @@
 //!   reloaded on `SIGHUP`, `tracing` output, and the crate's metrics in the
 //!   Prometheus text format on a listener of their own ([`metrics_router`]).
 //!
+//! - **Risky configurations** (a public `/`, trusted proxies that cover
+//!   every address, no lockout and no throttle, development mode or metrics
+//!   off loopback, secrets others can read, an upstream loop) are found by
+//!   [`Settings::risks`]; the binary starts with them only when
+//!   `[server] accept_risks` names each ([`risks`]). Routes that would
+//!   meet are configuration errors.
+//!
 //! The `authgate` binary reads the file ([`Settings::load`]), builds the
 //! [`Gateway`] and serves it ([`serve_until_signalled`]). The README's
 //! Gateway section is the configuration reference.
@@ -46,6 +53,7 @@ mod config;
 mod identity;
 mod metrics;
 mod proxy;
+pub mod risks;
 mod serve;
 mod upstream;
 pub mod users_file;
@@ -54,4 +62,5 @@ pub use app::{BuildError, Gateway, ReloadHandle};
 pub use config::{ConfigFileError, DEFAULT_LISTEN, DEFAULT_VERIFY_PATH, Settings};
 pub use identity::GatewayClaims;
 pub use metrics::metrics_router;
+pub use risks::{Risk, RiskFinding};
 pub use serve::{serve, serve_until_signalled};

@@ -212,8 +212,25 @@ impl Drop for Process {
     }
 }
 
+/// `examples/gateway-users.toml`, copied with mode 0600 under the test
+/// build's temporary directory: git checks the example out readable by
+/// everyone, a mode the gateway refuses for a users file.
 pub fn users_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-users.toml")
+    static PRIVATE_COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PRIVATE_COPY
+        .get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-users.toml");
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let copy = dir.join("gateway-users.toml");
+            // Written aside and renamed: test binaries run side by side.
+            let aside = dir.join(format!("gateway-users.toml.{}", std::process::id()));
+            std::fs::copy(&example, &aside).expect("copy the example users file");
+            std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&aside, &copy).unwrap();
+            copy
+        })
+        .clone()
 }
 
 /// The gateway's configuration: the five presets, the upstream, the denied
