@@ -14,7 +14,7 @@
 //! | `unlimited_login_attempts` | login presets with `[lockout] enabled = false` and `[throttle] per_minute = 0`: passwords can be guessed without end |
 //! | `development_off_loopback` | `server.development = true` (cookies without `Secure`) on an address other than loopback |
 //! | `metrics_off_loopback` | `[metrics] listen` on an address other than loopback |
-//! | `users_file_permissions` | the users file can be read or written by its group or others (mode bits `0o077`) |
+//! | `users_file_permissions` | the users file can be read or written by its group or others (any of the mode bits `0o066`) |
 //! | `signing_key_permissions` | the signing key file can be read or written by its group or others |
 //! | `upstream_loop` | the upstream is the gateway's own address (the same address and port, a loopback or unspecified address on the port of a gateway listening on every address, or `localhost`) |
 //!
