@@ -456,7 +456,8 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
 /// upstream reads as `X-Auth-Roles`) would reach the upstream, and so would
 /// a copy under a name the proxy is not told to copy; a `Connection` naming
 /// an identity header or `Host` would make the proxy delete what it
-/// copied. The space header is the client's own input under its name
+/// copied, and a `Trailer` naming one announces a trailer the endpoint
+/// never sees (it gets no body). The space header is the client's own input under its name
 /// (`space_header`), never under another spelling.
 fn no_identity_copies(
     headers: &HeaderMap,
@@ -480,14 +481,19 @@ fn no_identity_copies(
                 .names()
                 .any(|name| same_field(option, name.as_str().as_bytes()))
     };
-    if headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(names_identity_or_host)
-    {
+    let names_one = |field| {
+        headers
+            .get_all(field)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(names_identity_or_host)
+    };
+    if names_one(header::CONNECTION) {
         return Err("the request's Connection header names an identity header or Host");
+    }
+    if names_one(header::TRAILER) {
+        return Err("the request announces an identity header or Host as a trailer");
     }
     Ok(())
 }
@@ -1052,6 +1058,7 @@ mod tests {
             ("connection", "keep-alive, x_auth_roles"),
             ("connection", "HOST"),
             ("connection", "x-space"),
+            ("trailer", "X_Auth_Roles"),
         ] {
             assert!(check(&[forged]).is_err(), "{forged:?}");
         }
