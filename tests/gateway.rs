@@ -91,8 +91,16 @@ async fn scenario(front: &Front, upstream: &Upstream) {
         "{name}: {:?}",
         anonymous.headers
     );
+    // A forged identity alone: the guard refuses it (401), or a front's
+    // decision endpoint refuses a copy of an identity header (400, which
+    // nginx turns into its 500).
     let forged_alone = front.get("/app/echo", &[("x-auth-subject", "admin")]).await;
-    assert_eq!(forged_alone.status, StatusCode::UNAUTHORIZED, "{name}");
+    assert!(
+        forged_alone.status == StatusCode::UNAUTHORIZED
+            || refused_by_decision(front, &forged_alone),
+        "{name}: {}",
+        forged_alone.status
+    );
 
     // 000: cookie session, and the operator's TOTP step.
     let login = front
@@ -214,22 +222,24 @@ async fn scenario(front: &Front, upstream: &Upstream) {
             ],
         )
         .await;
-    assert_eq!(forged.status, StatusCode::OK, "{name}");
-    assert_eq!(
-        forged.upstream_header("x-auth-subject").as_deref(),
-        Some("admin"),
-        "{name}"
-    );
-    assert_eq!(
-        forged.upstream_header("x-auth-roles").as_deref(),
-        Some("admin"),
-        "{name}"
-    );
-    assert_eq!(
-        forged.upstream_header("x-auth-spaces").as_deref(),
-        Some("default_space,production"),
-        "{name}"
-    );
+    if !refused_by_decision(front, &forged) {
+        assert_eq!(forged.status, StatusCode::OK, "{name}");
+        assert_eq!(
+            forged.upstream_header("x-auth-subject").as_deref(),
+            Some("admin"),
+            "{name}"
+        );
+        assert_eq!(
+            forged.upstream_header("x-auth-roles").as_deref(),
+            Some("admin"),
+            "{name}"
+        );
+        assert_eq!(
+            forged.upstream_header("x-auth-spaces").as_deref(),
+            Some("default_space,production"),
+            "{name}"
+        );
+    }
 
     // Spaces: one granted, one not.
     let production = front
@@ -329,6 +339,17 @@ async fn scenario(front: &Front, upstream: &Upstream) {
         "{name}: {:?}",
         started.elapsed()
     );
+}
+
+/// Whether a front's decision endpoint refused `reply`'s request as
+/// malformed (`400`, which nginx turns into its `500`): the gateway's own
+/// proxy never does.
+fn refused_by_decision(front: &Front, reply: &Reply) -> bool {
+    front.name != "authgate proxy"
+        && matches!(
+            reply.status,
+            StatusCode::BAD_REQUEST | StatusCode::INTERNAL_SERVER_ERROR
+        )
 }
 
 async fn websocket_echo_through(front: &Front, bearer: Option<&str>) {
