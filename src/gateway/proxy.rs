@@ -352,10 +352,11 @@ impl http_body::Body for WithoutTrailers {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        // A trailer frame is the last one: what follows it is the end.
         loop {
-            match std::task::ready!(std::pin::Pin::new(&mut self.0).poll_frame(cx)) {
-                Some(Ok(frame)) if !frame.is_data() => continue,
-                other => return Poll::Ready(other),
+            let frame = std::task::ready!(std::pin::Pin::new(&mut self.0).poll_frame(cx));
+            if !matches!(&frame, Some(Ok(frame)) if !frame.is_data()) {
+                return Poll::Ready(frame);
             }
         }
     }
