@@ -457,8 +457,8 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
 /// a copy under a name the proxy is not told to copy; a `Connection` naming
 /// an identity header or `Host` would make the proxy delete what it
 /// copied, and a `Trailer` naming one announces a trailer the endpoint
-/// never sees (it gets no body). The space header is the client's own input under its name
-/// (`space_header`), never under another spelling.
+/// never sees (it gets no body). The space header is the client's own
+/// input under its name (`space_header`), never under another spelling.
 fn no_identity_copies(
     headers: &HeaderMap,
     names: &IdentityHeaders,
@@ -472,10 +472,7 @@ fn no_identity_copies(
         if let Some(identity) = identity_field(name, names)
             && !(name == identity && name == space_header)
         {
-            return Err(
-                "the request carries an identity header the gateway states, or \
-                        another spelling of one",
-            );
+            return Err("the request carries an identity header, or another spelling of one");
         }
     }
     if !naming_fields {
