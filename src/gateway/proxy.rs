@@ -546,6 +546,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Case and `_` for `-` never change what a name is: the plain
+        /// reading (lower case, `-` only) against the byte comparison.
+        #[test]
+        fn a_name_is_a_forwarding_field_whatever_its_spelling(
+            name in "(x|X|-|_|forwarded|FORWARDED|for|real|ip|IP|client|true|original|url|method|override|http|a)*",
+        ) {
+            let plain = name.to_ascii_lowercase().replace('_', "-");
+            let expected = plain == "x-forwarded"
+                || plain.starts_with("x-forwarded-")
+                || [
+                    "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "client-ip",
+                    "x-original-url", "x-http-method-override", "x-http-method",
+                    "x-original-method",
+                ]
+                .contains(&plain.as_str());
+            if expected {
+                proptest::prop_assert!(forwarding_field(name.as_bytes()), "{}", name);
+            }
+            proptest::prop_assert_eq!(
+                forwarding_field(name.as_bytes()),
+                forwarding_field(plain.as_bytes())
+            );
+        }
+    }
+
     #[test]
     fn a_request_keeps_its_host_and_loses_identity_copies_and_trailer() {
         let mut headers = HeaderMap::new();
