@@ -366,6 +366,9 @@ http {{
       proxy_set_header X-Forwarded-For $remote_addr;
       proxy_set_header X-Forwarded-Uri "";
       proxy_set_header X-Forwarded-Method "";
+      proxy_set_header X-Auth-Subject "";
+      proxy_set_header X-Auth-Roles "";
+      proxy_set_header X-Auth-Spaces "";
     }}
     location ~ {LOGIN_PATHS} {{
       proxy_pass http://authgate;
