@@ -189,17 +189,26 @@ async fn identity_header_aliases_never_reach_the_upstream() {
         ("X-Auth-Roles", "admin"),
     ];
     for front in &edge.fronts {
+        // The gateway's proxy removes every spelling, nginx drops names
+        // with `_` and replaces its own copies: the request goes on.
+        // Caddy passes both to the decision endpoint, which refuses.
+        let expected = if front.name == "caddy forward_auth" {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
         for (name, value) in spellings {
             let context = format!("{}: {name}: {value}", front.name);
             let reply = front
                 .get("/app/echo", &[("cookie", &cookie), (name, value)])
                 .await;
+            assert_eq!(reply.status, expected, "{context}: {}", reply.text);
             if let Some(echo) = received(reply.status, &reply.text, &context) {
-                assert_eq!(reply.status, StatusCode::OK, "{context}");
                 assert_stated_identity_only(&echo, Some("operator"), &context);
             }
             // Anonymous, on a public path.
             let reply = front.get("/public/x", &[(name, value)]).await;
+            assert_eq!(reply.status, expected, "{context} (public): {}", reply.text);
             if let Some(echo) = received(reply.status, &reply.text, &context) {
                 assert_stated_identity_only(&echo, None, &format!("{context} (public)"));
             }
@@ -212,20 +221,12 @@ async fn identity_header_aliases_never_reach_the_upstream() {
                 &format!("GET /app/echo HTTP/1.1\r\nCookie: {cookie}\r\n{name}: admin\r\n\r\n"),
             )
             .await;
+            assert_eq!(status, expected, "{context}: {body}");
             if let Some(echo) = received(status, &body, &context) {
                 assert_stated_identity_only(&echo, Some("operator"), &context);
             }
         }
     }
-    // The gateway's own proxy removes aliases rather than refusing them.
-    let proxy = &edge.fronts[0];
-    let reply = proxy
-        .get(
-            "/app/echo",
-            &[("cookie", &cookie), ("x_auth_roles", "admin")],
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
