@@ -1286,7 +1286,10 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
     {
         let names: Vec<&HeaderName> = identity.names().collect();
         for (i, name) in names.iter().enumerate() {
-            if names[..i].contains(name) {
+            // `X-User` and `X_User` are one header to a CGI, WSGI or Rack upstream.
+            if names[..i].iter().any(|other| {
+                super::identity::same_field(other.as_str().as_bytes(), name.as_str().as_bytes())
+            }) {
                 return Err(source.missing("identity", format!("the header {name} is named twice")));
             }
             if is_reserved_header(name) {
@@ -1672,6 +1675,10 @@ mod tests {
         assert_eq!(err.line(), Some(4), "{err}");
 
         let err = error(&format!("{keys}[identity]\nsubject = \"Authorization\"\n"));
+        assert_eq!(err.key(), Some("identity"), "{err}");
+        let err = error(&format!(
+            "{keys}[identity]\nsubject = \"X-User\"\nclaims = \"X_User\"\n"
+        ));
         assert_eq!(err.key(), Some("identity"), "{err}");
     }
 
