@@ -697,9 +697,10 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
         );
         let mut flow = LoginFlow::new(users.clone(), Arc::clone(&issuer))
             .with_totp_verifier(stores.totp.clone());
-        if let Some(lockout) = &stores.lockout {
-            flow = flow.with_lockout(lockout.clone());
-        }
+        flow = match &stores.lockout {
+            Some(lockout) => flow.with_lockout(lockout.clone()),
+            None => flow.without_lockout(),
+        };
         let guards = |routes: Router, format| {
             apply_login_guards(routes, format, ip_filter, throttle.as_ref())
         };

@@ -17,8 +17,9 @@
 //! - [`CookieSession::auth_layer`] reads `ins_access_token`, renews it from
 //!   `ins_refresh_token` when it is missing or expired, and refuses revoked
 //!   tokens.
-//! - Five failed logins lock an account for ten minutes: a flow given
-//!   without a lockout gets [`Lockout::default`].
+//! - Failed logins count in the [`LoginFlow`]'s lockout, shared with every
+//!   other preset on that flow: by default five lock an account for ten
+//!   minutes ([`Lockout::default`]).
 //! - [`locked_users_router`]: `GET /api/auth/lockedUsers` (paged with
 //!   `Offset`, `Limit`, `OrderBy`) and `DELETE /api/auth/lockedUsers/{username}`
 //!   for administrators.
@@ -115,15 +116,11 @@ pub struct CookieSession {
 
 impl CookieSession {
     /// The preset over `flow`, as the document describes it: access tokens
-    /// of 300 s, refresh tokens of 86 400 s, five failed logins locking an
-    /// account for ten minutes (when `flow` has no lockout of its own), and
-    /// `Secure` cookies.
+    /// of 300 s, refresh tokens of 86 400 s, failed logins counted in the
+    /// flow's lockout (by default five lock an account for ten minutes),
+    /// and `Secure` cookies.
     pub fn new(flow: LoginFlow) -> Self {
         let flow = flow.named_if_unnamed("cookie_session");
-        let flow = match flow.lockout() {
-            Some(_) => flow,
-            None => flow.with_lockout(Lockout::default()),
-        };
         CookieSession {
             flow,
             lifetimes: PairLifetimes::new()

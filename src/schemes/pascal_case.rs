@@ -468,6 +468,7 @@ async fn signout(
         .users()
         .find(&claims.sub)
         .await
+        .map_err(LoginError::Unavailable)?
         .and_then(|principal| principal.email)
         .unwrap_or_default();
     Ok(no_store(
