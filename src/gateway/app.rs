@@ -867,7 +867,9 @@ impl Gateway {
             .map_err(|err| BuildError::new("guard.realm", err))?
             .revocations(Arc::clone(&logins.revocations));
         if let Some(renewal) = logins.renewal.clone() {
-            auth = auth.cookie_renewal(renewal);
+            auth = auth
+                .cookie_renewal(renewal)
+                .map_err(|err| BuildError::new("guard", err))?;
         }
         let auth = auth.on_rejection(style);
         let mut csrf = CsrfLayer::new();

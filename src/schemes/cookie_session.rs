@@ -192,8 +192,30 @@ impl CookieSession {
                 self.access_cookie.clone(),
             )?))
             .revocations(self.flow.issuer().revocations())
-            .cookie_renewal(self.cookie_renewal()?)
+            .cookie_renewal(self.cookie_renewal()?)?
             .on_rejection(InscadaFormat))
+    }
+
+    /// An [`AuthLayer`] for routes that the clients of several presets
+    /// share: the token from this preset's access cookie (renewed from its
+    /// refresh cookie, `__Host-` names included after
+    /// [`with_host_prefix`](Self::with_host_prefix)), from
+    /// `Authorization: Bearer` (the datarhei Core, Scailable and RegScale
+    /// clients) or from `X-Auth-Token` (the Workflow API's clients), in
+    /// that order; revoked tokens refused. Refusals answer with the RFC
+    /// 6750 headers and an empty body: give the layer the routes' own
+    /// format with [`AuthLayer::on_rejection`]. `verifier` must accept the
+    /// keys and issuers of every preset whose tokens the routes take.
+    pub fn shared_auth_layer<C>(&self, verifier: Verifier) -> Result<AuthLayer<C>, ConfigError> {
+        let sources = TokenSources::new([
+            TokenSource::try_cookie(self.access_cookie.clone())?,
+            TokenSource::bearer(),
+            TokenSource::header(super::x_auth_token::X_AUTH_TOKEN),
+        ])?;
+        AuthLayer::new(verifier)
+            .sources(sources)
+            .revocations(self.flow.issuer().revocations())
+            .cookie_renewal(self.cookie_renewal()?)
     }
 
     /// The transparent renewal of this preset's access cookie from its
