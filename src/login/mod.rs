@@ -1,13 +1,21 @@
 //! The issuer side: checking credentials, minting token pairs, refreshing,
 //! revoking, service-account tokens and the TOTP second step.
 //!
-//! - [`Authenticator`] checks credentials ([`MemoryUsers`] keeps argon2
-//!   hashes in memory).
+//! - [`Authenticator`] is where accounts live: one
+//!   [`find_account`](Authenticator::find_account) per login reads an
+//!   [`Account`] and its password hash, an unreachable store answers `503`
+//!   ([`MemoryUsers`] keeps argon2 hashes in memory). A store of your own
+//!   uses [`hash_password`], [`HashingPool::hash`] and
+//!   [`HashingPool::verify`] (whose dummy verification keeps unknown users'
+//!   timing) and [`Principal::builder`]; `examples/sqlite_users.rs` is one
+//!   over SQLite.
 //! - [`TokenIssuer`] mints, refreshes (with rotation and reuse detection) and
 //!   revokes ([`JwtIssuer`]).
-//! - [`LoginFlow`] puts them together with the [`crate::otp::TotpVerifier`]:
-//!   a password login either yields the principal or, for accounts with
-//!   TOTP, an otp-pending token that the second step exchanges.
+//! - [`LoginFlow`] puts them together with the [`crate::otp::TotpVerifier`]
+//!   and one [`Lockout`] (the default unless replaced) that every preset
+//!   on the flow counts in: a password login either yields the principal
+//!   or, for accounts with TOTP, an otp-pending token that the second step
+//!   exchanges.
 //! - [`ServiceAccounts`] keeps the long-lived tokens an administrator mints,
 //!   in a [`ServiceAccountStore`](crate::store::ServiceAccountStore).
 //! - [`Registrar`] creates accounts, after a [`PasswordPolicy`] judged the
