@@ -182,12 +182,12 @@ rejections_in_format!(NxFormat);
 /// An error of the Scailable / Nx routes.
 pub type NxError = ApiError<NxFormat>;
 
-/// The PascalCase preset: the routes of the [module's table](self), among
+/// The PascalCase preset: the routes of the [module's table](crate::schemes::pascal_case), among
 /// them the code login (`POST /authenticate/csrf` answering the login
 /// state in `X-Login-State` and a cookie, `POST /authenticate/code/issue`
 /// or [`issue_login_code`](Self::issue_login_code) minting a one-time code
 /// for that state, `POST /authenticate/code` exchanging it): see
-/// [the code login, step by step](self#the-code-login-step-by-step).
+/// [the code login, step by step](crate::schemes::pascal_case#the-code-login-step-by-step).
 #[derive(Clone)]
 pub struct PascalCase {
     flow: LoginFlow,
