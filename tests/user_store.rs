@@ -3,6 +3,8 @@
 //! out), cookie renewal wired to the cookie the layer reads, and the public
 //! hashing helpers a store needs.
 
+#![cfg(feature = "presets")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
