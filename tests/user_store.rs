@@ -358,3 +358,30 @@ async fn the_public_hashing_helpers_hash_verify_and_cost_unknown_users_alike() {
         "an unknown user took {unknown:?}, a wrong password {known:?}"
     );
 }
+
+#[tokio::test]
+async fn sources_set_after_a_renewal_they_do_not_read_drop_it_rather_than_mint_per_request() {
+    let issuer = issuer();
+    let session = CookieSession::new(LoginFlow::new(Accounts::new(), issuer.clone()));
+    let layer = AuthLayer::<AuthClaims>::new(issuer.access_verifier())
+        .sources(TokenSources::single(TokenSource::cookie(ACCESS_COOKIE)))
+        .cookie_renewal(session.cookie_renewal().unwrap())
+        .unwrap()
+        .sources(TokenSources::bearer());
+    let router = Router::new()
+        .route("/api/me", get(|| async { "me" }))
+        .route_layer(layer)
+        .merge(session.router());
+    let login = call(&router, form_login("admin")).await;
+    let refresh = login.cookie("ins_refresh_token").unwrap();
+    let refused = call(
+        &router,
+        Request::get("/api/me")
+            .header(header::COOKIE, format!("ins_refresh_token={refresh}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.cookie(ACCESS_COOKIE).is_none());
+}
