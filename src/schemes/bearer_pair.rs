@@ -24,10 +24,11 @@
 //!   failed as often, answers `POST /api/login` with `423 Locked`,
 //!   `Retry-After` (seconds) and the Core error object
 //!   `{"code":423,"message":"the account is locked; try again later","details":[]}`;
-//!   its password is not checked meanwhile. The document lists no
-//!   lockout: `423` keeps to its error object, and a client that knows
-//!   only its `400`/`401` still reads the failure from `code` and
-//!   `message`.
+//!   its password is not checked meanwhile. The document describes
+//!   neither a lockout nor error bodies: the status is the one the
+//!   inSCADA preset gives a locked account, the body the preset's error
+//!   object ([`CoreFormat`]), and the successful answers stay the
+//!   document's.
 //! - A store that cannot be reached answers `503` with `Retry-After`
 //!   (login and refresh alike): a refresh never answers `401` for an
 //!   outage, so clients keep their tokens.
