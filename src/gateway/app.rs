@@ -755,9 +755,10 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
         );
         let mut flow = LoginFlow::new(users.clone(), Arc::clone(&issuer))
             .with_totp_verifier(stores.totp.clone());
-        if let Some(lockout) = &stores.lockout {
-            flow = flow.with_lockout(lockout.clone());
-        }
+        flow = match &stores.lockout {
+            Some(lockout) => flow.with_lockout(lockout.clone()),
+            None => flow.without_lockout(),
+        };
         let guards = |routes: Router, format| {
             apply_login_guards(routes, format, ip_filter, throttle.as_ref())
         };
@@ -924,7 +925,9 @@ impl Gateway {
             .map_err(|err| BuildError::new("guard.realm", err))?
             .revocations(Arc::clone(&logins.revocations));
         if let Some(renewal) = logins.renewal.clone() {
-            auth = auth.cookie_renewal(renewal);
+            auth = auth
+                .cookie_renewal(renewal)
+                .map_err(|err| BuildError::new("guard", err))?;
         }
         let auth = auth.on_rejection(style);
         let mut csrf = CsrfLayer::new();
