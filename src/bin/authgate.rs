@@ -219,9 +219,9 @@ async fn serve(
     // Scripts and tests read the address from this line.
     println!("authgate listening on http://{local}");
     let grace = settings.shutdown_grace();
-    let header_read_timeout = settings.header_read_timeout();
+    let limits = settings.connection_limits();
     let reload = move || load(&config, listen, upstream.as_deref());
-    serve_until_signalled(gateway, listener, grace, header_read_timeout, reload)
+    serve_until_signalled(gateway, listener, grace, limits, reload)
         .await
         .map_err(|err| err.to_string())
 }

@@ -700,8 +700,13 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
         if let Some(lockout) = &stores.lockout {
             flow = flow.with_lockout(lockout.clone());
         }
+        let body_read_timeout = settings.connections.body_read_timeout;
         let guards = |routes: Router, format| {
-            apply_login_guards(routes, format, ip_filter, throttle.as_ref())
+            apply_login_guards(routes, format, ip_filter, throttle.as_ref()).route_layer(
+                axum::middleware::from_fn(move |request, next| {
+                    super::serve::login_body_deadline(body_read_timeout, request, next)
+                }),
+            )
         };
         let routes = match login.preset {
             PresetKind::CookieSession => {

@@ -54,4 +54,4 @@ pub use app::{BuildError, Gateway, ReloadHandle};
 pub use config::{ConfigFileError, DEFAULT_LISTEN, DEFAULT_VERIFY_PATH, Settings};
 pub use identity::GatewayClaims;
 pub use metrics::metrics_router;
-pub use serve::{serve, serve_until_signalled};
+pub use serve::{ConnectionLimits, serve, serve_until_signalled};
