@@ -44,7 +44,7 @@ use super::config::{
     ErrorStyle, IdentityHeaders, LoginSettings, PresetKind, Settings, SourceSetting,
 };
 use super::identity::{GatewayClaims, identity_headers};
-use super::proxy::{Forward, gateway_error};
+use super::proxy::{Forward, gateway_error, upgrade_other_than_websocket};
 
 /// Why the gateway could not be assembled from valid settings (a store or
 /// key source that cannot start).
@@ -466,6 +466,14 @@ impl Decision {
                 StatusCode::FORBIDDEN,
                 "untrusted_proxy",
                 "the decision endpoint answers the proxies listed in server.trusted_proxies only",
+            ));
+        }
+        if upgrade_other_than_websocket(request.headers()) {
+            // The proxy in front would pass it on: only WebSocket is tunnelled.
+            return answer(gateway_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "only websocket upgrades are passed on",
             ));
         }
         let (mut parts, _) = request.into_parts();
@@ -916,7 +924,8 @@ impl Gateway {
                     upstream,
                     settings.identity.clone(),
                     settings.trusted_proxies.clone(),
-                );
+                )
+                .with_websocket_bounds(&settings.connections, Arc::clone(&logins.revocations));
                 let public = forward.public();
                 router.fallback_service(guard.wrap(forward, public))
             }
