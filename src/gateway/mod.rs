@@ -23,7 +23,12 @@
 //! - **A reverse proxy** to one upstream ([`proxy`](self#the-proxy)):
 //!   identity headers added, incoming copies removed, hop-by-hop fields
 //!   handled per RFC 9110 §7.6.1, bodies streamed, WebSocket upgrades
-//!   passed through, `502` / `504` when the upstream is down or slow.
+//!   (and no other) passed through and closed when their token expires or
+//!   is revoked, `502` / `504` when the upstream is down or slow.
+//! - **Bounds on what a client holds** ([`ConnectionLimits`]): the time to
+//!   send a request head (from a connection's first moment), open
+//!   connections in all and per client address, the time to send a login
+//!   body, the life of a WebSocket.
 //! - `/healthz`, graceful shutdown on `SIGTERM`, address rules and keys
 //!   reloaded on `SIGHUP`, `tracing` output, and the crate's metrics in the
 //!   Prometheus text format on a listener of their own ([`metrics_router`]).

@@ -10,7 +10,12 @@
 //!   the `Connection` header names, then `Connection`, `Proxy-Connection`,
 //!   `Keep-Alive`, `TE`, `Transfer-Encoding` and `Upgrade`. A WebSocket
 //!   handshake (`Connection: upgrade`, `Upgrade: websocket`) keeps its two
-//!   fields, and after a `101` the two connections are joined byte for byte.
+//!   fields, and after a `101` whose `Upgrade` is `websocket` too the two
+//!   connections are joined byte for byte; any other upgrade (`h2c`,
+//!   arbitrary tokens) goes on as a plain request, and a `101` naming
+//!   another protocol is a `502`. A joined WebSocket is closed at its
+//!   token's `exp`, once the token is found revoked, and after
+//!   `[server] websocket_max_lifetime` in any case.
 //! - `X-Forwarded-For` gets the peer appended when the peer is a trusted
 //!   proxy; from any other peer the incoming `X-Forwarded-*` and `Forwarded`
 //!   fields are dropped and the peer's address starts the chain.
