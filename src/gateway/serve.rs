@@ -6,13 +6,13 @@
 //! period; `SIGHUP` reads the file again and puts its address rules and
 //! verifying keys in force without touching open connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -110,8 +110,11 @@ pub async fn serve_until_signalled(
 ///   response on a kept-alive connection; a client that sends no byte, or
 ///   not a whole head, in that time is disconnected.
 /// - **Open connections** (`max_connections`, default 768, below the usual
-///   limit of 1,024 descriptors): a connection beyond it is answered at
-///   once with `503`, `Retry-After: 1` and `Connection: close`, and closed.
+///   limit of 1,024 descriptors): when every slot is taken, the oldest
+///   connection that has not yet sent a whole request head is closed to
+///   make room (so idle connections cannot keep anyone out); when every
+///   open connection has sent a request, a new one is answered at once with
+///   `503`, `Retry-After: 1` and `Connection: close`, and closed.
 /// - **Open connections per client address** (`max_connections_per_client`,
 ///   default 64; IPv6 addresses counted by their /64): the same answer, so
 ///   that one client cannot take every slot and starve `/healthz`. The
@@ -151,6 +154,11 @@ impl ConnectionLimits {
             uncounted_clients,
         }
     }
+
+    /// The most connections open at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
 }
 
 /// The connections open now, in all and per client address.
@@ -158,7 +166,19 @@ struct OpenConnections {
     limits: ConnectionLimits,
     total: AtomicUsize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
+    /// The connections in the order they were accepted, for finding the
+    /// oldest one still [`WAITING`] (entries of connections since served or
+    /// closed are skipped, and dropped now and then).
+    accepted: Mutex<VecDeque<Weak<ConnectionSlot>>>,
 }
+
+/// A connection that has not yet sent a whole request head.
+const WAITING: u8 = 0;
+/// A connection that has sent at least one request.
+const SERVED: u8 = 1;
+/// A connection closed to make room for a newer one, which took its place
+/// in the total.
+const EVICTED: u8 = 2;
 
 /// One open connection's place in [`OpenConnections`], given back when the
 /// last holder (the connection, or the WebSocket tunnelled over it) drops.
@@ -166,13 +186,30 @@ pub(crate) struct ConnectionSlot {
     open: Arc<OpenConnections>,
     /// The address counted against the per-client limit, if any.
     client: Option<IpAddr>,
+    /// [`WAITING`], [`SERVED`] or [`EVICTED`].
+    state: AtomicU8,
+    /// Woken when the connection is evicted.
+    evict: tokio::sync::Notify,
 }
 
 impl fmt::Debug for ConnectionSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionSlot")
             .field("client", &self.client)
+            .field("state", &self.state)
             .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionSlot {
+    /// Notes that a whole request head has arrived: the connection can no
+    /// longer be evicted.
+    fn served(&self) {
+        if self.state.load(Ordering::Relaxed) == WAITING {
+            let _ =
+                self.state
+                    .compare_exchange(WAITING, SERVED, Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 }
 
@@ -187,54 +224,100 @@ impl OpenConnections {
             limits,
             total: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
+            accepted: Mutex::new(VecDeque::new()),
         })
     }
 
-    /// A slot for a connection from `peer`, or `None` when a limit is reached.
-    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<ConnectionSlot> {
+    /// A slot for a connection from `peer`, or `None` when a limit is
+    /// reached. At the total limit the oldest connection that has not yet
+    /// sent a request head is evicted to make room, so idle connections
+    /// cannot keep everyone else out; with none, the answer is `None`.
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Arc<ConnectionSlot>> {
+        let peer = peer.to_canonical();
+        let client = (!self.limits.uncounted_clients.contains(peer)).then(|| client_key(peer));
+        if let Some(client) = client {
+            let mut per_client = lock(&self.per_client);
+            let count = per_client.entry(client).or_insert(0);
+            if *count >= self.limits.max_connections_per_client {
+                return None;
+            }
+            *count += 1;
+        }
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
             self.total.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            // An evicted connection's place passes to this one.
+            if !self.evict_the_oldest_waiting() {
+                if let Some(client) = client {
+                    self.release_client(client);
+                }
+                return None;
+            }
         }
-        // From here on, dropping the slot gives the count back.
-        let mut slot = ConnectionSlot {
+        let slot = Arc::new(ConnectionSlot {
             open: Arc::clone(self),
-            client: None,
-        };
-        let peer = peer.to_canonical();
-        if self.limits.uncounted_clients.contains(peer) {
-            return Some(slot);
+            client,
+            state: AtomicU8::new(WAITING),
+            evict: tokio::sync::Notify::new(),
+        });
+        let mut accepted = lock(&self.accepted);
+        if accepted.len() >= 2 * self.limits.max_connections + 16 {
+            accepted.retain(|entry| {
+                entry
+                    .upgrade()
+                    .is_some_and(|slot| slot.state.load(Ordering::Acquire) == WAITING)
+            });
         }
-        let client = client_key(peer);
-        let mut per_client = self
-            .per_client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = per_client.entry(client).or_insert(0);
-        if *count >= self.limits.max_connections_per_client {
-            return None;
-        }
-        *count += 1;
-        slot.client = Some(client);
+        accepted.push_back(Arc::downgrade(&slot));
         Some(slot)
     }
+
+    /// Marks the oldest connection still waiting for its first request
+    /// head evicted and wakes it; `false` when there is none.
+    fn evict_the_oldest_waiting(&self) -> bool {
+        let mut accepted = lock(&self.accepted);
+        while let Some(entry) = accepted.pop_front() {
+            let Some(slot) = entry.upgrade() else {
+                continue;
+            };
+            if slot
+                .state
+                .compare_exchange(WAITING, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                tracing::debug!(client = ?slot.client, "connection evicted: every slot is taken");
+                slot.evict.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+
+    fn release_client(&self, client: IpAddr) {
+        let mut per_client = lock(&self.per_client);
+        if let Some(count) = per_client.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&client);
+            }
+        }
+    }
+}
+
+/// The data behind `mutex`, whether or not a holder panicked (the counts
+/// stay consistent: every change is one step).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.open.total.fetch_sub(1, Ordering::AcqRel);
+        if self.state.load(Ordering::Acquire) != EVICTED {
+            self.open.total.fetch_sub(1, Ordering::AcqRel);
+        }
         if let Some(client) = self.client {
-            let mut per_client = self
-                .open
-                .per_client
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(count) = per_client.get_mut(&client) {
-                *count -= 1;
-                if *count == 0 {
-                    per_client.remove(&client);
-                }
-            }
+            self.open.release_client(client);
         }
     }
 }
@@ -307,7 +390,6 @@ pub async fn serve(
             refuse(stream, peer);
             continue;
         };
-        let slot = Arc::new(slot);
         let _ = stream.set_nodelay(true);
         let service =
             hyper::service::service_fn(request_handler(router.clone(), peer, Arc::clone(&slot)));
@@ -316,10 +398,12 @@ pub async fn serve(
             .with_upgrades();
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             tokio::pin!(connection);
             let ended = tokio::select! {
                 ended = connection.as_mut() => ended,
+                // Made room for a newer one before sending a request head:
+                // dropped, which closes it.
+                () = slot.evict.notified() => Ok(()),
                 () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
@@ -369,6 +453,7 @@ fn request_handler(
     slot: Arc<ConnectionSlot>,
 ) -> impl Fn(Request<Incoming>) -> axum::routing::future::RouteFuture<Infallible> + Clone {
     move |mut request: Request<Incoming>| {
+        slot.served();
         request.extensions_mut().insert(PeerAddr(peer));
         if request.headers().contains_key(http::header::UPGRADE) {
             // A tunnel outlives the connection's task: it keeps the slot.
@@ -470,49 +555,83 @@ mod tests {
         )
     }
 
+    /// A slot whose connection has sent a request.
+    fn served(open: &Arc<OpenConnections>, peer: &str) -> Option<Arc<ConnectionSlot>> {
+        let slot = open.take(peer.parse().unwrap())?;
+        slot.served();
+        Some(slot)
+    }
+
     #[test]
     fn one_client_gets_its_share_and_gives_it_back() {
         let open = OpenConnections::new(limits(4, 2, "10.0.0.1"));
-        let client: IpAddr = "192.0.2.7".parse().unwrap();
-        let first = open.take(client).unwrap();
-        let _second = open.take(client).unwrap();
-        assert!(open.take(client).is_none(), "a third from one client");
+        let first = served(&open, "192.0.2.7").unwrap();
+        let _second = served(&open, "192.0.2.7").unwrap();
+        assert!(
+            served(&open, "192.0.2.7").is_none(),
+            "a third from one client"
+        );
         // Another client still gets a slot; a trusted proxy is not counted
         // per client, only in all.
-        let _other = open.take("192.0.2.8".parse().unwrap()).unwrap();
-        let _proxy = open.take("10.0.0.1".parse().unwrap()).unwrap();
-        assert!(
-            open.take("10.0.0.1".parse().unwrap()).is_none(),
-            "over the total"
-        );
+        let _other = served(&open, "192.0.2.8").unwrap();
+        let _proxy = served(&open, "10.0.0.1").unwrap();
+        assert!(served(&open, "10.0.0.1").is_none(), "over the total");
         drop(first);
-        let _again = open.take(client).expect("a freed slot is given again");
-        assert!(open.take("192.0.2.9".parse().unwrap()).is_none());
+        let _again = served(&open, "192.0.2.7").expect("a freed slot is given again");
+        assert!(served(&open, "192.0.2.9").is_none());
     }
 
     #[test]
     fn a_refused_connection_leaves_the_counts_as_they_were() {
         let open = OpenConnections::new(limits(3, 1, "10.0.0.1"));
-        let client: IpAddr = "192.0.2.7".parse().unwrap();
-        let held = open.take(client).unwrap();
+        let held = served(&open, "192.0.2.7").unwrap();
         for _ in 0..10 {
-            assert!(open.take(client).is_none());
+            assert!(served(&open, "192.0.2.7").is_none());
         }
-        assert_eq!(open.total.load(Ordering::Acquire), 1);
+        let _a = served(&open, "192.0.2.8").unwrap();
+        let _b = served(&open, "192.0.2.9").unwrap();
+        for _ in 0..10 {
+            assert!(served(&open, "192.0.2.10").is_none());
+        }
+        assert_eq!(open.total.load(Ordering::Acquire), 3);
+        assert_eq!(lock(&open.per_client).len(), 3);
         drop(held);
+        drop((_a, _b));
         assert_eq!(open.total.load(Ordering::Acquire), 0);
-        assert!(open.per_client.lock().unwrap().is_empty());
+        assert!(lock(&open.per_client).is_empty());
+    }
+
+    #[test]
+    fn at_the_limit_the_oldest_connection_without_a_request_makes_room() {
+        let open = OpenConnections::new(limits(3, 3, "10.0.0.1"));
+        let idle_old = open.take("192.0.2.7".parse().unwrap()).unwrap();
+        let busy = served(&open, "192.0.2.7").unwrap();
+        let idle_new = open.take("192.0.2.8".parse().unwrap()).unwrap();
+        // Full: the newcomer takes the oldest idle connection's place.
+        let newcomer = served(&open, "192.0.2.9").expect("an idle connection makes room");
+        assert_eq!(idle_old.state.load(Ordering::Acquire), EVICTED);
+        assert_eq!(idle_new.state.load(Ordering::Acquire), WAITING);
+        assert_eq!(busy.state.load(Ordering::Acquire), SERVED);
+        drop(idle_old);
+        assert_eq!(open.total.load(Ordering::Acquire), 3, "the place passed on");
+        let _another = served(&open, "192.0.2.10").expect("the next idle one");
+        assert_eq!(idle_new.state.load(Ordering::Acquire), EVICTED);
+        // Every open connection has sent a request: refused.
+        assert!(served(&open, "192.0.2.11").is_none());
+        drop((busy, newcomer, idle_new, _another));
+        assert_eq!(open.total.load(Ordering::Acquire), 0);
+        assert!(lock(&open.per_client).is_empty());
     }
 
     #[test]
     fn ipv6_clients_are_counted_by_their_64() {
         let open = OpenConnections::new(limits(10, 1, "10.0.0.1"));
-        let _held = open.take("2001:db8:1:2::1".parse().unwrap()).unwrap();
-        assert!(open.take("2001:db8:1:2::ffff".parse().unwrap()).is_none());
-        assert!(open.take("2001:db8:1:3::1".parse().unwrap()).is_some());
+        let _held = served(&open, "2001:db8:1:2::1").unwrap();
+        assert!(served(&open, "2001:db8:1:2::ffff").is_none());
+        assert!(served(&open, "2001:db8:1:3::1").is_some());
         // An IPv4-mapped address counts as the IPv4 address.
-        let _v4 = open.take("192.0.2.1".parse().unwrap()).unwrap();
-        assert!(open.take("::ffff:192.0.2.1".parse().unwrap()).is_none());
+        let _v4 = served(&open, "192.0.2.1").unwrap();
+        assert!(served(&open, "::ffff:192.0.2.1").is_none());
     }
 
     #[test]
