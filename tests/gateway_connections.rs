@@ -165,6 +165,38 @@ async fn one_client_cannot_hold_every_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_filling_every_slot_make_room_for_a_new_one() {
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(&config_with_server(
+        upstream.port,
+        "header_read_timeout = \"5s\"\nmax_connections = 16",
+        "",
+    ));
+    // Twice the limit from one address that is not counted per client (as
+    // a front's would be): the oldest idle ones are closed to make room.
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        held.push(connect_from(gateway.addr, "127.0.0.1").await);
+    }
+    let started = Instant::now();
+    assert_eq!(
+        healthz_from(gateway.addr, "127.0.0.1", Duration::from_secs(1)).await,
+        Some(200)
+    );
+    assert_eq!(
+        healthz_from(gateway.addr, "127.0.0.7", Duration::from_secs(1)).await,
+        Some(200)
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        closed_within(&mut held[0], Duration::from_millis(500))
+            .await
+            .is_some(),
+        "the oldest idle connection is still open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_max_connections_are_refused_at_once_until_slots_free_up() {
     let upstream = Upstream::start().await;
     let gateway = Gateway::start(&config_with_server(
@@ -172,20 +204,29 @@ async fn connections_beyond_max_connections_are_refused_at_once_until_slots_free
         "header_read_timeout = \"2s\"\nmax_connections = 16\nmax_connections_per_client = 8",
         "",
     ));
+    // Every slot is held by a kept-alive connection that has been served.
     let mut held = Vec::new();
     for client in ["127.0.0.5", "127.0.0.6"] {
         for _ in 0..8 {
-            held.push(connect_from(gateway.addr, client).await);
+            let mut stream = connect_from(gateway.addr, client).await;
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+                .await
+                .unwrap();
+            let mut status = [0u8; 12];
+            stream.read_exact(&mut status).await.unwrap();
+            assert_eq!(&status, b"HTTP/1.1 200");
+            held.push(stream);
         }
     }
-    // Every slot is taken: `/healthz` is refused quickly, not left hanging.
+    // `/healthz` is refused quickly, not left hanging.
     let started = Instant::now();
     assert_eq!(
         healthz_from(gateway.addr, "127.0.0.7", Duration::from_secs(1)).await,
         Some(503)
     );
     assert!(started.elapsed() < Duration::from_millis(500));
-    // Once the idle ones are closed it answers again.
+    // Once the kept-alive ones time out it answers again.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
         healthz_from(gateway.addr, "127.0.0.7", Duration::from_secs(1)).await,
