@@ -15,7 +15,8 @@
 //!   arbitrary tokens) goes on as a plain request, and a `101` naming
 //!   another protocol is a `502`. A joined WebSocket is closed at its
 //!   token's `exp`, once the token is found revoked, and after
-//!   `[server] websocket_max_lifetime` in any case.
+//!   `[server] websocket_max_lifetime` in any case. `CONNECT` is answered
+//!   `405`: the gateway opens no tunnel.
 //! - `X-Forwarded-For` gets the peer appended when the peer is a trusted
 //!   proxy; from any other peer the incoming `X-Forwarded-*` and `Forwarded`
 //!   fields are dropped and the peer's address starts the chain.
@@ -149,6 +150,9 @@ impl Service<Request<Body>> for Forward {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if request.method() == http::Method::CONNECT {
+            return Box::pin(std::future::ready(Ok(connect_refused())));
+        }
         let shared = Arc::clone(&self.shared);
         let authenticated = self.authenticated;
         Box::pin(async move { Ok(forward(&shared, authenticated, request).await) })
@@ -281,6 +285,20 @@ fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
             let _ = write!(out, "{v6}");
         }
     }
+}
+
+/// The answer to `CONNECT`, which would open a tunnel through the gateway
+/// (or the proxy in front): `405`, for the proxy and the decision endpoint.
+pub(crate) fn connect_refused() -> Response<Body> {
+    let mut response = gateway_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "CONNECT is not served",
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// A gateway error answer: `{"error":…,"error_description":…}`.
