@@ -536,3 +536,44 @@ async fn a_websocket_on_a_public_path_is_closed_after_the_longest_lifetime() {
         "a public websocket outlived websocket_max_lifetime"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_never_reaches_the_upstream_through_any_front() {
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(&gateway_config(upstream.port, ""));
+    let (_nginx, nginx_port) = start_nginx(gateway.addr, upstream.port).await;
+    let (_caddy, caddy_port) = start_caddy(gateway.addr, upstream.port).await;
+    let bearer = bearer_token(&Front::new("gateway", gateway.addr.port()), "admin").await;
+    for (front, port) in [
+        ("gateway", gateway.addr.port()),
+        ("nginx", nginx_port),
+        ("caddy", caddy_port),
+    ] {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        for target in [
+            format!("127.0.0.1:{}", upstream.port),
+            "/public/echo".to_owned(),
+            "/app/echo".to_owned(),
+        ] {
+            let answer = raw_exchange(
+                addr,
+                format!(
+                    "CONNECT {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+Authorization: {bearer}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+                Duration::from_secs(3),
+            )
+            .await;
+            let status = raw_status(&answer);
+            assert!(
+                status >= 400 || status == 0,
+                "{front}: CONNECT {target} answered {status}: {answer}"
+            );
+            assert!(
+                !answer.contains("\"method\":\"CONNECT\""),
+                "{front}: CONNECT {target} reached the upstream: {answer}"
+            );
+        }
+    }
+}
