@@ -205,6 +205,7 @@ pub(crate) struct RawServer {
     pub(crate) header_read_timeout: Option<Spanned<String>>,
     pub(crate) worker_threads: Option<Spanned<usize>>,
     // What a client may hold: connections, body read time, WebSockets.
+    pub(crate) first_byte_timeout: Option<Spanned<String>>,
     pub(crate) max_connections: Option<Spanned<usize>>,
     pub(crate) max_connections_per_client: Option<Spanned<usize>>,
     pub(crate) body_read_timeout: Option<Spanned<String>>,
@@ -405,6 +406,10 @@ pub(crate) struct ExternalLoginSettings {
 /// send a login body, the life of a WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConnectionSettings {
+    /// How long a new connection may take to send its first byte
+    /// (`first_byte_timeout`, default the header read timeout, which covers
+    /// it anyway); at most the header read timeout.
+    pub(crate) first_byte_timeout: Option<Duration>,
     /// Open connections at once (`max_connections`, default 768).
     pub(crate) max_connections: usize,
     /// Open connections from one client address (`max_connections_per_client`,
@@ -424,6 +429,7 @@ pub(crate) struct ConnectionSettings {
 impl Default for ConnectionSettings {
     fn default() -> Self {
         ConnectionSettings {
+            first_byte_timeout: None,
             max_connections: 768,
             max_connections_per_client: 64,
             body_read_timeout: Duration::from_secs(10),
@@ -626,15 +632,19 @@ impl Settings {
     }
 
     /// The bounds on the connections the server accepts
-    /// (`[server] header_read_timeout`, `max_connections`,
+    /// (`[server] header_read_timeout`, `first_byte_timeout`, `max_connections`,
     /// `max_connections_per_client`), for [`serve`](crate::gateway::serve).
     pub fn connection_limits(&self) -> crate::gateway::ConnectionLimits {
-        crate::gateway::ConnectionLimits::new(
+        let limits = crate::gateway::ConnectionLimits::new(
             self.header_read_timeout,
             self.connections.max_connections,
             self.connections.max_connections_per_client,
             self.trusted_proxies.clone(),
-        )
+        );
+        match self.connections.first_byte_timeout {
+            Some(timeout) => limits.first_byte_timeout(timeout),
+            None => limits,
+        }
     }
 }
 
@@ -688,8 +698,28 @@ fn duration(
 fn connection_settings(
     source: &Source<'_>,
     server: &RawServer,
+    header_read_timeout: Duration,
 ) -> Result<ConnectionSettings, ConfigFileError> {
     let default = ConnectionSettings::default();
+    let first_byte_timeout = match &server.first_byte_timeout {
+        None => None,
+        Some(value) => {
+            let timeout = duration(
+                source,
+                "server.first_byte_timeout",
+                &server.first_byte_timeout,
+                header_read_timeout,
+            )?;
+            if timeout > header_read_timeout {
+                return Err(source.error(
+                    "server.first_byte_timeout",
+                    &value.span(),
+                    "must not be longer than server.header_read_timeout, which covers the first byte too",
+                ));
+            }
+            Some(timeout)
+        }
+    };
     let count = |key: &str, value: &Option<Spanned<usize>>, default: usize, most: usize| match value
     {
         None => Ok(default),
@@ -711,6 +741,7 @@ fn connection_settings(
         max_connections,
     )?;
     Ok(ConnectionSettings {
+        first_byte_timeout,
         max_connections,
         max_connections_per_client,
         body_read_timeout: duration(
@@ -933,7 +964,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         }
         other => other.as_ref().map(|t| *t.get_ref()),
     };
-    let connections = connection_settings(source, server)?;
+    let connections = connection_settings(source, server, header_read_timeout)?;
     let upstream = match &raw.upstream {
         None => None,
         Some(upstream) => Some(UpstreamSettings {
@@ -1531,12 +1562,18 @@ mod tests {
         assert_eq!(
             settings.connections,
             ConnectionSettings {
+                first_byte_timeout: None,
                 max_connections: 100,
                 max_connections_per_client: 10,
                 body_read_timeout: Duration::from_secs(2),
                 websocket_max_lifetime: Duration::from_secs(300),
                 websocket_revocation_check: Duration::from_millis(500),
             }
+        );
+        let settings = minimal("header_read_timeout = \"5s\"\nfirst_byte_timeout = \"1s\"\n");
+        assert_eq!(
+            settings.connections.first_byte_timeout,
+            Some(Duration::from_secs(1))
         );
         // The per-client default never exceeds the total.
         let settings = minimal("max_connections = 8\n");
@@ -1547,6 +1584,7 @@ mod tests {
             "max_connections_per_client = 0\n",
             "body_read_timeout = \"0s\"\n",
             "websocket_max_lifetime = \"forever\"\n",
+            "header_read_timeout = \"5s\"\nfirst_byte_timeout = \"6s\"\n",
         ] {
             let err = error(&format!("[server]\n{bad}"));
             assert!(

@@ -109,6 +109,8 @@ pub async fn serve_until_signalled(
 ///   10 s): from the moment a connection is accepted, and again after each
 ///   response on a kept-alive connection; a client that sends no byte, or
 ///   not a whole head, in that time is disconnected.
+/// - **Time to the first byte** (`first_byte_timeout`, default the header
+///   read timeout): a shorter wait for a new connection's first byte.
 /// - **Open connections** (`max_connections`, default 768, below the usual
 ///   limit of 1,024 descriptors): when every slot is taken, the oldest
 ///   connection that has not yet sent a whole request head is closed to
@@ -125,6 +127,7 @@ pub async fn serve_until_signalled(
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     header_read_timeout: Duration,
+    first_byte_timeout: Option<Duration>,
     max_connections: usize,
     max_connections_per_client: usize,
     uncounted_clients: IpRanges,
@@ -149,10 +152,20 @@ impl ConnectionLimits {
     ) -> Self {
         ConnectionLimits {
             header_read_timeout,
+            first_byte_timeout: None,
             max_connections: max_connections.max(1),
             max_connections_per_client: max_connections_per_client.max(1),
             uncounted_clients,
         }
+    }
+
+    /// Closes a connection that has not sent its first byte within
+    /// `timeout`, when that is shorter than the header read timeout (which
+    /// otherwise covers the first byte too); the head's own timeout then
+    /// runs from the first byte.
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = Some(timeout);
+        self
     }
 
     /// The most connections open at once.
@@ -369,6 +382,12 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
+    let http1 = Arc::new(http1);
+    // hyper's head timeout covers the first byte too; a shorter wait for it
+    // runs before hyper is handed the connection.
+    let first_byte_wait = limits
+        .first_byte_timeout
+        .filter(|wait| *wait < limits.header_read_timeout);
     let open = OpenConnections::new(limits);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let heartbeat = tokio::spawn(keep_the_next_timer_near());
@@ -393,11 +412,27 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service =
             hyper::service::service_fn(request_handler(router.clone(), peer, Arc::clone(&slot)));
-        let connection = http1
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+        let http1 = Arc::clone(&http1);
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
+            if let Some(wait) = first_byte_wait {
+                // A peek, not `readable`: a new socket may be reported
+                // readable before any byte has arrived.
+                let mut first = [0u8; 1];
+                let first_byte = tokio::select! {
+                    peeked = tokio::time::timeout(wait, stream.peek(&mut first)) => {
+                        matches!(peeked, Ok(Ok(1..)))
+                    }
+                    () = slot.evict.notified() => false,
+                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => false,
+                };
+                if !first_byte {
+                    return;
+                }
+            }
+            let connection = http1
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(connection);
             let ended = tokio::select! {
                 ended = connection.as_mut() => ended,
