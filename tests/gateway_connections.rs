@@ -107,6 +107,30 @@ async fn a_connection_that_sends_no_request_head_is_closed_after_the_header_read
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shorter_first_byte_timeout_closes_a_silent_connection_first() {
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(&config_with_server(
+        upstream.port,
+        "header_read_timeout = \"10s\"\nfirst_byte_timeout = \"1s\"",
+        "",
+    ));
+    let started = Instant::now();
+    let mut silent = connect_from(gateway.addr, ALLOWED_CLIENT).await;
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "a silent connection is still open after {:?}",
+        started.elapsed()
+    );
+    // A client that sends its request at once is served as before.
+    assert_eq!(
+        healthz_from(gateway.addr, ALLOWED_CLIENT, Duration::from_secs(2)).await,
+        Some(200)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_cannot_hold_every_connection() {
     let upstream = Upstream::start().await;
     // The default caps (64 per client, 768 in all); a short head timeout.
