@@ -197,7 +197,7 @@ fn raise_descriptor_limit(max_connections: usize) {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current.is_some() && limit.current != limit.maximum {
         limit.current = limit.maximum;
-        if let Err(err) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
             tracing::debug!(error = %err, "the descriptor limit could not be raised");
         }
     }
