@@ -146,7 +146,7 @@ async fn one_client_cannot_hold_every_connection() {
     // Beyond its share, the same client is refused at once.
     for _ in 0..16 {
         let mut extra = connect_from(gateway.addr, ALLOWED_CLIENT).await;
-        let answer = closed_within(&mut extra, Duration::from_millis(500))
+        let answer = closed_within(&mut extra, Duration::from_millis(1500))
             .await
             .expect("a connection beyond the per-client cap is still open");
         assert_eq!(raw_status(&answer), 503, "{answer}");
@@ -211,9 +211,9 @@ async fn idle_connections_filling_every_slot_make_room_for_a_new_one() {
         healthz_from(gateway.addr, "127.0.0.7", Duration::from_secs(1)).await,
         Some(200)
     );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
-        closed_within(&mut held[0], Duration::from_millis(500))
+        closed_within(&mut held[0], Duration::from_secs(2))
             .await
             .is_some(),
         "the oldest idle connection is still open"
@@ -249,7 +249,7 @@ async fn connections_beyond_max_connections_are_refused_at_once_until_slots_free
         healthz_from(gateway.addr, "127.0.0.7", Duration::from_secs(1)).await,
         Some(503)
     );
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_millis(1500));
     // Once the kept-alive ones time out it answers again.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
@@ -489,7 +489,7 @@ async fn a_websocket_is_closed_when_its_token_expires() {
     let upstream = Upstream::start().await;
     let config = gateway_config(upstream.port, "").replacen(
         "preset = \"bearer_pair\"\n",
-        "preset = \"bearer_pair\"\naccess_seconds = 3\n",
+        "preset = \"bearer_pair\"\naccess_seconds = 4\n",
         1,
     );
     let gateway = Gateway::start(&config);
@@ -498,7 +498,7 @@ async fn a_websocket_is_closed_when_its_token_expires() {
     let mut ws = open_websocket(front.port, "/ws", &[("authorization", &bearer)]).await;
     echoes(&mut ws, "while the token lives").await;
     assert!(
-        websocket_closed_within(&mut ws, Duration::from_secs(6)).await,
+        websocket_closed_within(&mut ws, Duration::from_secs(7)).await,
         "a websocket outlived its token"
     );
 }
