@@ -256,6 +256,38 @@ fn runtime(settings: &Settings) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
+/// Raises the soft limit on open descriptors to the hard one, as far as
+/// it goes: each client connection may hold an upstream connection too, and
+/// `[server] max_connections` counts only the former. Warns when the limit
+/// stays below what `max_connections` needs, since `accept` then fails
+/// with "too many open files" (retried every 50 ms) before the cap is met.
+#[cfg(target_os = "linux")]
+fn raise_descriptor_limit(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %err, "the descriptor limit could not be raised");
+        }
+    }
+    let needed = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(64);
+    if let Some(current) = getrlimit(Resource::Nofile).current
+        && current < needed
+    {
+        tracing::warn!(
+            descriptors = current,
+            max_connections,
+            "the descriptor limit is below twice server.max_connections (a client and an upstream connection each): lower max_connections or raise the limit"
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn raise_descriptor_limit(_max_connections: usize) {}
+
 async fn serve(
     settings: Settings,
     config: PathBuf,
@@ -263,6 +295,7 @@ async fn serve(
     upstream: Option<String>,
 ) -> Result<(), String> {
     init_tracing(settings.log_level());
+    raise_descriptor_limit(settings.connection_limits().max_connections());
     let gateway = Gateway::build(&settings).map_err(|err| err.to_string())?;
     if let Some(addr) = settings.metrics_listen() {
         let metrics = metrics_router(&gateway)?;
@@ -289,9 +322,9 @@ async fn serve(
     // Scripts and tests read the address from this line.
     println!("authgate listening on http://{local}");
     let grace = settings.shutdown_grace();
-    let header_read_timeout = settings.header_read_timeout();
+    let limits = settings.connection_limits();
     let reload = move || load(&config, listen, upstream.as_deref());
-    serve_until_signalled(gateway, listener, grace, header_read_timeout, reload)
+    serve_until_signalled(gateway, listener, grace, limits, reload)
         .await
         .map_err(|err| err.to_string())
 }

@@ -44,7 +44,7 @@ use super::config::{
     ErrorStyle, IdentityHeaders, LoginSettings, PresetKind, Settings, SourceSetting,
 };
 use super::identity::{GatewayClaims, identity_field, identity_headers, same_field};
-use super::proxy::{Forward, gateway_error};
+use super::proxy::{Forward, connect_refused, gateway_error, upgrade_other_than_websocket};
 
 /// Why the gateway could not be assembled from valid settings (a store or
 /// key source that cannot start).
@@ -524,6 +524,14 @@ impl Decision {
                 "the decision endpoint answers the proxies listed in server.trusted_proxies only",
             ));
         }
+        if upgrade_other_than_websocket(request.headers()) {
+            // The proxy in front would pass it on: only WebSocket is tunnelled.
+            return answer(gateway_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "only websocket upgrades are passed on",
+            ));
+        }
         let (mut parts, _) = request.into_parts();
         let described = no_identity_copies(&parts.headers, &self.identity, &self.space_header)
             .and_then(|()| original_request(&mut parts));
@@ -534,6 +542,10 @@ impl Decision {
                 "invalid_request",
                 why,
             ));
+        }
+        if parts.method == http::Method::CONNECT {
+            // A tunnel the front would open to the upstream: never allowed.
+            return answer(connect_refused());
         }
         // Only the peer address goes on: nothing a route left in the
         // extensions may pass for a check. (`clear` keeps the map's room for
@@ -759,8 +771,13 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
             Some(lockout) => flow.with_lockout(lockout.clone()),
             None => flow.without_lockout(),
         };
+        let body_read_timeout = settings.connections.body_read_timeout;
         let guards = |routes: Router, format| {
-            apply_login_guards(routes, format, ip_filter, throttle.as_ref())
+            apply_login_guards(routes, format, ip_filter, throttle.as_ref()).route_layer(
+                axum::middleware::from_fn(move |request, next| {
+                    super::serve::login_body_deadline(body_read_timeout, request, next)
+                }),
+            )
         };
         let routes = match login.preset {
             PresetKind::CookieSession => {
@@ -975,7 +992,8 @@ impl Gateway {
                     upstream,
                     settings.identity.clone(),
                     settings.trusted_proxies.clone(),
-                );
+                )
+                .with_websocket_bounds(&settings.connections, Arc::clone(&logins.revocations));
                 let public = forward.public();
                 router.fallback_service(guard.wrap(forward, public))
             }

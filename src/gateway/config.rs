@@ -228,6 +228,13 @@ pub(crate) struct RawServer {
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) header_read_timeout: Option<Spanned<String>>,
     pub(crate) worker_threads: Option<Spanned<usize>>,
+    // What a client may hold: connections, body read time, WebSockets.
+    pub(crate) first_byte_timeout: Option<Spanned<String>>,
+    pub(crate) max_connections: Option<Spanned<usize>>,
+    pub(crate) max_connections_per_client: Option<Spanned<usize>>,
+    pub(crate) body_read_timeout: Option<Spanned<String>>,
+    pub(crate) websocket_max_lifetime: Option<Spanned<String>>,
+    pub(crate) websocket_revocation_check: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,6 +426,43 @@ pub(crate) struct ExternalLoginSettings {
     pub(crate) allowed_subjects: Vec<String>,
 }
 
+/// What one client may hold (`[server]`): open connections, the time to
+/// send a login body, the life of a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectionSettings {
+    /// How long a new connection may take to send its first byte
+    /// (`first_byte_timeout`, default the header read timeout, which covers
+    /// it anyway); at most the header read timeout.
+    pub(crate) first_byte_timeout: Option<Duration>,
+    /// Open connections at once (`max_connections`, default 768).
+    pub(crate) max_connections: usize,
+    /// Open connections from one client address (`max_connections_per_client`,
+    /// default 64; trusted proxies are not counted against it).
+    pub(crate) max_connections_per_client: usize,
+    /// How long a login route waits for the whole body (`body_read_timeout`,
+    /// default 10 s).
+    pub(crate) body_read_timeout: Duration,
+    /// The longest a proxied WebSocket stays open (`websocket_max_lifetime`,
+    /// default 1 h); one with a token closes at the token's `exp` if sooner.
+    pub(crate) websocket_max_lifetime: Duration,
+    /// How often an open WebSocket's token is checked against the revocations
+    /// (`websocket_revocation_check`, default 10 s).
+    pub(crate) websocket_revocation_check: Duration,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            first_byte_timeout: None,
+            max_connections: 768,
+            max_connections_per_client: 64,
+            body_read_timeout: Duration::from_secs(10),
+            websocket_max_lifetime: Duration::from_secs(3600),
+            websocket_revocation_check: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Where the upstream is and how long it may take.
 #[derive(Debug, Clone)]
 pub(crate) struct UpstreamSettings {
@@ -483,6 +527,7 @@ pub struct Settings {
     pub(crate) shutdown_grace: Duration,
     pub(crate) header_read_timeout: Duration,
     pub(crate) worker_threads: Option<usize>,
+    pub(crate) connections: ConnectionSettings,
     pub(crate) upstream: Option<UpstreamSettings>,
     pub(crate) signing_key: Option<SigningKey>,
     pub(crate) reloadable: Reloadable,
@@ -607,9 +652,27 @@ impl Settings {
         self.worker_threads
     }
 
-    /// How long a client may take to send a request head.
+    /// How long a client may take to send a request head: from the
+    /// connection's start (a client that never sends a byte is closed after
+    /// it) and from the end of each response on a kept-alive connection.
     pub fn header_read_timeout(&self) -> Duration {
         self.header_read_timeout
+    }
+
+    /// The bounds on the connections the server accepts
+    /// (`[server] header_read_timeout`, `first_byte_timeout`, `max_connections`,
+    /// `max_connections_per_client`), for [`serve`](crate::gateway::serve).
+    pub fn connection_limits(&self) -> crate::gateway::ConnectionLimits {
+        let limits = crate::gateway::ConnectionLimits::new(
+            self.header_read_timeout,
+            self.connections.max_connections,
+            self.connections.max_connections_per_client,
+            self.trusted_proxies.clone(),
+        );
+        match self.connections.first_byte_timeout {
+            Some(timeout) => limits.first_byte_timeout(timeout),
+            None => limits,
+        }
     }
 }
 
@@ -657,6 +720,77 @@ fn duration(
             Ok(parsed)
         }
     }
+}
+
+/// The `[server]` keys that bound what one client may hold.
+fn connection_settings(
+    source: &Source<'_>,
+    server: &RawServer,
+    header_read_timeout: Duration,
+) -> Result<ConnectionSettings, ConfigFileError> {
+    let default = ConnectionSettings::default();
+    let first_byte_timeout = match &server.first_byte_timeout {
+        None => None,
+        Some(value) => {
+            let timeout = duration(
+                source,
+                "server.first_byte_timeout",
+                &server.first_byte_timeout,
+                header_read_timeout,
+            )?;
+            if timeout > header_read_timeout {
+                return Err(source.error(
+                    "server.first_byte_timeout",
+                    &value.span(),
+                    "must not be longer than server.header_read_timeout, which covers the first byte too",
+                ));
+            }
+            Some(timeout)
+        }
+    };
+    let count = |key: &str, value: &Option<Spanned<usize>>, default: usize, most: usize| match value
+    {
+        None => Ok(default),
+        Some(value) if *value.get_ref() == 0 || *value.get_ref() > most => {
+            Err(source.error(key, &value.span(), format!("must be 1 to {most}")))
+        }
+        Some(value) => Ok(*value.get_ref()),
+    };
+    let max_connections = count(
+        "server.max_connections",
+        &server.max_connections,
+        default.max_connections,
+        1_000_000,
+    )?;
+    let max_connections_per_client = count(
+        "server.max_connections_per_client",
+        &server.max_connections_per_client,
+        default.max_connections_per_client.min(max_connections),
+        max_connections,
+    )?;
+    Ok(ConnectionSettings {
+        first_byte_timeout,
+        max_connections,
+        max_connections_per_client,
+        body_read_timeout: duration(
+            source,
+            "server.body_read_timeout",
+            &server.body_read_timeout,
+            default.body_read_timeout,
+        )?,
+        websocket_max_lifetime: duration(
+            source,
+            "server.websocket_max_lifetime",
+            &server.websocket_max_lifetime,
+            default.websocket_max_lifetime,
+        )?,
+        websocket_revocation_check: duration(
+            source,
+            "server.websocket_revocation_check",
+            &server.websocket_revocation_check,
+            default.websocket_revocation_check,
+        )?,
+    })
 }
 
 fn parse_upstream(url: &str) -> Result<Uri, String> {
@@ -859,6 +993,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         }
         other => other.as_ref().map(|t| *t.get_ref()),
     };
+    let connections = connection_settings(source, server, header_read_timeout)?;
     let upstream = match &raw.upstream {
         None => None,
         Some(upstream) => Some(UpstreamSettings {
@@ -1340,6 +1475,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         shutdown_grace,
         header_read_timeout,
         worker_threads,
+        connections,
         upstream,
         signing_key: signing,
         reloadable: Reloadable {
@@ -1631,6 +1767,61 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("1 fortnight").is_err());
+    }
+
+    #[test]
+    fn connection_bounds_have_safe_defaults_and_are_checked() {
+        let minimal = |server: &str| {
+            Settings::from_toml(
+                "/nonexistent/gateway.toml",
+                &format!(
+                    "[server]\n{server}[keys]\nsigning_key = \"ephemeral\"\n\
+                     [guard]\nissuers = [\"a\"]\n"
+                ),
+            )
+            .unwrap()
+        };
+        let settings = minimal("");
+        assert_eq!(settings.connections, ConnectionSettings::default());
+        assert!(settings.connections.max_connections < 1024);
+        let settings = minimal(
+            "max_connections = 100\nmax_connections_per_client = 10\n\
+             body_read_timeout = \"2s\"\nwebsocket_max_lifetime = \"5m\"\n\
+             websocket_revocation_check = \"500ms\"\n",
+        );
+        assert_eq!(
+            settings.connections,
+            ConnectionSettings {
+                first_byte_timeout: None,
+                max_connections: 100,
+                max_connections_per_client: 10,
+                body_read_timeout: Duration::from_secs(2),
+                websocket_max_lifetime: Duration::from_secs(300),
+                websocket_revocation_check: Duration::from_millis(500),
+            }
+        );
+        let settings = minimal("header_read_timeout = \"5s\"\nfirst_byte_timeout = \"1s\"\n");
+        assert_eq!(
+            settings.connections.first_byte_timeout,
+            Some(Duration::from_secs(1))
+        );
+        // The per-client default never exceeds the total.
+        let settings = minimal("max_connections = 8\n");
+        assert_eq!(settings.connections.max_connections_per_client, 8);
+        for bad in [
+            "max_connections = 0\n",
+            "max_connections = 8\nmax_connections_per_client = 9\n",
+            "max_connections_per_client = 0\n",
+            "body_read_timeout = \"0s\"\n",
+            "websocket_max_lifetime = \"forever\"\n",
+            "header_read_timeout = \"5s\"\nfirst_byte_timeout = \"6s\"\n",
+        ] {
+            let err = error(&format!("[server]\n{bad}"));
+            assert!(
+                err.key().is_some_and(|key| key.starts_with("server.")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -28,8 +28,13 @@
 //!   identity headers added, incoming copies removed under any spelling,
 //!   hop-by-hop fields handled per RFC 9110 §7.6.1 (never `Host`), request
 //!   trailers dropped, an untrusted peer's forwarding and client-address
-//!   fields removed, bodies streamed, WebSocket upgrades passed through,
+//!   fields removed, bodies streamed, WebSocket upgrades (and no other)
+//!   passed through and closed when their token expires or is revoked,
 //!   `502` / `504` when the upstream is down or slow.
+//! - **Bounds on what a client holds** ([`ConnectionLimits`]): the time to
+//!   send a request head (from a connection's first moment), open
+//!   connections in all and per client address, the time to send a login
+//!   body, the life of a WebSocket.
 //! - `/healthz`, graceful shutdown on `SIGTERM`, address rules and keys
 //!   reloaded on `SIGHUP`, `tracing` output, and the crate's metrics in the
 //!   Prometheus text format on a listener of their own ([`metrics_router`]).
@@ -92,4 +97,4 @@ pub use config::{ConfigFileError, DEFAULT_LISTEN, DEFAULT_VERIFY_PATH, Settings}
 pub use identity::GatewayClaims;
 pub use metrics::metrics_router;
 pub use risks::{Risk, RiskFinding};
-pub use serve::{serve, serve_until_signalled};
+pub use serve::{ConnectionLimits, serve, serve_until_signalled};

@@ -16,8 +16,13 @@
 //!   gateway states, which comes after), then `Connection`,
 //!   `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding` and
 //!   `Upgrade`. A WebSocket handshake (`Connection: upgrade`, `Upgrade:
-//!   websocket`) keeps its two fields, and after a `101` the two
-//!   connections are joined byte for byte.
+//!   websocket`) keeps its two fields, and after a `101` whose `Upgrade` is
+//!   `websocket` too the two connections are joined byte for byte; any
+//!   other upgrade (`h2c`, arbitrary tokens) goes on as a plain request,
+//!   and a `101` naming another protocol is a `502`. A joined WebSocket is
+//!   closed at its token's `exp`, once the token is found revoked, and
+//!   after `[server] websocket_max_lifetime` in any case. `CONNECT` is
+//!   answered `405`: the gateway opens no tunnel.
 //! - Request trailers are not forwarded: the `Trailer` field is removed and
 //!   the trailer frames of a chunked body are dropped, so no trailer can
 //!   carry an identity.
@@ -53,8 +58,12 @@ use tower_service::Service;
 use crate::BoxFuture;
 use crate::ip::{ClientIpResolver, IpRanges};
 
-use super::config::{IdentityHeaders, UpstreamSettings};
+use crate::store::{RevocationCheck, RevocationStore};
+use crate::token::VerifiedToken;
+
+use super::config::{ConnectionSettings, IdentityHeaders, UpstreamSettings};
 use super::identity::{field_starts_with, identity_field, same_field, state_identity};
+use super::serve::HeldConnectionSlot;
 use super::upstream::{Upstream, UpstreamError};
 
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -63,11 +72,24 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+#[derive(Clone)]
 struct ProxyShared {
     upstream: Arc<Upstream>,
     timeout: Duration,
     identity: IdentityHeaders,
     trusted_proxies: Arc<IpRanges>,
+    websockets: WebSocketBounds,
+}
+
+/// How long a proxied WebSocket may stay open.
+#[derive(Clone)]
+struct WebSocketBounds {
+    /// The longest it stays open, token or not.
+    max_lifetime: Duration,
+    /// How often its token is looked up in `revocations`.
+    revocation_check: Duration,
+    /// The guard's revoked tokens and families.
+    revocations: Option<Arc<dyn RevocationStore>>,
 }
 
 /// The service that forwards a guarded request to the upstream; `authenticated`
@@ -99,9 +121,31 @@ impl Forward {
                 timeout: upstream.timeout,
                 identity,
                 trusted_proxies: Arc::new(trusted_proxies),
+                websockets: WebSocketBounds {
+                    max_lifetime: ConnectionSettings::default().websocket_max_lifetime,
+                    revocation_check: ConnectionSettings::default().websocket_revocation_check,
+                    revocations: None,
+                },
             }),
             authenticated: true,
         }
+    }
+
+    /// Bounds each proxied WebSocket: closed at its token's `exp`, once the
+    /// token (or its family) is found in `revocations` (looked up every
+    /// `settings.websocket_revocation_check`), and in any case after
+    /// `settings.websocket_max_lifetime`.
+    pub(crate) fn with_websocket_bounds(
+        mut self,
+        settings: &ConnectionSettings,
+        revocations: Arc<dyn RevocationStore>,
+    ) -> Self {
+        Arc::make_mut(&mut self.shared).websockets = WebSocketBounds {
+            max_lifetime: settings.websocket_max_lifetime,
+            revocation_check: settings.websocket_revocation_check,
+            revocations: Some(revocations),
+        };
+        self
     }
 
     /// The same proxy for routes that need no token.
@@ -123,6 +167,9 @@ impl Service<Request<Body>> for Forward {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if request.method() == http::Method::CONNECT {
+            return Box::pin(std::future::ready(Ok(connect_refused())));
+        }
         let shared = Arc::clone(&self.shared);
         let authenticated = self.authenticated;
         Box::pin(async move { Ok(forward(&shared, authenticated, request).await) })
@@ -134,6 +181,31 @@ impl Service<Request<Body>> for Forward {
 fn upgrade_requested(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && connection_options(headers).any(|o| o.eq_ignore_ascii_case("upgrade"))
+}
+
+/// Whether `headers` carry an `Upgrade` field that is not an empty one or
+/// `websocket`: a request the decision endpoint refuses, since it cannot
+/// remove the field from what the proxy in front forwards.
+pub(crate) fn upgrade_other_than_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    let Some(first) = values.next() else {
+        return false;
+    };
+    (values.next().is_some() || !first.as_bytes().trim_ascii().is_empty())
+        && !upgrade_is_websocket(headers)
+}
+
+/// Whether `Upgrade` is one field holding the one protocol `websocket`
+/// (any case): the only upgrade the gateway tunnels.
+pub(crate) fn upgrade_is_websocket(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"websocket"),
+        _ => false,
+    }
 }
 
 fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -370,6 +442,20 @@ impl http_body::Body for WithoutTrailers {
     }
 }
 
+/// The answer to `CONNECT`, which would open a tunnel through the gateway
+/// (or the proxy in front): `405`, for the proxy and the decision endpoint.
+pub(crate) fn connect_refused() -> Response<Body> {
+    let mut response = gateway_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "CONNECT is not served",
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// A gateway error answer: `{"error":…,"error_description":…}`.
 pub(crate) fn gateway_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
     let body = serde_json::json!({"error": code, "error_description": description}).to_string();
@@ -393,7 +479,10 @@ async fn forward(
     let peer = ClientIpResolver::peer(&request);
     let from_trusted_proxy =
         peer.is_some_and(|ip| shared.trusted_proxies.contains(ip.to_canonical()));
-    let upgrade = upgrade_requested(request.headers());
+    // Only a WebSocket handshake is passed on as an upgrade; any other
+    // `Upgrade` (h2c, arbitrary tokens) is removed with the hop-by-hop
+    // fields below and the request goes on as a plain one.
+    let upgrade = upgrade_requested(request.headers()) && upgrade_is_websocket(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
@@ -420,6 +509,7 @@ async fn forward(
         return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.0);
     }
     set_forwarded(headers, peer, from_trusted_proxy);
+    let tunnel = upgrade.then(|| TunnelBounds::of(&mut parts.extensions, &shared.websockets));
     // What only this hop needs stays here.
     parts.extensions = http::Extensions::new();
     let upstream_request = Request::from_parts(parts, without_trailers(body));
@@ -458,13 +548,22 @@ async fn forward(
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        let (Some(client_upgrade), Some(tunnel)) = (client_upgrade, tunnel) else {
             return gateway_error(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
                 "the upstream switched protocols without being asked",
             );
         };
+        if !upgrade_is_websocket(response.headers()) {
+            // Nothing is joined: the upstream's connection is dropped.
+            tracing::warn!(upstream = %shared.upstream.authority(), "the upstream switched to another protocol than websocket");
+            return gateway_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "the upstream switched to another protocol than the websocket asked for",
+            );
+        }
         let mut response = response;
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
@@ -472,11 +571,9 @@ async fn forward(
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
-                    if let Err(err) =
-                        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
-                        tracing::debug!(error = %err, "an upgraded connection ended");
-                    }
+                    tunnel
+                        .run(tokio::io::copy_bidirectional(&mut client, &mut upstream))
+                        .await;
                 }
                 Err(err) => tracing::debug!(error = %err, "a protocol upgrade failed"),
             }
@@ -489,6 +586,91 @@ async fn forward(
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers, false);
     Response::from_parts(parts, body)
+}
+
+/// What ends a tunnelled WebSocket besides either side closing it.
+struct TunnelBounds {
+    /// The token's `exp` or the longest lifetime, whichever comes first.
+    deadline: tokio::time::Instant,
+    /// The token's id and family, looked up every `revocation_check`.
+    token: Option<(String, Option<String>)>,
+    revocation_check: Duration,
+    revocations: Option<Arc<dyn RevocationStore>>,
+    /// The connection's place among the open connections, held while the
+    /// tunnel stays open.
+    _slot: Option<HeldConnectionSlot>,
+}
+
+impl TunnelBounds {
+    fn of(extensions: &mut http::Extensions, bounds: &WebSocketBounds) -> Self {
+        let mut lifetime = bounds.max_lifetime;
+        let mut token = None;
+        if let Some(verified) = extensions.get::<VerifiedToken>() {
+            let meta = verified.meta();
+            let expires = std::time::UNIX_EPOCH + Duration::from_secs(meta.expires_at);
+            let left = expires
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            lifetime = lifetime.min(left);
+            if meta.token_id.is_some() || meta.family.is_some() {
+                token = Some((
+                    meta.token_id.clone().unwrap_or_default(),
+                    meta.family.clone(),
+                ));
+            }
+        }
+        TunnelBounds {
+            deadline: tokio::time::Instant::now() + lifetime,
+            token,
+            revocation_check: bounds.revocation_check,
+            revocations: bounds.revocations.clone(),
+            _slot: extensions.remove::<HeldConnectionSlot>(),
+        }
+    }
+
+    /// Runs `copy` (the two connections joined) until it ends or a bound
+    /// closes both connections.
+    async fn run<F>(self, copy: F)
+    where
+        F: std::future::Future<Output = std::io::Result<(u64, u64)>>,
+    {
+        tokio::select! {
+            ended = copy => {
+                if let Err(err) = ended {
+                    tracing::debug!(error = %err, "an upgraded connection ended");
+                }
+            }
+            () = tokio::time::sleep_until(self.deadline) => {
+                tracing::debug!("a websocket was closed: its token expired or it reached websocket_max_lifetime");
+            }
+            () = revoked(self.token.as_ref(), self.revocations.as_deref(), self.revocation_check) => {
+                tracing::info!("a websocket was closed: its token was revoked");
+            }
+        }
+    }
+}
+
+/// Completes once `token` is found revoked, or the store cannot say
+/// (fail closed); never without a token or a store.
+async fn revoked(
+    token: Option<&(String, Option<String>)>,
+    store: Option<&dyn RevocationStore>,
+    every: Duration,
+) {
+    let (Some((id, family)), Some(store)) = (token, store) else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        let answer = match store.check(id, family.as_deref()) {
+            RevocationCheck::Ready(answer) => answer,
+            RevocationCheck::Pending(answer) => answer.await,
+        };
+        if !matches!(answer, Ok(false)) {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -609,6 +791,36 @@ mod tests {
             space: HeaderName::from_static("x-space"),
             claims: None,
         }
+    }
+
+    #[test]
+    fn only_the_websocket_protocol_is_an_upgrade_to_tunnel() {
+        let with = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::UPGRADE, HeaderValue::from_static(value));
+            }
+            headers
+        };
+        for websocket in [&["websocket"][..], &["WebSocket"], &[" websocket "]] {
+            assert!(upgrade_is_websocket(&with(websocket)), "{websocket:?}");
+            assert!(!upgrade_other_than_websocket(&with(websocket)));
+        }
+        for other in [
+            &["h2c"][..],
+            &["websocket, h2c"],
+            &["websocket/13"],
+            &["websocket", "websocket"],
+            &["h2c", "websocket"],
+            &["TLS/1.2"],
+        ] {
+            assert!(!upgrade_is_websocket(&with(other)), "{other:?}");
+            assert!(upgrade_other_than_websocket(&with(other)), "{other:?}");
+        }
+        // No field, or an empty one (a front's unset variable), asks nothing.
+        assert!(!upgrade_other_than_websocket(&with(&[])));
+        assert!(!upgrade_other_than_websocket(&with(&[""])));
+        assert!(!upgrade_is_websocket(&with(&[""])));
     }
 
     #[test]

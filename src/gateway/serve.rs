@@ -1,24 +1,28 @@
-//! Serving: the accept loop on hyper-util's connection builder, each
-//! request tagged with its peer address, upgrades allowed; `SIGTERM` (or
+//! Serving: the accept loop on hyper's HTTP/1 connections, each request
+//! tagged with its peer address, upgrades allowed, every connection within
+//! the [`ConnectionLimits`] (time to the first byte and to each request
+//! head, open connections in all and per client); `SIGTERM` (or
 //! `SIGINT`) stops accepting and lets open requests finish within the grace
 //! period; `SIGHUP` reads the file again and puts its address rules and
 //! verifying keys in force without touching open connections.
 
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::body::Body;
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-use crate::ip::PeerAddr;
+use crate::ip::{IpRanges, PeerAddr};
 
 use super::app::Gateway;
 use super::config::Settings;
@@ -49,7 +53,7 @@ pub async fn serve_until_signalled(
     gateway: Gateway,
     listener: TcpListener,
     grace: Duration,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     reload: impl Fn() -> Result<Settings, String> + Send + 'static,
 ) -> std::io::Result<()> {
     #[cfg(unix)]
@@ -84,7 +88,7 @@ pub async fn serve_until_signalled(
                 }
             }
         });
-        serve(gateway, listener, grace, header_read_timeout, async move {
+        serve(gateway, listener, grace, limits, async move {
             let _ = stop_rx.await;
         })
         .await
@@ -92,11 +96,272 @@ pub async fn serve_until_signalled(
     #[cfg(not(unix))]
     {
         let _ = reload;
-        serve(gateway, listener, grace, header_read_timeout, async {
+        serve(gateway, listener, grace, limits, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
     }
+}
+
+/// The bounds on the connections [`serve`] accepts.
+///
+/// - **Time to the request head** (`[server] header_read_timeout`, default
+///   10 s): from the moment a connection is accepted, and again after each
+///   response on a kept-alive connection; a client that sends no byte, or
+///   not a whole head, in that time is disconnected.
+/// - **Time to the first byte** (`first_byte_timeout`, default the header
+///   read timeout): a shorter wait for a new connection's first byte.
+/// - **Open connections** (`max_connections`, default 768, below the usual
+///   limit of 1,024 descriptors): when every slot is taken, the oldest
+///   connection that has not yet sent a whole request head is closed to
+///   make room (so idle connections cannot keep anyone out); when every
+///   open connection has sent a request, a new one is answered at once with
+///   `503`, `Retry-After: 1` and `Connection: close`, and closed.
+/// - **Open connections per client address** (`max_connections_per_client`,
+///   default 64; IPv6 addresses counted by their /64): the same answer, so
+///   that one client cannot take every slot and starve `/healthz`. The
+///   trusted proxies are not counted against it: every connection of an
+///   nginx in front comes from its one address.
+///
+/// A proxied WebSocket keeps its connection's slot until it closes.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    header_read_timeout: Duration,
+    first_byte_timeout: Option<Duration>,
+    max_connections: usize,
+    max_connections_per_client: usize,
+    uncounted_clients: IpRanges,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits::new(Duration::from_secs(10), 768, 64, IpRanges::default())
+    }
+}
+
+impl ConnectionLimits {
+    /// Limits of `max_connections` in all and `max_connections_per_client`
+    /// from one address (addresses in `uncounted_clients`, the trusted
+    /// proxies, are bound by the first only), and `header_read_timeout` to
+    /// send a request head. A count of zero is read as one.
+    pub fn new(
+        header_read_timeout: Duration,
+        max_connections: usize,
+        max_connections_per_client: usize,
+        uncounted_clients: IpRanges,
+    ) -> Self {
+        ConnectionLimits {
+            header_read_timeout,
+            first_byte_timeout: None,
+            max_connections: max_connections.max(1),
+            max_connections_per_client: max_connections_per_client.max(1),
+            uncounted_clients,
+        }
+    }
+
+    /// Closes a connection that has not sent its first byte within
+    /// `timeout`, when that is shorter than the header read timeout (which
+    /// otherwise covers the first byte too); the head's own timeout then
+    /// runs from the first byte.
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = Some(timeout);
+        self
+    }
+
+    /// The most connections open at once.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+}
+
+/// The connections open now, in all and per client address.
+struct OpenConnections {
+    limits: ConnectionLimits,
+    total: AtomicUsize,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+    /// The connections in the order they were accepted, for finding the
+    /// oldest one still [`WAITING`] (entries of connections since served or
+    /// closed are skipped, and dropped now and then).
+    accepted: Mutex<VecDeque<Weak<ConnectionSlot>>>,
+}
+
+/// A connection that has not yet sent a whole request head.
+const WAITING: u8 = 0;
+/// A connection that has sent at least one request.
+const SERVED: u8 = 1;
+/// A connection closed to make room for a newer one, which took its place
+/// in the total.
+const EVICTED: u8 = 2;
+
+/// One open connection's place in [`OpenConnections`], given back when the
+/// last holder (the connection, or the WebSocket tunnelled over it) drops.
+pub(crate) struct ConnectionSlot {
+    open: Arc<OpenConnections>,
+    /// The address counted against the per-client limit, if any.
+    client: Option<IpAddr>,
+    /// [`WAITING`], [`SERVED`] or [`EVICTED`].
+    state: AtomicU8,
+    /// Woken when the connection is evicted.
+    evict: tokio::sync::Notify,
+}
+
+impl fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionSlot")
+            .field("client", &self.client)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionSlot {
+    /// Notes that a whole request head has arrived: the connection can no
+    /// longer be evicted.
+    fn served(&self) {
+        if self.state.load(Ordering::Relaxed) == WAITING {
+            let _ =
+                self.state
+                    .compare_exchange(WAITING, SERVED, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+}
+
+/// The slot of the connection an upgrade request came on, in the request's
+/// extensions, so that a tunnel holds it for as long as it stays open.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldConnectionSlot(#[allow(dead_code)] Arc<ConnectionSlot>);
+
+impl OpenConnections {
+    fn new(limits: ConnectionLimits) -> Arc<Self> {
+        Arc::new(OpenConnections {
+            limits,
+            total: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
+            accepted: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// A slot for a connection from `peer`, or `None` when a limit is
+    /// reached. At the total limit the oldest connection that has not yet
+    /// sent a request head is evicted to make room, so idle connections
+    /// cannot keep everyone else out; with none, the answer is `None`.
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<Arc<ConnectionSlot>> {
+        let peer = peer.to_canonical();
+        let client = (!self.limits.uncounted_clients.contains(peer)).then(|| client_key(peer));
+        if let Some(client) = client {
+            let mut per_client = lock(&self.per_client);
+            let count = per_client.entry(client).or_insert(0);
+            if *count >= self.limits.max_connections_per_client {
+                return None;
+            }
+            *count += 1;
+        }
+        if self.total.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            // An evicted connection's place passes to this one.
+            if !self.evict_the_oldest_waiting() {
+                if let Some(client) = client {
+                    self.release_client(client);
+                }
+                return None;
+            }
+        }
+        let slot = Arc::new(ConnectionSlot {
+            open: Arc::clone(self),
+            client,
+            state: AtomicU8::new(WAITING),
+            evict: tokio::sync::Notify::new(),
+        });
+        let mut accepted = lock(&self.accepted);
+        if accepted.len() >= 2 * self.limits.max_connections + 16 {
+            accepted.retain(|entry| {
+                entry
+                    .upgrade()
+                    .is_some_and(|slot| slot.state.load(Ordering::Acquire) == WAITING)
+            });
+        }
+        accepted.push_back(Arc::downgrade(&slot));
+        Some(slot)
+    }
+
+    /// Marks the oldest connection still waiting for its first request
+    /// head evicted and wakes it; `false` when there is none.
+    fn evict_the_oldest_waiting(&self) -> bool {
+        let mut accepted = lock(&self.accepted);
+        while let Some(entry) = accepted.pop_front() {
+            let Some(slot) = entry.upgrade() else {
+                continue;
+            };
+            if slot
+                .state
+                .compare_exchange(WAITING, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                tracing::debug!(client = ?slot.client, "connection evicted: every slot is taken");
+                slot.evict.notify_one();
+                return true;
+            }
+        }
+        false
+    }
+
+    fn release_client(&self, client: IpAddr) {
+        let mut per_client = lock(&self.per_client);
+        if let Some(count) = per_client.get_mut(&client) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&client);
+            }
+        }
+    }
+}
+
+/// The data behind `mutex`, whether or not a holder panicked (the counts
+/// stay consistent: every change is one step).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        if self.state.load(Ordering::Acquire) != EVICTED {
+            self.open.total.fetch_sub(1, Ordering::AcqRel);
+        }
+        if let Some(client) = self.client {
+            self.open.release_client(client);
+        }
+    }
+}
+
+/// The address a client is counted under: an IPv4 address, or the /64 of
+/// an IPv6 one (a host usually holds a whole /64).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
+    }
+}
+
+/// The answer to a connection beyond a limit.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+cache-control: no-store\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 91\r\n\
+\r\n\
+{\"error\":\"too_many_connections\",\"error_description\":\"too many open connections; try again\"}";
+
+/// Answers `503` to a connection beyond a limit and closes it, without
+/// waiting for it: what the socket takes now is sent, and what the client
+/// already sent is read away so that the close is not a reset.
+fn refuse(stream: tokio::net::TcpStream, peer: SocketAddr) {
+    tracing::debug!(%peer, "connection refused: too many open connections");
+    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+    let mut sink = [0u8; 2048];
+    let _ = stream.try_read(&mut sink);
 }
 
 /// Serves `gateway` on `listener` until `shutdown` completes, then waits up
@@ -105,17 +370,26 @@ pub async fn serve(
     gateway: Gateway,
     listener: TcpListener,
     grace: Duration,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let router = gateway.router();
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
+    // HTTP/1 straight away: hyper's header read timeout then runs from the
+    // connection's first moment (a protocol sniffer in front of it would
+    // wait for bytes with no deadline).
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    let graceful = GracefulShutdown::new();
+    let http1 = Arc::new(http1);
+    // hyper's head timeout covers the first byte too; a shorter wait for it
+    // runs before hyper is handed the connection.
+    let first_byte_wait = limits
+        .first_byte_timeout
+        .filter(|wait| *wait < limits.header_read_timeout);
+    let open = OpenConnections::new(limits);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let heartbeat = tokio::spawn(keep_the_next_timer_near());
     tokio::pin!(shutdown);
     loop {
@@ -131,20 +405,56 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = open.take(peer.ip()) else {
+            refuse(stream, peer);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let service = hyper::service::service_fn(request_handler(router.clone(), peer));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let service =
+            hyper::service::service_fn(request_handler(router.clone(), peer, Arc::clone(&slot)));
+        let http1 = Arc::clone(&http1);
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            if let Some(wait) = first_byte_wait {
+                // A peek, not `readable`: a new socket may be reported
+                // readable before any byte has arrived.
+                let mut first = [0u8; 1];
+                let first_byte = tokio::select! {
+                    peeked = tokio::time::timeout(wait, stream.peek(&mut first)) => {
+                        matches!(peeked, Ok(Ok(1..)))
+                    }
+                    () = slot.evict.notified() => false,
+                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => false,
+                };
+                if !first_byte {
+                    return;
+                }
+            }
+            let connection = http1
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                // Made room for a newer one before sending a request head:
+                // dropped, which closes it.
+                () = slot.evict.notified() => Ok(()),
+                () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = ended {
                 tracing::debug!(error = %err, %peer, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    drop(stopping);
     heartbeat.abort();
+    let _ = stop.send(true);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = stop.closed() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the grace period"),
     }
     Ok(())
@@ -175,10 +485,197 @@ async fn keep_the_next_timer_near() {
 fn request_handler(
     router: axum::Router,
     peer: SocketAddr,
+    slot: Arc<ConnectionSlot>,
 ) -> impl Fn(Request<Incoming>) -> axum::routing::future::RouteFuture<Infallible> + Clone {
     move |mut request: Request<Incoming>| {
+        slot.served();
         request.extensions_mut().insert(PeerAddr(peer));
+        if request.headers().contains_key(http::header::UPGRADE) {
+            // A tunnel outlives the connection's task: it keeps the slot.
+            request
+                .extensions_mut()
+                .insert(HeldConnectionSlot(Arc::clone(&slot)));
+        }
         let mut router = router.clone();
         router.call(request.map(Body::new))
+    }
+}
+
+/// How long a login route waits for its request body: the time runs from
+/// the moment the head has arrived. A body still incomplete then (withheld
+/// or trickled) is answered `408` with `Connection: close`, before any
+/// password is hashed.
+pub(crate) async fn login_body_deadline(
+    timeout: Duration,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> http::Response<Body> {
+    let expired = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        Body::new(DeadlineBody {
+            inner: body,
+            deadline: tokio::time::sleep(timeout),
+            expired: Arc::clone(&expired),
+        })
+    });
+    let response = next.run(request).await;
+    if !expired.load(Ordering::Acquire) {
+        return response;
+    }
+    tracing::warn!(?timeout, "a login request's body did not arrive in time");
+    let mut response = super::proxy::gateway_error(
+        http::StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body did not arrive in time",
+    );
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails once its deadline has passed, and says so
+    /// in `expired`.
+    struct DeadlineBody {
+        #[pin]
+        inner: Body,
+        #[pin]
+        deadline: tokio::time::Sleep,
+        expired: Arc<AtomicBool>,
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if let std::task::Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return std::task::Poll::Ready(frame);
+        }
+        if this.deadline.poll(cx).is_ready() {
+            this.expired.store(true, Ordering::Release);
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(
+                "the request body did not arrive in time",
+            ))));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(total: usize, per_client: usize, uncounted: &str) -> ConnectionLimits {
+        ConnectionLimits::new(
+            Duration::from_secs(1),
+            total,
+            per_client,
+            IpRanges::parse_list(uncounted).unwrap(),
+        )
+    }
+
+    /// A slot whose connection has sent a request.
+    fn served(open: &Arc<OpenConnections>, peer: &str) -> Option<Arc<ConnectionSlot>> {
+        let slot = open.take(peer.parse().unwrap())?;
+        slot.served();
+        Some(slot)
+    }
+
+    #[test]
+    fn one_client_gets_its_share_and_gives_it_back() {
+        let open = OpenConnections::new(limits(4, 2, "10.0.0.1"));
+        let first = served(&open, "192.0.2.7").unwrap();
+        let _second = served(&open, "192.0.2.7").unwrap();
+        assert!(
+            served(&open, "192.0.2.7").is_none(),
+            "a third from one client"
+        );
+        // Another client still gets a slot; a trusted proxy is not counted
+        // per client, only in all.
+        let _other = served(&open, "192.0.2.8").unwrap();
+        let _proxy = served(&open, "10.0.0.1").unwrap();
+        assert!(served(&open, "10.0.0.1").is_none(), "over the total");
+        drop(first);
+        let _again = served(&open, "192.0.2.7").expect("a freed slot is given again");
+        assert!(served(&open, "192.0.2.9").is_none());
+    }
+
+    #[test]
+    fn a_refused_connection_leaves_the_counts_as_they_were() {
+        let open = OpenConnections::new(limits(3, 1, "10.0.0.1"));
+        let held = served(&open, "192.0.2.7").unwrap();
+        for _ in 0..10 {
+            assert!(served(&open, "192.0.2.7").is_none());
+        }
+        let _a = served(&open, "192.0.2.8").unwrap();
+        let _b = served(&open, "192.0.2.9").unwrap();
+        for _ in 0..10 {
+            assert!(served(&open, "192.0.2.10").is_none());
+        }
+        assert_eq!(open.total.load(Ordering::Acquire), 3);
+        assert_eq!(lock(&open.per_client).len(), 3);
+        drop(held);
+        drop((_a, _b));
+        assert_eq!(open.total.load(Ordering::Acquire), 0);
+        assert!(lock(&open.per_client).is_empty());
+    }
+
+    #[test]
+    fn at_the_limit_the_oldest_connection_without_a_request_makes_room() {
+        let open = OpenConnections::new(limits(3, 3, "10.0.0.1"));
+        let idle_old = open.take("192.0.2.7".parse().unwrap()).unwrap();
+        let busy = served(&open, "192.0.2.7").unwrap();
+        let idle_new = open.take("192.0.2.8".parse().unwrap()).unwrap();
+        // Full: the newcomer takes the oldest idle connection's place.
+        let newcomer = served(&open, "192.0.2.9").expect("an idle connection makes room");
+        assert_eq!(idle_old.state.load(Ordering::Acquire), EVICTED);
+        assert_eq!(idle_new.state.load(Ordering::Acquire), WAITING);
+        assert_eq!(busy.state.load(Ordering::Acquire), SERVED);
+        drop(idle_old);
+        assert_eq!(open.total.load(Ordering::Acquire), 3, "the place passed on");
+        let _another = served(&open, "192.0.2.10").expect("the next idle one");
+        assert_eq!(idle_new.state.load(Ordering::Acquire), EVICTED);
+        // Every open connection has sent a request: refused.
+        assert!(served(&open, "192.0.2.11").is_none());
+        drop((busy, newcomer, idle_new, _another));
+        assert_eq!(open.total.load(Ordering::Acquire), 0);
+        assert!(lock(&open.per_client).is_empty());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let open = OpenConnections::new(limits(10, 1, "10.0.0.1"));
+        let _held = served(&open, "2001:db8:1:2::1").unwrap();
+        assert!(served(&open, "2001:db8:1:2::ffff").is_none());
+        assert!(served(&open, "2001:db8:1:3::1").is_some());
+        // An IPv4-mapped address counts as the IPv4 address.
+        let _v4 = served(&open, "192.0.2.1").unwrap();
+        assert!(served(&open, "::ffff:192.0.2.1").is_none());
+    }
+
+    #[test]
+    fn the_refusal_is_a_whole_http_answer() {
+        let text = std::str::from_utf8(TOO_MANY_CONNECTIONS).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "too_many_connections");
     }
 }

@@ -137,8 +137,11 @@ pub async fn upstream(request: Request<Incoming>) -> Result<Response<Full<Bytes>
         tokio::time::sleep(Duration::from_secs(3)).await;
         return Ok(Response::new(Full::from("slow")));
     }
-    if path == "/ws" {
+    if path == "/ws" || path == "/public/ws" {
         return Ok(websocket_echo(request));
+    }
+    if path.ends_with("/switch") {
+        return Ok(switch_to_h2c(request));
     }
     let method = request.method().to_string();
     let uri = request.uri().to_string();
@@ -365,7 +368,8 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  map $http_upgrade $websocket_upgrade {{ ~*^websocket$ websocket; default ''; }}
+  map $websocket_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   upstream authgate {{ server {gateway}; keepalive 8; }}
   upstream app {{ server 127.0.0.1:{upstream}; keepalive 8; }}
   server {{
@@ -406,7 +410,7 @@ http {{
       proxy_set_header X-Space $auth_space;
       proxy_set_header X-Forwarded-For $remote_addr;
       proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Upgrade $websocket_upgrade;
       proxy_set_header Connection $connection_upgrade;
       proxy_connect_timeout 1s;
       proxy_read_timeout 1s;
@@ -658,4 +662,28 @@ pub async fn bearer_token(front: &Front, username: &str) -> String {
         .expect("access_token")
         .to_owned();
     format!("Bearer {access}")
+}
+
+/// An upstream that answers any request with `101` switching to `h2c`,
+/// then echoes every byte: if a proxy joined it to its client, the client
+/// would read back what it wrote.
+pub fn switch_to_h2c(mut request: Request<Incoming>) -> Response<Full<Bytes>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut io = TokioIo::new(upgraded);
+        let mut buf = [0u8; 1024];
+        while let Ok(read) = io.read(&mut buf).await {
+            if read == 0 || io.write_all(&buf[..read]).await.is_err() {
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", "h2c")
+        .body(Full::default())
+        .unwrap()
 }
