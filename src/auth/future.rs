@@ -337,10 +337,16 @@ pub(crate) fn check_revocation(
         return Ok(None);
     };
     let meta = token.meta();
-    let Some(id) = &meta.token_id else {
-        return Ok(None);
+    // The family is checked whether or not the token has an id: a token
+    // without `jti` that names a revoked family is refused. Without an id,
+    // the family stands in for it (ids and families share the store's one
+    // namespace of revoked names).
+    let (id, family) = match (&meta.token_id, &meta.family) {
+        (Some(id), family) => (id.as_str(), family.as_deref()),
+        (None, Some(family)) => (family.as_str(), Some(family.as_str())),
+        (None, None) => return Ok(None),
     };
-    match store.check(id, meta.family.as_deref()) {
+    match store.check(id, family) {
         RevocationCheck::Ready(answer) => revoked_answer(answer).map(|()| None),
         RevocationCheck::Pending(future) => Ok(Some(future)),
     }
