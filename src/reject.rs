@@ -589,6 +589,30 @@ impl ThrottleRejection {
     }
 }
 
+/// The mark every refusal of this crate's layers carries in its response
+/// extensions, whatever renders it: which layer refused (`auth`, `space`,
+/// `address`, `csrf` or `throttle`, as [`Rejection::layer`]).
+///
+/// [`AuthLayer`](crate::auth::AuthLayer) adds an access cookie it renewed
+/// from the refresh cookie only to a response that passed every check: one
+/// without this mark, and neither `401` nor `403`. A layer of the
+/// application's own that refuses with another status can insert this mark
+/// into its refusals for the same effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedBy(pub &'static str);
+
+impl RefusedBy {
+    /// Whether `response` passed every check: it carries no [`RefusedBy`]
+    /// mark and is neither `401` nor `403`.
+    pub fn passed_every_check<B>(response: &Response<B>) -> bool {
+        response.extensions().get::<RefusedBy>().is_none()
+            && !matches!(
+                response.status(),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            )
+    }
+}
+
 /// Renders a [`Rejection`] as the response sent to the client.
 ///
 /// Implemented by [`DefaultRejection`], [`JsonRejection`], every closure

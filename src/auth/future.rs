@@ -22,7 +22,7 @@ use tower_service::Service;
 use crate::BoxFuture;
 use crate::clock::now_seconds;
 use crate::error::TokenError;
-use crate::reject::{AuthRejection, OnRejection};
+use crate::reject::{AuthRejection, OnRejection, RefusedBy};
 use crate::store::{RevocationCheck, StoreError};
 use crate::token::claims::ErasedVerified;
 use crate::token::{Anonymous, FoundIn, VerifiedToken, Verifier};
@@ -106,7 +106,13 @@ where
             let next = match kind.as_mut().project() {
                 KindProj::Inner { future, set_cookie } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(cookie) = set_cookie.take() {
+                    // Renewed only for a request that passed every check:
+                    // a layer inside this one that refused it (CSRF, space,
+                    // address) gets no fresh access cookie sent with its
+                    // refusal.
+                    if let Some(cookie) = set_cookie.take()
+                        && RefusedBy::passed_every_check(&response)
+                    {
                         response.headers_mut().append(SET_COOKIE, *cookie);
                     }
                     return Poll::Ready(Ok(response));
