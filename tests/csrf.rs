@@ -190,8 +190,8 @@ fn origins_compare_scheme_host_and_port() {
         .plain_http()
         .trusted_origin("http://admin.example.com")
         .unwrap();
-    /// Host, Origin, and whether the HTTPS guard and the plain-HTTP guard
-    /// let the request through.
+    // Host, Origin, and whether the HTTPS guard and the plain-HTTP guard
+    // let the request through.
     let cases: [(&str, &str, bool, bool); 14] = [
         ("api.example.com", "https://api.example.com", true, false),
         ("api.example.com", "http://api.example.com", false, true),
