@@ -47,6 +47,16 @@ pub enum ProxyHeader {
 }
 
 /// Resolves the client address of a request.
+///
+/// The peer address is the client's, unless the peer is a trusted proxy:
+/// then the configured header ([`ProxyHeader`]) is read from the right,
+/// past trusted proxies, and the first other address is the client's. From
+/// a trusted proxy the header must be a list of addresses from end to end:
+/// an element that is empty, junk, `unknown`, an obfuscated identifier, a
+/// `unix:` path, an address with a port in `X-Forwarded-For` (or an
+/// unquoted one in `Forwarded`) leaves the client unknown
+/// ([`AddressRejection::Unresolvable`]); the proxy's own address never
+/// stands in for it.
 #[derive(Debug, Clone, Default)]
 pub struct ClientIpResolver {
     trusted: Arc<IpRanges>,
@@ -96,8 +106,8 @@ impl ClientIpResolver {
 
     /// The client address of a request from `peer` with `headers`, or
     /// [`AddressRejection::Unresolvable`] when `peer` is a trusted proxy
-    /// whose header holds anything but addresses (see the
-    /// [module docs](self)).
+    /// whose header holds anything but addresses (see
+    /// [`ClientIpResolver`]).
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> Result<IpAddr, AddressRejection> {
         let peer = peer.to_canonical();
         if !self.trusted.contains(peer) {
