@@ -11,12 +11,14 @@ wait_port() {
   exit 1
 }
 
-# gateway_config DIR THREADS: examples/gateway.toml with THREADS worker
-# threads and its users file found from anywhere, as DIR/gateway.toml.
+# gateway_config DIR THREADS [EXAMPLES NAME]: EXAMPLES/gateway.toml (default
+# examples/) with THREADS worker threads and its users file found from
+# anywhere, as DIR/NAME (default gateway.toml).
 gateway_config() {
+  local examples="${3:-$PWD/examples}"
   sed -e "s|^# worker_threads = .*|worker_threads = $2|" \
-      -e "s|^file = \"gateway-users.toml\"|file = \"$PWD/examples/gateway-users.toml\"|" \
-      examples/gateway.toml >"$1/gateway.toml"
+      -e "s|^file = \"gateway-users.toml\"|file = \"$examples/gateway-users.toml\"|" \
+      "$examples/gateway.toml" >"$1/${4:-gateway.toml}"
 }
 
 # nginx_config DIR WORKERS UPSTREAM_PORT LISTEN_PORT [DIRECTIVE...]: nginx
@@ -59,4 +61,24 @@ login_token() {
   curl -fsS "http://127.0.0.1:$1/api/login" -H 'Content-Type: application/json' \
     -d '{"username":"admin","password":"admin"}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# baseline_build REV OUT_DIR TARGET_DIR: builds authgate as it was at git
+# revision REV (in a temporary worktree, with TARGET_DIR so that the
+# dependencies built for the current code are reused) into OUT_DIR/authgate-REV,
+# and writes that revision's examples/gateway.toml and users file beside it
+# (OUT_DIR/baseline/examples/), so that each binary reads a configuration it
+# knows. Prints the binary's path.
+baseline_build() {
+  local rev="$1" out="$2" target="$3"
+  local tree="$out/baseline"
+  git worktree add --quiet --detach "$tree" "$rev" >&2
+  (cd "$tree" && CARGO_TARGET_DIR="$OLDPWD/$target" cargo build --quiet --release --features gateway --bin authgate >&2)
+  cp "$target/release/authgate" "$out/authgate-$rev"
+  git worktree remove --force "$tree" >&2
+  mkdir -p "$tree/examples"
+  git show "$rev:examples/gateway.toml" >"$tree/examples/gateway.toml"
+  git show "$rev:examples/gateway-users.toml" >"$tree/examples/gateway-users.toml"
+  chmod 600 "$tree/examples/gateway-users.toml"
+  echo "$out/authgate-$rev"
 }

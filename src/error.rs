@@ -96,6 +96,12 @@ pub enum ConfigError {
     /// A store shared between threads was poisoned by a panic elsewhere.
     #[error("the {0} was poisoned by a panic in another thread")]
     Poisoned(&'static str),
+    /// A cookie renewal writes an access cookie that none of the layer's
+    /// token sources reads: every request would mint a new token.
+    #[error(
+        "the cookie renewal writes the cookie `{0}`, which none of the layer's token sources reads"
+    )]
+    RenewedCookieUnread(String),
 }
 
 /// Signing a token failed: the claims do not serialize, or the key cannot

@@ -6,9 +6,10 @@
 //! atomic operations (a failure is recorded and the new state learnt in one
 //! step, so no count is lost and an account locks exactly once under
 //! concurrency). [`Lockout`] puts them together for a
-//! [`LoginFlow`](crate::login::LoginFlow): while an account is locked its
-//! password is not checked at all, and the answer is the same whether the
-//! account exists or not.
+//! [`LoginFlow`](crate::login::LoginFlow), which has [`Lockout::default`]
+//! unless given another, and whose presets all count in it: while an
+//! account is locked its password is not checked at all, and the answer is
+//! the same whether the account exists or not.
 //!
 //! Time comes from a [`Clock`], so tests never sleep.
 

@@ -20,11 +20,11 @@ use tower_authgate::BoxFuture;
 use tower_authgate::TokenError;
 use tower_authgate::clock::now_seconds;
 use tower_authgate::login::{
-    AuthClaims, Authenticator, JwtIssuer, LoginError, LoginFlow, MemoryUsers, NewUser,
-    PairLifetimes, Principal, TokenIssuer,
+    Account, AuthClaims, Authenticator, JwtIssuer, LoginError, LoginFlow, MemoryUsers, NewUser,
+    PairLifetimes, TokenIssuer,
 };
 use tower_authgate::schemes::pascal_case::PascalCase;
-use tower_authgate::store::{LoginCode, LoginCodeStore, MemoryLoginCodes};
+use tower_authgate::store::{LoginCode, LoginCodeStore, MemoryLoginCodes, StoreError};
 
 const ERROR_OBJECT_KEYS: [&str; 6] = [
     "AuthorizationInvalid",
@@ -999,21 +999,24 @@ struct Slow {
 }
 
 impl Authenticator for Slow {
-    fn authenticate<'a>(
+    fn find_account<'a>(
         &'a self,
-        username: &'a str,
-        password: &'a str,
-    ) -> BoxFuture<'a, Result<Principal, LoginError>> {
+        identifier: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
         Box::pin(async move {
-            tokio::time::sleep(self.authenticate).await;
-            self.users.authenticate(username, password).await
+            tokio::time::sleep(self.find).await;
+            self.users.find_account(identifier).await
         })
     }
 
-    fn find<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Option<Principal>> {
+    fn verify_password<'a>(
+        &'a self,
+        account: Option<&'a Account>,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LoginError>> {
         Box::pin(async move {
-            tokio::time::sleep(self.find).await;
-            self.users.find(username).await
+            tokio::time::sleep(self.authenticate).await;
+            self.users.verify_password(account, password).await
         })
     }
 }
@@ -1033,7 +1036,7 @@ async fn past_its_time_out_an_endpoint_answers_503_with_retry_after() {
         ))
         .router()
     };
-    let operator = users().find("operator").await.unwrap();
+    let operator = users().find("operator").await.unwrap().unwrap();
     let pending = || {
         issuer
             .issue_otp_pending(&operator, PairLifetimes::new())
@@ -1105,7 +1108,7 @@ async fn past_fifteen_seconds_sign_in_and_sign_out_answer_503_with_retry_after()
         ))
         .router()
     };
-    let admin = users().find("admin").await.unwrap();
+    let admin = users().find("admin").await.unwrap().unwrap();
     let timed = |router: Router, request: Request<Body>| async move {
         let started = Instant::now();
         let reply = call(&router, request).await;
@@ -1249,7 +1252,7 @@ async fn every_refusal_of_the_auth_layer_is_the_error_object() {
         .unwrap();
     let pending = issuer
         .issue_otp_pending(
-            &users().find("operator").await.unwrap(),
+            &users().find("operator").await.unwrap().unwrap(),
             PairLifetimes::new(),
         )
         .unwrap()
@@ -1308,9 +1311,10 @@ async fn every_refusal_of_the_auth_layer_is_the_error_object() {
 #[tokio::test]
 async fn the_inscada_preset_answers_the_documents_lifetimes_and_locks_by_default() {
     use tower_authgate::schemes::cookie_session::CookieSession;
-    // A flow with no lockout, a preset with nothing configured.
+    // A flow given no lockout (it has the default one), a preset with
+    // nothing configured.
     let flow = LoginFlow::new(Arc::new(users()), issuer());
-    assert!(flow.lockout().is_none());
+    assert!(flow.lockout().is_some());
     let router = CookieSession::new(flow).router();
     let login = |password: &str| {
         Request::post("/login")

@@ -91,8 +91,15 @@ async fn scenario(front: &Front, upstream: &Upstream) {
         "{name}: {:?}",
         anonymous.headers
     );
+    // A forged identity alone: the guard refuses it (401), or the decision
+    // endpoint refuses the copy Caddy passes it (400).
     let forged_alone = front.get("/app/echo", &[("x-auth-subject", "admin")]).await;
-    assert_eq!(forged_alone.status, StatusCode::UNAUTHORIZED, "{name}");
+    assert!(
+        forged_alone.status == StatusCode::UNAUTHORIZED
+            || refused_by_decision(front, &forged_alone),
+        "{name}: {}",
+        forged_alone.status
+    );
 
     // 000: cookie session, and the operator's TOTP step.
     let login = front
@@ -214,22 +221,24 @@ async fn scenario(front: &Front, upstream: &Upstream) {
             ],
         )
         .await;
-    assert_eq!(forged.status, StatusCode::OK, "{name}");
-    assert_eq!(
-        forged.upstream_header("x-auth-subject").as_deref(),
-        Some("admin"),
-        "{name}"
-    );
-    assert_eq!(
-        forged.upstream_header("x-auth-roles").as_deref(),
-        Some("admin"),
-        "{name}"
-    );
-    assert_eq!(
-        forged.upstream_header("x-auth-spaces").as_deref(),
-        Some("default_space,production"),
-        "{name}"
-    );
+    if !refused_by_decision(front, &forged) {
+        assert_eq!(forged.status, StatusCode::OK, "{name}");
+        assert_eq!(
+            forged.upstream_header("x-auth-subject").as_deref(),
+            Some("admin"),
+            "{name}"
+        );
+        assert_eq!(
+            forged.upstream_header("x-auth-roles").as_deref(),
+            Some("admin"),
+            "{name}"
+        );
+        assert_eq!(
+            forged.upstream_header("x-auth-spaces").as_deref(),
+            Some("default_space,production"),
+            "{name}"
+        );
+    }
 
     // Spaces: one granted, one not.
     let production = front
@@ -329,6 +338,13 @@ async fn scenario(front: &Front, upstream: &Upstream) {
         "{name}: {:?}",
         started.elapsed()
     );
+}
+
+/// Whether the decision endpoint refused `reply`'s request for a forged
+/// identity copy (`400`): Caddy passes a client's copies to it, where nginx
+/// (as configured) sends none and the gateway's own proxy removes them.
+fn refused_by_decision(front: &Front, reply: &Reply) -> bool {
+    front.name == "caddy forward_auth" && reply.status == StatusCode::BAD_REQUEST
 }
 
 async fn websocket_echo_through(front: &Front, bearer: Option<&str>) {

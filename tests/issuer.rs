@@ -64,7 +64,7 @@ async fn memory_users_check_hashes_and_do_not_enumerate() {
 #[tokio::test]
 async fn a_pair_verifies_and_kinds_do_not_mix() {
     let issuer = issuer();
-    let principal = users().find("admin").await.unwrap();
+    let principal = users().find("admin").await.unwrap().unwrap();
     let pair = issuer.issue_pair(&principal, PairLifetimes::new()).unwrap();
     let refresh = pair.refresh.unwrap();
     assert_eq!(pair.access.claims.fam, refresh.claims.fam);
@@ -105,7 +105,7 @@ async fn a_pair_verifies_and_kinds_do_not_mix() {
 async fn refresh_without_rotation_keeps_the_refresh_token() {
     let issuer = issuer();
     let flow = LoginFlow::new(users(), issuer.clone());
-    let principal = users().find("admin").await.unwrap();
+    let principal = users().find("admin").await.unwrap().unwrap();
     let refresh = issuer
         .issue_pair(&principal, PairLifetimes::new())
         .unwrap()
@@ -131,7 +131,7 @@ async fn concurrent_reuse_of_a_refresh_token_rotates_once_and_ends_the_family() 
                 .with_reuse_grace(std::time::Duration::ZERO),
         );
         let flow = Arc::new(LoginFlow::new(users(), issuer.clone()));
-        let principal = users().find("admin").await.unwrap();
+        let principal = users().find("admin").await.unwrap().unwrap();
         let pair = issuer.issue_pair(&principal, PairLifetimes::new()).unwrap();
         let refresh = pair.refresh.unwrap().token;
         let tasks: Vec<_> = (0..8)
@@ -185,7 +185,7 @@ async fn revoke_ends_the_token_and_its_family() {
     let issuer = JwtIssuer::new(signing_key(Algorithm::ES256), "test")
         .unwrap()
         .with_revocation_store(shared);
-    let principal = users().find("admin").await.unwrap();
+    let principal = users().find("admin").await.unwrap().unwrap();
     let pair = issuer.issue_pair(&principal, PairLifetimes::new()).unwrap();
     issuer.revoke(&pair.access.token).await.unwrap();
     let refresh = pair.refresh.unwrap();
@@ -198,7 +198,8 @@ async fn revoke_ends_the_token_and_its_family() {
 
 #[tokio::test]
 async fn totp_flow_pending_token_is_single_use_and_codes_do_not_replay() {
-    let flow = LoginFlow::new(users(), issuer());
+    // Six wrong codes in a row: without a lockout, which would lock at five.
+    let flow = LoginFlow::new(users(), issuer()).without_lockout();
     let LoginOutcome::TotpRequired(pending) = flow
         .password("operator", "operator", None, PairLifetimes::new())
         .await
@@ -296,8 +297,8 @@ async fn rfc6238_appendix_b_vectors() {
 async fn service_accounts_are_admin_only_listed_and_revoked_one_by_one() {
     let issuer = issuer();
     let users = users();
-    let admin = users.find("admin").await.unwrap();
-    let operator = users.find("operator").await.unwrap();
+    let admin = users.find("admin").await.unwrap().unwrap();
+    let operator = users.find("operator").await.unwrap().unwrap();
     let accounts = ServiceAccounts::default();
     assert!(matches!(
         accounts.create(issuer.as_ref(), &operator, "x", 60).await,
@@ -354,7 +355,7 @@ async fn within_the_grace_window_a_rotated_refresh_token_gives_a_sibling_pair() 
         tower_authgate::login::DEFAULT_REUSE_GRACE
     );
     let flow = LoginFlow::new(users(), issuer.clone());
-    let principal = users().find("admin").await.unwrap();
+    let principal = users().find("admin").await.unwrap().unwrap();
     let refresh = issuer
         .issue_pair(&principal, PairLifetimes::new())
         .unwrap()
@@ -434,7 +435,7 @@ async fn signing_out_revokes_the_family_for_as_long_as_its_longest_refresh_token
     let issuer = JwtIssuer::new(signing_key(Algorithm::EdDSA), "test")
         .unwrap()
         .with_revocation_store(store.clone());
-    let principal = users().find("admin").await.unwrap();
+    let principal = users().find("admin").await.unwrap().unwrap();
     // A "keep me logged in" session: 30-day refresh token, default access.
     let pair = issuer
         .issue_pair(&principal, PairLifetimes::new().with_refresh(30 * 86_400))
@@ -472,7 +473,7 @@ async fn a_refresh_reads_the_account_again() {
         .unwrap();
     let users = Arc::new(users);
     let flow = LoginFlow::new(users.clone(), issuer.clone());
-    let alice = users.find("alice").await.unwrap();
+    let alice = users.find("alice").await.unwrap().unwrap();
     let refresh = issuer
         .issue_pair(&alice, PairLifetimes::new())
         .unwrap()

@@ -8,7 +8,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
-use tower_authgate::auth::AuthLayer;
 use tower_authgate::cookie::CookieSettings;
 use tower_authgate::csrf::CsrfLayer;
 use tower_authgate::ip::{ClientIp, ClientIpResolver, IpFilterLayer, IpRanges, IpRules};
@@ -26,9 +25,7 @@ use tower_authgate::store::{
 };
 use tower_authgate::tenant::{SelectSpaceLayer, Space};
 use tower_authgate::throttle::LoginThrottleLayer;
-use tower_authgate::token::{
-    KeySet, SharedClaims, SigningKey, TokenKind, TokenSource, TokenSources, Verifier,
-};
+use tower_authgate::token::{KeySet, SharedClaims, SigningKey, TokenKind, Verifier};
 
 /// The TOTP secret of the demo user `operator`.
 pub const OPERATOR_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -276,15 +273,10 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
     // verified tokens (revocation is still checked on every request).
     .token_cache(10_000)
     .build()?;
-    let sources = TokenSources::new([
-        TokenSource::cookie(cookie_session::ACCESS_COOKIE),
-        TokenSource::bearer(),
-        TokenSource::header(x_auth_token::X_AUTH_TOKEN),
-    ])?;
-    let api_auth = AuthLayer::<AuthClaims>::new(verifier)
-        .sources(sources)
-        .revocations(Arc::clone(&shared.revocations))
-        .cookie_renewal(session.cookie_renewal()?)
+    // The inSCADA cookie (renewed from its refresh cookie), bearer tokens
+    // and `X-Auth-Token`, revoked tokens refused.
+    let api_auth = session
+        .shared_auth_layer::<AuthClaims>(verifier)?
         // The API routes serve every API's clients: they answer
         // `{"error","error_description"}` with the RFC 6750 headers.
         .on_rejection(JsonRejection);

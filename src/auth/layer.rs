@@ -261,9 +261,19 @@ impl<C, R> AuthLayer<C, R> {
         Arc::make_mut(&mut self.config)
     }
 
-    /// Where to look for the token, in order.
+    /// Where to look for the token, in order. Set the sources before a
+    /// [`cookie_renewal`](Self::cookie_renewal), which checks that they
+    /// read the cookie it writes; sources given after a renewal that do
+    /// not read its cookie drop the renewal (requests then need a valid
+    /// access token), rather than renew on every request.
     pub fn sources(mut self, sources: TokenSources) -> Self {
-        self.config_mut().sources = sources;
+        let config = self.config_mut();
+        if let Some((renewal, _)) = &config.renewal
+            && !reads_cookie(&sources, &renewal.access_cookie)
+        {
+            config.renewal = None;
+        }
+        config.sources = sources;
         self
     }
 
@@ -302,16 +312,35 @@ impl<C, R> AuthLayer<C, R> {
     }
 
     /// Renew an expired or missing access cookie from the refresh cookie.
-    pub fn cookie_renewal(mut self, renewal: CookieRenewal) -> Self {
+    ///
+    /// Refused with [`ConfigError::RenewedCookieUnread`] when none of the
+    /// layer's [`sources`](Self::sources) reads the access cookie the
+    /// renewal writes (a `__Host-` renewal next to the plain cookie's
+    /// source, say): every request would then look tokenless and mint a
+    /// new token.
+    pub fn cookie_renewal(mut self, renewal: CookieRenewal) -> Result<Self, ConfigError> {
+        if !reads_cookie(&self.config.sources, &renewal.access_cookie) {
+            return Err(ConfigError::RenewedCookieUnread(
+                renewal.access_cookie.clone(),
+            ));
+        }
         let source = TokenSources::single(TokenSource::Cookie(renewal.refresh_cookie.clone()));
         self.config_mut().renewal = Some((renewal, source));
-        self
+        Ok(self)
     }
 
     /// The verifier this layer uses.
     pub fn verifier(&self) -> &Verifier {
         &self.config.verifier
     }
+}
+
+/// Whether one of `sources` is the cookie `name`.
+fn reads_cookie(sources: &TokenSources, name: &str) -> bool {
+    sources
+        .sources()
+        .iter()
+        .any(|source| matches!(source, TokenSource::Cookie(cookie) if cookie == name))
 }
 
 impl<S, C, R: Clone> Layer<S> for AuthLayer<C, R> {

@@ -42,9 +42,16 @@ pub enum RenewalError {
 
 /// Mints a new access token from a refresh token, for [`CookieRenewal`].
 ///
-/// Every [`TokenIssuer`](crate::login::TokenIssuer) of the issuer side is
-/// one (feature `login`); an application that mints tokens elsewhere
-/// implements this one method.
+/// The issuer side implements it with
+/// [`AccessRenewal`](crate::login::AccessRenewal) (feature `login`), which
+/// [`LoginFlow::access_renewal`](crate::login::LoginFlow::access_renewal)
+/// returns and [`CookieSession::cookie_renewal`](crate::schemes::cookie_session::CookieSession::cookie_renewal)
+/// uses: the refresh token is redeemed by the flow's issuer and the
+/// account read again through its [`Authenticator`](crate::login::Authenticator)
+/// (one `find`), so a removed account renews nothing and an unreachable
+/// store answers [`RenewalError::Unavailable`] (`503`), never a sign-out.
+/// A [`TokenIssuer`](crate::login::TokenIssuer) alone is not one. An
+/// application that mints tokens elsewhere implements this one method.
 pub trait RenewAccess: Send + Sync + 'static {
     /// A new access token for the holder of `refresh_token`, which stays
     /// valid (it is not rotated).
@@ -82,8 +89,8 @@ impl std::fmt::Debug for CookieRenewal {
 
 impl CookieRenewal {
     /// Renew the `access_cookie` from the `refresh_cookie` with `renewer`
-    /// (an `Arc<dyn TokenIssuer>` coerces to it); new cookies get `cookies`'
-    /// attributes.
+    /// (such as `Arc::new(flow.access_renewal(None))`); new cookies get
+    /// `cookies`' attributes.
     pub fn new(
         access_cookie: &str,
         refresh_cookie: &str,

@@ -7,6 +7,13 @@
 //! authgate hash-password                      (the password on standard input)
 //! authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--totp-secret BASE32]
 //! ```
+//!
+//! A file that opens a known hole (a public `/`, trusted proxies that cover
+//! every address, no lockout and no throttle, development mode or metrics
+//! off loopback, a users file or signing key others can read, an upstream
+//! that is the gateway itself) is warned about by `check`, which then
+//! fails, and refused at start and on reload, unless `[server]
+//! accept_risks` names each risk found ([`tower_authgate::gateway::risks`]).
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -19,18 +26,22 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use tower_authgate::gateway::users_file::{AddUser, add_user, hash_password};
-use tower_authgate::gateway::{Gateway, Settings, metrics_router, serve_until_signalled};
+use tower_authgate::gateway::{
+    Gateway, RiskFinding, Settings, metrics_router, serve_until_signalled,
+};
 
 const USAGE: &str = "\
 usage:
   authgate --config FILE [--listen ADDR] [--upstream URL]
       serve the gateway the file describes; the flags override the file
   authgate check FILE
-      check the file (every value, key file and users file) without serving
+      check the file (every value, key file and users file) without serving;
+      fails on a risk that [server] accept_risks does not name
   authgate hash-password
       print an argon2 hash of the password read from standard input
   authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--totp-secret BASE32]
-      add an account to a users file, its password read from standard input
+      add an account to a users file (created 0600), its password read from
+      standard input and judged by the password policy
 ";
 
 /// What the command line asks for.
@@ -129,7 +140,9 @@ fn parse(args: &[String]) -> Result<Command, String> {
     })
 }
 
-/// The settings of `config` with the command line's overrides.
+/// The settings of `config` with the command line's overrides, refused
+/// when they open a risk that `[server] accept_risks` does not name; the
+/// accepted ones are printed.
 fn load(
     config: &PathBuf,
     listen: Option<SocketAddr>,
@@ -144,7 +157,64 @@ fn load(
             .with_upstream(upstream)
             .map_err(|err| err.to_string())?;
     }
+    let (accepted, refused): (Vec<_>, Vec<_>) = settings
+        .risks()
+        .into_iter()
+        .partition(RiskFinding::accepted);
+    for finding in &accepted {
+        eprintln!("authgate: warning: {finding}");
+    }
+    if !refused.is_empty() {
+        let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "refusing to start with {} risk{} not accepted:\n{}",
+            refused.len(),
+            if refused.len() == 1 { "" } else { "s" },
+            lines.join("\n")
+        ));
+    }
     Ok(settings)
+}
+
+/// `authgate check FILE`: every error, then every risk as a warning; fails
+/// when a risk is not accepted, as the gateway would not start.
+fn check(file: &std::path::Path) -> Result<(), String> {
+    let settings = Settings::load(file).map_err(|err| err.to_string())?;
+    let findings = settings.risks();
+    for finding in &findings {
+        eprintln!("warning: {finding}");
+    }
+    let refused = findings.iter().filter(|f| !f.accepted()).count();
+    if refused > 0 {
+        return Err(format!(
+            "{}: {refused} risk{} not accepted: authgate will not start with this file",
+            file.display(),
+            if refused == 1 { "" } else { "s" }
+        ));
+    }
+    println!("{}: ok", file.display());
+    Ok(())
+}
+
+/// A warning when the users file at `path` (whose mode `user add` keeps)
+/// can be read or written by its group or others.
+fn warn_if_shared(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o7777;
+            if mode & 0o066 != 0 {
+                eprintln!(
+                    "warning: {} can be read or written by its group or others (mode {mode:04o}): authgate serves it only when [server] accept_risks names \"users_file_permissions\"; chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn read_password() -> Result<String, String> {
@@ -244,15 +314,15 @@ fn main() -> ExitCode {
             println!("authgate {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Check(file) => Settings::load(&file)
-            .map(|_| println!("{}: ok", file.display()))
-            .map_err(|err| err.to_string()),
+        Command::Check(file) => check(&file),
         Command::HashPassword => read_password()
             .and_then(|password| hash_password(&password).map(|hash| println!("{hash}"))),
         Command::AddUser { file, user } => read_password().and_then(|password| {
             let name = user.username.clone();
-            add_user(&file, user, &password)
-                .map(|()| println!("added {name} to {}", file.display()))
+            add_user(&file, user, &password).map(|()| {
+                println!("added {name} to {}", file.display());
+                warn_if_shared(&file);
+            })
         }),
         Command::Serve {
             config,

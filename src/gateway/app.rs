@@ -43,7 +43,7 @@ use crate::token::{
 use super::config::{
     ErrorStyle, IdentityHeaders, LoginSettings, PresetKind, Settings, SourceSetting,
 };
-use super::identity::{GatewayClaims, identity_headers};
+use super::identity::{GatewayClaims, identity_field, identity_headers, same_field};
 use super::proxy::{Forward, gateway_error};
 
 /// Why the gateway could not be assembled from valid settings (a store or
@@ -313,6 +313,9 @@ impl Guard {
 struct Decision {
     guard: GuardService<Allow>,
     trusted_proxies: Arc<crate::ip::IpRanges>,
+    identity: Arc<IdentityHeaders>,
+    /// The header a client picks its space with: its own input.
+    space_header: HeaderName,
 }
 
 impl Service<Request> for Decision {
@@ -446,6 +449,59 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
     Ok(())
 }
 
+/// Refuses an original request that carries an identity header, as the
+/// proxy in front would pass it to the upstream beside the identity it
+/// copies from the decision: nginx and Caddy replace the configured names
+/// only, so another spelling (`X_Auth_Roles`, which a CGI, WSGI or Rack
+/// upstream reads as `X-Auth-Roles`) would reach the upstream, and so would
+/// a copy under a name the proxy is not told to copy; a `Connection` naming
+/// an identity header or `Host` would make the proxy delete what it
+/// copied, and a `Trailer` naming one announces a trailer the endpoint
+/// never sees (it gets no body). The space header is the client's own
+/// input under its name (`space_header`), never under another spelling.
+fn no_identity_copies(
+    headers: &HeaderMap,
+    names: &IdentityHeaders,
+    space_header: &HeaderName,
+) -> Result<(), &'static str> {
+    // `Connection` and `Trailer` are read only when present: the proxies
+    // in front rarely pass them.
+    let mut naming_fields = false;
+    for name in headers.keys() {
+        naming_fields |= *name == header::CONNECTION || *name == header::TRAILER;
+        if let Some(identity) = identity_field(name, names)
+            && !(name == identity && name == space_header)
+        {
+            return Err("the request carries an identity header, or another spelling of one");
+        }
+    }
+    if !naming_fields {
+        return Ok(());
+    }
+    let names_identity_or_host = |option: &str| {
+        let option = option.trim().as_bytes();
+        same_field(option, b"host")
+            || names
+                .names()
+                .any(|name| same_field(option, name.as_str().as_bytes()))
+    };
+    let names_one = |field| {
+        headers
+            .get_all(field)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(names_identity_or_host)
+    };
+    if names_one(header::CONNECTION) {
+        return Err("the request's Connection header names an identity header or Host");
+    }
+    if names_one(header::TRAILER) {
+        return Err("the request announces an identity header or Host as a trailer");
+    }
+    Ok(())
+}
+
 impl Decision {
     /// The guard's future for the original request `request` describes, or
     /// the answer when it cannot be judged.
@@ -469,7 +525,9 @@ impl Decision {
             ));
         }
         let (mut parts, _) = request.into_parts();
-        if let Err(why) = original_request(&mut parts) {
+        let described = no_identity_copies(&parts.headers, &self.identity, &self.space_header)
+            .and_then(|()| original_request(&mut parts));
+        if let Err(why) = described {
             tracing::warn!(reason = why, "the decision endpoint cannot judge a request");
             return answer(gateway_error(
                 StatusCode::BAD_REQUEST,
@@ -697,9 +755,10 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
         );
         let mut flow = LoginFlow::new(users.clone(), Arc::clone(&issuer))
             .with_totp_verifier(stores.totp.clone());
-        if let Some(lockout) = &stores.lockout {
-            flow = flow.with_lockout(lockout.clone());
-        }
+        flow = match &stores.lockout {
+            Some(lockout) => flow.with_lockout(lockout.clone()),
+            None => flow.without_lockout(),
+        };
         let guards = |routes: Router, format| {
             apply_login_guards(routes, format, ip_filter, throttle.as_ref())
         };
@@ -866,7 +925,9 @@ impl Gateway {
             .map_err(|err| BuildError::new("guard.realm", err))?
             .revocations(Arc::clone(&logins.revocations));
         if let Some(renewal) = logins.renewal.clone() {
-            auth = auth.cookie_renewal(renewal);
+            auth = auth
+                .cookie_renewal(renewal)
+                .map_err(|err| BuildError::new("guard", err))?;
         }
         let auth = auth.on_rejection(style);
         let mut csrf = match settings.development {
@@ -901,9 +962,12 @@ impl Gateway {
             authenticated: false,
             ..allow.clone()
         };
+        let identity = Arc::clone(&allow.identity);
         let decision = Decision {
             guard: guard.wrap(allow, allow_public),
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+            identity,
+            space_header: settings.space_header.clone(),
         };
         let mut router = logins
             .router
@@ -976,6 +1040,44 @@ mod tests {
         assert!(!is_public("/public/..%2fadmin", &public));
         assert!(!is_public("/api", &public));
         assert!(!is_public("/api", &[]));
+    }
+
+    #[test]
+    fn identity_copies_aliases_and_connection_naming_them_are_refused() {
+        let names = IdentityHeaders {
+            subject: HeaderName::from_static("x-auth-subject"),
+            roles: HeaderName::from_static("x-auth-roles"),
+            spaces: HeaderName::from_static("x-auth-spaces"),
+            space: HeaderName::from_static("x-space"),
+            claims: None,
+        };
+        let space_header = HeaderName::from_static("x-space");
+        let check = |headers: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            no_identity_copies(&map, &names, &space_header)
+        };
+        assert!(check(&[("x-space", "production"), ("connection", "keep-alive")]).is_ok());
+        for forged in [
+            ("x-auth-roles", "admin"),
+            ("x_auth_roles", "admin"),
+            ("x_space", "production"),
+            ("x-auth_spaces", "production"),
+            ("connection", "X-Auth-Subject"),
+            ("connection", "keep-alive, x_auth_roles"),
+            ("connection", "HOST"),
+            ("connection", "x-space"),
+            ("trailer", "X_Auth_Roles"),
+        ] {
+            assert!(check(&[forged]).is_err(), "{forged:?}");
+        }
+        // A space picked with another header: `X-Space` is then stated only.
+        let tenant = HeaderName::from_static("x-tenant");
+        let mut map = HeaderMap::new();
+        map.insert("x-space", HeaderValue::from_static("production"));
+        assert!(no_identity_copies(&map, &names, &tenant).is_err());
     }
 
     #[test]

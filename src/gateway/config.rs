@@ -7,6 +7,13 @@
 //! but cannot be honoured (a bad CIDR, an unknown preset, a key file that
 //! cannot be read, an unreadable users file) by the checks here, through
 //! the spans `toml` keeps for each value.
+//!
+//! Two more kinds of check run here: routes that would meet (the decision
+//! endpoint's path, `/healthz`, `/metrics` and every login preset's paths
+//! under its prefix must be distinct, and the decision endpoint's path and
+//! the prefixes plain: letters, digits, `-._~` and `/`), and the known
+//! holes a file may open, which start only when `[server] accept_risks`
+//! names them ([`risks`](super::risks)).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -37,6 +44,21 @@ impl ConfigFileError {
             file: file.to_owned(),
             line: None,
             key: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error about `key` at `line` of `file`.
+    pub(crate) fn at(
+        file: &Path,
+        line: Option<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ConfigFileError {
+            file: file.to_owned(),
+            line,
+            key: Some(key.into()),
             message: message.into(),
         }
     }
@@ -197,10 +219,12 @@ pub(crate) struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {
     pub(crate) listen: Option<Spanned<String>>,
-    #[serde(default)]
-    pub(crate) development: bool,
+    pub(crate) development: Option<Spanned<bool>>,
     #[serde(default)]
     pub(crate) trusted_proxies: Vec<Spanned<String>>,
+    /// Known holes the operator accepts by name (see [`super::risks`]).
+    #[serde(default)]
+    pub(crate) accept_risks: Vec<Spanned<String>>,
     pub(crate) shutdown_grace: Option<Spanned<String>>,
     pub(crate) header_read_timeout: Option<Spanned<String>>,
     pub(crate) worker_threads: Option<Spanned<usize>>,
@@ -273,7 +297,7 @@ pub(crate) struct RawExternalLogin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLockout {
-    pub(crate) enabled: Option<bool>,
+    pub(crate) enabled: Option<Spanned<bool>>,
     pub(crate) attempts: Option<Spanned<u32>>,
     pub(crate) window: Option<Spanned<String>>,
     pub(crate) lock: Option<Spanned<String>>,
@@ -284,7 +308,7 @@ pub(crate) struct RawLockout {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawThrottle {
-    pub(crate) per_minute: Option<u32>,
+    pub(crate) per_minute: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -481,6 +505,7 @@ pub struct Settings {
     pub(crate) verify_path: String,
     pub(crate) log_level: String,
     pub(crate) metrics_listen: Option<SocketAddr>,
+    pub(crate) risk_sites: crate::gateway::risks::RiskSites,
 }
 
 impl fmt::Debug for Settings {
@@ -527,6 +552,7 @@ impl Settings {
     /// Listen on `addr` instead of the file's address (`--listen`).
     pub fn with_listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
+        self.risk_sites.listen_from_flag = true;
         self
     }
 
@@ -535,6 +561,8 @@ impl Settings {
         let uri = parse_upstream(url).map_err(|message| {
             ConfigFileError::new(&self.path, format!("--upstream: {message}"))
         })?;
+        self.risk_sites.upstream_line = None;
+        self.risk_sites.upstream_from_flag = true;
         match &mut self.upstream {
             Some(upstream) => upstream.url = uri,
             None => {
@@ -806,6 +834,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
             .parse()
             .map_err(|_| source.missing("server.listen", "bad default"))?,
     };
+    let development = server.development.as_ref().is_some_and(|d| *d.get_ref());
     let trusted_proxies = ranges(source, "server.trusted_proxies", &server.trusted_proxies)?;
     let shutdown_grace = duration(
         source,
@@ -886,7 +915,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
             None => String::new(),
             Some(prefix) if prefix.get_ref().is_empty() => String::new(),
             Some(prefix) => {
-                let path = check_path(source, &format!("{key}.prefix"), prefix)?;
+                let path = check_route_path(source, &format!("{key}.prefix"), prefix)?;
                 if path.ends_with('/') {
                     return Err(source.error(
                         format!("{key}.prefix"),
@@ -911,7 +940,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         };
         let host_prefix =
             only(&login.host_prefix, "host_prefix", PresetKind::CookieSession)?.unwrap_or(false);
-        if host_prefix && server.development {
+        if host_prefix && development {
             return Err(source.error(
                 format!("{key}.host_prefix"),
                 &login
@@ -1049,7 +1078,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         }
     };
 
-    let lockout = if raw.lockout.enabled.unwrap_or(true) {
+    let lockout = if raw.lockout.enabled.as_ref().is_none_or(|e| *e.get_ref()) {
         let mut policy =
             crate::lockout::LockoutPolicy::default().with_per_address(raw.lockout.per_address);
         if let Some(attempts) = &raw.lockout.attempts {
@@ -1257,7 +1286,10 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
     {
         let names: Vec<&HeaderName> = identity.names().collect();
         for (i, name) in names.iter().enumerate() {
-            if names[..i].contains(name) {
+            // `X-User` and `X_User` are one header to a CGI, WSGI or Rack upstream.
+            if names[..i].iter().any(|other| {
+                super::identity::same_field(other.as_str().as_bytes(), name.as_str().as_bytes())
+            }) {
                 return Err(source.missing("identity", format!("the header {name} is named twice")));
             }
             if is_reserved_header(name) {
@@ -1271,8 +1303,9 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
 
     let verify_path = match &raw.verify.path {
         None => DEFAULT_VERIFY_PATH.to_owned(),
-        Some(path) => check_path(source, "verify.path", path)?,
+        Some(path) => check_route_path(source, "verify.path", path)?,
     };
+    check_routes_apart(source, &raw, &logins, &verify_path)?;
     let log_level = match &raw.log.level {
         None => "info".to_owned(),
         Some(level) => {
@@ -1296,11 +1329,13 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
             )?),
         };
 
+    let risk_sites = risk_sites(source, &raw)?;
     Ok(Settings {
+        risk_sites,
         metrics_listen,
         path: source.path.to_owned(),
         listen,
-        development: server.development,
+        development,
         trusted_proxies,
         shutdown_grace,
         header_read_timeout,
@@ -1315,7 +1350,11 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         logins,
         external_login,
         lockout,
-        throttle_per_minute: raw.throttle.per_minute.unwrap_or(60),
+        throttle_per_minute: raw
+            .throttle
+            .per_minute
+            .as_ref()
+            .map_or(60, |p| *p.get_ref()),
         redis,
         issuers,
         token_sources,
@@ -1330,6 +1369,197 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         verify_path,
         log_level,
     })
+}
+
+/// `[server] accept_risks`, and where each risk would be in the file.
+fn risk_sites(
+    source: &Source<'_>,
+    raw: &RawConfig,
+) -> Result<crate::gateway::risks::RiskSites, ConfigFileError> {
+    use crate::gateway::risks::{Risk, RiskSites};
+    let line = |span: Range<usize>| source.line_of(&span);
+    let mut sites = RiskSites::default();
+    for (i, name) in raw.server.accept_risks.iter().enumerate() {
+        let risk = Risk::from_name(name.get_ref()).ok_or_else(|| {
+            source.error(
+                format!("server.accept_risks[{i}]"),
+                &name.span(),
+                format!(
+                    "unknown risk {:?}; one of {}",
+                    name.get_ref(),
+                    Risk::ALL.map(Risk::name).join(", ")
+                ),
+            )
+        })?;
+        sites.accepted.push(risk);
+    }
+    sites.public_root = raw
+        .guard
+        .public_paths
+        .iter()
+        .enumerate()
+        .find(|(_, path)| path.get_ref().trim_matches('/').is_empty())
+        .map(|(i, path)| (format!("guard.public_paths[{i}]"), line(path.span())));
+    sites.trusted_proxies_line = raw.server.trusted_proxies.first().map(|p| line(p.span()));
+    sites.unlimited_logins = match (&raw.lockout.enabled, &raw.throttle.per_minute) {
+        (Some(enabled), _) => Some(("lockout.enabled".to_owned(), Some(line(enabled.span())))),
+        (None, Some(per_minute)) => Some((
+            "throttle.per_minute".to_owned(),
+            Some(line(per_minute.span())),
+        )),
+        (None, None) => None,
+    };
+    sites.development_line = raw.server.development.as_ref().map(|d| line(d.span()));
+    sites.metrics_line = raw.metrics.as_ref().map(|m| line(m.listen.span()));
+    sites.upstream_line = raw.upstream.as_ref().map(|u| line(u.url.span()));
+    sites.users_file = raw.users.as_ref().map(|users| {
+        (
+            source.resolve(users.file.get_ref()),
+            line(users.file.span()),
+        )
+    });
+    sites.signing_key_file = raw
+        .keys
+        .as_ref()
+        .filter(|keys| keys.signing_key.get_ref() != "ephemeral")
+        .map(|keys| {
+            (
+                source.resolve(keys.signing_key.get_ref()),
+                line(keys.signing_key.span()),
+            )
+        });
+    Ok(sites)
+}
+
+/// A path the router serves (the decision endpoint, a preset's prefix):
+/// plain segments of letters, digits and `-._~`, none empty, `.` or `..`,
+/// so that the router reads no capture or wildcard in it and it means the
+/// same to every proxy in front.
+fn check_route_path(
+    source: &Source<'_>,
+    key: &str,
+    value: &Spanned<String>,
+) -> Result<String, ConfigFileError> {
+    let path = check_path(source, key, value)?;
+    let plain = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    let trimmed = path.strip_prefix('/').unwrap_or(&path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    if path != "/" && !trimmed.split('/').all(plain) {
+        return Err(source.error(
+            key,
+            &value.span(),
+            format!(
+                "a route is plain path segments (letters, digits, -._~ between single slashes, no . or ..): {path:?}"
+            ),
+        ));
+    }
+    Ok(path)
+}
+
+/// The paths each preset's router serves, as the presets declare them
+/// (`{name}` stands for any one segment), the optional ones included.
+fn preset_routes(preset: PresetKind) -> &'static [&'static str] {
+    match preset {
+        PresetKind::CookieSession => &[
+            "/login",
+            "/login/otp",
+            "/logout",
+            "/api/auth/lockedUsers",
+            "/api/auth/lockedUsers/{username}",
+        ],
+        PresetKind::BearerPair => &["/api/login", "/api/login/refresh"],
+        PresetKind::PascalCase => &[
+            "/authenticate/signin",
+            "/authenticate/refresh",
+            "/authenticate/signout",
+            "/authenticate/nx",
+            "/authenticate/plugin",
+            "/authenticate/csrf",
+            "/authenticate/code",
+            "/authenticate/code/issue",
+            "/authenticate/logout",
+            "/authenticate/update",
+            "/authenticate/password-strength",
+            "/authenticate/totp",
+            "/user",
+        ],
+        PresetKind::AuthToken => &[
+            "/api/authentication/login",
+            "/api/serviceAccounts",
+            "/api/serviceAccounts/{id}",
+        ],
+        PresetKind::XAuthToken => &["/api/v2/login", "/api/v1/login"],
+    }
+}
+
+/// Whether two route paths can match one request: as many segments, each
+/// equal or one of them a `{capture}`.
+fn routes_meet(a: &str, b: &str) -> bool {
+    let capture = |segment: &str| segment.starts_with('{');
+    let (mut a, mut b) = (a.split('/'), b.split('/'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y || capture(x) || capture(y) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The decision endpoint, `/healthz`, `/metrics` and every login route
+/// are apart: two routes one request could match would make the router
+/// panic, or one shadow the other.
+fn check_routes_apart(
+    source: &Source<'_>,
+    raw: &RawConfig,
+    logins: &[LoginSettings],
+    verify_path: &str,
+) -> Result<(), ConfigFileError> {
+    // (route, what serves it)
+    let mut taken: Vec<(String, String)> = vec![
+        ("/healthz".to_owned(), "the health check".to_owned()),
+        (
+            "/metrics".to_owned(),
+            "the metrics (kept apart even on their own listener)".to_owned(),
+        ),
+    ];
+    for (i, login) in logins.iter().enumerate() {
+        let key = format!("login[{i}].prefix");
+        let preset = PresetKind::NAMES[login.preset as usize];
+        for route in preset_routes(login.preset) {
+            let path = format!("{}{route}", login.prefix);
+            if let Some((_, owner)) = taken.iter().find(|(other, _)| routes_meet(other, &path)) {
+                let span = raw.login[i]
+                    .prefix
+                    .as_ref()
+                    .map_or(raw.login[i].preset.span(), |p| p.span());
+                return Err(source.error(
+                    key,
+                    &span,
+                    format!("the {preset} preset's {path} meets {owner}: give the preset a prefix of its own"),
+                ));
+            }
+            taken.push((path, format!("the {preset} preset's route")));
+        }
+    }
+    if let Some((other, owner)) = taken
+        .iter()
+        .find(|(other, _)| routes_meet(other, verify_path))
+    {
+        let message = format!("the decision endpoint's path {verify_path} meets {other}, {owner}");
+        return Err(match &raw.verify.path {
+            Some(path) => source.error("verify.path", &path.span(), message),
+            None => source.missing("verify.path", message),
+        });
+    }
+    Ok(())
 }
 
 /// Headers that must never carry the identity.
@@ -1446,6 +1676,10 @@ mod tests {
 
         let err = error(&format!("{keys}[identity]\nsubject = \"Authorization\"\n"));
         assert_eq!(err.key(), Some("identity"), "{err}");
+        let err = error(&format!(
+            "{keys}[identity]\nsubject = \"X-User\"\nclaims = \"X_User\"\n"
+        ));
+        assert_eq!(err.key(), Some("identity"), "{err}");
     }
 
     #[test]
@@ -1455,6 +1689,54 @@ mod tests {
         let err =
             error("[keys]\nsigning_key = \"ephemeral\"\n[[login]]\npreset = \"bearer_pair\"\n");
         assert_eq!(err.key(), Some("users.file"), "{err}");
+    }
+
+    #[test]
+    fn routes_meet_when_a_request_could_match_both() {
+        assert!(routes_meet("/api/login", "/api/login"));
+        assert!(routes_meet(
+            "/api/serviceAccounts/{id}",
+            "/api/serviceAccounts/verify"
+        ));
+        assert!(!routes_meet("/api/login", "/api/login/refresh"));
+        assert!(!routes_meet("/auth", "/auth/login"));
+        assert!(!routes_meet("/login", "/login/"));
+    }
+
+    /// Every route the collision check lists is one the presets' routers
+    /// serve (a listed route the router lacks would fall to the proxy's
+    /// 404), so the list keeps up with the presets.
+    #[tokio::test]
+    async fn the_listed_preset_routes_are_served_by_the_presets() {
+        use tower::ServiceExt;
+        let users = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-users.toml");
+        let mut text = format!(
+            "[keys]\nsigning_key = \"ephemeral\"\n[users]\nfile = {:?}\n",
+            users.display().to_string()
+        );
+        for name in PresetKind::NAMES {
+            text.push_str(&format!("[[login]]\npreset = \"{name}\"\n"));
+        }
+        text.push_str("deprecated_get = true\n");
+        let settings = Settings::from_toml("/nonexistent/gateway.toml", &text).unwrap();
+        let router = crate::gateway::Gateway::build(&settings).unwrap().router();
+        for name in PresetKind::NAMES {
+            let preset = PresetKind::parse(name).unwrap();
+            // `/user` is served only with registration, which the gateway
+            // does not configure.
+            for route in preset_routes(preset).iter().filter(|r| **r != "/user") {
+                let path = route.replace("{username}", "x").replace("{id}", "x");
+                let request = http::Request::get(&path)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                assert_ne!(
+                    response.status(),
+                    http::StatusCode::NOT_FOUND,
+                    "{name}: {path}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! verified token, the identity headers it sends the upstream (or answers a
 //! forward-auth proxy with), and the removal of every copy a client sent.
 //!
+//! A field is an identity header when its name equals a configured one
+//! once ASCII case is ignored and `_` is read as `-` ([`identity_field`]):
+//! CGI, WSGI and Rack upstreams merge `X_Auth_Roles` and `X-Auth-Roles`
+//! into one `HTTP_X_AUTH_ROLES`, so a client's `X_Auth_Roles: admin` is a
+//! forged identity like any other.
+//!
 //! The header values are worked out once per token, when its claims are
 //! read ([`GatewayClaims`]), and put under their header names the first
 //! time they are stated: a token served again from the verifier's cache
@@ -192,7 +198,8 @@ pub(crate) fn identity_headers<B>(
 /// [`identity_headers`] works it out: on a route that required a token,
 /// every identity header is set to the token's value, which replaces
 /// whatever a client sent under that name; on any other route, every copy
-/// a client sent is removed. Nothing is changed when a check did not run.
+/// a client sent is removed, under any spelling ([`strip_identity`]).
+/// Nothing is changed when a check did not run.
 pub(crate) fn state_identity(
     extensions: &Extensions,
     names: &IdentityHeaders,
@@ -245,10 +252,45 @@ fn checked(
     Ok(Some((&claims.values, space)))
 }
 
-/// Removes every header named in `names`: copies a client sent must never
-/// reach the upstream.
+/// Removes every header named in `names`, under any spelling
+/// ([`identity_field`]): copies a client sent must never reach the upstream.
 pub(crate) fn strip_identity(headers: &mut HeaderMap, names: &IdentityHeaders) {
-    remove_fields(headers, |present| names.names().any(|name| name == present));
+    remove_fields(headers, |present| identity_field(present, names).is_some());
+}
+
+/// The identity header `name` stands for: the one of `names` it equals once
+/// ASCII case is ignored and `_` read as `-` ([`same_field`]). CGI, WSGI
+/// and Rack upstreams merge `X_Auth_Roles` and `X-Auth-Roles` into one
+/// `HTTP_X_AUTH_ROLES`, so every such spelling is the identity header.
+pub(crate) fn identity_field<'a>(
+    name: &HeaderName,
+    names: &'a IdentityHeaders,
+) -> Option<&'a HeaderName> {
+    let name = name.as_str().as_bytes();
+    names
+        .names()
+        .find(|identity| same_field(name, identity.as_str().as_bytes()))
+}
+
+/// Whether the field names `a` and `b` are one field to an upstream that
+/// ignores case and reads `_` as `-`. Compares byte by byte, without
+/// allocating; names of different lengths cost one comparison.
+pub(crate) fn same_field(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| fold(*a) == fold(*b))
+}
+
+/// Whether the field name `name` starts with `prefix`, read as
+/// [`same_field`] reads names.
+pub(crate) fn field_starts_with(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && same_field(&name[..prefix.len()], prefix)
+}
+
+/// A byte of a field name as [`same_field`] compares it.
+fn fold(byte: u8) -> u8 {
+    match byte {
+        b'_' => b'-',
+        other => other.to_ascii_lowercase(),
+    }
 }
 
 /// Removes every field whose name `doomed` picks, all its values. One pass
@@ -353,6 +395,46 @@ mod tests {
             .headers(&names("x-auth-subject", None))
             .unwrap();
         assert_eq!(again, first);
+    }
+
+    #[test]
+    fn identity_headers_are_known_by_any_spelling() {
+        let names = IdentityHeaders {
+            subject: HeaderName::from_static("x-auth-subject"),
+            roles: HeaderName::from_static("x-auth-roles"),
+            spaces: HeaderName::from_static("x-auth-spaces"),
+            space: HeaderName::from_static("x-space"),
+            claims: Some(HeaderName::from_static("x-auth-claims")),
+        };
+        for (spelling, identity) in [
+            ("x_auth_roles", "x-auth-roles"),
+            ("x-auth_subject", "x-auth-subject"),
+            ("x_space", "x-space"),
+            ("x-auth-claims", "x-auth-claims"),
+            ("x_auth_claims", "x-auth-claims"),
+        ] {
+            let name = HeaderName::from_static(spelling);
+            assert_eq!(
+                identity_field(&name, &names).map(HeaderName::as_str),
+                Some(identity),
+                "{spelling}"
+            );
+        }
+        for other in ["x-auth-role", "x-auth-rolesx", "x-spaces", "authorization"] {
+            let name = HeaderName::from_static(other);
+            assert_eq!(identity_field(&name, &names), None, "{other}");
+        }
+        assert!(same_field(b"X_Auth-ROLES", b"x-auth-roles"));
+        assert!(!same_field(b"x-auth-roles", b"x-auth-roles "));
+        assert!(field_starts_with(b"X_FORWARDED_PREFIX", b"x-forwarded-"));
+        assert!(!field_starts_with(b"x-forward", b"x-forwarded-"));
+
+        let mut headers = HeaderMap::new();
+        headers.insert("x_auth_roles", HeaderValue::from_static("admin"));
+        headers.insert("x-auth_spaces", HeaderValue::from_static("production"));
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        strip_identity(&mut headers, &names);
+        assert_eq!(headers.len(), 1, "{headers:?}");
     }
 
     #[test]

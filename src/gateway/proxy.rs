@@ -2,19 +2,37 @@
 //! with the identity headers added, over kept-alive connections of its own
 //! ([`Upstream`]).
 //!
-//! - Every incoming copy of an identity header is removed, whatever the
-//!   route, so a client cannot forge one: on a guarded route each identity
-//!   header is set to the token's value, which replaces every copy; on a
-//!   public path the copies are dropped.
+//! What the upstream receives is what the client sent less the fields
+//! below, removed in one pass over the request's field names (names
+//! compared with case ignored and `_` read as `-`, as CGI, WSGI and Rack
+//! upstreams read them), then what the gateway states:
+//!
+//! - Every incoming copy of an identity header, under any spelling
+//!   (`X_Auth_Roles`, `x-auth_roles`), is removed, whatever the route, so a
+//!   client cannot forge one: on a guarded route each identity header is
+//!   then set to the token's value; on a public path none is sent.
 //! - Hop-by-hop fields are removed both ways (RFC 9110 §7.6.1): the fields
-//!   the `Connection` header names, then `Connection`, `Proxy-Connection`,
-//!   `Keep-Alive`, `TE`, `Transfer-Encoding` and `Upgrade`. A WebSocket
-//!   handshake (`Connection: upgrade`, `Upgrade: websocket`) keeps its two
-//!   fields, and after a `101` the two connections are joined byte for byte.
-//! - `X-Forwarded-For` gets the peer appended when the peer is a trusted
-//!   proxy; from any other peer the incoming `X-Forwarded-*` and `Forwarded`
-//!   fields are dropped and the peer's address starts the chain.
-//!   `X-Forwarded-Host` and `X-Forwarded-Proto` are set likewise.
+//!   the `Connection` header names (never `Host`, and never what the
+//!   gateway states, which comes after), then `Connection`,
+//!   `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding` and
+//!   `Upgrade`. A WebSocket handshake (`Connection: upgrade`, `Upgrade:
+//!   websocket`) keeps its two fields, and after a `101` the two
+//!   connections are joined byte for byte.
+//! - Request trailers are not forwarded: the `Trailer` field is removed and
+//!   the trailer frames of a chunked body are dropped, so no trailer can
+//!   carry an identity.
+//! - From a peer that is not a trusted proxy, every forwarding and
+//!   client-address field is removed: every `X-Forwarded-*` and
+//!   `X-Forwarded`, `Forwarded`, `X-Real-IP`, `True-Client-IP`,
+//!   `X-Client-IP`, `Client-IP`, `X-Cluster-Client-IP`, `CF-Connecting-IP`,
+//!   `Fastly-Client-IP`, `X-Originating-IP`, `X-Remote-IP`, `X-Remote-Addr`,
+//!   `X-Original-URL`, `X-Original-URI`, `X-Rewrite-URL`, `X-Original-Host`,
+//!   `X-Host`, `X-HTTP-Method-Override`, `X-HTTP-Method`,
+//!   `X-Method-Override` and `X-Original-Method`. Then `X-Forwarded-For` is
+//!   the peer's address, `X-Forwarded-Host` the `Host` and
+//!   `X-Forwarded-Proto` `http`. From a trusted proxy these fields are kept,
+//!   the peer appended to its `X-Forwarded-For`, and `-Host` and `-Proto`
+//!   set when it sent none.
 //! - Bodies stream both ways without buffering.
 //! - An upstream that cannot be reached answers `502`, one that does not
 //!   send its response head within the timeout `504`, each with a JSON body
@@ -36,7 +54,7 @@ use crate::BoxFuture;
 use crate::ip::{ClientIpResolver, IpRanges};
 
 use super::config::{IdentityHeaders, UpstreamSettings};
-use super::identity::{remove_fields, state_identity};
+use super::identity::{field_starts_with, identity_field, same_field, state_identity};
 use super::upstream::{Upstream, UpstreamError};
 
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -128,43 +146,141 @@ fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|option| !option.is_empty())
 }
 
-/// Removes the hop-by-hop fields of RFC 9110 §7.6.1; with `keep_upgrade`,
-/// `Upgrade` stays and `Connection: upgrade` is put back.
+/// The hop-by-hop fields of RFC 9110 §7.6.1 besides `Upgrade` and the
+/// fields `Connection` names.
+static HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    PROXY_CONNECTION,
+    KEEP_ALIVE,
+    header::TE,
+    header::TRANSFER_ENCODING,
+];
+
+/// Whether `name` is a hop-by-hop field of a message whose `Connection`
+/// fields are `connection` (RFC 9110 §7.6.1): one of [`HOP_BY_HOP`],
+/// `Upgrade` unless `keep_upgrade`, or a field `Connection` names. `Host`
+/// is never one: a client's `Connection: Host` must not take the target's
+/// host away from the upstream.
+fn hop_by_hop(
+    name: &HeaderName,
+    connection: &http::header::GetAll<'_, HeaderValue>,
+    keep_upgrade: bool,
+) -> bool {
+    if name == header::UPGRADE {
+        return !keep_upgrade;
+    }
+    HOP_BY_HOP.contains(name)
+        || (name != header::HOST
+            && connection
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .any(|option| option.trim().eq_ignore_ascii_case(name.as_str())))
+}
+
+/// Removes the hop-by-hop fields of RFC 9110 §7.6.1 ([`hop_by_hop`]); with
+/// `keep_upgrade`, `Upgrade` stays and `Connection: upgrade` is put back.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    static HOP_BY_HOP: [HeaderName; 5] = [
-        header::CONNECTION,
-        PROXY_CONNECTION,
-        KEEP_ALIVE,
-        header::TE,
-        header::TRANSFER_ENCODING,
-    ];
-    let named: Vec<HeaderName> = connection_options(headers)
-        .filter_map(|option| HeaderName::from_bytes(option.as_bytes()).ok())
-        .collect();
-    remove_fields(headers, |name| {
-        if name == header::UPGRADE {
-            !keep_upgrade
-        } else {
-            HOP_BY_HOP.contains(name) || named.contains(name)
-        }
+    remove_hop_by_hop_and(headers, keep_upgrade, |_| false);
+}
+
+/// Removes, in one pass over the names of a request's fields, every field
+/// the upstream must hear from the gateway alone or not at all:
+///
+/// - the hop-by-hop fields ([`remove_hop_by_hop`]) and `Trailer`: request
+///   trailers are not forwarded, so no trailer can carry an identity;
+/// - every spelling of an identity header ([`identity_field`]), which the
+///   gateway states afterwards on a guarded route;
+/// - from a peer that is not a trusted proxy, every forwarding and
+///   client-address field ([`forwarding_field`]), which the gateway sets
+///   afterwards ([`set_forwarded`]).
+fn remove_request_fields(
+    headers: &mut HeaderMap,
+    identity: &IdentityHeaders,
+    keep_upgrade: bool,
+    from_trusted_proxy: bool,
+) {
+    remove_hop_by_hop_and(headers, keep_upgrade, |name| {
+        *name == header::TRAILER
+            || identity_field(name, identity).is_some()
+            || (!from_trusted_proxy && forwarding_field(name.as_str().as_bytes()))
     });
+}
+
+/// [`remove_hop_by_hop`], and every field `also` picks, in the same pass.
+fn remove_hop_by_hop_and(
+    headers: &mut HeaderMap,
+    keep_upgrade: bool,
+    also: impl Fn(&HeaderName) -> bool,
+) {
+    let connection = headers.get_all(header::CONNECTION);
+    // Nothing is allocated unless a field is picked.
+    let picked: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| hop_by_hop(name, &connection, keep_upgrade) || also(name))
+        .cloned()
+        .collect();
+    for name in picked {
+        headers.remove(name);
+    }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-/// Sets `X-Forwarded-For`, `-Host` and `-Proto` for the upstream.
-fn set_forwarded(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, trusted: &IpRanges) {
-    let from_trusted_proxy = peer.is_some_and(|ip| trusted.contains(ip.to_canonical()));
-    if !from_trusted_proxy {
-        static FORWARDED: [HeaderName; 4] = [
-            X_FORWARDED_FOR,
-            X_FORWARDED_HOST,
-            X_FORWARDED_PROTO,
-            header::FORWARDED,
-        ];
-        remove_fields(headers, |name| FORWARDED.contains(name));
-    }
+/// Whether `name` (a field name, compared as [`same_field`] does: case
+/// ignored, `_` read as `-`) says where a request came from or what it
+/// was before a proxy: every `X-Forwarded-*` and `X-Forwarded` itself,
+/// `Forwarded`, the client-address fields (`X-Real-IP`, `True-Client-IP`,
+/// `X-Client-IP`, `Client-IP`, `X-Cluster-Client-IP`, `CF-Connecting-IP`,
+/// `Fastly-Client-IP`, `X-Originating-IP`, `X-Remote-IP`, `X-Remote-Addr`),
+/// the original target or host (`X-Original-URL`, `X-Rewrite-URL`,
+/// `X-Original-URI`, `X-Original-Host`, `X-Host`) and the method overrides
+/// (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`,
+/// `X-Original-Method`). Only a trusted proxy may send them.
+fn forwarding_field(name: &[u8]) -> bool {
+    const X_FIELDS: [&[u8]; 16] = [
+        b"x-forwarded",
+        b"x-real-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"x-originating-ip",
+        b"x-remote-ip",
+        b"x-remote-addr",
+        b"x-original-url",
+        b"x-rewrite-url",
+        b"x-original-uri",
+        b"x-original-host",
+        b"x-host",
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+        b"x-original-method",
+    ];
+    let fields: &[&[u8]] = match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'x') => {
+            if field_starts_with(name, b"x-forwarded-") {
+                return true;
+            }
+            &X_FIELDS
+        }
+        Some(b'f') => &[b"forwarded", b"fastly-client-ip"],
+        Some(b't') => &[b"true-client-ip"],
+        Some(b'c') => &[b"client-ip", b"cf-connecting-ip"],
+        _ => return false,
+    };
+    fields.iter().any(|field| same_field(name, field))
+}
+
+/// Sets `X-Forwarded-For`, `-Host` and `-Proto` for the upstream: the peer
+/// appended to a trusted proxy's `X-Forwarded-For`, or starting the chain;
+/// a trusted proxy's `-Host` and `-Proto` kept, anyone else's removed
+/// before ([`remove_request_fields`]) and set from `Host` and the scheme.
+fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    from_trusted_proxy: bool,
+) {
     if let Some(peer) = peer {
         let mut chain = Vec::with_capacity(64);
         if from_trusted_proxy
@@ -214,6 +330,46 @@ fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     }
 }
 
+/// `body` without its trailers: a body whose length is known (empty, or
+/// with `Content-Length`) has none and is passed as it is; a chunked one
+/// is wrapped so that its trailer frames are dropped.
+fn without_trailers(body: Body) -> Body {
+    if http_body::Body::size_hint(&body).exact().is_some() {
+        body
+    } else {
+        Body::new(WithoutTrailers(body))
+    }
+}
+
+/// A request body whose trailer frames are dropped ([`without_trailers`]).
+struct WithoutTrailers(Body);
+
+impl http_body::Body for WithoutTrailers {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        // A trailer frame is the last one: what follows it is the end.
+        loop {
+            let frame = std::task::ready!(std::pin::Pin::new(&mut self.0).poll_frame(cx));
+            if !matches!(&frame, Some(Ok(frame)) if !frame.is_data()) {
+                return Poll::Ready(frame);
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
 /// A gateway error answer: `{"error":…,"error_description":…}`.
 pub(crate) fn gateway_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
     let body = serde_json::json!({"error": code, "error_description": description}).to_string();
@@ -235,6 +391,8 @@ async fn forward(
     mut request: Request<Body>,
 ) -> Response<Body> {
     let peer = ClientIpResolver::peer(&request);
+    let from_trusted_proxy =
+        peer.is_some_and(|ip| shared.trusted_proxies.contains(ip.to_canonical()));
     let upgrade = upgrade_requested(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
@@ -255,16 +413,16 @@ async fn forward(
     let _ = headers.try_reserve(8);
     // Before the identity: a client's `Connection` may name an identity
     // header, and must not remove the one stated below.
-    remove_hop_by_hop(headers, upgrade);
+    remove_request_fields(headers, &shared.identity, upgrade, from_trusted_proxy);
     // It fails closed when a check did not run.
     if let Err(err) = state_identity(&parts.extensions, &shared.identity, authenticated, headers) {
         tracing::error!(reason = err.0, "authgate refused to forward a request");
         return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.0);
     }
-    set_forwarded(headers, peer, &shared.trusted_proxies);
+    set_forwarded(headers, peer, from_trusted_proxy);
     // What only this hop needs stays here.
     parts.extensions = http::Extensions::new();
-    let upstream_request = Request::from_parts(parts, body);
+    let upstream_request = Request::from_parts(parts, without_trailers(body));
 
     let response = match tokio::time::timeout(
         shared.timeout,
@@ -360,6 +518,79 @@ mod tests {
     }
 
     #[test]
+    fn forwarding_fields_are_known_by_any_spelling() {
+        for name in [
+            "x-forwarded-for",
+            "X_Forwarded_Prefix",
+            "x-forwarded",
+            "X-FORWARDED-SSL",
+            "forwarded",
+            "x_real_ip",
+            "True-Client-IP",
+            "client_ip",
+            "x-http-method-override",
+            "X_Original_URL",
+            "x-original-method",
+        ] {
+            assert!(forwarding_field(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "x-forwardedfor",
+            "x-forward",
+            "host",
+            "cookie",
+            "x-request-id",
+            "",
+        ] {
+            assert!(!forwarding_field(name.as_bytes()), "{name}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Case and `_` for `-` never change what a name is: the plain
+        /// reading (lower case, `-` only) against the byte comparison.
+        #[test]
+        fn a_name_is_a_forwarding_field_whatever_its_spelling(
+            name in "(x|X|-|_|forwarded|FORWARDED|for|real|ip|IP|client|true|original|url|method|override|http|a)*",
+        ) {
+            let plain = name.to_ascii_lowercase().replace('_', "-");
+            let expected = plain == "x-forwarded"
+                || plain.starts_with("x-forwarded-")
+                || [
+                    "forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "client-ip",
+                    "x-original-url", "x-http-method-override", "x-http-method",
+                    "x-original-method",
+                ]
+                .contains(&plain.as_str());
+            if expected {
+                proptest::prop_assert!(forwarding_field(name.as_bytes()), "{}", name);
+            }
+            proptest::prop_assert_eq!(
+                forwarding_field(name.as_bytes()),
+                forwarding_field(plain.as_bytes())
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_keeps_its_host_and_loses_identity_copies_and_trailer() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Host, x-auth-roles, X-Secret"),
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("app.example"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("x_auth_roles", HeaderValue::from_static("admin"));
+        headers.insert("x-auth_subject", HeaderValue::from_static("admin"));
+        headers.insert("x-auth-spaces", HeaderValue::from_static("production"));
+        headers.insert(header::TRAILER, HeaderValue::from_static("x-auth-roles"));
+        remove_request_fields(&mut headers, &names(), false, true);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers[header::HOST], "app.example");
+    }
+
+    #[test]
     fn a_websocket_handshake_keeps_its_upgrade() {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -370,31 +601,47 @@ mod tests {
         assert_eq!(headers[header::UPGRADE], "websocket");
     }
 
+    fn names() -> IdentityHeaders {
+        IdentityHeaders {
+            subject: HeaderName::from_static("x-auth-subject"),
+            roles: HeaderName::from_static("x-auth-roles"),
+            spaces: HeaderName::from_static("x-auth-spaces"),
+            space: HeaderName::from_static("x-space"),
+            claims: None,
+        }
+    }
+
     #[test]
     fn forwarded_fields_from_untrusted_peers_are_replaced() {
-        let trusted = IpRanges::parse_list("10.0.0.1").unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
+        headers.insert("x_forwarded_host", HeaderValue::from_static("evil"));
+        headers.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
         headers.insert(header::HOST, HeaderValue::from_static("app.example"));
-        set_forwarded(&mut headers, Some("192.0.2.7".parse().unwrap()), &trusted);
+        remove_request_fields(&mut headers, &names(), false, false);
+        set_forwarded(&mut headers, Some("192.0.2.7".parse().unwrap()), false);
         assert_eq!(headers[X_FORWARDED_FOR], "192.0.2.7");
         assert_eq!(headers[X_FORWARDED_HOST], "app.example");
+        assert_eq!(headers.len(), 4, "{headers:?}");
 
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
-        set_forwarded(&mut headers, Some("10.0.0.1".parse().unwrap()), &trusted);
+        headers.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
+        remove_request_fields(&mut headers, &names(), false, true);
+        set_forwarded(&mut headers, Some("10.0.0.1".parse().unwrap()), true);
         assert_eq!(headers[X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
+        assert_eq!(headers["x-real-ip"], "203.0.113.9");
 
         // An IPv4-mapped IPv6 peer is written as IPv4; IPv6 as usual.
         let mut headers = HeaderMap::new();
         set_forwarded(
             &mut headers,
             Some("::ffff:192.0.2.250".parse().unwrap()),
-            &trusted,
+            false,
         );
         assert_eq!(headers[X_FORWARDED_FOR], "192.0.2.250");
         let mut headers = HeaderMap::new();
-        set_forwarded(&mut headers, Some("2001:db8::7".parse().unwrap()), &trusted);
+        set_forwarded(&mut headers, Some("2001:db8::7".parse().unwrap()), false);
         assert_eq!(headers[X_FORWARDED_FOR], "2001:db8::7");
     }
 

@@ -21,7 +21,20 @@
 //! ```
 //!
 //! `authgate user add FILE NAME` appends a table, hashing a password read
-//! from standard input; `authgate hash-password` prints a hash.
+//! from standard input; `authgate hash-password` prints a hash. Adding a
+//! user ([`add_user`]):
+//!
+//! - judges the password with the crate's [`PasswordPolicy`] (at least 8
+//!   characters and a `zxcvbn` score of 3, the username counting against
+//!   it);
+//! - refuses a username equal to one already in the file once both are
+//!   normalised to Unicode NFKC and case-folded (`ＡＤＭＩＮ`, `Admin` and
+//!   `admin` are one name; `K` with the Kelvin sign is `k`), as loading the
+//!   file does;
+//! - writes the new file beside the old one under a random name, created
+//!   exclusively (never through a file or link already there), synced, then
+//!   renamed over it: a reader sees the old file or the new one, and the
+//!   file keeps its mode and owner (a new file is created `0600`).
 
 use std::path::Path;
 
@@ -29,7 +42,9 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use serde::{Deserialize, Serialize};
 
-use crate::login::{MemoryUsers, NewUser, Principal, normalize_username};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::login::{MemoryUsers, NewUser, PasswordPolicy, Principal};
 
 /// One account of the users file.
 #[derive(Clone, Serialize, Deserialize)]
@@ -101,10 +116,15 @@ impl UsersFile {
             if entry.username.trim().is_empty() {
                 return Err(format!("user[{i}]: a username is required"));
             }
-            if users.iter().any(|(p, _)| {
-                normalize_username(&p.username) == normalize_username(&entry.username)
-            }) {
-                return Err(at("the username is listed twice"));
+            let folded = fold_username(&entry.username);
+            if let Some((other, _)) = users
+                .iter()
+                .find(|(p, _)| fold_username(&p.username) == folded)
+            {
+                return Err(at(&format!(
+                    "the username is listed twice (as {:?} too; names are compared after Unicode NFKC normalisation and case folding)",
+                    other.username
+                )));
             }
             let mut principal = Principal::new(
                 entry
@@ -163,6 +183,15 @@ impl UsersFile {
     }
 }
 
+/// `username` as it is compared with the others of a file: trimmed,
+/// normalised to Unicode NFKC, lowercased, and normalised again (lowercasing
+/// can undo a normal form), so that compatibility characters (fullwidth
+/// letters, ligatures, the Kelvin sign) and case do not make a second name.
+fn fold_username(username: &str) -> String {
+    let compatible: String = username.trim().nfkc().collect();
+    compatible.to_lowercase().nfkc().collect()
+}
+
 /// An argon2id hash of `password` in PHC form, with the parameters
 /// [`MemoryUsers`] uses.
 pub fn hash_password(password: &str) -> Result<String, String> {
@@ -216,19 +245,47 @@ impl AddUser {
 }
 
 /// Appends `user` with `password` hashed to the users file at `path`
-/// (created when absent). The file is checked first and again with the new
-/// account, so a name already there, a bad secret or a malformed file is
-/// refused and the file left as it was.
+/// (created `0600` when absent). The password must pass the default
+/// [`PasswordPolicy`]; the file is checked first and again with the new
+/// account, so a name already there (after Unicode NFKC normalisation and
+/// case folding), a bad secret or a malformed file is refused and the file
+/// left as it was. The new file replaces the old one through a temporary
+/// file of a random name in the same folder, created exclusively and synced
+/// before the rename; the file's mode and owner are kept.
 pub fn add_user(path: &Path, user: AddUser, password: &str) -> Result<(), String> {
     if password.is_empty() {
         return Err("the password is empty".into());
+    }
+    let strength = PasswordPolicy::default().judge(password, &[user.username.as_str()]);
+    if !strength.strong {
+        return Err(format!(
+            "the password is refused by the password policy: {}",
+            strength.message
+        ));
     }
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
     };
-    UsersFile::parse(&existing).map_err(|err| format!("{}: {err}", path.display()))?;
+    let current =
+        UsersFile::parse(&existing).map_err(|err| format!("{}: {err}", path.display()))?;
+    if user.username.trim().is_empty() {
+        return Err("a username is required".into());
+    }
+    let folded = fold_username(&user.username);
+    if let Some((other, _)) = current
+        .users
+        .iter()
+        .find(|(p, _)| fold_username(&p.username) == folded)
+    {
+        return Err(format!(
+            "{}: a user named {:?} is already there ({:?} is the same name once Unicode-normalised (NFKC) and case-folded)",
+            path.display(),
+            other.username,
+            user.username
+        ));
+    }
     let entry = UserEntry {
         username: user.username,
         id: Some(uuid::Uuid::new_v4().to_string()),
@@ -252,16 +309,93 @@ pub fn add_user(path: &Path, user: AddUser, password: &str) -> Result<(), String
     }
     updated.push_str(&table);
     UsersFile::parse(&updated)?;
-    let temporary = path.with_extension("toml.new");
-    std::fs::write(&temporary, &updated)
-        .and_then(|()| std::fs::rename(&temporary, path))
+    replace_file(path, updated.as_bytes())
         .map_err(|err| format!("cannot write {}: {err}", path.display()))
+}
+
+/// Replaces the file at `path` (or the file a link there points to) with
+/// `contents`, atomically: written to a new file of a random name in the
+/// same folder (created exclusively: a file or link already under that name
+/// makes it fail, never followed), given the old file's mode and owner (or
+/// `0600`), synced, renamed over `path`, and the folder synced.
+fn replace_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+
+    // Through a link, the file it points to is replaced, not the link.
+    let target = match std::fs::canonicalize(path) {
+        Ok(target) => target,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => path.to_owned(),
+        Err(err) => return Err(err),
+    };
+    let folder = match target.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder.to_owned(),
+        _ => Path::new(".").to_owned(),
+    };
+    let name = target
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "users.toml".to_owned());
+    let old = match std::fs::metadata(&target) {
+        Ok(metadata) => Some(metadata),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err),
+    };
+    let temporary = folder.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary)?;
+    let written = (|| {
+        file.write_all(contents)?;
+        #[cfg(unix)]
+        if let Some(old) = &old {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let current = file.metadata()?;
+            if current.uid() != old.uid() || current.gid() != old.gid() {
+                std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()))?;
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
+        }
+        #[cfg(not(unix))]
+        let _ = &old;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &target)
+    })();
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err);
+    }
+    // The rename itself outlives a crash once the folder is synced; a
+    // system that cannot sync a folder has written the file all the same.
+    if let Ok(folder) = std::fs::File::open(&folder) {
+        let _ = folder.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::login::Authenticator;
+
+    const ADMIN_PASSWORD: &str = "correct horse battery staple";
+    const OPS_PASSWORD: &str = "vivid-lantern-orbit-42";
+
+    #[test]
+    fn names_fold_to_one_form() {
+        assert_eq!(
+            fold_username("\u{ff21}\u{ff24}\u{ff2d}\u{ff29}\u{ff2e}"),
+            "admin"
+        );
+        assert_eq!(fold_username("\u{212a}elvin"), "kelvin");
+        assert_eq!(fold_username("o\u{fb03}ce"), "office");
+        assert_eq!(fold_username(" Admin "), "admin");
+        assert_ne!(fold_username("admin"), fold_username("admin2"));
+    }
 
     #[tokio::test]
     async fn added_users_log_in_with_their_password() {
@@ -271,22 +405,30 @@ mod tests {
         add_user(
             &path,
             AddUser::new("admin").with_spaces(vec!["default_space".into()]),
-            "s3cret",
+            ADMIN_PASSWORD,
         )
         .unwrap();
-        add_user(&path, AddUser::new("ops"), "other").unwrap();
+        add_user(&path, AddUser::new("ops"), OPS_PASSWORD).unwrap();
+        for look_alike in ["ADMIN", "\u{ff21}dmin", " admin "] {
+            assert!(
+                add_user(&path, AddUser::new(look_alike), OPS_PASSWORD)
+                    .unwrap_err()
+                    .contains("already there"),
+                "{look_alike:?}"
+            );
+        }
         assert!(
-            add_user(&path, AddUser::new("ADMIN"), "again")
+            add_user(&path, AddUser::new("weak"), "password1")
                 .unwrap_err()
-                .contains("twice")
+                .contains("password policy")
         );
         let users = UsersFile::load(&path).unwrap();
         assert_eq!(users.len(), 2);
         let store = users.to_store().unwrap();
-        let admin = store.authenticate("admin", "s3cret").await.unwrap();
+        let admin = store.authenticate("admin", ADMIN_PASSWORD).await.unwrap();
         assert_eq!(admin.spaces, ["default_space"]);
-        assert!(store.authenticate("admin", "other").await.is_err());
-        assert!(store.authenticate("ops", "other").await.is_ok());
+        assert!(store.authenticate("admin", OPS_PASSWORD).await.is_err());
+        assert!(store.authenticate("ops", OPS_PASSWORD).await.is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -303,10 +445,12 @@ mod tests {
                 .contains("line")
         );
         let hash = hash_password("x").unwrap();
-        let twice = format!(
-            "[[user]]\nusername = \"a\"\npassword_hash = \"{hash}\"\n[[user]]\nusername = \"A\"\npassword_hash = \"{hash}\"\n"
-        );
-        assert!(UsersFile::parse(&twice).unwrap_err().contains("twice"));
+        for look_alike in ["A", "\u{ff41}"] {
+            let twice = format!(
+                "[[user]]\nusername = \"a\"\npassword_hash = \"{hash}\"\n[[user]]\nusername = \"{look_alike}\"\npassword_hash = \"{hash}\"\n"
+            );
+            assert!(UsersFile::parse(&twice).unwrap_err().contains("twice"));
+        }
         let bad_totp = format!(
             "[[user]]\nusername = \"a\"\npassword_hash = \"{hash}\"\ntotp_secret = \"!!\"\n"
         );

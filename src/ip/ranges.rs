@@ -95,6 +95,29 @@ impl IpRanges {
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
+
+    /// Whether the set holds every IPv4 address, or every IPv6 address
+    /// (the IPv4-mapped block aside, which counts as IPv4): `0.0.0.0/0`,
+    /// `::/0`, or ranges that together cover as much.
+    pub(crate) fn covers_every_address(&self) -> bool {
+        const MAPPED: (u128, u128) = (0xffff_0000_0000, 0xffff_ffff_ffff);
+        if self.v4 == [(0, u32::MAX)] {
+            return true;
+        }
+        // Walk the gaps between the merged IPv6 ranges: each must lie in
+        // the mapped block.
+        let mut next: u128 = 0;
+        for &(start, end) in &self.v6 {
+            if start > next && !(next >= MAPPED.0 && start - 1 <= MAPPED.1) {
+                return false;
+            }
+            match end.checked_add(1) {
+                Some(after) => next = next.max(after),
+                None => return true,
+            }
+        }
+        false
+    }
 }
 
 /// What [`IpRules::decide`] says of an address.
@@ -153,6 +176,32 @@ mod tests {
 
     fn ranges(list: &str) -> IpRanges {
         IpRanges::parse_list(list).unwrap()
+    }
+
+    #[test]
+    fn every_address_is_seen_however_it_is_split() {
+        for list in [
+            "0.0.0.0/0",
+            "::/0",
+            "127.0.0.1, 0.0.0.0/1, 128.0.0.0/1",
+            "::/1, 8000::/1",
+            "::ffff:0:0/96, 10.0.0.0/8, 0.0.0.0/1, 128.0.0.0/1",
+            "::/2, 4000::/2, 8000::/1",
+            "::/0, 10.0.0.0/8",
+        ] {
+            assert!(ranges(list).covers_every_address(), "{list}");
+        }
+        for list in [
+            "",
+            "127.0.0.1",
+            "0.0.0.0/1",
+            "0.0.0.0/1, 128.0.0.0/2",
+            "::/1",
+            "::/1, 8000::/2",
+            "10.0.0.0/8, fd00::/8",
+        ] {
+            assert!(!ranges(list).covers_every_address(), "{list}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use argon2::Block;
@@ -73,6 +73,9 @@ impl HashingPool {
     /// waiting. The threads end when the last clone of the pool is dropped.
     pub fn new(workers: usize, queue: usize) -> Self {
         let workers = workers.max(1);
+        // The dummy hash is made now, not by the first unknown user's
+        // login, whose answer would take longer than a wrong password's.
+        let _ = dummy_hash();
         let (sender, receiver) = sync_channel::<Job>(queue);
         let receiver = Arc::new(Mutex::new(receiver));
         for index in 0..workers {
@@ -98,6 +101,47 @@ impl HashingPool {
         self.inner.workers
     }
 
+    /// The pool shared by every store in the process that was given no pool
+    /// of its own (the [`Authenticator`](super::Authenticator) trait's
+    /// provided [`verify_password`](super::Authenticator::verify_password)
+    /// and [`MemoryUsers`](super::MemoryUsers) by default): started on first
+    /// use, [`HashingPool::default`]'s size.
+    pub fn shared() -> &'static HashingPool {
+        static SHARED: OnceLock<HashingPool> = OnceLock::new();
+        SHARED.get_or_init(HashingPool::default)
+    }
+
+    /// An argon2id hash of `password` in PHC string form
+    /// (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`, the crate's default
+    /// parameters), computed on the pool: what a store keeps instead of the
+    /// password. [`LoginError::Busy`] when the queue is full.
+    pub async fn hash(&self, password: &str) -> Result<String, LoginError> {
+        let password = password.to_owned();
+        self.run(move |_| super::users::hash_password(&password))?
+            .await?
+            .map_err(|err| LoginError::Internal(err.to_string()))
+    }
+
+    /// Whether `password` matches the argon2 `hash` (PHC string form),
+    /// verified on the pool. With `None` (no such account, or an account
+    /// without a password) it verifies against a fixed dummy hash and
+    /// answers `false`, so an unknown username costs the same time as a
+    /// wrong password and answers never tell which accounts exist. A hash
+    /// that does not parse never matches. [`LoginError::Busy`] when the
+    /// queue is full.
+    pub async fn verify(&self, hash: Option<&str>, password: &str) -> Result<bool, LoginError> {
+        let known = hash.is_some();
+        let hash: Arc<str> = match hash {
+            Some(hash) => hash.into(),
+            None => dummy_hash()?,
+        };
+        let password = password.to_owned();
+        let matched = self
+            .run(move |memory| super::users::verify_password(&password, &hash, memory))?
+            .await?;
+        Ok(known && matched)
+    }
+
     /// Runs `job` on the pool; its answer when it is done, or
     /// [`LoginError::Busy`] at once when the queue is full.
     pub(crate) fn run<T, F>(&self, job: F) -> Result<Answer<T>, LoginError>
@@ -116,6 +160,20 @@ impl HashingPool {
             }
         }
     }
+}
+
+/// The hash unknown accounts are verified against: one per process,
+/// with the default parameters, so its cost is a real account's.
+fn dummy_hash() -> Result<Arc<str>, LoginError> {
+    static DUMMY: OnceLock<Result<Arc<str>, String>> = OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            super::users::hash_password("tower-authgate dummy password")
+                .map(Arc::from)
+                .map_err(|err| err.to_string())
+        })
+        .clone()
+        .map_err(LoginError::Internal)
 }
 
 /// A worker's loop: one job at a time, with the thread's working memory.

@@ -1,13 +1,21 @@
 //! The issuer side: checking credentials, minting token pairs, refreshing,
 //! revoking, service-account tokens and the TOTP second step.
 //!
-//! - [`Authenticator`] checks credentials ([`MemoryUsers`] keeps argon2
-//!   hashes in memory).
+//! - [`Authenticator`] is where accounts live: one
+//!   [`find_account`](Authenticator::find_account) per login reads an
+//!   [`Account`] and its password hash, an unreachable store answers `503`
+//!   ([`MemoryUsers`] keeps argon2 hashes in memory). A store of your own
+//!   uses [`hash_password`], [`HashingPool::hash`] and
+//!   [`HashingPool::verify`] (whose dummy verification keeps unknown users'
+//!   timing) and [`Principal::builder`]; `examples/sqlite_users.rs` is one
+//!   over SQLite.
 //! - [`TokenIssuer`] mints, refreshes (with rotation and reuse detection) and
 //!   revokes ([`JwtIssuer`]).
-//! - [`LoginFlow`] puts them together with the [`crate::otp::TotpVerifier`]:
-//!   a password login either yields the principal or, for accounts with
-//!   TOTP, an otp-pending token that the second step exchanges.
+//! - [`LoginFlow`] puts them together with the [`crate::otp::TotpVerifier`]
+//!   and one [`Lockout`] (the default unless replaced) that every preset
+//!   on the flow counts in: a password login either yields the principal
+//!   or, for accounts with TOTP, an otp-pending token that the second step
+//!   exchanges.
 //! - [`ServiceAccounts`] keeps the long-lived tokens an administrator mints,
 //!   in a [`ServiceAccountStore`](crate::store::ServiceAccountStore).
 //! - [`Registrar`] creates accounts, after a [`PasswordPolicy`] judged the
@@ -35,7 +43,10 @@ pub use issuer::{
 };
 pub use password::{PasswordPolicy, PasswordStrength};
 pub use service_accounts::{MAX_SERVICE_ACCOUNT_TTL, ServiceAccounts};
-pub use users::{Authenticator, MemoryUsers, NewUser, Principal, Registrar, normalize_username};
+pub use users::{
+    Account, Authenticator, MemoryUsers, NewUser, Principal, PrincipalBuilder, Registrar,
+    hash_password, normalize_username,
+};
 
 use crate::BoxFuture;
 use crate::TokenError;
@@ -170,6 +181,13 @@ pub enum LoginOutcome {
 
 /// Password login and the TOTP step, over an [`Authenticator`], a
 /// [`TokenIssuer`] and a [`TotpVerifier`].
+///
+/// The flow owns the failed-login [`Lockout`]: every preset built on it
+/// (and every clone of it) counts failures in that one lockout, so
+/// alternating between two presets' login endpoints gains an attacker
+/// nothing. A flow is built with [`Lockout::default`] (five failures lock
+/// an account for ten minutes); [`with_lockout`](Self::with_lockout)
+/// replaces it, [`without_lockout`](Self::without_lockout) turns it off.
 #[derive(Clone)]
 pub struct LoginFlow {
     users: Arc<dyn Authenticator>,
@@ -189,13 +207,16 @@ impl std::fmt::Debug for LoginFlow {
 }
 
 impl LoginFlow {
-    /// A flow over these parts, with the default TOTP verifier.
+    /// A flow over these parts, with the default TOTP verifier and the
+    /// default lockout (five failures lock an account for ten minutes,
+    /// counted in memory: give a shared store with
+    /// [`with_lockout`](Self::with_lockout) when several instances serve).
     pub fn new(users: Arc<dyn Authenticator>, issuer: Arc<dyn TokenIssuer>) -> Self {
         LoginFlow {
             users,
             issuer,
             totp: TotpVerifier::default(),
-            lockout: None,
+            lockout: Some(Lockout::default()),
             name: None,
         }
     }
@@ -222,13 +243,22 @@ impl LoginFlow {
         self
     }
 
-    /// Count failed passwords and codes, and lock accounts per `lockout`.
+    /// Count failed passwords and codes, and lock accounts per `lockout`
+    /// (instead of the default one).
     pub fn with_lockout(mut self, lockout: Lockout) -> Self {
         self.lockout = Some(lockout);
         self
     }
 
-    /// The lockout in force, if any.
+    /// Count no failures and lock no account: for a flow guarded otherwise
+    /// (a throttle in front, an identity provider's own lockout).
+    pub fn without_lockout(mut self) -> Self {
+        self.lockout = None;
+        self
+    }
+
+    /// The lockout in force: the default one unless replaced, `None` only
+    /// after [`without_lockout`](Self::without_lockout).
     pub fn lockout(&self) -> Option<&Lockout> {
         self.lockout.as_ref()
     }
@@ -302,7 +332,9 @@ impl LoginFlow {
     /// (username or email) was sent, found with one
     /// [`Authenticator::find`]; an account past its `active_until` is
     /// refused (`403`) once its password is right; a complete login (no TOTP
-    /// required) forgets the failures.
+    /// required) forgets the failures. The store is read once
+    /// ([`Authenticator::find_account`]); when it cannot be reached the
+    /// login answers [`LoginError::Unavailable`] (`503`).
     pub async fn password(
         &self,
         username: &str,
@@ -333,16 +365,26 @@ impl LoginFlow {
         // Failures count against the account, whichever of its names (its
         // username, its email) the attempt used: five failures in all lock
         // it. A name that is no account counts on its own.
-        let account = self.users.find(username).await.map(|found| found.username);
-        let key = self.lock_key(account.as_deref().unwrap_or(username), client);
+        let account = self
+            .users
+            .find_account(username)
+            .await
+            .map_err(LoginError::Unavailable)?;
+        let name = account
+            .as_ref()
+            .map_or(username, |account| account.principal.username.as_str());
+        let key = self.lock_key(name, client);
         self.refuse_if_locked(&key).await?;
-        let principal = match self.users.authenticate(username, password).await {
-            Ok(principal) => principal,
-            Err(LoginError::InvalidCredentials) => {
+        let matched = self
+            .users
+            .verify_password(account.as_ref(), password)
+            .await?;
+        let principal = match account {
+            Some(account) if matched => account.principal,
+            _ => {
                 self.count_failure(&key).await?;
                 return Err(LoginError::InvalidCredentials);
             }
-            Err(other) => return Err(other),
         };
         if !principal.is_active_at(now_seconds()) {
             return Err(LoginError::AccountInactive);
@@ -424,12 +466,15 @@ impl LoginFlow {
     }
 
     /// The account named `username` as it stands now: refused when it no
-    /// longer exists (`401`) or is past its `active_until` (`403`).
+    /// longer exists (`401`) or is past its `active_until` (`403`);
+    /// [`LoginError::Unavailable`] (`503`, never a `401` that would end the
+    /// client's session) when the store cannot be reached.
     pub async fn account(&self, username: &str) -> Result<Principal, LoginError> {
         let principal = self
             .users
             .find(username)
             .await
+            .map_err(LoginError::Unavailable)?
             .ok_or(LoginError::InvalidToken(TokenError::Revoked))?;
         if principal.is_active_at(now_seconds()) {
             Ok(principal)

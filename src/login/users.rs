@@ -10,6 +10,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::BoxFuture;
 use crate::error::ConfigError;
+use crate::store::StoreError;
 
 use super::LoginError;
 use super::hashing::HashingPool;
@@ -108,26 +109,248 @@ impl Principal {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// A builder for a principal read from a store's row, whose optional
+    /// columns are `Option`s:
+    ///
+    /// ```
+    /// use tower_authgate::login::Principal;
+    ///
+    /// let email: Option<String> = None; // a NULL column
+    /// let principal = Principal::builder("7d1c2a9e", "admin")
+    ///     .email(email)
+    ///     .name(Some("Administrator"))
+    ///     .active_until(None)
+    ///     .roles(["admin"])
+    ///     .spaces("default_space,production".split(','))
+    ///     .build();
+    /// assert_eq!(principal.email, None);
+    /// assert_eq!(principal.spaces, ["default_space", "production"]);
+    /// ```
+    pub fn builder(id: impl Into<String>, username: impl Into<String>) -> PrincipalBuilder {
+        PrincipalBuilder {
+            principal: Principal::new(id, username),
+        }
+    }
 }
 
-/// Checks credentials.
+/// Builds a [`Principal`] from optional values ([`Principal::builder`]):
+/// each setter takes the `Option` a nullable column gives, `None` leaving
+/// the field empty.
+#[derive(Debug, Clone)]
+pub struct PrincipalBuilder {
+    principal: Principal,
+}
+
+impl PrincipalBuilder {
+    /// The email address, if any.
+    pub fn email<S: Into<String>>(mut self, email: Option<S>) -> Self {
+        self.principal.email = email.map(Into::into);
+        self
+    }
+
+    /// The display name, if any.
+    pub fn name<S: Into<String>>(mut self, name: Option<S>) -> Self {
+        self.principal.name = name.map(Into::into);
+        self
+    }
+
+    /// The end of the account's activity (seconds since the epoch), if any.
+    pub fn active_until(mut self, until: Option<u64>) -> Self {
+        self.principal.active_until = until;
+        self
+    }
+
+    /// The TOTP secret (raw bytes), if the account requires a code.
+    pub fn totp_secret(mut self, secret: Option<Vec<u8>>) -> Self {
+        self.principal.totp_secret = secret;
+        self
+    }
+
+    /// The spaces, the first being the default; empty strings (an empty
+    /// column split on commas) are left out.
+    pub fn spaces<I, S>(mut self, spaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.principal.spaces = non_empty(spaces);
+        self
+    }
+
+    /// The roles; empty strings are left out.
+    pub fn roles<I, S>(mut self, roles: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.principal.roles = non_empty(roles);
+        self
+    }
+
+    /// The principal.
+    pub fn build(self) -> Principal {
+        self.principal
+    }
+}
+
+fn non_empty<I, S>(values: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    values
+        .into_iter()
+        .map(Into::into)
+        .filter(|value: &String| !value.trim().is_empty())
+        .collect()
+}
+
+/// An account as a store keeps it: the principal and the argon2 hash of
+/// its password, read together in one lookup
+/// ([`Authenticator::find_account`]).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Account {
+    /// Who the account is.
+    pub principal: Principal,
+    /// The argon2 hash of the password in PHC string form; `None`: the
+    /// account cannot sign in with a password.
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("principal", &self.principal)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "REDACTED"),
+            )
+            .finish()
+    }
+}
+
+impl Account {
+    /// `principal`, whose password has this PHC-form argon2 hash.
+    pub fn new(principal: Principal, password_hash: impl Into<String>) -> Self {
+        Account {
+            principal,
+            password_hash: Some(password_hash.into()),
+        }
+    }
+
+    /// `principal`, which cannot sign in with a password.
+    pub fn without_password(principal: Principal) -> Self {
+        Account {
+            principal,
+            password_hash: None,
+        }
+    }
+}
+
+/// Where accounts live: the one trait a user store implements.
 ///
-/// Implementations must answer a wrong password and an unknown user with the
-/// same error, in about the same time, so that answers never reveal which
-/// usernames exist.
+/// A store answers [`find_account`](Self::find_account), one lookup that
+/// reads an account (by username or email) with its password hash; the
+/// login flow checks the lockout for that account and then verifies the
+/// password with [`verify_password`](Self::verify_password), by default on
+/// the process's shared [`HashingPool`] (an unknown user is verified
+/// against a dummy hash, so answers and timing never tell which usernames
+/// exist). A store that cannot be reached answers `Err(StoreError)`: the
+/// flow answers `503` with `Retry-After`, and never signs a user out for it.
+///
+/// ```
+/// use tower_authgate::BoxFuture;
+/// use tower_authgate::login::{Account, Authenticator, Principal};
+/// use tower_authgate::store::StoreError;
+///
+/// struct OneUser {
+///     hash: String,
+/// }
+///
+/// impl Authenticator for OneUser {
+///     fn find_account<'a>(
+///         &'a self,
+///         identifier: &'a str,
+///     ) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
+///         Box::pin(async move {
+///             Ok((identifier == "admin")
+///                 .then(|| Account::new(Principal::new("1", "admin"), self.hash.clone())))
+///         })
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let users = OneUser { hash: tower_authgate::login::hash_password("s3cret").unwrap() };
+/// assert!(users.authenticate("admin", "s3cret").await.is_ok());
+/// assert!(users.authenticate("admin", "wrong").await.is_err());
+/// assert!(users.authenticate("ghost", "s3cret").await.is_err());
+/// # }
+/// ```
 pub trait Authenticator: Send + Sync + 'static {
+    /// The account `identifier` (a username or an email) names, with its
+    /// password hash, in one lookup; `Ok(None)` when there is none;
+    /// `Err` when the store cannot be reached.
+    fn find_account<'a>(
+        &'a self,
+        identifier: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, StoreError>>;
+
+    /// Whether `password` is `account`'s (`None`: no such account, which
+    /// must cost the same and answer `false`). By default an argon2
+    /// verification on [`HashingPool::shared`] ([`HashingPool::verify`]).
+    fn verify_password<'a>(
+        &'a self,
+        account: Option<&'a Account>,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LoginError>> {
+        let hash = account.and_then(|account| account.password_hash.as_deref());
+        Box::pin(HashingPool::shared().verify(hash, password))
+    }
+
+    /// The principal `username` names, without a password check (for
+    /// tokens that already prove who the user is, such as a refresh token
+    /// or an external identity provider's token): `Ok(None)` when the
+    /// account no longer exists, `Err` when the store cannot be reached. By
+    /// default [`find_account`](Self::find_account)'s principal.
+    fn find<'a>(
+        &'a self,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, StoreError>> {
+        Box::pin(async move {
+            Ok(self
+                .find_account(username)
+                .await?
+                .map(|account| account.principal))
+        })
+    }
+
     /// The principal for `username` and `password`, or
-    /// [`LoginError::InvalidCredentials`].
+    /// [`LoginError::InvalidCredentials`] (unknown user and wrong password
+    /// alike): one [`find_account`](Self::find_account) and one
+    /// [`verify_password`](Self::verify_password). The
+    /// [`LoginFlow`](super::LoginFlow) calls those two itself, with the
+    /// lockout checked between them.
     fn authenticate<'a>(
         &'a self,
         username: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<Principal, LoginError>>;
-
-    /// The principal named `username`, without a password check (for tokens
-    /// that already prove who the user is, such as a refresh token or an
-    /// external identity provider's token).
-    fn find<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Option<Principal>>;
+    ) -> BoxFuture<'a, Result<Principal, LoginError>> {
+        Box::pin(async move {
+            let account = self
+                .find_account(username)
+                .await
+                .map_err(LoginError::Unavailable)?;
+            match (
+                self.verify_password(account.as_ref(), password).await?,
+                account,
+            ) {
+                (true, Some(account)) => Ok(account.principal),
+                _ => Err(LoginError::InvalidCredentials),
+            }
+        })
+    }
 }
 
 /// A user record for [`MemoryUsers`].
@@ -290,7 +513,6 @@ impl Accounts {
 #[derive(Clone)]
 pub struct MemoryUsers {
     users: Arc<RwLock<Accounts>>,
-    dummy_hash: Arc<str>,
     pool: HashingPool,
 }
 
@@ -303,7 +525,12 @@ impl std::fmt::Debug for MemoryUsers {
     }
 }
 
-fn hash_password(password: &str) -> Result<String, ConfigError> {
+/// An argon2id hash of `password` in PHC string form
+/// (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), with the crate's default
+/// parameters, computed on the calling thread (about 15 ms of one core):
+/// for set-up and tools. A service hashes on a pool
+/// ([`HashingPool::hash`]).
+pub fn hash_password(password: &str) -> Result<String, ConfigError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -314,7 +541,7 @@ fn hash_password(password: &str) -> Result<String, ConfigError> {
 /// Whether `password` matches the PHC-format argon2 `hash`, computed in
 /// `memory` (grown as needed). Every block is written by the hash before it
 /// is read, so a reused buffer needs no clearing.
-pub(super) fn verify_password(password: &str, hash: &str, memory: &mut Vec<Block>) -> bool {
+pub(crate) fn verify_password(password: &str, hash: &str, memory: &mut Vec<Block>) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
@@ -374,13 +601,12 @@ impl MemoryUsers {
     pub fn new() -> Result<Self, ConfigError> {
         Ok(MemoryUsers {
             users: Arc::new(RwLock::new(Accounts::default())),
-            dummy_hash: hash_password("tower-authgate dummy password")?.into(),
-            pool: HashingPool::default(),
+            pool: HashingPool::shared().clone(),
         })
     }
 
     /// With this pool for hashing and verifying passwords (see
-    /// [`HashingPool`]: by default the number of cores minus one threads).
+    /// [`HashingPool`]: by default the process's [`HashingPool::shared`]).
     pub fn with_hashing_pool(mut self, pool: HashingPool) -> Self {
         self.pool = pool;
         self
@@ -427,11 +653,14 @@ impl MemoryUsers {
         Ok(principal)
     }
 
-    fn lookup(&self, identifier: &str) -> Option<(Principal, String)> {
-        let users = self.users.read().ok()?;
-        users
+    fn lookup(&self, identifier: &str) -> Result<Option<Account>, StoreError> {
+        let users = self
+            .users
+            .read()
+            .map_err(|_| StoreError("user store poisoned".into()))?;
+        Ok(users
             .get(identifier)
-            .map(|u| (u.principal.clone(), u.hash.clone()))
+            .map(|u| Account::new(u.principal.clone(), u.hash.clone())))
     }
 }
 
@@ -467,12 +696,7 @@ impl Registrar for MemoryUsers {
         Box::pin(async move {
             // Hashed (on the pool) before the check, so a taken name costs
             // the same.
-            let password = user.password.clone();
-            let hash = self
-                .pool
-                .run(move |_| hash_password(&password))?
-                .await?
-                .map_err(|err| LoginError::Internal(err.to_string()))?;
+            let hash = self.pool.hash(&user.password).await?;
             let mut users = self
                 .users
                 .write()
@@ -496,33 +720,20 @@ impl Registrar for MemoryUsers {
 }
 
 impl Authenticator for MemoryUsers {
-    fn authenticate<'a>(
+    fn find_account<'a>(
         &'a self,
-        username: &'a str,
-        password: &'a str,
-    ) -> BoxFuture<'a, Result<Principal, LoginError>> {
-        Box::pin(async move {
-            let found = self.lookup(username);
-            // An unknown user costs the same verification (against the
-            // dummy hash) and gets the same answer.
-            let hash = match &found {
-                Some((_, hash)) => hash.clone(),
-                None => self.dummy_hash.to_string(),
-            };
-            let password = password.to_owned();
-            let matched = self
-                .pool
-                .run(move |memory| verify_password(&password, &hash, memory))?
-                .await?;
-            match found {
-                Some((principal, _)) if matched => Ok(principal),
-                _ => Err(LoginError::InvalidCredentials),
-            }
-        })
+        identifier: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
+        Box::pin(async move { self.lookup(identifier) })
     }
 
-    fn find<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Option<Principal>> {
-        Box::pin(async move { self.lookup(username).map(|(principal, _)| principal) })
+    fn verify_password<'a>(
+        &'a self,
+        account: Option<&'a Account>,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<bool, LoginError>> {
+        let hash = account.and_then(|account| account.password_hash.as_deref());
+        Box::pin(self.pool.verify(hash, password))
     }
 }
 

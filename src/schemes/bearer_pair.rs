@@ -18,6 +18,21 @@
 //! - [`BearerPair::auth_layer`] guards the API routes (`/api/v3/…`): bearer
 //!   access tokens, revoked ones refused.
 //!
+//! - Failed logins count in the [`LoginFlow`]'s lockout, shared with every
+//!   other preset on that flow (by default five failures lock an account
+//!   for ten minutes). A locked account, and an unknown name that has
+//!   failed as often, answers `POST /api/login` with `423 Locked`,
+//!   `Retry-After` (seconds) and the Core error object
+//!   `{"code":423,"message":"the account is locked; try again later","details":[]}`;
+//!   its password is not checked meanwhile. The document describes
+//!   neither a lockout nor error bodies: the status is the one the
+//!   inSCADA preset gives a locked account, the body the preset's error
+//!   object ([`CoreFormat`]), and the successful answers stay the
+//!   document's.
+//! - A store that cannot be reached answers `503` with `Retry-After`
+//!   (login and refresh alike): a refresh never answers `401` for an
+//!   outage, so clients keep their tokens.
+//!
 //! Errors answer `{"code":…,"message":"…","details":[…]}` as Core's API
 //! does ([`CoreFormat`]).
 
@@ -126,10 +141,13 @@ impl BearerPair {
             .as_ref()
             .ok_or(LoginError::InvalidCredentials)?;
         let username = external.verify_external(token).await?;
-        Ok(match self.flow.users().find(&username).await {
-            Some(principal) => principal,
-            None => Principal::new(username.clone(), username),
-        })
+        let found = self
+            .flow
+            .users()
+            .find(&username)
+            .await
+            .map_err(LoginError::Unavailable)?;
+        Ok(found.unwrap_or_else(|| Principal::new(username.clone(), username)))
     }
 }
 

@@ -17,8 +17,9 @@
 //! - [`CookieSession::auth_layer`] reads `ins_access_token`, renews it from
 //!   `ins_refresh_token` when it is missing or expired, and refuses revoked
 //!   tokens.
-//! - Five failed logins lock an account for ten minutes: a flow given
-//!   without a lockout gets [`Lockout::default`].
+//! - Failed logins count in the [`LoginFlow`]'s lockout, shared with every
+//!   other preset on that flow: by default five lock an account for ten
+//!   minutes ([`Lockout::default`]).
 //! - [`locked_users_router`]: `GET /api/auth/lockedUsers` (paged with
 //!   `Offset`, `Limit`, `OrderBy`) and `DELETE /api/auth/lockedUsers/{username}`
 //!   for administrators.
@@ -115,15 +116,11 @@ pub struct CookieSession {
 
 impl CookieSession {
     /// The preset over `flow`, as the document describes it: access tokens
-    /// of 300 s, refresh tokens of 86 400 s, five failed logins locking an
-    /// account for ten minutes (when `flow` has no lockout of its own), and
-    /// `Secure` cookies.
+    /// of 300 s, refresh tokens of 86 400 s, failed logins counted in the
+    /// flow's lockout (by default five lock an account for ten minutes),
+    /// and `Secure` cookies.
     pub fn new(flow: LoginFlow) -> Self {
         let flow = flow.named_if_unnamed("cookie_session");
-        let flow = match flow.lockout() {
-            Some(_) => flow,
-            None => flow.with_lockout(Lockout::default()),
-        };
         CookieSession {
             flow,
             lifetimes: PairLifetimes::new()
@@ -195,8 +192,30 @@ impl CookieSession {
                 self.access_cookie.clone(),
             )?))
             .revocations(self.flow.issuer().revocations())
-            .cookie_renewal(self.cookie_renewal()?)
+            .cookie_renewal(self.cookie_renewal()?)?
             .on_rejection(InscadaFormat))
+    }
+
+    /// An [`AuthLayer`] for routes that the clients of several presets
+    /// share: the token from this preset's access cookie (renewed from its
+    /// refresh cookie, `__Host-` names included after
+    /// [`with_host_prefix`](Self::with_host_prefix)), from
+    /// `Authorization: Bearer` (the datarhei Core, Scailable and RegScale
+    /// clients) or from `X-Auth-Token` (the Workflow API's clients), in
+    /// that order; revoked tokens refused. Refusals answer with the RFC
+    /// 6750 headers and an empty body: give the layer the routes' own
+    /// format with [`AuthLayer::on_rejection`]. `verifier` must accept the
+    /// keys and issuers of every preset whose tokens the routes take.
+    pub fn shared_auth_layer<C>(&self, verifier: Verifier) -> Result<AuthLayer<C>, ConfigError> {
+        let sources = TokenSources::new([
+            TokenSource::try_cookie(self.access_cookie.clone())?,
+            TokenSource::bearer(),
+            TokenSource::header(super::x_auth_token::X_AUTH_TOKEN),
+        ])?;
+        AuthLayer::new(verifier)
+            .sources(sources)
+            .revocations(self.flow.issuer().revocations())
+            .cookie_renewal(self.cookie_renewal()?)
     }
 
     /// The transparent renewal of this preset's access cookie from its

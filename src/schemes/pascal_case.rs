@@ -12,7 +12,8 @@
 //! | `POST /authenticate/nx` | `{"Email","Password"}` | four fields | 5 s |
 //! | `POST /authenticate/plugin` | `{"refresh_token","system_nxid"}` | four fields | 5 s |
 //! | `POST /authenticate/csrf` | `{"AuthenticationEndpoint","RedirectURL"}` | `{}`, the login state | 5 s |
-//! | `POST /authenticate/code` | `{"code","state"}` | four fields | 5 s |
+//! | `POST /authenticate/code/issue` + bearer access token | `{"state"}` | `{"code"}` | 5 s |
+//! | `POST /authenticate/code` + the `nx_login_state` cookie | `{"code","state"}` | four fields | 5 s |
 //! | `POST /authenticate/logout` + bearer access token | `{"GrantType":"password","Password"}` | four fields, empty | 5 s |
 //! | `POST /authenticate/update` + bearer access token | `{"GrantType":"password","Password"}` | four fields | 5 s |
 //! | `POST /authenticate/password-strength` | `{"Password"}` | `{"Strong","Score","Message"}` | 5 s |
@@ -27,6 +28,32 @@
 //! `{"AuthorizationInvalid","BackendMessage","Email","Field":{"Message","Name"},"Message","UUID"}`.
 //! A request past its time-out answers `503` with `Retry-After` in that
 //! object.
+//!
+//! # The code login, step by step
+//!
+//! A login through another page (the application's own authorization
+//! step, a second device) in three requests; the browser keeps a cookie
+//! that ties the code to it:
+//!
+//! 1. The browser: `POST /authenticate/csrf` with
+//!    `{"AuthenticationEndpoint","RedirectURL"}` → `200 {}`, a fresh random
+//!    login state in the answer's header `X-Login-State`
+//!    ([`LOGIN_STATE_HEADER`]) and the same state in the `HttpOnly` cookie
+//!    `nx_login_state` ([`LOGIN_STATE_COOKIE`], `Path=/authenticate`, ten
+//!    minutes). The browser passes the state to the authentication
+//!    endpoint.
+//! 2. The authentication endpoint, for the user it has signed in: `POST
+//!    /authenticate/code/issue` with that user's bearer access token and
+//!    `{"state"}` → `{"code"}`, a one-time code bound to the state, living
+//!    two minutes ([`LOGIN_CODE_SECONDS`]). An application that
+//!    authenticates the user itself calls
+//!    [`PascalCase::issue_login_code`] instead. The code goes back to the
+//!    browser (the redirect).
+//! 3. The browser: `POST /authenticate/code` with `{"code","state"}` and
+//!    its `nx_login_state` cookie → the four fields with the user's pair,
+//!    and the cookie cleared. The code is used up by the first attempt; a
+//!    state that differs from the cookie's, or a missing cookie, answers
+//!    `401`.
 //!
 //! # Choices where the document is silent
 //!
@@ -155,7 +182,12 @@ rejections_in_format!(NxFormat);
 /// An error of the Scailable / Nx routes.
 pub type NxError = ApiError<NxFormat>;
 
-/// The PascalCase preset.
+/// The PascalCase preset: the routes of the [module's table](crate::schemes::pascal_case), among
+/// them the code login (`POST /authenticate/csrf` answering the login
+/// state in `X-Login-State` and a cookie, `POST /authenticate/code/issue`
+/// or [`issue_login_code`](Self::issue_login_code) minting a one-time code
+/// for that state, `POST /authenticate/code` exchanging it): see
+/// [the code login, step by step](crate::schemes::pascal_case#the-code-login-step-by-step).
 #[derive(Clone)]
 pub struct PascalCase {
     flow: LoginFlow,
@@ -468,6 +500,7 @@ async fn signout(
         .users()
         .find(&claims.sub)
         .await
+        .map_err(LoginError::Unavailable)?
         .and_then(|principal| principal.email)
         .unwrap_or_default();
     Ok(no_store(

@@ -152,13 +152,15 @@ pub async fn upstream(request: Request<Incoming>) -> Result<Response<Full<Bytes>
             .collect();
         headers.insert(name.to_string(), json!(values.join(" | ")));
     }
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let echo = json!({"method": method, "uri": uri, "headers": headers, "body": String::from_utf8_lossy(&body)});
+    let collected = request.into_body().collect().await.ok();
+    let mut trailers = serde_json::Map::new();
+    if let Some(received) = collected.as_ref().and_then(|c| c.trailers()) {
+        for (name, value) in received {
+            trailers.insert(name.to_string(), json!(value.to_str().unwrap_or("?")));
+        }
+    }
+    let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
+    let echo = json!({"method": method, "uri": uri, "headers": headers, "trailers": trailers, "body": String::from_utf8_lossy(&body)});
     Ok(Response::new(Full::from(echo.to_string())))
 }
 
@@ -212,8 +214,25 @@ impl Drop for Process {
     }
 }
 
+/// `examples/gateway-users.toml`, copied with mode 0600 under the test
+/// build's temporary directory: git checks the example out readable by
+/// everyone, a mode the gateway refuses for a users file.
 pub fn users_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-users.toml")
+    static PRIVATE_COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PRIVATE_COPY
+        .get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-users.toml");
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let copy = dir.join("gateway-users.toml");
+            // Written aside and renamed: test binaries run side by side.
+            let aside = dir.join(format!("gateway-users.toml.{}", std::process::id()));
+            std::fs::copy(&example, &aside).expect("copy the example users file");
+            std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&aside, &copy).unwrap();
+            copy
+        })
+        .clone()
 }
 
 /// The gateway's configuration: the five presets, the upstream, the denied
@@ -361,16 +380,19 @@ http {{
       proxy_set_header X-Original-URI $request_uri;
       proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Forwarded-Host $http_host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-For $remote_addr;
       proxy_set_header X-Forwarded-Uri "";
       proxy_set_header X-Forwarded-Method "";
+      proxy_set_header X-Auth-Subject "";
+      proxy_set_header X-Auth-Roles "";
+      proxy_set_header X-Auth-Spaces "";
     }}
     location ~ {LOGIN_PATHS} {{
       proxy_pass http://authgate;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $http_host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-For $remote_addr;
     }}
     location / {{
       auth_request /_authgate/verify;
@@ -382,6 +404,7 @@ http {{
       proxy_set_header X-Auth-Roles $auth_roles;
       proxy_set_header X-Auth-Spaces $auth_spaces;
       proxy_set_header X-Space $auth_space;
+      proxy_set_header X-Forwarded-For $remote_addr;
       proxy_http_version 1.1;
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
@@ -433,6 +456,10 @@ http://127.0.0.1:{port} {{
 			uri /_authgate/verify
 			copy_headers X-Auth-Subject X-Auth-Roles X-Auth-Spaces X-Space
 		}}
+		@upgrade header_regexp Connection (?i)\bupgrade\b
+		@not_upgrade not header_regexp Connection (?i)\bupgrade\b
+		request_header @not_upgrade -Connection
+		request_header @upgrade Connection Upgrade
 		reverse_proxy 127.0.0.1:{upstream} {{
 			transport http {{
 				dial_timeout 1s
