@@ -492,6 +492,7 @@ fn renewing_auth() -> AuthLayer<AppClaims> {
     AuthLayer::<AppClaims>::new(verifier())
         .sources(TokenSources::new([TokenSource::cookie("ins_access_token")]).unwrap())
         .cookie_renewal(renewal)
+        .unwrap()
 }
 
 /// A request from a browser holding an expired access cookie and a valid
