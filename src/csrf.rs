@@ -9,8 +9,17 @@
 //! - `Sec-Fetch-Site: same-origin` or `none` passes; any other value passes
 //!   only when `Origin` is a trusted origin.
 //! - Without `Sec-Fetch-Site`, an `Origin` must equal the request's own
-//!   origin (its `Host`) or be a trusted origin.
+//!   origin or be a trusted origin.
 //! - A request with neither header did not come from a browser and passes.
+//! - Two `Origin` fields, two `Sec-Fetch-Site` fields or two `Host` fields
+//!   are refused: which one the browser sent cannot be told.
+//!
+//! Origins are compared as RFC 6454 §5 says: scheme, host and port, the
+//! host without regard to case and a default port (`80` for `http`, `443`
+//! for `https`) the same as none, so `https://site:443` is
+//! `https://site` but `http://site` is not `https://site`. The request's
+//! own origin is `https://` and its `Host`, or `http://` and its `Host`
+//! for a service reached over plain HTTP ([`CsrfLayer::plain_http`]).
 //!
 //! Requests authenticated by a header token (bearer, `X-Auth-Token`) are
 //! exempt: a browser never attaches those by itself, and so are anonymous
@@ -84,15 +93,109 @@ use crate::token::{Anonymous, FoundIn, VerifiedToken};
 /// a cookie; `R` renders refusals.
 #[derive(Debug, Clone)]
 pub struct CsrfLayer<R = DefaultRejection> {
-    trusted: Arc<Vec<String>>,
+    trusted: Arc<Vec<TrustedOrigin>>,
+    own_scheme: Scheme,
     on_rejection: R,
     allowed: Arc<LazyCounter>,
+}
+
+/// The two schemes an origin of a web page has here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// The port an origin of this scheme has when it names none.
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// A trusted origin, parsed once: its host lower-cased.
+#[derive(Debug, Clone)]
+struct TrustedOrigin {
+    scheme: Scheme,
+    host: Box<str>,
+    port: u16,
+}
+
+/// An origin read from a request (RFC 6454 §4): scheme, host, port.
+#[derive(Debug, Clone, Copy)]
+struct Origin<'a> {
+    scheme: Scheme,
+    host: &'a str,
+    port: u16,
+}
+
+impl Origin<'_> {
+    fn same_as(&self, other: &Origin<'_>) -> bool {
+        self.scheme == other.scheme
+            && self.port == other.port
+            && self.host.eq_ignore_ascii_case(other.host)
+    }
+}
+
+/// `scheme://host[:port]` as browsers serialise an origin: `http` or
+/// `https`, a host (a name or an address, IPv6 in brackets) with no user
+/// information, path, query or fragment, and an optional decimal port.
+fn parse_origin(text: &str) -> Option<Origin<'_>> {
+    let (scheme, authority) = text.split_once("://")?;
+    let scheme = if scheme.eq_ignore_ascii_case("https") {
+        Scheme::Https
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Scheme::Http
+    } else {
+        return None;
+    };
+    let (host, port) = parse_authority(authority, scheme)?;
+    Some(Origin { scheme, host, port })
+}
+
+/// `host[:port]` (a `Host` field, or an origin's authority), the port
+/// defaulting to `scheme`'s.
+fn parse_authority(authority: &str, scheme: Scheme) -> Option<(&str, u16)> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')?;
+            (&authority[..end + 2], &rest[end + 1..])
+        }
+        None => match authority.find(':') {
+            Some(at) => authority.split_at(at),
+            None => (authority, ""),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host.bytes().all(|b| {
+            b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'@' | b'\\' | b',')
+        })
+        && (host.starts_with('[') || !host.contains([':', '[', ']']));
+    if !host_ok {
+        return None;
+    }
+    let port = match port.strip_prefix(':') {
+        None if port.is_empty() => scheme.default_port(),
+        Some(digits)
+            if !digits.is_empty()
+                && digits.len() <= 5
+                && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            digits.parse().ok()?
+        }
+        _ => return None,
+    };
+    Some((host, port))
 }
 
 impl<R: Default> Default for CsrfLayer<R> {
     fn default() -> Self {
         CsrfLayer {
             trusted: Arc::default(),
+            own_scheme: Scheme::Https,
             on_rejection: R::default(),
             allowed: Arc::new(lazy_counter!(
                 "authgate_requests_total",
@@ -116,31 +219,45 @@ impl<R> CsrfLayer<R> {
     pub fn on_rejection<R2>(self, on_rejection: R2) -> CsrfLayer<R2> {
         CsrfLayer {
             trusted: self.trusted,
+            own_scheme: self.own_scheme,
             on_rejection,
             allowed: self.allowed,
         }
     }
 
-    /// Also trust `origin` (`scheme://host[:port]`, as browsers send it).
+    /// Also trust `origin` (`scheme://host[:port]`, as browsers send it;
+    /// a default port is the same as none).
     pub fn trusted_origin(mut self, origin: &str) -> Result<Self, ConfigError> {
-        let origin = origin.trim_end_matches('/');
-        let authority = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"));
-        let valid = authority.is_some_and(|a| {
-            !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'@'))
-        });
-        if !valid {
+        let trimmed = origin.strip_suffix('/').unwrap_or(origin);
+        let Some(parsed) = parse_origin(trimmed) else {
             return Err(ConfigError::InvalidOrigin(origin.to_owned()));
-        }
-        Arc::make_mut(&mut self.trusted).push(origin.to_ascii_lowercase());
+        };
+        Arc::make_mut(&mut self.trusted).push(TrustedOrigin {
+            scheme: parsed.scheme,
+            host: parsed.host.to_ascii_lowercase().into_boxed_str(),
+            port: parsed.port,
+        });
         Ok(self)
     }
 
-    fn is_trusted(&self, origin: &str) -> bool {
-        self.trusted.iter().any(|t| t.eq_ignore_ascii_case(origin))
+    /// The service is reached over plain HTTP (a development set-up): its
+    /// own origin is `http://` and the request's `Host` rather than
+    /// `https://` and the `Host`. A page served over the other scheme is
+    /// another origin, to be listed with
+    /// [`trusted_origin`](Self::trusted_origin) if it may send requests.
+    pub fn plain_http(mut self) -> Self {
+        self.own_scheme = Scheme::Http;
+        self
+    }
+
+    fn is_trusted(&self, origin: &Origin<'_>) -> bool {
+        self.trusted.iter().any(|t| {
+            origin.same_as(&Origin {
+                scheme: t.scheme,
+                host: &t.host,
+                port: t.port,
+            })
+        })
     }
 
     /// Whether a request with these parts may go through.
@@ -154,30 +271,50 @@ impl<R> CsrfLayer<R> {
         if !matches!(found_in, Some(FoundIn::Cookie | FoundIn::Issued)) {
             return true;
         }
-        let text = |name| {
-            headers
-                .get(name)
-                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+        // The one value of a header: `Err` when it is repeated (which one
+        // the browser sent cannot be told) or not visible ASCII.
+        let single = |name| {
+            let mut values = headers.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (None, _) => Ok(None),
+                (Some(value), None) => value.to_str().map(Some).map_err(|_| ()),
+                (Some(_), Some(_)) => Err(()),
+            }
         };
-        let origin = text(header::ORIGIN);
-        match text(http::HeaderName::from_static("sec-fetch-site")) {
+        let (Ok(origin), Ok(fetch_site)) = (
+            single(header::ORIGIN),
+            single(http::HeaderName::from_static("sec-fetch-site")),
+        ) else {
+            return false;
+        };
+        let origin = origin.map(|text| parse_origin(text).ok_or(()));
+        match fetch_site {
             Some("same-origin" | "none") => return true,
-            Some(_) => return origin.is_some_and(|o| self.is_trusted(o)),
+            Some(_) => return matches!(origin, Some(Ok(o)) if self.is_trusted(&o)),
             None => {}
         }
-        let Some(origin) = origin else {
+        let origin = match origin {
             // Neither header: not a browser, so not a forgery.
-            return true;
+            None => return true,
+            // `null`, or anything that is not an origin.
+            Some(Err(())) => return false,
+            Some(Ok(origin)) => origin,
         };
-        if self.is_trusted(origin) {
+        if self.is_trusted(&origin) {
             return true;
         }
-        // Same origin: the Origin's host[:port] is the request's Host.
-        let host = text(header::HOST);
-        let origin_host = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"));
-        matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+        // Same origin: the request's own scheme, its one `Host`, and the
+        // port that makes explicit.
+        let Ok(Some(host)) = single(header::HOST) else {
+            return false;
+        };
+        parse_authority(host, self.own_scheme).is_some_and(|(host, port)| {
+            origin.same_as(&Origin {
+                scheme: self.own_scheme,
+                host,
+                port,
+            })
+        })
     }
 }
 

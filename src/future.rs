@@ -15,7 +15,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 
 use crate::observe::Seen;
-use crate::reject::{OnRejection, Rejection};
+use crate::reject::{OnRejection, RefusedBy, Rejection};
 
 pin_project! {
     /// The inner service's future, or the layer's refusal ready at once.
@@ -71,14 +71,19 @@ where
 
 /// Renders `rejection` with the layer's `on_rejection`: the one place every
 /// refusal of every layer goes through, counted and reported (with what the
-/// layer `seen` of the request) on its way.
+/// layer `seen` of the request) on its way, and marked [`RefusedBy`] so
+/// that no layer outside it treats the response as a request that passed.
 pub(crate) fn refuse<B, R: OnRejection<B>>(
     on_rejection: &R,
     rejection: &Rejection,
     seen: Seen<'_>,
 ) -> Response<B> {
     crate::observe::refused(rejection, seen);
-    on_rejection.on_rejection(rejection)
+    let mut response = on_rejection.on_rejection(rejection);
+    response
+        .extensions_mut()
+        .insert(RefusedBy(rejection.layer()));
+    response
 }
 
 /// `get_ref`, `get_mut` and `into_inner` for a service whose wrapped service

@@ -116,7 +116,7 @@ impl Rejection {
     /// layer's refusals (`invalid_request`, `invalid_token`,
     /// `insufficient_scope`), else one of `unauthorized`,
     /// `temporarily_unavailable`, `invalid_space`, `forbidden_space`,
-    /// `forbidden_address`, `cross_site_request`, `too_many_requests` and
+    /// `forbidden_address`, `invalid_forwarding`, `cross_site_request`, `too_many_requests` and
     /// `server_error` (a wiring mistake).
     pub fn code(&self) -> &'static str {
         match self {
@@ -438,15 +438,26 @@ impl SpaceRejection {
 pub enum AddressRejection {
     /// The client address is denied, or not on the allow list: `403`.
     NotAllowed,
+    /// The peer is a trusted proxy whose forwarding header
+    /// (`X-Forwarded-For` or `Forwarded`) holds something other than
+    /// addresses (junk, an empty element, `unknown`, an obfuscated
+    /// identifier, a `unix:` path, a port where none belongs): the client
+    /// cannot be told, so no rule can be applied. `400`: the request is
+    /// malformed as it reached this service, and sending it again as it is
+    /// never succeeds; the proxy's own address never stands in for the
+    /// client.
+    Unresolvable,
     /// The server passes no peer address to the service: `500`.
     UnknownPeer,
 }
 
 impl AddressRejection {
-    /// Why, as one `snake_case` word: `not_allowed` or `unknown_peer`.
+    /// Why, as one `snake_case` word: `not_allowed`, `unresolvable` or
+    /// `unknown_peer`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NotAllowed => "not_allowed",
+            Self::Unresolvable => "unresolvable",
             Self::UnknownPeer => "unknown_peer",
         }
     }
@@ -455,6 +466,7 @@ impl AddressRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotAllowed => StatusCode::FORBIDDEN,
+            Self::Unresolvable => StatusCode::BAD_REQUEST,
             Self::UnknownPeer => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -462,6 +474,7 @@ impl AddressRejection {
     fn code(&self) -> &'static str {
         match self {
             Self::NotAllowed => "forbidden_address",
+            Self::Unresolvable => "invalid_forwarding",
             Self::UnknownPeer => "server_error",
         }
     }
@@ -470,6 +483,9 @@ impl AddressRejection {
     pub fn message(&self) -> &'static str {
         match self {
             Self::NotAllowed => "access from this address is not allowed",
+            Self::Unresolvable => {
+                "the client address cannot be resolved: the proxy's forwarding header holds something other than addresses"
+            }
             Self::UnknownPeer => UNKNOWN_PEER,
         }
     }
@@ -570,6 +586,30 @@ impl ThrottleRejection {
             }
             Self::UnknownPeer => UNKNOWN_PEER,
         }
+    }
+}
+
+/// The mark every refusal of this crate's layers carries in its response
+/// extensions, whatever renders it: which layer refused (`auth`, `space`,
+/// `address`, `csrf` or `throttle`, as [`Rejection::layer`]).
+///
+/// [`AuthLayer`](crate::auth::AuthLayer) adds an access cookie it renewed
+/// from the refresh cookie only to a response that passed every check: one
+/// without this mark, and neither `401` nor `403`. A layer of the
+/// application's own that refuses with another status can insert this mark
+/// into its refusals for the same effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedBy(pub &'static str);
+
+impl RefusedBy {
+    /// Whether `response` passed every check: it carries no [`RefusedBy`]
+    /// mark and is neither `401` nor `403`.
+    pub fn passed_every_check<B>(response: &Response<B>) -> bool {
+        response.extensions().get::<RefusedBy>().is_none()
+            && !matches!(
+                response.status(),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            )
     }
 }
 

@@ -613,3 +613,171 @@ async fn a_token_that_is_not_printable_ascii_is_refused_alike_with_and_without_t
     }
     assert_eq!(cache.len(), 1);
 }
+
+/// A key source written by hand: its keys, its generation, and whether it
+/// reports its keys unavailable, all set by the test.
+struct HandSource(std::sync::Mutex<(std::sync::Arc<KeySet>, u64, bool)>);
+
+impl HandSource {
+    fn new(key: &SigningKey, generation: u64) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(HandSource(std::sync::Mutex::new((
+            std::sync::Arc::new(KeySet::single(key.verifying_key())),
+            generation,
+            true,
+        ))))
+    }
+
+    fn set(&self, key: &SigningKey, generation: u64) {
+        let mut state = self.0.lock().unwrap();
+        state.0 = std::sync::Arc::new(KeySet::single(key.verifying_key()));
+        state.1 = generation;
+    }
+
+    fn set_available(&self, available: bool) {
+        self.0.lock().unwrap().2 = available;
+    }
+}
+
+impl tower_authgate::token::KeySource for HandSource {
+    fn current(&self) -> Result<std::sync::Arc<KeySet>, tower_authgate::TokenError> {
+        let state = self.0.lock().unwrap();
+        match state.2 {
+            true => Ok(state.0.clone()),
+            false => Err(tower_authgate::TokenError::KeysUnavailable),
+        }
+    }
+    fn refresh_for_unknown_key(&self) -> Option<tower_authgate::BoxFuture<'static, ()>> {
+        None
+    }
+    fn generation(&self) -> u64 {
+        self.0.lock().unwrap().1
+    }
+}
+
+/// Two key sources whose generations move by +1 and -1 at once: the
+/// removed key's token is not served from the cache (each source's
+/// generation is compared on its own, never their sum).
+#[tokio::test]
+async fn a_verifier_over_several_key_sources_forgets_a_sources_tokens_when_its_keys_change() {
+    let own_key = key();
+    let idp_key = SigningKey::hmac(Algorithm::HS256, &[7; 32]).unwrap();
+    let other = SigningKey::hmac(Algorithm::HS256, &[8; 32]).unwrap();
+    let own = HandSource::new(&own_key, 10);
+    let idp = HandSource::new(&idp_key, 10);
+    let verifier = Verifier::builder_with_source(own.clone())
+        .issuer("own")
+        .issuer_with_keys("idp", idp.clone())
+        .token_cache(100)
+        .build()
+        .unwrap();
+    let layer = || AuthLayer::<Value>::new(verifier.clone()).sources(all_sources());
+    let idp_token = idp_key
+        .sign(&with(access_claims("from-idp"), json!({"iss": "idp"})))
+        .unwrap();
+    let own_token = own_key
+        .sign(&with(access_claims("own"), json!({"iss": "own"})))
+        .unwrap();
+    for token in [&idp_token, &own_token] {
+        let response = send(layer(), request(&[("x-auth-token", token)])).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(verifier.token_cache().unwrap().len(), 2);
+    // The identity provider drops its key (+1), the service's own source
+    // moves the other way (-1): the sum is unchanged.
+    idp.set(&other, 11);
+    own.set(&own_key, 9);
+    let response = send(layer(), request(&[("x-auth-token", &idp_token)])).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "a token of a removed key is not served from the cache"
+    );
+    // The own source still holds its key: its token is verified again and passes.
+    let response = send(layer(), request(&[("x-auth-token", &own_token)])).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A cached token is refused with `503`, as a fresh one is, while its key
+/// source reports its keys unavailable (a JWK Set past its maximum age),
+/// and served again once they are back.
+#[tokio::test]
+async fn a_cached_token_is_not_served_while_its_keys_are_unavailable() {
+    let k = key();
+    let source = HandSource::new(&k, 1);
+    let verifier = Verifier::builder_with_source(source.clone())
+        .token_cache(100)
+        .build()
+        .unwrap();
+    let layer = || AuthLayer::<Value>::new(verifier.clone()).sources(all_sources());
+    let cached = k.sign(&access_claims("cached")).unwrap();
+    let fresh = k.sign(&access_claims("fresh")).unwrap();
+    let response = send(layer(), request(&[("x-auth-token", &cached)])).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(verifier.token_cache().unwrap().len(), 1);
+    source.set_available(false);
+    for token in [&fresh, &cached] {
+        let response = send(layer(), request(&[("x-auth-token", token)])).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
+    source.set_available(true);
+    let response = send(layer(), request(&[("x-auth-token", &cached)])).await;
+    assert_eq!(response.body(), "cached Header true");
+}
+
+/// A token without `jti` that names a revoked family (`fam`) is refused,
+/// verified afresh or served from the token cache: the family check does
+/// not depend on the token id.
+#[tokio::test]
+async fn a_token_without_jti_of_a_revoked_family_is_refused() {
+    let k = key();
+    let memory = std::sync::Arc::new(tower_authgate::store::MemoryRevocations::default());
+    let no_id = k
+        .sign(&with(
+            access_claims("no-id"),
+            json!({"fam": "family-1", "jti": null}),
+        ))
+        .unwrap();
+    let with_id = k
+        .sign(&with(
+            access_claims("with-id"),
+            json!({"fam": "family-1", "jti": "id-1"}),
+        ))
+        .unwrap();
+    let other_family = k
+        .sign(&with(
+            access_claims("other"),
+            json!({"fam": "family-2", "jti": null}),
+        ))
+        .unwrap();
+    let plain = k
+        .sign(&with(access_claims("plain"), json!({"jti": null})))
+        .unwrap();
+    let cached = cached_verifier();
+    let layers = || {
+        [
+            layer(all_sources()).revocations(memory.clone()),
+            AuthLayer::<Value>::new(cached.clone())
+                .sources(all_sources())
+                .revocations(memory.clone()),
+        ]
+    };
+    for layer in layers() {
+        let response = send(layer, request(&[("x-auth-token", &no_id)])).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    memory
+        .revoke_now("family-1", tower_authgate::clock::now_seconds() + 60)
+        .unwrap();
+    for layer in layers() {
+        for token in [&no_id, &with_id] {
+            let response = send(layer.clone(), request(&[("x-auth-token", token)])).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert!(challenge(&response).contains("revoked"));
+        }
+        for token in [&other_family, &plain] {
+            let response = send(layer.clone(), request(&[("x-auth-token", token)])).await;
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+}

@@ -453,3 +453,173 @@ async fn an_issuers_access_verifier_accepts_access_and_service_tokens_only() {
         );
     }
 }
+
+/// Mints an access token granting `default_space` for the refresh token
+/// `good-refresh`, counting what it minted.
+struct Minter(std::sync::atomic::AtomicUsize);
+
+impl tower_authgate::auth::RenewAccess for Minter {
+    fn renew_access<'a>(
+        &'a self,
+        refresh_token: &'a str,
+    ) -> tower_authgate::BoxFuture<
+        'a,
+        Result<tower_authgate::auth::RenewedAccess, tower_authgate::auth::RenewalError>,
+    > {
+        Box::pin(async move {
+            if refresh_token != "good-refresh" {
+                return Err(tower_authgate::auth::RenewalError::Refused);
+            }
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(tower_authgate::auth::RenewedAccess::new(
+                default_space_token(),
+                300,
+            ))
+        })
+    }
+}
+
+/// An `AuthLayer` over the access cookie that renews it from the refresh
+/// cookie.
+fn renewing_auth() -> AuthLayer<AppClaims> {
+    let renewal = tower_authgate::auth::CookieRenewal::new(
+        "ins_access_token",
+        "ins_refresh_token",
+        tower_authgate::cookie::CookieSettings::default(),
+        std::sync::Arc::new(Minter(Default::default())),
+    )
+    .unwrap();
+    AuthLayer::<AppClaims>::new(verifier())
+        .sources(TokenSources::new([TokenSource::cookie("ins_access_token")]).unwrap())
+        .cookie_renewal(renewal)
+        .unwrap()
+}
+
+/// A request from a browser holding an expired access cookie and a valid
+/// refresh cookie.
+fn renewing_request(method: Method, headers: &[(&str, &str)]) -> Request<String> {
+    let expired = key()
+        .sign(&with(
+            access_claims("admin"),
+            json!({"exp": tower_authgate::clock::now_seconds() - 10}),
+        ))
+        .unwrap();
+    let mut request = Request::builder()
+        .method(method)
+        .header(header::HOST, "api.example.com")
+        .header(
+            header::COOKIE,
+            format!("ins_access_token={expired}; ins_refresh_token=good-refresh"),
+        );
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut request = request.body(String::new()).unwrap();
+    request
+        .extensions_mut()
+        .insert(PeerAddr("198.51.100.7:4000".parse::<SocketAddr>().unwrap()));
+    request
+}
+
+/// The renewed access cookie `response` carries, if any.
+fn renewed_cookie(response: &Response<String>) -> Option<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .find_map(|v| {
+            v.to_str()
+                .ok()?
+                .strip_prefix("ins_access_token=")
+                .map(str::to_owned)
+        })
+}
+
+/// Renewal only for requests that pass every check: a refusal by a layer
+/// inside the `AuthLayer` (CSRF, space, address) or a `403` of the handler
+/// is sent no freshly minted access cookie; the same request that passes
+/// is.
+#[tokio::test]
+async fn a_request_refused_inside_the_auth_layer_gets_no_renewed_cookie() {
+    let auth = renewing_auth();
+    let spaces = SelectSpaceLayer::for_auth(&auth);
+    let with_csrf = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(CsrfLayer::new().on_rejection(JsonRejection))
+        .service_fn(handler);
+    let with_spaces = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(spaces.on_rejection(JsonRejection))
+        .service_fn(handler);
+    let with_address = ServiceBuilder::new()
+        .layer(auth.clone())
+        .layer(
+            IpFilterLayer::new(
+                IpRules::parse("", "198.51.100.0/24").unwrap(),
+                ClientIpResolver::new(),
+            )
+            .on_rejection(JsonRejection),
+        )
+        .service_fn(handler);
+    let forbidding_handler =
+        ServiceBuilder::new()
+            .layer(auth.clone())
+            .service_fn(|_req: Request<String>| async {
+                let mut response = Response::new(String::from("no"));
+                *response.status_mut() = StatusCode::FORBIDDEN;
+                Ok::<_, Infallible>(response)
+            });
+
+    // Cross-site POST: refused by the CSRF check, no cookie.
+    let response = with_csrf
+        .clone()
+        .oneshot(renewing_request(
+            Method::POST,
+            &[("origin", "https://evil.example")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(renewed_cookie(&response), None);
+    let response = with_csrf
+        .oneshot(renewing_request(
+            Method::POST,
+            &[("origin", "https://api.example.com")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed_cookie(&response).is_some());
+
+    // A space the renewed token does not grant: no cookie.
+    let response = with_spaces
+        .clone()
+        .oneshot(renewing_request(Method::GET, &[("x-space", "production")]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(renewed_cookie(&response), None);
+    let response = with_spaces
+        .oneshot(renewing_request(
+            Method::GET,
+            &[("x-space", "default_space")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed_cookie(&response).is_some());
+
+    // A denied address inside the auth layer, and a handler's 403.
+    let response = with_address
+        .oneshot(renewing_request(Method::GET, &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(renewed_cookie(&response), None);
+    let response = forbidding_handler
+        .oneshot(renewing_request(Method::GET, &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(renewed_cookie(&response), None);
+}

@@ -9,9 +9,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::ip::{
-    ClientIp, ClientIpResolver, IpDecision, IpFilterLayer, IpRanges, IpRules, PeerAddr,
+    ClientIp, ClientIpResolver, IpDecision, IpFilterLayer, IpRanges, IpRules, PeerAddr, ProxyHeader,
 };
-use tower_authgate::reject::JsonRejection;
+use tower_authgate::reject::{AddressRejection, JsonRejection};
 
 async fn echo(req: Request<String>) -> Result<Response<String>, Infallible> {
     let ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string());
@@ -121,12 +121,128 @@ async fn a_chain_of_proxies() {
         call(&filter, "127.0.0.1:1", &split).await.1,
         "198.51.100.20"
     );
-    // Garbage stops the walk at the last known hop.
+    // Garbage anywhere in the chain leaves the client unknown.
     assert_eq!(
         call(&filter, "127.0.0.1:1", &["6.6.6.6, bogus, 10.1.1.1"])
             .await
-            .1,
-        "10.1.1.1"
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+/// A trusted proxy's header that holds anything but addresses is refused
+/// with `400`: the proxy's own address (allowed here) never stands in for
+/// the client, and no element is skipped.
+#[tokio::test]
+async fn a_trusted_proxys_header_of_anything_but_addresses_is_refused() {
+    let allowed_proxy_only = |header| {
+        IpFilterLayer::new(
+            IpRules::parse("127.0.0.1", "").unwrap(),
+            ClientIpResolver::new()
+                .trusted_proxies(IpRanges::parse_list("127.0.0.1").unwrap())
+                .header(header),
+        )
+        .on_rejection(JsonRejection)
+    };
+    let send = |layer: IpFilterLayer<JsonRejection>,
+                name: &'static str,
+                values: Vec<&'static str>| async move {
+        let mut request = Request::builder();
+        for value in values {
+            request = request.header(name, value);
+        }
+        let mut request = request.body(String::new()).unwrap();
+        request
+            .extensions_mut()
+            .insert(PeerAddr("127.0.0.1:40000".parse().unwrap()));
+        let response = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(echo))
+            .oneshot(request)
+            .await
+            .unwrap();
+        (response.status(), response.into_body())
+    };
+    // Without a header the proxy itself is the client: allowed here.
+    assert_eq!(
+        send(
+            allowed_proxy_only(ProxyHeader::XForwardedFor),
+            "x-forwarded-for",
+            vec![]
+        )
+        .await,
+        (StatusCode::OK, "127.0.0.1".into())
+    );
+    for values in [
+        vec!["junk"],
+        vec![""],
+        vec![" "],
+        vec!["198.51.100.7,"],
+        vec![",198.51.100.7"],
+        vec!["198.51.100.7,,127.0.0.1"],
+        vec!["unix:/run/nginx.sock"],
+        vec!["unknown"],
+        vec!["_hidden"],
+        vec!["198.51.100.7:4711"],
+        vec!["[2001:db8::7]:4711"],
+        vec!["198.51.100.7", "junk"],
+        vec!["junk", "127.0.0.1"],
+        vec!["127.0.0.1, junk"],
+    ] {
+        let (status, body) = send(
+            allowed_proxy_only(ProxyHeader::XForwardedFor),
+            "x-forwarded-for",
+            values.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{values:?}: {body}");
+        assert!(body.contains("invalid_forwarding"), "{body}");
+    }
+    for values in [
+        vec!["for=junk"],
+        vec!["for=unknown"],
+        vec!["for=_hidden"],
+        vec!["for=\"unix:/run/app.sock\""],
+        vec!["for=198.51.100.7:4711"],
+        vec!["for=2001:db8::7"],
+        vec!["proto=https"],
+        vec!["for=198.51.100.7,"],
+        vec![""],
+        vec!["for=198.51.100.7", "for=junk"],
+    ] {
+        let (status, body) = send(
+            allowed_proxy_only(ProxyHeader::Forwarded),
+            "forwarded",
+            values.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{values:?}: {body}");
+    }
+    // Well-formed chains still resolve (and are judged by the rules).
+    assert_eq!(
+        send(
+            allowed_proxy_only(ProxyHeader::Forwarded),
+            "forwarded",
+            vec!["for=\"[2001:db8::7]:4711\", for=127.0.0.1"],
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(
+            allowed_proxy_only(ProxyHeader::XForwardedFor),
+            "x-forwarded-for",
+            vec![" 127.0.0.1 ,\t127.0.0.1"],
+        )
+        .await,
+        (StatusCode::OK, "127.0.0.1".into())
+    );
+    // An untrusted peer's header is not read at all, garbled or not.
+    let untrusted = layer("", "", "10.0.0.1");
+    assert_eq!(
+        call(&untrusted, "127.0.0.1:1", &["junk"]).await,
+        (StatusCode::OK, "127.0.0.1".into())
     );
 }
 
@@ -280,10 +396,15 @@ proptest! {
         if let Ok(v) = http::HeaderValue::from_str(&value) {
             headers.insert("x-forwarded-for", v);
         }
-        let ip = resolver.resolve("127.0.0.1".parse().unwrap(), &headers);
-        // The answer is the peer or an address written in the header.
-        prop_assert!(ip == "127.0.0.1".parse::<IpAddr>().unwrap()
-            || value.contains(&ip.to_string())
-            || value.to_ascii_lowercase().contains(&ip.to_string()));
+        // An address written in the header, or a refusal; the peer only
+        // when there is no header to read.
+        match resolver.resolve("127.0.0.1".parse().unwrap(), &headers) {
+            Ok(ip) => prop_assert!(
+                (headers.is_empty() && ip == "127.0.0.1".parse::<IpAddr>().unwrap())
+                    || value.contains(&ip.to_string())
+                    || value.to_ascii_lowercase().contains(&ip.to_string())
+            ),
+            Err(rejection) => prop_assert_eq!(rejection, AddressRejection::Unresolvable),
+        }
     }
 }

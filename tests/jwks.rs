@@ -587,3 +587,51 @@ fn tower_authgate_b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// A JWK Set past its maximum staleness answers `503` for a token the
+/// verifier's cache holds as for a fresh one, and serves both again once
+/// the provider is back.
+#[tokio::test]
+async fn a_cached_token_is_refused_while_the_key_set_is_too_old() {
+    let a = key("a");
+    let idp = Idp::start(vec![a.clone()]).await;
+    let config = quick().with_max_staleness(Duration::from_millis(400));
+    let source = JwksSource::from_url(&idp.url(), config).unwrap();
+    source.refresh().await.unwrap();
+    let cached_verifier = Verifier::builder_with_source(Arc::new(source.clone()))
+        .issuer("idp")
+        .audience("api")
+        .any_kind()
+        .token_cache(100)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(AuthLayer::<Value>::new(cached_verifier.clone()).sources(TokenSources::bearer()));
+    let call = |token: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::get("/")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(request).await.unwrap().status()
+        }
+    };
+    let cached = external_token(&a, "idp", "alice", "api");
+    assert_eq!(call(cached.clone()).await, StatusCode::OK);
+    assert_eq!(cached_verifier.token_cache().unwrap().len(), 1);
+    idp.set(|p| p.mode = Mode::Down);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fresh = external_token(&a, "idp", "bob", "api");
+    assert_eq!(call(fresh.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        call(cached.clone()).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a cached token is not served while the keys are unavailable"
+    );
+    idp.set(|p| p.mode = Mode::Up);
+    source.refresh().await.unwrap();
+    assert_eq!(call(cached).await, StatusCode::OK);
+    assert_eq!(call(fresh).await, StatusCode::OK);
+}

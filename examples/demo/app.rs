@@ -300,6 +300,11 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
     // The whole API stack in one `route_layer`: axum boxes and clones each
     // route layer's service on every request, so one layer of routing
     // rather than one per guard.
+    // Plain HTTP in development: the demo's own origin is `http://`.
+    let csrf = match config.development {
+        true => CsrfLayer::new().plain_http(),
+        false => CsrfLayer::new(),
+    };
     let api = Router::new()
         .route("/api/me", get(me))
         .route("/api/projects", get(projects))
@@ -308,7 +313,7 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
             ServiceBuilder::new()
                 .layer(guards.ip_filter.clone().on_rejection(JsonRejection))
                 .layer(api_auth)
-                .layer(CsrfLayer::new().on_rejection(JsonRejection))
+                .layer(csrf.on_rejection(JsonRejection))
                 .layer(spaces),
         );
     let router = Router::new()

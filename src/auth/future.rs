@@ -22,7 +22,7 @@ use tower_service::Service;
 use crate::BoxFuture;
 use crate::clock::now_seconds;
 use crate::error::TokenError;
-use crate::reject::{AuthRejection, OnRejection};
+use crate::reject::{AuthRejection, OnRejection, RefusedBy};
 use crate::store::{RevocationCheck, StoreError};
 use crate::token::claims::ErasedVerified;
 use crate::token::{Anonymous, FoundIn, VerifiedToken, Verifier};
@@ -106,7 +106,13 @@ where
             let next = match kind.as_mut().project() {
                 KindProj::Inner { future, set_cookie } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(cookie) = set_cookie.take() {
+                    // Renewed only for a request that passed every check:
+                    // a layer inside this one that refused it (CSRF, space,
+                    // address) gets no fresh access cookie sent with its
+                    // refusal.
+                    if let Some(cookie) = set_cookie.take()
+                        && RefusedBy::passed_every_check(&response)
+                    {
                         response.headers_mut().append(SET_COOKIE, *cookie);
                     }
                     return Poll::Ready(Ok(response));
@@ -337,10 +343,16 @@ pub(crate) fn check_revocation(
         return Ok(None);
     };
     let meta = token.meta();
-    let Some(id) = &meta.token_id else {
-        return Ok(None);
+    // The family is checked whether or not the token has an id: a token
+    // without `jti` that names a revoked family is refused. Without an id,
+    // the family stands in for it (ids and families share the store's one
+    // namespace of revoked names).
+    let (id, family) = match (&meta.token_id, &meta.family) {
+        (Some(id), family) => (id.as_str(), family.as_deref()),
+        (None, Some(family)) => (family.as_str(), Some(family.as_str())),
+        (None, None) => return Ok(None),
     };
-    match store.check(id, meta.family.as_deref()) {
+    match store.check(id, family) {
         RevocationCheck::Ready(answer) => revoked_answer(answer).map(|()| None),
         RevocationCheck::Pending(future) => Ok(Some(future)),
     }

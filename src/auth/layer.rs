@@ -301,9 +301,11 @@ impl<C, R> AuthLayer<C, R> {
         }
     }
 
-    /// Consult `store` for every token that has a `jti`: a revoked token, or
-    /// one of a revoked family, is refused. When the store cannot answer the
-    /// request fails closed with `503`.
+    /// Consult `store` for every token that has a `jti` or a `fam`: a token
+    /// whose id is revoked, or whose family is revoked, is refused, with or
+    /// without a `jti` (the family check never depends on the token id).
+    /// Tokens answered from the verifier's token cache are checked too.
+    /// When the store cannot answer the request fails closed with `503`.
     pub fn revocations(mut self, store: Arc<dyn RevocationStore>) -> Self {
         self.config_mut().revocations = Some(store);
         self

@@ -63,7 +63,11 @@ pub trait RenewAccess: Send + Sync + 'static {
 
 /// Transparent renewal of an expired or missing access cookie from a valid
 /// refresh cookie (the inSCADA API): the request goes through and its
-/// response carries a fresh access cookie. The refresh token is not rotated,
+/// response carries a fresh access cookie, but only when the request
+/// passed every check: a refusal by a layer inside the
+/// [`AuthLayer`](crate::auth::AuthLayer) (CSRF, space, address; any
+/// response marked [`RefusedBy`](crate::reject::RefusedBy)) or a `401` or
+/// `403` from the service gets no cookie. The refresh token is not rotated,
 /// so many concurrent requests may renew from one refresh cookie.
 #[derive(Clone)]
 pub struct CookieRenewal {

@@ -947,7 +947,11 @@ impl Gateway {
                 .map_err(|err| BuildError::new("guard", err))?;
         }
         let auth = auth.on_rejection(style);
-        let mut csrf = CsrfLayer::new();
+        let mut csrf = match settings.development {
+            // Plain HTTP in development: the site's own origin is `http://`.
+            true => CsrfLayer::new().plain_http(),
+            false => CsrfLayer::new(),
+        };
         for origin in &settings.trusted_origins {
             csrf = csrf
                 .trusted_origin(origin)

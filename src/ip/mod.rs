@@ -3,7 +3,10 @@
 //! [`IpFilterLayer`] resolves the client address ([`ClientIpResolver`]:
 //! proxy headers only from trusted proxies), puts it in the request
 //! extensions as [`ClientIp`], and answers `403` to addresses the
-//! [`IpRules`] refuse. The rules compile into merged, sorted ranges looked up
+//! [`IpRules`] refuse. A trusted proxy's forwarding header that holds
+//! anything but addresses leaves the client unknown: `400`
+//! ([`AddressRejection::Unresolvable`]), never the proxy's own address in
+//! its place. The rules compile into merged, sorted ranges looked up
 //! in `O(log n)`, and can be replaced while the service runs through an
 //! [`IpFilterHandle`] without locking the request path. Without a peer
 //! address (the server passes none) it answers `500` naming the set-up
@@ -179,9 +182,10 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let client = self.shared.resolver.resolve_request(&req);
         let reason = match client {
-            // A server set-up error, not bad input: say what is missing.
-            None => AddressRejection::UnknownPeer,
-            Some(ip) => match self.shared.rules.load().decide(ip) {
+            // No peer address is a server set-up error, and a trusted
+            // proxy's unreadable header bad input: neither is a client.
+            Err(reason) => reason,
+            Ok(ip) => match self.shared.rules.load().decide(ip) {
                 IpDecision::Allow => {
                     self.shared.allowed.increment();
                     crate::observe::event!(
@@ -199,7 +203,7 @@ where
             },
         };
         let seen = Seen {
-            client,
+            client: client.ok(),
             ..Seen::default()
         };
         ResponseFuture::refused(refuse(

@@ -18,8 +18,14 @@
 //!   different token never hits another's entry; the hash that only places
 //!   entries covers the token's length and last 16 bytes (96 bits of its
 //!   signature), with a per-process random seed;
-//! - an entry is dropped at the token's `exp` and whenever the verifier's
-//!   keys change (a remote key source fetched a new set);
+//! - an entry is dropped at the token's `exp`, and is served only while the
+//!   key source that verified it reports the generation it had then: each
+//!   source's generation is kept and compared on its own (never a sum that
+//!   two sources moving in opposite directions would leave unchanged), so a
+//!   key removed from any source stops its tokens at once;
+//! - an entry is not served while its key source reports its keys
+//!   unavailable (a JWK Set past its maximum age): the request is refused
+//!   as a token verified afresh would be;
 //! - the [`AuthLayer`](crate::auth::AuthLayer) checks revocation on every
 //!   request, cached or not, so a revoked `jti` is refused even when its
 //!   token is cached;
@@ -41,7 +47,16 @@ const SHARDS: usize = 16;
 struct Entry {
     verified: Arc<dyn ErasedVerified>,
     expires_at: u64,
-    generation: u64,
+    keys: KeysSeen,
+}
+
+/// The keys a token was verified under: which of the verifier's key
+/// stores (its own, or one issuer's), and that store's generation read
+/// before the keys were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeysSeen {
+    pub(crate) store: usize,
+    pub(crate) generation: u64,
 }
 
 type Shard = Mutex<HashMap<Box<[u8]>, Entry, TailHashState>>;
@@ -178,35 +193,37 @@ impl TokenCache {
         &self.inner.shards[(hash >> 60) as usize % SHARDS]
     }
 
-    /// The verified value stored for `token`, if it is there, not expired
-    /// at `now`, and stored under key generation `generation`.
+    /// The verified value stored for `token` and the keys it was verified
+    /// under, if it is there and not expired at `now`. The caller serves
+    /// it only while those keys are the current ones.
     pub(crate) fn get(
         &self,
         token: &[u8],
         now: u64,
-        generation: u64,
-    ) -> Option<Arc<dyn ErasedVerified>> {
+    ) -> Option<(Arc<dyn ErasedVerified>, KeysSeen)> {
         let shard = self.shard(token).lock().ok()?;
         let entry = shard.get(token)?;
-        (entry.expires_at > now && entry.generation == generation)
-            .then(|| Arc::clone(&entry.verified))
+        (entry.expires_at > now).then(|| (Arc::clone(&entry.verified), entry.keys))
     }
 
-    /// Stores a verified value for `token` until `expires_at`.
+    /// Stores a verified value for `token` until `expires_at`, verified
+    /// under `keys`; `is_current` tells which entries' keys are still
+    /// current when room must be made.
     pub(crate) fn insert(
         &self,
         token: &[u8],
         verified: Arc<dyn ErasedVerified>,
         expires_at: u64,
         now: u64,
-        generation: u64,
+        keys: KeysSeen,
+        is_current: impl Fn(KeysSeen) -> bool,
     ) {
         let Ok(mut shard) = self.shard(token).lock() else {
             return;
         };
         let held = shard.len();
         if shard.len() >= self.inner.max_per_shard && !shard.contains_key(token) {
-            shard.retain(|_, e| e.expires_at > now && e.generation == generation);
+            shard.retain(|_, e| e.expires_at > now && is_current(e.keys));
             if shard.len() >= self.inner.max_per_shard {
                 // Still full of live entries: drop an eighth of them.
                 let drop: Vec<Box<[u8]>> = shard
@@ -225,7 +242,7 @@ impl TokenCache {
                 Entry {
                     verified,
                     expires_at,
-                    generation,
+                    keys,
                 },
             )
             .is_some();
@@ -311,18 +328,39 @@ mod tests {
         })
     }
 
+    fn seen(generation: u64) -> KeysSeen {
+        KeysSeen {
+            store: 0,
+            generation,
+        }
+    }
+
+    fn insert(
+        cache: &TokenCache,
+        token: &[u8],
+        n: u32,
+        expires_at: u64,
+        now: u64,
+        generation: u64,
+    ) {
+        cache.insert(token, value(n), expires_at, now, seen(generation), |_| true);
+    }
+
     fn read(cache: &TokenCache, token: &str, now: u64, generation: u64) -> Option<u32> {
-        cache.get(token.as_bytes(), now, generation).and_then(|v| {
-            VerifiedToken::new(v, FoundIn::Cookie)
-                .claims::<u32>()
-                .copied()
-        })
+        cache
+            .get(token.as_bytes(), now)
+            .filter(|(_, keys)| *keys == seen(generation))
+            .and_then(|(v, _)| {
+                VerifiedToken::new(v, FoundIn::Cookie)
+                    .claims::<u32>()
+                    .copied()
+            })
     }
 
     #[test]
     fn hits_only_the_same_token_before_expiry_and_under_the_same_keys() {
         let cache = TokenCache::new(100);
-        cache.insert(b"a.b.c", value(1), 1_000, 900, 7);
+        insert(&cache, b"a.b.c", 1, 1_000, 900, 7);
         assert_eq!(read(&cache, "a.b.c", 999, 7), Some(1));
         assert_eq!(read(&cache, "a.b.c", 1_000, 7), None, "expired at exp");
         assert_eq!(read(&cache, "a.b.c", 999, 8), None, "keys changed");
@@ -336,8 +374,8 @@ mod tests {
     fn tokens_that_share_their_hashed_tail_are_still_told_apart() {
         let cache = TokenCache::new(100);
         let tail = "s".repeat(HASHED_TAIL);
-        cache.insert(format!("a.{tail}").as_bytes(), value(1), 1_000, 900, 0);
-        cache.insert(format!("b.{tail}").as_bytes(), value(2), 1_000, 900, 0);
+        insert(&cache, format!("a.{tail}").as_bytes(), 1, 1_000, 900, 0);
+        insert(&cache, format!("b.{tail}").as_bytes(), 2, 1_000, 900, 0);
         assert_eq!(read(&cache, &format!("a.{tail}"), 950, 0), Some(1));
         assert_eq!(read(&cache, &format!("b.{tail}"), 950, 0), Some(2));
         assert_eq!(read(&cache, &format!("c.{tail}"), 950, 0), None);
@@ -348,7 +386,7 @@ mod tests {
     fn stays_within_capacity() {
         let cache = TokenCache::new(160);
         for i in 0..10_000u32 {
-            cache.insert(format!("token-{i}").as_bytes(), value(i), 2_000, 1_000, 0);
+            insert(&cache, format!("token-{i}").as_bytes(), i, 2_000, 1_000, 0);
             assert!(cache.len() <= 160, "{} at {i}", cache.len());
         }
         assert_eq!(read(&cache, "token-9999", 1_001, 0), Some(9_999));

@@ -144,7 +144,9 @@ pub struct TokenMeta {
     /// The token's kind, when the verifier checks kinds.
     pub kind: Option<TokenKind>,
     /// `fam`, the login session a token belongs to, when present: revoking
-    /// the family revokes every token minted from that login.
+    /// the family revokes every token minted from that login, whether or not
+    /// the token also carries a `jti` (see
+    /// [`AuthLayer::revocations`](crate::auth::AuthLayer::revocations)).
     pub family: Option<String>,
 }
 

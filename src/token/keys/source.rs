@@ -33,6 +33,8 @@ use super::KeySet;
 pub trait KeySource: Send + Sync + 'static {
     /// The keys in force, or [`TokenError::KeysUnavailable`](crate::TokenError::KeysUnavailable)
     /// when none can be trusted (never fetched, or older than allowed).
+    /// While it answers an error, no token of this source is accepted, not
+    /// even one the verifier's token cache holds.
     fn current(&self) -> Result<std::sync::Arc<KeySet>, crate::TokenError>;
 
     /// Called when a token names a `kid` the current keys lack: a future
@@ -40,11 +42,16 @@ pub trait KeySource: Send + Sync + 'static {
     /// a refetch is not allowed yet (so random `kid`s cannot cause a storm).
     fn refresh_for_unknown_key(&self) -> Option<crate::BoxFuture<'static, ()>>;
 
-    /// A number that changes whenever the key set changes: a verifier's
-    /// token cache serves a token only under the generation it was checked
-    /// under, so a key removed from the set stops every token it signed at
-    /// once. There is no default: a source that never changed it would keep
-    /// serving the tokens of removed keys until they expire.
+    /// A number that changes whenever the key set changes, and never
+    /// returns to a value it had before (a counter that only goes up): a
+    /// verifier's token cache serves a token only while the source that
+    /// verified it reports the generation it was checked under, so a key
+    /// removed from the set stops every token it signed at once. Each
+    /// source of a verifier (its own, and each issuer's given with
+    /// [`VerifierBuilder::issuer_with_keys`](crate::token::VerifierBuilder::issuer_with_keys))
+    /// is compared on its own, whatever the others' numbers do. There is no
+    /// default: a source that never changed it would keep serving the
+    /// tokens of removed keys until they expire.
     fn generation(&self) -> u64;
 }
 

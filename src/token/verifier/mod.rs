@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::now_seconds;
 use crate::error::TokenError;
-use crate::token::cache::{CacheSlot, TokenCache};
+use crate::token::cache::{CacheSlot, KeysSeen, TokenCache};
 use crate::token::claims::{ErasedVerified, TokenKind, TokenKinds, TokenMeta};
 use crate::token::keys::{KeySet, KeySource, KeyStore, algorithm_name};
 use crate::token::payload::{Claim, RawRegistered, parse_registered, read_claims};
@@ -182,28 +182,54 @@ impl Verifier {
         self.inner.cache.get()
     }
 
-    /// Changes whenever any of the verifier's key sets changes.
-    pub(crate) fn key_generation(&self) -> u64 {
-        let generation = |store: &KeyStore| match store {
-            KeyStore::Static(_) => 0,
-            KeyStore::Source(source) => source.generation(),
-        };
-        self.inner
-            .issuer_keys
-            .iter()
-            .map(|(_, store)| generation(store))
-            .fold(generation(&self.inner.keys), u64::wrapping_add)
+    /// Whether a token verified under `seen` may still be served from the
+    /// cache: its key store reports the same generation (each store is
+    /// compared on its own, whatever the others do). A store whose keys
+    /// are unavailable answers that error, as a fresh verification would.
+    fn keys_still_current(&self, seen: KeysSeen) -> Result<bool, TokenError> {
+        match self.store_at(seen.store) {
+            Some(KeyStore::Static(_)) => Ok(true),
+            Some(KeyStore::Source(source)) => {
+                source.current()?;
+                Ok(source.generation() == seen.generation)
+            }
+            None => Ok(false),
+        }
     }
 
-    fn store_for(&self, issuer: Option<&str>) -> &KeyStore {
+    /// Like [`keys_still_current`](Self::keys_still_current), for making
+    /// room in the cache: unavailable keys count as changed.
+    fn keys_unchanged(&self, seen: KeysSeen) -> bool {
+        match self.store_at(seen.store) {
+            Some(KeyStore::Static(_)) => true,
+            Some(KeyStore::Source(source)) => source.generation() == seen.generation,
+            None => false,
+        }
+    }
+
+    /// The key store at `index`: 0 is the verifier's own, `i + 1` the
+    /// keys of the `i`-th issuer given its own.
+    fn store_at(&self, index: usize) -> Option<&KeyStore> {
+        match index.checked_sub(1) {
+            None => Some(&self.inner.keys),
+            Some(at) => self.inner.issuer_keys.get(at).map(|(_, store)| store),
+        }
+    }
+
+    /// The index ([`store_at`](Self::store_at)) of the keys for `issuer`.
+    fn store_index_for(&self, issuer: Option<&str>) -> usize {
         issuer
             .and_then(|iss| {
                 self.inner
                     .issuer_keys
                     .iter()
-                    .find(|(name, _)| **name == *iss)
-                    .map(|(_, store)| store)
+                    .position(|(name, _)| **name == *iss)
             })
+            .map_or(0, |at| at + 1)
+    }
+
+    fn store_for(&self, issuer: Option<&str>) -> &KeyStore {
+        self.store_at(self.store_index_for(issuer))
             .unwrap_or(&self.inner.keys)
     }
 
@@ -229,8 +255,9 @@ impl Verifier {
 
     /// Verifies `token` at `now` into a shared value, through the token
     /// cache when the verifier keeps one: a token this verifier verified
-    /// before, under the same keys and not expired, is served from the
-    /// cache; any other is verified and, when it passes, stored. Entries of
+    /// before, not expired, whose key source reports the generation it was
+    /// verified under and has its keys available, is served from the cache;
+    /// any other is verified and, when it passes, stored. Entries of
     /// another claims type (a verifier shared by layers of several types)
     /// are verified again.
     pub(crate) fn verify_shared<C>(
@@ -246,19 +273,26 @@ impl Verifier {
                 .verify_into(token, now, shared::<C>)
                 .map(|verified| (verified, false));
         };
-        // Read before verifying: keys that change meanwhile make the entry
-        // stale.
-        let generation = self.key_generation();
-        if let Some(hit) = cache.get(token, now, generation)
+        if let Some((hit, seen)) = cache.get(token, now)
             && hit.holds::<C>()
+            && self.keys_still_current(seen)?
         {
             cache.count_hit();
             return Ok((hit, true));
         }
         cache.count_miss();
-        let verified = self.verify_into(token, now, shared::<C>)?;
+        // The generation is read before the keys: keys that change
+        // meanwhile make the entry stale.
+        let (verified, seen) = self.verify_keys_seen(token, now, shared::<C>)?;
         let expires_at = verified.meta().expires_at;
-        cache.insert(token, Arc::clone(&verified), expires_at, now, generation);
+        cache.insert(
+            token,
+            Arc::clone(&verified),
+            expires_at,
+            now,
+            seen,
+            |keys| self.keys_unchanged(keys),
+        );
         Ok((verified, false))
     }
 
@@ -274,6 +308,18 @@ impl Verifier {
         now: u64,
         wrap: impl FnOnce(Verified<C>) -> T,
     ) -> Result<T, TokenError> {
+        self.verify_keys_seen(token, now, wrap)
+            .map(|(verified, _)| verified)
+    }
+
+    /// [`verify_into`](Self::verify_into), also telling which keys
+    /// verified the token (for the cache).
+    fn verify_keys_seen<C: DeserializeOwned, T>(
+        &self,
+        token: &[u8],
+        now: u64,
+        wrap: impl FnOnce(Verified<C>) -> T,
+    ) -> Result<(T, KeysSeen), TokenError> {
         let config = &*self.inner;
         if token.len() > config.max_len {
             return Err(TokenError::TooLong);
@@ -302,7 +348,7 @@ impl Verifier {
             return Err(TokenError::Malformed);
         }
         let message = &token[..last_dot];
-        self.check_signature(header_b64, message, signature_b64, payload)?;
+        let seen = self.check_signature(header_b64, message, signature_b64, payload)?;
 
         // The signature holds: read the claims, once.
         let mut parsed = false;
@@ -319,20 +365,21 @@ impl Verifier {
                 self.check_registered(&raw, now)?;
                 Err(err)
             }
-            verified => verified,
+            verified => verified.map(|verified| (verified, seen)),
         }
     }
 
-    /// The header's checks and the signature over `message`. `payload` (the
-    /// decoded, unverified payload) is read only to pick keys by `iss` when
-    /// several issuers each have their own.
+    /// The header's checks and the signature over `message`, and the keys
+    /// that verified it. `payload` (the decoded, unverified payload) is
+    /// read only to pick keys by `iss` when several issuers each have
+    /// their own.
     fn check_signature(
         &self,
         header_b64: &[u8],
         message: &[u8],
         signature_b64: &[u8],
         payload: &[u8],
-    ) -> Result<(), TokenError> {
+    ) -> Result<KeysSeen, TokenError> {
         let config = &*self.inner;
         let known_headers = config.known_headers.0.load();
         let known = known_headers.iter().find(|h| *h.segment == *header_b64);
@@ -368,18 +415,26 @@ impl Verifier {
 
         // With keys per issuer, `iss` (read before the signature is checked)
         // picks the keys; the issuer is then checked like any other claim.
-        let store = if config.issuer_keys.is_empty() {
-            &config.keys
+        let store_index = if config.issuer_keys.is_empty() {
+            0
         } else {
-            self.store_for(payload_issuer(payload, &config.kind_claim)?.as_deref())
+            self.store_index_for(payload_issuer(payload, &config.kind_claim)?.as_deref())
         };
+        let store = self.store_at(store_index).unwrap_or(&config.keys);
         let fetched;
-        let keys = match store {
-            KeyStore::Static(keys) => keys,
+        let (keys, generation) = match store {
+            KeyStore::Static(keys) => (keys, 0),
             KeyStore::Source(source) => {
+                // Read before the keys, so that a change in between leaves
+                // the cache entry stale rather than current.
+                let generation = source.generation();
                 fetched = source.current()?;
-                &*fetched
+                (&*fetched, generation)
             }
+        };
+        let seen = KeysSeen {
+            store: store_index,
+            generation,
         };
 
         // HMAC and elliptic-curve signatures fit the small buffer, RSA's the
@@ -401,7 +456,7 @@ impl Verifier {
                         .known_headers
                         .remember(header_b64, algorithm_name(key.algorithm()), kid);
                 }
-                return Ok(());
+                return Ok(seen);
             }
         }
         Err(if tried_any {
