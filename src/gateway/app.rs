@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::get;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_service::Service;
 
@@ -45,6 +45,7 @@ use super::config::{
 };
 use super::identity::{GatewayClaims, identity_headers};
 use super::proxy::{Forward, gateway_error};
+use super::target::{ValidTargetLayer, is_public, original_target, valid_authority};
 
 /// Why the gateway could not be assembled from valid settings (a store or
 /// key source that cannot start).
@@ -124,34 +125,6 @@ struct ByPolicy<G, P> {
     guarded: G,
     public: P,
     public_paths: Arc<[String]>,
-}
-
-/// Whether `path` may be treated as public: it lies under a public path and
-/// holds no dot segment or encoded dot or slash that an upstream could
-/// resolve to somewhere else.
-fn is_public(path: &str, public_paths: &[String]) -> bool {
-    if public_paths.is_empty() {
-        return false;
-    }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || path.contains('\\')
-    {
-        return false;
-    }
-    if path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
-        return false;
-    }
-    public_paths.iter().any(|public| {
-        path == public
-            || (path.starts_with(public.as_str())
-                && (public.ends_with('/') || path.as_bytes().get(public.len()) == Some(&b'/')))
-    })
 }
 
 impl<G, P> Service<Request> for ByPolicy<G, P>
@@ -431,13 +404,13 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
     };
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| "the original method is malformed")?;
-    let uri = Uri::from_maybe_shared(uri).map_err(|_| "the original target is malformed")?;
-    if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
-        return Err("the original target is not a path");
-    }
+    let uri = original_target(&method, uri)?;
     if present[4]
         && let Some(host) = only(headers.get_all(X_FORWARDED_HOST).iter())?.cloned()
     {
+        if !valid_authority(host.as_bytes()) {
+            return Err("X-Forwarded-Host is not a valid host and port");
+        }
         headers.insert(header::HOST, host);
     }
     headers.remove(header::CONTENT_LENGTH);
@@ -923,6 +896,8 @@ impl Gateway {
                 )
             }),
         };
+        // Before any route: the method, target and `Host` it serves.
+        let router = router.layer(ValidTargetLayer::new(settings.errors));
         Ok(Gateway {
             lockout: logins.lockout.clone(),
             router,
@@ -965,7 +940,11 @@ mod tests {
         assert!(is_public("/public/a.css", &public));
         assert!(is_public("/favicon.ico", &public));
         assert!(is_public("/docs", &public));
-        assert!(is_public("/docs/x", &public));
+        assert!(
+            !is_public("/docs/x", &public),
+            "an entry without / is one path"
+        );
+        assert!(!is_public("/favicon.ico/x", &public));
         assert!(!is_public("/docsecret", &public));
         assert!(!is_public("/public/../admin", &public));
         assert!(!is_public("/public/%2e%2e/admin", &public));

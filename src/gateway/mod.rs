@@ -47,6 +47,7 @@ mod identity;
 mod metrics;
 mod proxy;
 mod serve;
+mod target;
 mod upstream;
 pub mod users_file;
 
