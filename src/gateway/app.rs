@@ -45,7 +45,9 @@ use super::config::{
 };
 use super::identity::{GatewayClaims, identity_headers};
 use super::proxy::{Forward, gateway_error};
-use super::target::{ValidTargetLayer, is_public, original_target, valid_authority};
+use super::target::{
+    ValidTargetLayer, check_request, is_public, original_target, refused, valid_authority,
+};
 
 /// Why the gateway could not be assembled from valid settings (a store or
 /// key source that cannot start).
@@ -125,6 +127,8 @@ struct ByPolicy<G, P> {
     guarded: G,
     public: P,
     public_paths: Arc<[String]>,
+    /// The format of a refused request line or `Host`.
+    errors: ErrorStyle,
 }
 
 impl<G, P> Service<Request> for ByPolicy<G, P>
@@ -150,11 +154,17 @@ where
     G: Service<Request, Response = Response, Error = Infallible> + Clone,
     P: Service<Request, Response = Response, Error = Infallible> + Clone,
 {
-    /// Calls a clone of the stack `request`'s path belongs to.
+    /// Calls a clone of the stack `request`'s path belongs to, once its
+    /// method, target and `Host` pass [`check_request`].
     fn dispatch(
         &self,
-        request: Request,
+        mut request: Request,
     ) -> PolicyFuture<tower::util::Oneshot<G, Request>, tower::util::Oneshot<P, Request>> {
+        if let Err(why) = check_request(&mut request) {
+            return PolicyFuture::Refused {
+                response: Some(refused(self.errors, why)),
+            };
+        }
         if is_public(request.uri().path(), &self.public_paths) {
             PolicyFuture::Public {
                 future: self.public.clone().oneshot(request),
@@ -168,11 +178,13 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`ByPolicy`]: the guarded or the public stack's.
+    /// The future of [`ByPolicy`]: the guarded or the public stack's, or
+    /// the refusal of a request line or `Host`.
     #[project = PolicyProj]
     pub(crate) enum PolicyFuture<G, P> {
         Guarded { #[pin] future: G },
         Public { #[pin] future: P },
+        Refused { response: Option<Response> },
     }
 }
 
@@ -187,6 +199,10 @@ where
         match self.project() {
             PolicyProj::Guarded { future } => future.poll(cx),
             PolicyProj::Public { future } => future.poll(cx),
+            PolicyProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
         }
     }
 }
@@ -235,6 +251,7 @@ struct Guard {
     csrf: CsrfLayer<GatewayRejection>,
     space: SelectSpaceLayer<GatewayClaims, GatewayRejection>,
     public_paths: Arc<[String]>,
+    errors: ErrorStyle,
 }
 
 /// A terminal service behind the whole guard.
@@ -275,6 +292,7 @@ impl Guard {
             guarded,
             public,
             public_paths: Arc::clone(&self.public_paths),
+            errors: self.errors,
         }
     }
 }
@@ -860,6 +878,7 @@ impl Gateway {
             csrf: csrf.on_rejection(style),
             space: space.on_rejection(style),
             public_paths: settings.public_paths.clone().into(),
+            errors: settings.errors,
         };
 
         let allow = Allow {
@@ -874,8 +893,12 @@ impl Gateway {
             guard: guard.wrap(allow, allow_public),
             trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
         };
+        // The login routes check the request line and `Host` as the proxy
+        // and the decision endpoint do (in `ByPolicy::dispatch`, where it
+        // costs no allocation).
         let mut router = logins
             .router
+            .layer(ValidTargetLayer::new(settings.errors))
             .route("/healthz", get(|| async { "ok" }))
             .route_service(&settings.verify_path, decision);
         router = match &settings.upstream {
@@ -896,8 +919,6 @@ impl Gateway {
                 )
             }),
         };
-        // Before any route: the method, target and `Host` it serves.
-        let router = router.layer(ValidTargetLayer::new(settings.errors));
         Ok(Gateway {
             lockout: logins.lockout.clone(),
             router,

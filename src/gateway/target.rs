@@ -410,6 +410,26 @@ pub(crate) fn refusal(
     response
 }
 
+/// The answer to a request [`check_request`] refused, in the configured
+/// error format (a `405` names the methods served in `Allow`), logged as
+/// the client's fault.
+pub(crate) fn refused(style: ErrorStyle, why: BadTarget) -> Response {
+    tracing::info!(
+        reason = why.message,
+        status = why.status.as_u16(),
+        "refused a request line or Host"
+    );
+    if why.status == StatusCode::METHOD_NOT_ALLOWED {
+        let mut response = refusal(style, why.status, "method_not_allowed", why.message);
+        response.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        return response;
+    }
+    refusal(style, why.status, "invalid_request", why.message)
+}
+
 /// Refuses, before routing, a request whose method, target or `Host` the
 /// gateway does not serve (see the [module docs](self)), in the configured
 /// error format.
@@ -460,23 +480,7 @@ where
                 future: self.inner.call(request),
             },
             Err(why) => {
-                tracing::info!(
-                    reason = why.message,
-                    status = why.status.as_u16(),
-                    "refused a request line or Host"
-                );
-                let code = if why.status == StatusCode::METHOD_NOT_ALLOWED {
-                    "method_not_allowed"
-                } else {
-                    "invalid_request"
-                };
-                let mut response = refusal(self.style, why.status, code, why.message);
-                if why.status == StatusCode::METHOD_NOT_ALLOWED {
-                    response.headers_mut().insert(
-                        header::ALLOW,
-                        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-                    );
-                }
+                let response = refused(self.style, why);
                 ResponseFuture::Refused {
                     response: Some(response),
                 }
