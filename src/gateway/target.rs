@@ -1,6 +1,7 @@
-//! The request line and `Host`, checked before any route sees them
-//! ([`ValidTargetLayer`]), and the path shape the public paths are matched
-//! on ([`path_shape`]).
+//! The request line and `Host`, checked before the guard ([`check_request`],
+//! run by the guard's dispatch for the proxy and the decision endpoint, and
+//! by [`ValidTargetLayer`] on the login routes), and the path shape the
+//! public paths are matched on ([`path_shape`], [`is_public`]).
 //!
 //! A path is judged by the gateway and then resolved again by the upstream
 //! (and, next, matched by path-based authorization rules). Where servers
@@ -41,6 +42,12 @@
 //! optional port of at most five digits up to 65535; no user information,
 //! no path, no percent-encoding) is refused (`400`). The decision endpoint
 //! holds `X-Forwarded-Host` to the same rule ([`valid_authority`]).
+//!
+//! The decision endpoint also refuses an original target with a fragment
+//! ([`original_target`]): nginx forwards the whole target, so judging the
+//! part before `#` would judge something else. The gateway's own proxy
+//! reads a target without its fragment (hyper drops it) and forwards what
+//! it read.
 //!
 //! Every refusal is in the configured error format ([`refusal`]).
 
