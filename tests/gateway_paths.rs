@@ -353,6 +353,12 @@ async fn host_is_one_valid_authority() {
     };
     let two = with_hosts("HTTP/1.1", "Host: app.example\r\nHost: evil.example\r\n");
     refused(&raw_exchange(gateway, &two, RAW_TIMEOUT).await, "two Hosts");
+    // The login routes hold Host to the same rule.
+    let login = b"POST /api/login HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    assert_eq!(
+        raw_status(&raw_exchange(gateway, login, RAW_TIMEOUT).await),
+        400
+    );
     let none = with_hosts("HTTP/1.1", "");
     refused(&raw_exchange(gateway, &none, RAW_TIMEOUT).await, "no Host");
     for host in INVALID_HOSTS {

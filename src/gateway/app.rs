@@ -46,7 +46,8 @@ use super::config::{
 use super::identity::{GatewayClaims, identity_headers};
 use super::proxy::{Forward, gateway_error};
 use super::target::{
-    ValidTargetLayer, check_request, is_public, original_target, refused, valid_authority,
+    PathShape, ValidTargetLayer, check_request, matches_public, original_target, refused,
+    valid_authority,
 };
 
 /// Why the gateway could not be assembled from valid settings (a store or
@@ -160,12 +161,16 @@ where
         &self,
         mut request: Request,
     ) -> PolicyFuture<tower::util::Oneshot<G, Request>, tower::util::Oneshot<P, Request>> {
-        if let Err(why) = check_request(&mut request) {
-            return PolicyFuture::Refused {
-                response: Some(refused(self.errors, why)),
-            };
-        }
-        if is_public(request.uri().path(), &self.public_paths) {
+        let shape = match check_request(&mut request) {
+            Ok(shape) => shape,
+            Err(why) => {
+                return PolicyFuture::Refused {
+                    response: Some(refused(self.errors, why)),
+                };
+            }
+        };
+        // Only a plain path may be public (see `target`).
+        if shape == PathShape::Plain && matches_public(request.uri().path(), &self.public_paths) {
             PolicyFuture::Public {
                 future: self.public.clone().oneshot(request),
             }
@@ -950,6 +955,7 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::target::is_public;
 
     #[test]
     fn public_paths_never_cover_dot_segments_or_encoded_slashes() {

@@ -1,7 +1,7 @@
 //! The request line and `Host`, checked before the guard ([`check_request`],
 //! run by the guard's dispatch for the proxy and the decision endpoint, and
 //! by [`ValidTargetLayer`] on the login routes), and the path shape the
-//! public paths are matched on ([`path_shape`], [`is_public`]).
+//! public paths are matched on ([`path_shape`], [`matches_public`]).
 //!
 //! A path is judged by the gateway and then resolved again by the upstream
 //! (and, next, matched by path-based authorization rules). Where servers
@@ -227,10 +227,16 @@ fn percent_decode(bytes: &[u8]) -> Vec<u8> {
 /// ([`PathShape::Plain`]) and equals an entry, or starts with an entry that
 /// ends in `/` (a prefix of whole segments). `/favicon.ico` opens that one
 /// path, not `/favicon.ico/x`; `/public/` opens everything below it.
+#[cfg(test)]
 pub(crate) fn is_public(path: &str, public_paths: &[String]) -> bool {
-    if public_paths.is_empty() || path_shape(path) != Ok(PathShape::Plain) {
-        return false;
-    }
+    !public_paths.is_empty()
+        && path_shape(path) == Ok(PathShape::Plain)
+        && matches_public(path, public_paths)
+}
+
+/// Whether `path`, already known to be plain, equals an entry of
+/// `public_paths` or starts with one that ends in `/`.
+pub(crate) fn matches_public(path: &str, public_paths: &[String]) -> bool {
     public_paths.iter().any(|public| {
         if public.ends_with('/') {
             path.starts_with(public.as_str())
@@ -311,8 +317,9 @@ impl From<AmbiguousPath> for BadTarget {
 }
 
 /// Checks the method, target and `Host` of `request`, and puts an
-/// absolute-form target in origin form with its authority as `Host`.
-pub(crate) fn check_request<B>(request: &mut Request<B>) -> Result<(), BadTarget> {
+/// absolute-form target in origin form with its authority as `Host`; the
+/// shape of its path when it passes.
+pub(crate) fn check_request<B>(request: &mut Request<B>) -> Result<PathShape, BadTarget> {
     if request.method() == Method::CONNECT {
         return Err(BadTarget {
             status: StatusCode::METHOD_NOT_ALLOWED,
@@ -352,21 +359,20 @@ pub(crate) fn check_request<B>(request: &mut Request<B>) -> Result<(), BadTarget
         }
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| BadTarget::bad_request("the target's authority is not a valid host"))?;
-        path_shape(uri.path())?;
+        let shape = path_shape(uri.path())?;
         let origin_form = uri
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()));
         request.headers_mut().insert(header::HOST, host);
         *request.uri_mut() = origin_form;
-        return Ok(());
+        return Ok(shape);
     }
     if uri.authority().is_some() || !uri.path().starts_with('/') {
         return Err(BadTarget::bad_request(
             "the target is not a path (authority or asterisk form)",
         ));
     }
-    path_shape(uri.path())?;
-    Ok(())
+    Ok(path_shape(uri.path())?)
 }
 
 /// The original target a forward-auth proxy describes (`X-Original-URI`,
@@ -483,7 +489,7 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         match check_request(&mut request) {
-            Ok(()) => ResponseFuture::Inner {
+            Ok(_) => ResponseFuture::Inner {
                 future: self.inner.call(request),
             },
             Err(why) => {
