@@ -82,18 +82,53 @@ pub(crate) enum PathShape {
 pub(crate) struct AmbiguousPath(pub(crate) &'static str);
 
 /// Whether `b` is an unreserved character (RFC 3986 §2.3).
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// Whether `b` may stand raw in a plain path segment: unreserved, the
 /// sub-delimiters but `;`, `:` and `@` (RFC 3986 §3.3).
-fn is_plain_path_byte(b: u8) -> bool {
+const fn is_plain_path_byte(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
             b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
         )
+}
+
+/// Whether `b` may stand in a host name: unreserved or a sub-delimiter
+/// (RFC 3986 §3.2.2, without percent-encoding).
+const fn is_host_byte(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+        )
+}
+
+const PLAIN_PATH: u8 = 1;
+const HOST: u8 = 2;
+
+/// Each byte's classes ([`PLAIN_PATH`], [`HOST`]): one load per byte on
+/// the common path.
+static CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if is_plain_path_byte(b) {
+            table[i] |= PLAIN_PATH;
+        }
+        if is_host_byte(b) {
+            table[i] |= HOST;
+        }
+        i += 1;
+    }
+    table
+};
+
+fn has_class(b: u8, class: u8) -> bool {
+    CLASSES[usize::from(b)] & class != 0
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -117,7 +152,11 @@ pub(crate) fn path_shape(path: &str) -> Result<PathShape, AmbiguousPath> {
     let mut encoded_non_ascii = false;
     let mut segment_start = 1;
     let mut i = 1;
-    while i <= bytes.len() {
+    loop {
+        // The common case: a run of plain bytes.
+        while bytes.get(i).is_some_and(|&b| has_class(b, PLAIN_PATH)) {
+            i += 1;
+        }
         let Some(&b) = bytes.get(i) else {
             check_segment(&bytes[segment_start..])?;
             break;
@@ -178,7 +217,6 @@ pub(crate) fn path_shape(path: &str) -> Result<PathShape, AmbiguousPath> {
                 return Err(AmbiguousPath("the path has a path parameter (;)"));
             }
             b'\\' => return Err(AmbiguousPath("the path has a backslash")),
-            b if is_plain_path_byte(b) => {}
             _ => {
                 return Err(AmbiguousPath(
                     "the path has a character a URI does not allow (a control, a space, \
@@ -196,7 +234,7 @@ pub(crate) fn path_shape(path: &str) -> Result<PathShape, AmbiguousPath> {
 
 /// Refuses a dot segment.
 fn check_segment(segment: &[u8]) -> Result<(), AmbiguousPath> {
-    if segment == b"." || segment == b".." {
+    if matches!(segment, [b'.'] | [b'.', b'.']) {
         return Err(AmbiguousPath("the path has a dot segment (. or ..)"));
     }
     Ok(())
@@ -251,7 +289,7 @@ pub(crate) fn matches_public(path: &str, public_paths: &[String]) -> bool {
 /// brackets, then an optional `:` and a port of one to five digits up to
 /// 65535. No user information, no path, no percent-encoding, not empty.
 pub(crate) fn valid_authority(value: &[u8]) -> bool {
-    let (host, port) = if value.first() == Some(&b'[') {
+    let host_end = if value.first() == Some(&b'[') {
         let Some(end) = value.iter().position(|&b| b == b']') else {
             return false;
         };
@@ -262,35 +300,30 @@ pub(crate) fn valid_authority(value: &[u8]) -> bool {
         {
             return false;
         }
-        match &value[end + 1..] {
-            [] => return true,
-            [b':', port @ ..] => (&value[..=end], Some(port)),
-            _ => return false,
-        }
+        end + 1
     } else {
-        match value.iter().position(|&b| b == b':') {
-            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
-            None => (value, None),
+        // One pass over a host name, up to its end or its port.
+        let mut at = 0;
+        while value.get(at).is_some_and(|&b| has_class(b, HOST)) {
+            at += 1;
         }
+        if at == 0 {
+            return false;
+        }
+        at
     };
-    let host_ok = host.first() == Some(&b'[')
-        || (!host.is_empty()
-            && host.iter().all(|&b| {
-                is_unreserved(b)
-                    || matches!(
-                        b,
-                        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
-                    )
-            }));
-    let port_ok = match port {
+    match value.get(host_end) {
         None => true,
-        Some(port) => {
-            (1..=5).contains(&port.len())
-                && port.iter().all(u8::is_ascii_digit)
-                && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65_535
-        }
-    };
-    host_ok && port_ok
+        Some(b':') => valid_port(&value[host_end + 1..]),
+        Some(_) => false,
+    }
+}
+
+/// One to five digits, at most 65535.
+fn valid_port(port: &[u8]) -> bool {
+    (1..=5).contains(&port.len())
+        && port.iter().all(u8::is_ascii_digit)
+        && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65_535
 }
 
 /// Why a request line or `Host` is refused: the status and a message safe
@@ -376,8 +409,8 @@ pub(crate) fn check_request<B>(request: &mut Request<B>) -> Result<PathShape, Ba
 }
 
 /// The original target a forward-auth proxy describes (`X-Original-URI`,
-/// `X-Forwarded-Uri`) with its method: a path in origin form with one
-/// reading ([`path_shape`]), no fragment (nginx forwards the whole target,
+/// `X-Forwarded-Uri`) with its method: a path in origin form (whose
+/// reading [`check_request`] checks next, as for the proxy), no fragment (nginx forwards the whole target,
 /// so judging the part before `#` would judge something else), and not the
 /// target of a `CONNECT`.
 pub(crate) fn original_target(method: &Method, value: HeaderValue) -> Result<Uri, &'static str> {
@@ -391,7 +424,8 @@ pub(crate) fn original_target(method: &Method, value: HeaderValue) -> Result<Uri
     if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
         return Err("the original target is not a path");
     }
-    path_shape(uri.path()).map_err(|why| why.0)?;
+    // Its path's shape is checked once, by the guard's dispatch
+    // (`check_request`), as the proxy's is.
     Ok(uri)
 }
 
