@@ -152,6 +152,7 @@ mod gateway {
         let router = Gateway::build(&settings).unwrap().router();
         let peer = PeerAddr(SocketAddr::from(([127, 0, 0, 1], 40_000)));
         let login = Request::post("/api/login")
+            .header(header::HOST, "authgate")
             .header(header::CONTENT_TYPE, "application/json")
             .extension(peer)
             .body(Body::from(r#"{"username":"admin","password":"admin"}"#))
@@ -170,6 +171,8 @@ mod gateway {
         let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, bearer);
+        // An HTTP/1.1 request without `Host` is refused (RFC 9112 §3.2).
+        headers.insert(header::HOST, HeaderValue::from_static("authgate"));
         let uri = match what {
             "healthz" => Uri::from_static("/healthz"),
             "verify" => {

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::get;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_service::Service;
 
@@ -45,6 +45,9 @@ use super::config::{
 };
 use super::identity::{GatewayClaims, identity_field, identity_headers, same_field};
 use super::proxy::{Forward, connect_refused, gateway_error, upgrade_other_than_websocket};
+use super::target::{
+    PathShape, ValidTargetLayer, check_request, matches_public, original_target, refused,
+};
 
 /// Why the gateway could not be assembled from valid settings (a store or
 /// key source that cannot start).
@@ -124,34 +127,8 @@ struct ByPolicy<G, P> {
     guarded: G,
     public: P,
     public_paths: Arc<[String]>,
-}
-
-/// Whether `path` may be treated as public: it lies under a public path and
-/// holds no dot segment or encoded dot or slash that an upstream could
-/// resolve to somewhere else.
-fn is_public(path: &str, public_paths: &[String]) -> bool {
-    if public_paths.is_empty() {
-        return false;
-    }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || path.contains('\\')
-    {
-        return false;
-    }
-    if path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
-        return false;
-    }
-    public_paths.iter().any(|public| {
-        path == public
-            || (path.starts_with(public.as_str())
-                && (public.ends_with('/') || path.as_bytes().get(public.len()) == Some(&b'/')))
-    })
+    /// The format of a refused request line or `Host`.
+    errors: ErrorStyle,
 }
 
 impl<G, P> Service<Request> for ByPolicy<G, P>
@@ -177,12 +154,22 @@ where
     G: Service<Request, Response = Response, Error = Infallible> + Clone,
     P: Service<Request, Response = Response, Error = Infallible> + Clone,
 {
-    /// Calls a clone of the stack `request`'s path belongs to.
+    /// Calls a clone of the stack `request`'s path belongs to, once its
+    /// method, target and `Host` pass [`check_request`].
     fn dispatch(
         &self,
-        request: Request,
+        mut request: Request,
     ) -> PolicyFuture<tower::util::Oneshot<G, Request>, tower::util::Oneshot<P, Request>> {
-        if is_public(request.uri().path(), &self.public_paths) {
+        let shape = match check_request(&mut request) {
+            Ok(shape) => shape,
+            Err(why) => {
+                return PolicyFuture::Refused {
+                    response: Some(refused(self.errors, why)),
+                };
+            }
+        };
+        // Only a plain path may be public (see `target`).
+        if shape == PathShape::Plain && matches_public(request.uri().path(), &self.public_paths) {
             PolicyFuture::Public {
                 future: self.public.clone().oneshot(request),
             }
@@ -195,11 +182,13 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`ByPolicy`]: the guarded or the public stack's.
+    /// The future of [`ByPolicy`]: the guarded or the public stack's, or
+    /// the refusal of a request line or `Host`.
     #[project = PolicyProj]
     pub(crate) enum PolicyFuture<G, P> {
         Guarded { #[pin] future: G },
         Public { #[pin] future: P },
+        Refused { response: Option<Response> },
     }
 }
 
@@ -214,6 +203,10 @@ where
         match self.project() {
             PolicyProj::Guarded { future } => future.poll(cx),
             PolicyProj::Public { future } => future.poll(cx),
+            PolicyProj::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
         }
     }
 }
@@ -262,6 +255,7 @@ struct Guard {
     csrf: CsrfLayer<GatewayRejection>,
     space: SelectSpaceLayer<GatewayClaims, GatewayRejection>,
     public_paths: Arc<[String]>,
+    errors: ErrorStyle,
 }
 
 /// A terminal service behind the whole guard.
@@ -302,6 +296,7 @@ impl Guard {
             guarded,
             public,
             public_paths: Arc::clone(&self.public_paths),
+            errors: self.errors,
         }
     }
 }
@@ -434,13 +429,11 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
     };
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| "the original method is malformed")?;
-    let uri = Uri::from_maybe_shared(uri).map_err(|_| "the original target is malformed")?;
-    if uri.scheme().is_some() || uri.authority().is_some() || !uri.path().starts_with('/') {
-        return Err("the original target is not a path");
-    }
+    let uri = original_target(&method, uri)?;
     if present[4]
         && let Some(host) = only(headers.get_all(X_FORWARDED_HOST).iter())?.cloned()
     {
+        // Held to the rule of `Host` by the guard's dispatch (`check_request`).
         headers.insert(header::HOST, host);
     }
     headers.remove(header::CONTENT_LENGTH);
@@ -969,6 +962,7 @@ impl Gateway {
             csrf: csrf.on_rejection(style),
             space: space.on_rejection(style),
             public_paths: settings.public_paths.clone().into(),
+            errors: settings.errors,
         };
 
         let allow = Allow {
@@ -986,8 +980,12 @@ impl Gateway {
             identity,
             space_header: settings.space_header.clone(),
         };
+        // The login routes check the request line and `Host` as the proxy
+        // and the decision endpoint do (in `ByPolicy::dispatch`, where it
+        // costs no allocation).
         let mut router = logins
             .router
+            .layer(ValidTargetLayer::new(settings.errors))
             .route("/healthz", get(|| async { "ok" }))
             .route_service(&settings.verify_path, decision);
         router = match &settings.upstream {
@@ -1040,6 +1038,7 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::target::is_public;
 
     #[test]
     fn public_paths_never_cover_dot_segments_or_encoded_slashes() {
@@ -1051,7 +1050,11 @@ mod tests {
         assert!(is_public("/public/a.css", &public));
         assert!(is_public("/favicon.ico", &public));
         assert!(is_public("/docs", &public));
-        assert!(is_public("/docs/x", &public));
+        assert!(
+            !is_public("/docs/x", &public),
+            "an entry without / is one path"
+        );
+        assert!(!is_public("/favicon.ico/x", &public));
         assert!(!is_public("/docsecret", &public));
         assert!(!is_public("/public/../admin", &public));
         assert!(!is_public("/public/%2e%2e/admin", &public));

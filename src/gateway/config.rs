@@ -542,6 +542,11 @@ pub struct Settings {
     pub(crate) trusted_origins: Vec<String>,
     pub(crate) space_header: HeaderName,
     pub(crate) default_space: Option<String>,
+    /// Paths served without a token (the address filter still applies): an
+    /// entry ending in `/` opens every path below it (a prefix of whole
+    /// segments), one without opens that one path. Only a plain path (no
+    /// percent-encoding, dot segment, `;`, `\` or `//`) ever matches; see
+    /// `gateway::target`.
     pub(crate) public_paths: Vec<String>,
     pub(crate) errors: ErrorStyle,
     pub(crate) realm: String,
@@ -1363,11 +1368,21 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
     };
     let mut public_paths = Vec::new();
     for (i, path) in guard.public_paths.iter().enumerate() {
-        public_paths.push(check_path(
-            source,
-            &format!("guard.public_paths[{i}]"),
-            path,
-        )?);
+        let key = format!("guard.public_paths[{i}]");
+        let checked = check_path(source, &key, path)?;
+        // An entry that is not a plain path could never match one.
+        if crate::gateway::target::path_shape(&checked)
+            != Ok(crate::gateway::target::PathShape::Plain)
+        {
+            return Err(source.error(
+                key,
+                &path.span(),
+                format!(
+                    "a public path is plain: no percent-encoding, dot segment, ';', '\\' or '//': {checked:?}"
+                ),
+            ));
+        }
+        public_paths.push(checked);
     }
     let errors = match &guard.errors {
         None => ErrorStyle::Json,
@@ -1843,6 +1858,11 @@ mod tests {
         ));
         assert_eq!(err.key(), Some("guard.ip_deny[1]"), "{err}");
         assert_eq!(err.line(), Some(6), "{err}");
+
+        let err = error(&format!(
+            "{keys}public_paths = [\"/public/\", \"/a/..;/b\"]\n"
+        ));
+        assert_eq!(err.key(), Some("guard.public_paths[1]"), "{err}");
 
         let err = error("[keys]\nsigning_key = \"ephemeral\"\n[[login]]\npreset = \"cookie\"\n");
         assert_eq!(err.key(), Some("login[0].preset"), "{err}");

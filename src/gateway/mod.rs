@@ -53,7 +53,11 @@
 //! # The proxy
 //!
 //! Every request that is not a login endpoint, `/healthz` or the decision
-//! endpoint goes through the guard to the upstream. The identity headers
+//! endpoint goes through the guard to the upstream. Before the guard, a
+//! request whose target has more than one reading, that is not in origin
+//! form, that is a `CONNECT`, or whose `Host` is missing, repeated or
+//! invalid is refused; only a plain path is public (the `target` module's
+//! docs list the rules). The identity headers
 //! (default `X-Auth-Subject`, `X-Auth-Roles`, `X-Auth-Spaces`, `X-Space`, and
 //! the claims as JSON when configured) are stated only when every check has
 //! left its mark in the request; otherwise the gateway answers `500` rather
@@ -89,6 +93,7 @@ mod metrics;
 mod proxy;
 pub mod risks;
 mod serve;
+mod target;
 mod upstream;
 pub mod users_file;
 

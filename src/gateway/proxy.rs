@@ -41,7 +41,9 @@
 //! - Bodies stream both ways without buffering.
 //! - An upstream that cannot be reached answers `502`, one that does not
 //!   send its response head within the timeout `504`, each with a JSON body
-//!   saying so.
+//!   saying so. A request body that breaks off or is malformed on the
+//!   client's side (a bad chunk size, the connection closed early) answers
+//!   `400`, logged as the client's fault.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -456,6 +458,13 @@ pub(crate) fn connect_refused() -> Response<Body> {
     response
 }
 
+/// Whether sending to the upstream failed because the client's body did (a
+/// malformed chunk, a connection closed before the body's end): the
+/// client's fault, not the upstream's.
+fn client_body_failed(err: &hyper::Error) -> bool {
+    err.is_user() && std::error::Error::source(err).is_some_and(|cause| cause.is::<axum::Error>())
+}
+
 /// A gateway error answer: `{"error":…,"error_description":…}`.
 pub(crate) fn gateway_error(status: StatusCode, code: &str, description: &str) -> Response<Body> {
     let body = serde_json::json!({"error": code, "error_description": description}).to_string();
@@ -534,6 +543,14 @@ async fn forward(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 "the upstream did not accept the connection in time",
+            );
+        }
+        Ok(Err(UpstreamError::Request(err))) if client_body_failed(&err) => {
+            tracing::info!(error = %err, "the client's request body broke off or was malformed");
+            return gateway_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body is malformed or ended early",
             );
         }
         Ok(Err(err)) => {
