@@ -44,7 +44,7 @@ use super::config::{
     ErrorStyle, IdentityHeaders, LoginSettings, PresetKind, Settings, SourceSetting,
 };
 use super::identity::{GatewayClaims, identity_field, identity_headers, same_field};
-use super::proxy::{Forward, connect_refused, gateway_error, upgrade_other_than_websocket};
+use super::proxy::{Forward, gateway_error, upgrade_other_than_websocket};
 use super::target::{
     PathShape, ValidTargetLayer, check_request, matches_public, original_target, refused,
 };
@@ -535,10 +535,6 @@ impl Decision {
                 "invalid_request",
                 why,
             ));
-        }
-        if parts.method == http::Method::CONNECT {
-            // A tunnel the front would open to the upstream: never allowed.
-            return answer(connect_refused());
         }
         // Only the peer address goes on: nothing a route left in the
         // extensions may pass for a check. (`clear` keeps the map's room for

@@ -21,8 +21,9 @@
 //!   other upgrade (`h2c`, arbitrary tokens) goes on as a plain request,
 //!   and a `101` naming another protocol is a `502`. A joined WebSocket is
 //!   closed at its token's `exp`, once the token is found revoked, and
-//!   after `[server] websocket_max_lifetime` in any case. `CONNECT` is
-//!   answered `405`: the gateway opens no tunnel.
+//!   after `[server] websocket_max_lifetime` in any case. `CONNECT` never
+//!   reaches the proxy: the request-line check before routing answers it
+//!   `405` ([`target`](super::target)).
 //! - Request trailers are not forwarded: the `Trailer` field is removed and
 //!   the trailer frames of a chunked body are dropped, so no trailer can
 //!   carry an identity.
@@ -169,9 +170,6 @@ impl Service<Request<Body>> for Forward {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if request.method() == http::Method::CONNECT {
-            return Box::pin(std::future::ready(Ok(connect_refused())));
-        }
         let shared = Arc::clone(&self.shared);
         let authenticated = self.authenticated;
         Box::pin(async move { Ok(forward(&shared, authenticated, request).await) })
@@ -442,20 +440,6 @@ impl http_body::Body for WithoutTrailers {
     fn size_hint(&self) -> http_body::SizeHint {
         self.0.size_hint()
     }
-}
-
-/// The answer to `CONNECT`, which would open a tunnel through the gateway
-/// (or the proxy in front): `405`, for the proxy and the decision endpoint.
-pub(crate) fn connect_refused() -> Response<Body> {
-    let mut response = gateway_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "CONNECT is not served",
-    );
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
 }
 
 /// Whether sending to the upstream failed because the client's body did (a
