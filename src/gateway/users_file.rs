@@ -38,8 +38,6 @@
 
 use std::path::Path;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHasher, SaltString};
 use serde::{Deserialize, Serialize};
 
 use unicode_normalization::UnicodeNormalization;
@@ -193,13 +191,10 @@ fn fold_username(username: &str) -> String {
 }
 
 /// An argon2id hash of `password` in PHC form, with the parameters
-/// [`MemoryUsers`] uses.
+/// [`MemoryUsers`] uses ([`crate::login::hash_password`], its error as text
+/// for the command line).
 pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|err| format!("password hashing failed: {err}"))
+    crate::login::hash_password(password).map_err(|err| err.to_string())
 }
 
 /// A new account for [`add_user`].
