@@ -35,6 +35,15 @@
 //! | `schemes` | issuer (feature `presets`) | the five documented login APIs as routers |
 //! | `gateway` | on both (feature `gateway`) | the `authgate` binary's parts: configuration file, login endpoints, forward-auth decision endpoint, reverse proxy |
 //!
+//! # Guides
+//!
+//! The package ships one guide per topic beside the README, under `docs/`:
+//! `modules.md` (every module, layer and store), `demo.md` (the documented
+//! APIs against the demo), `gateway.md` (the `authgate` binary, its
+//! configuration and its fronts), `security.md` (what the layers and the
+//! gateway refuse, remove and bound, with the defaults), `redis.md`,
+//! `observability.md`, `performance.md` and `testing.md`.
+//!
 //! # What reads what
 //!
 //! Layers hand over through request extensions; extractors only read them.

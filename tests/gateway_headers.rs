@@ -352,7 +352,7 @@ async fn forwarding_fields_from_an_untrusted_client_are_removed() {
     let edge = edge().await;
     let front = &edge.fronts[0];
     let bearer = bearer_token(front, "admin").await;
-    // nginx and Caddy, as the README configures them, set the client's
+    // nginx and Caddy, as docs/gateway.md configures them, set the client's
     // address rather than append to what it sent.
     for front in &edge.fronts[1..] {
         let reply = front

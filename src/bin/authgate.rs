@@ -1,5 +1,5 @@
 //! `authgate`: login endpoints, a forward-auth decision endpoint and a
-//! reverse proxy, from one TOML file (see the README's Gateway section).
+//! reverse proxy, from one TOML file (see the guide docs/gateway.md).
 //!
 //! ```text
 //! authgate --config FILE [--listen ADDR] [--upstream URL]

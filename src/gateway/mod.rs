@@ -47,8 +47,8 @@
 //!   meet are configuration errors.
 //!
 //! The `authgate` binary reads the file ([`Settings::load`]), builds the
-//! [`Gateway`] and serves it ([`serve_until_signalled`]). The README's
-//! Gateway section is the configuration reference.
+//! [`Gateway`] and serves it ([`serve_until_signalled`]). The guide
+//! `docs/gateway.md` is the configuration reference.
 //!
 //! # The proxy
 //!
