@@ -452,7 +452,10 @@ fn original_request(parts: &mut http::request::Parts) -> Result<(), &'static str
 /// copied, and a `Trailer` naming one announces a trailer the endpoint
 /// never sees (it gets no body). The space header is the client's own
 /// input under its name (`space_header`), never under another spelling.
-fn no_identity_copies(
+/// An `Upgrade` other than `websocket` is refused too: the proxy in front
+/// would pass it on, and only WebSocket is tunnelled. One pass over the
+/// names; the fields that name others are read only when present.
+fn fields_the_front_would_pass_on(
     headers: &HeaderMap,
     names: &IdentityHeaders,
     space_header: &HeaderName,
@@ -460,13 +463,19 @@ fn no_identity_copies(
     // `Connection` and `Trailer` are read only when present: the proxies
     // in front rarely pass them.
     let mut naming_fields = false;
+    let mut upgrade = false;
     for name in headers.keys() {
         naming_fields |= *name == header::CONNECTION || *name == header::TRAILER;
+        upgrade |= *name == header::UPGRADE;
         if let Some(identity) = identity_field(name, names)
             && !(name == identity && name == space_header)
         {
             return Err("the request carries an identity header, or another spelling of one");
         }
+    }
+    if upgrade && upgrade_other_than_websocket(headers) {
+        // The proxy in front would pass it on: only WebSocket is tunnelled.
+        return Err("only websocket upgrades are passed on");
     }
     if !naming_fields {
         return Ok(());
@@ -517,17 +526,10 @@ impl Decision {
                 "the decision endpoint answers the proxies listed in server.trusted_proxies only",
             ));
         }
-        if upgrade_other_than_websocket(request.headers()) {
-            // The proxy in front would pass it on: only WebSocket is tunnelled.
-            return answer(gateway_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "only websocket upgrades are passed on",
-            ));
-        }
         let (mut parts, _) = request.into_parts();
-        let described = no_identity_copies(&parts.headers, &self.identity, &self.space_header)
-            .and_then(|()| original_request(&mut parts));
+        let described =
+            fields_the_front_would_pass_on(&parts.headers, &self.identity, &self.space_header)
+                .and_then(|()| original_request(&mut parts));
         if let Err(why) = described {
             tracing::warn!(reason = why, "the decision endpoint cannot judge a request");
             return answer(gateway_error(
@@ -1074,7 +1076,7 @@ mod tests {
             for (name, value) in headers {
                 map.append(*name, HeaderValue::from_static(value));
             }
-            no_identity_copies(&map, &names, &space_header)
+            fields_the_front_would_pass_on(&map, &names, &space_header)
         };
         assert!(check(&[("x-space", "production"), ("connection", "keep-alive")]).is_ok());
         for forged in [
@@ -1094,7 +1096,7 @@ mod tests {
         let tenant = HeaderName::from_static("x-tenant");
         let mut map = HeaderMap::new();
         map.insert("x-space", HeaderValue::from_static("production"));
-        assert!(no_identity_copies(&map, &names, &tenant).is_err());
+        assert!(fields_the_front_would_pass_on(&map, &names, &tenant).is_err());
     }
 
     #[test]
