@@ -562,3 +562,116 @@ async fn a_full_hashing_queue_refuses_logins_at_once_with_busy() {
     );
     assert_eq!(LoginError::Busy.retry_after(), Some(1));
 }
+
+/// The payload of a compact JWT, as JSON.
+fn payload(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn minted_tokens_carry_the_scopes_as_one_space_separated_scope_claim() {
+    let issuer = issuer();
+    let auditor = tower_authgate::login::Principal::builder("1", "auditor")
+        .roles(["admin"])
+        .scopes(["audit:read", "projects:write", "", "two words"])
+        .build();
+    assert_eq!(auditor.scopes, ["audit:read", "projects:write"]);
+    let pair = issuer.issue_pair(&auditor, PairLifetimes::new()).unwrap();
+    assert_eq!(
+        payload(&pair.access.token)["scope"],
+        "audit:read projects:write"
+    );
+    assert_eq!(
+        pair.access.claims.scopes().collect::<Vec<_>>(),
+        ["audit:read", "projects:write"]
+    );
+    let access = issuer.issue_access(&auditor, 60).unwrap();
+    assert_eq!(payload(&access.token)["scope"], "audit:read projects:write");
+    // No scopes: no claim at all, not an empty string.
+    let plain = tower_authgate::login::Principal::new("2", "plain");
+    let pair = issuer.issue_pair(&plain, PairLifetimes::new()).unwrap();
+    assert!(payload(&pair.access.token).get("scope").is_none());
+}
+
+#[tokio::test]
+async fn a_refresh_reads_the_scopes_again() {
+    let issuer = issuer();
+    let users = MemoryUsers::new().unwrap();
+    users
+        .insert(NewUser::new("alice", "pw").scopes(["audit:read", "projects:write"]))
+        .unwrap();
+    let users = Arc::new(users);
+    let flow = LoginFlow::new(users.clone(), issuer.clone());
+    let alice = users.find("alice").await.unwrap().unwrap();
+    let pair = issuer.issue_pair(&alice, PairLifetimes::new()).unwrap();
+    assert_eq!(pair.access.claims.scope, "audit:read projects:write");
+    let refresh = pair.refresh.unwrap().token;
+    users
+        .insert(NewUser::new("alice", "pw").scopes(["projects:write"]))
+        .unwrap();
+    let renewed = flow
+        .refresh(&refresh, RefreshOptions::keeping())
+        .await
+        .unwrap();
+    assert_eq!(payload(&renewed.access.token)["scope"], "projects:write");
+    users.insert(NewUser::new("alice", "pw")).unwrap();
+    let renewed = flow
+        .refresh(&refresh, RefreshOptions::keeping())
+        .await
+        .unwrap();
+    assert!(payload(&renewed.access.token).get("scope").is_none());
+}
+
+#[tokio::test]
+async fn a_service_account_never_carries_more_scopes_than_its_creator() {
+    let issuer = issuer();
+    let users = MemoryUsers::new().unwrap();
+    users
+        .insert(
+            NewUser::new("root", "pw")
+                .roles(["admin"])
+                .scopes(["audit:read", "projects:write"]),
+        )
+        .unwrap();
+    let root = users.find("root").await.unwrap().unwrap();
+    let accounts = ServiceAccounts::default();
+    // By default: the creator's scopes.
+    let (all, token) = accounts
+        .create(issuer.as_ref(), &root, "ci", 3600)
+        .await
+        .unwrap();
+    assert_eq!(all.scopes, ["audit:read", "projects:write"]);
+    assert_eq!(payload(&token)["scope"], "audit:read projects:write");
+    // Narrowed to a subset.
+    let (narrow, token) = accounts
+        .create_with_scopes(issuer.as_ref(), &root, "audit export", 3600, ["audit:read"])
+        .await
+        .unwrap();
+    assert_eq!(narrow.scopes, ["audit:read"]);
+    assert_eq!(payload(&token)["scope"], "audit:read");
+    let claims = issuer
+        .verify(&token, &[TokenKind::ServiceAccount])
+        .await
+        .unwrap();
+    assert_eq!(claims.scopes().collect::<Vec<_>>(), ["audit:read"]);
+    // A scope the creator lacks: refused, nothing minted or recorded.
+    let before = accounts.list().await.unwrap().len();
+    assert!(matches!(
+        accounts
+            .create_with_scopes(
+                issuer.as_ref(),
+                &root,
+                "escalate",
+                3600,
+                ["audit:read", "admin:all"]
+            )
+            .await,
+        Err(LoginError::Forbidden(_))
+    ));
+    assert_eq!(accounts.list().await.unwrap().len(), before);
+}

@@ -197,7 +197,9 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
             .email("admin@example.com")
             .name("Administrator")
             .spaces(["default_space", "production"])
-            .roles(["admin"]),
+            .roles(["admin"])
+            // `GET /api/audit` requires it; `operator` has none.
+            .scopes(["audit:read"]),
     )?;
     users.insert(
         NewUser::new("operator", "operator")

@@ -21,8 +21,9 @@ use super::{LoginError, Principal};
 /// `sub`, `iss`, `iat`, `exp`, `exi` (seconds of validity), `jti` and
 /// `usefor` are exactly the claims of the datarhei Core API's sample tokens;
 /// `fam` ties the tokens of one login together and `frl` says how long that
-/// login's refresh tokens live; `spaces` and `roles` carry the principal's
-/// grants.
+/// login's refresh tokens live; `spaces`, `roles` and `scope` carry the
+/// principal's grants (`scope` as RFC 8693 §4.2 and RFC 9068 §2.2.3 write
+/// it: one string of space-separated scopes, absent when there are none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AuthClaims {
@@ -65,6 +66,10 @@ pub struct AuthClaims {
     /// Roles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Scopes, space-separated (`"audit:read projects:write"`); empty when
+    /// the principal has none, and then not written.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
     /// A service-account token's stated purpose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
@@ -77,6 +82,12 @@ impl AuthClaims {
         Principal::new(self.uid.clone(), self.sub.clone())
             .with_spaces(self.spaces.iter().cloned())
             .with_roles(self.roles.iter().cloned())
+            .with_scopes(self.scopes())
+    }
+
+    /// The scopes of the `scope` claim, one by one.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split_ascii_whitespace()
     }
 }
 
@@ -179,7 +190,8 @@ pub trait TokenIssuer: Send + Sync + 'static {
     ) -> Result<Minted, LoginError>;
 
     /// A service-account token minted by `creator`, carrying the creator's
-    /// roles and spaces, valid for `ttl` seconds.
+    /// roles, scopes and spaces, valid for `ttl` seconds (narrow the scopes
+    /// with [`ServiceAccounts::create_with_scopes`](super::ServiceAccounts::create_with_scopes)).
     fn issue_service_account(
         &self,
         creator: &Principal,
@@ -417,6 +429,7 @@ impl JwtIssuer {
             pending_refresh_lifetime: pending.refresh,
             spaces: principal.spaces.clone(),
             roles: principal.roles.clone(),
+            scope: principal.scopes.join(" "),
             purpose,
         };
         let token = self

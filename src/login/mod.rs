@@ -500,8 +500,9 @@ impl LoginFlow {
     /// A new access token (and, rotating, a new refresh token) from a
     /// refresh token. The account is read again through the
     /// [`Authenticator`] (one `find`): an account removed or past its
-    /// `active_until` renews nothing, and the new tokens carry the roles and
-    /// spaces the account has now, not those the refresh token recorded.
+    /// `active_until` renews nothing, and the new tokens carry the roles,
+    /// scopes and spaces the account has now, not those the refresh token
+    /// recorded.
     pub async fn refresh(
         &self,
         refresh_token: &str,

@@ -248,6 +248,9 @@ pub struct ServiceAccount {
     pub created_by: String,
     /// The roles it carries (its creator's).
     pub roles: Vec<String>,
+    /// The scopes it carries (its creator's, or fewer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
     /// Creation time, seconds since the epoch.
     pub created_at: u64,
     /// Expiry, seconds since the epoch.
@@ -271,10 +274,17 @@ impl ServiceAccount {
             purpose,
             created_by,
             roles,
+            scopes: Vec::new(),
             created_at,
             expires_at,
             revoked: false,
         }
+    }
+
+    /// With these scopes.
+    pub fn with_scopes(mut self, scopes: Vec<String>) -> Self {
+        self.scopes = scopes;
+        self
     }
 }
 
