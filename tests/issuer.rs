@@ -427,6 +427,23 @@ impl RevocationStore for RecordingRevocations {
     fn check(&self, id: &str, family: Option<&str>) -> RevocationCheck {
         self.inner.check(id, family)
     }
+
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        cut_off: u64,
+        until: u64,
+    ) -> tower_authgate::BoxFuture<'_, Result<(), tower_authgate::store::StoreError>> {
+        self.untils
+            .lock()
+            .unwrap()
+            .push((subject.to_owned(), until));
+        self.inner.revoke_subject(subject, cut_off, until)
+    }
+
+    fn check_subject(&self, subject: &str, issued_at: u64) -> RevocationCheck {
+        self.inner.check_subject(subject, issued_at)
+    }
 }
 
 #[tokio::test]
@@ -674,4 +691,85 @@ async fn a_service_account_never_carries_more_scopes_than_its_creator() {
         Err(LoginError::Forbidden(_))
     ));
     assert_eq!(accounts.list().await.unwrap().len(), before);
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_token_of_the_subject_and_no_later_one() {
+    let (issuer, clock) = clocked_issuer();
+    let users = users();
+    let flow = LoginFlow::new(users.clone(), issuer.clone());
+    let admin = users.find("admin").await.unwrap().unwrap();
+    let operator = users.find("operator").await.unwrap().unwrap();
+    // Two login sessions, a long access token and a service account.
+    let first = issuer.issue_pair(&admin, PairLifetimes::new()).unwrap();
+    let second = issuer
+        .issue_pair(&admin, PairLifetimes::new().with_refresh(30 * 86_400))
+        .unwrap();
+    let access = issuer.issue_access(&admin, 86_400).unwrap();
+    let (_, service) = ServiceAccounts::default()
+        .create(issuer.as_ref(), &admin, "ci", 3600)
+        .await
+        .unwrap();
+    let others = issuer.issue_pair(&operator, PairLifetimes::new()).unwrap();
+
+    clock.advance(5);
+    let cut_off = flow.sign_out_everywhere(&admin.username).await.unwrap();
+    assert_eq!(cut_off, tower_authgate::clock::Clock::now(clock.as_ref()));
+    let revoked = Err(LoginError::InvalidToken(TokenError::Revoked));
+    for refresh in [&first.refresh, &second.refresh] {
+        let token = &refresh.as_ref().unwrap().token;
+        for options in [RefreshOptions::keeping(), RefreshOptions::rotating()] {
+            assert_eq!(flow.refresh(token, options).await.map(|_| ()), revoked);
+        }
+    }
+    for token in [&first.access.token, &access.token, &service] {
+        assert_eq!(
+            issuer.verify(token, &TokenKind::ALL).await.map(|_| ()),
+            revoked
+        );
+    }
+    // The guard side sees the same store.
+    let store = issuer.revocations();
+    let claims = &second.access.claims;
+    assert!(match store.check_subject(&claims.sub, claims.iat) {
+        RevocationCheck::Ready(answer) => answer.unwrap(),
+        RevocationCheck::Pending(future) => future.await.unwrap(),
+    });
+    // Another subject is untouched.
+    assert!(
+        flow.refresh(&others.refresh.unwrap().token, RefreshOptions::keeping())
+            .await
+            .is_ok()
+    );
+    // A sign-in after the cut-off works, refresh included.
+    clock.advance(1);
+    let later = issuer.issue_pair(&admin, PairLifetimes::new()).unwrap();
+    assert!(
+        issuer
+            .verify(&later.access.token, &[TokenKind::Access])
+            .await
+            .is_ok()
+    );
+    assert!(
+        flow.refresh(&later.refresh.unwrap().token, RefreshOptions::rotating())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_lasts_as_long_as_the_longest_token_it_covers() {
+    let store = Arc::new(RecordingRevocations::default());
+    let issuer = JwtIssuer::new(signing_key(Algorithm::EdDSA), "test")
+        .unwrap()
+        .with_revocation_store(store.clone());
+    let cut_off = issuer.revoke_subject("admin").await.unwrap();
+    let untils = store.untils.lock().unwrap().clone();
+    assert_eq!(
+        untils,
+        [(
+            "admin".to_owned(),
+            cut_off + tower_authgate::login::MAX_SERVICE_ACCOUNT_TTL
+        )]
+    );
 }

@@ -235,6 +235,14 @@ pub trait TokenIssuer: Send + Sync + 'static {
     /// Revokes one token id until `until`.
     fn revoke_id<'a>(&'a self, id: &'a str, until: u64) -> BoxFuture<'a, Result<(), LoginError>>;
 
+    /// Signs `subject` out everywhere: every token this issuer minted for
+    /// it until now (access, refresh, service-account, otp-pending; every
+    /// family) is refused from now on, for as long as any of them could
+    /// live. Tokens minted afterwards (a later sign-in) work. Returns the
+    /// cut-off (seconds since the epoch): tokens issued at or before it are
+    /// refused.
+    fn revoke_subject<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, LoginError>>;
+
     /// The store of revocations, for layers that must consult it.
     fn revocations(&self) -> Arc<dyn RevocationStore>;
 
@@ -504,10 +512,19 @@ impl JwtIssuer {
             .map_err(LoginError::Unavailable)
     }
 
-    async fn check_revoked(&self, id: &str, family: Option<&str>) -> Result<(), LoginError> {
-        let revoked = match self.revocations.check(id, family) {
+    /// Neither the token, its family, nor every token of its subject issued
+    /// by then is revoked.
+    async fn check_revoked(&self, claims: &AuthClaims) -> Result<(), LoginError> {
+        let revoked = match self.revocations.check(&claims.jti, claims.fam.as_deref()) {
             RevocationCheck::Ready(answer) => answer,
             RevocationCheck::Pending(future) => future.await,
+        };
+        let revoked = match revoked {
+            Ok(false) => match self.revocations.check_subject(&claims.sub, claims.iat) {
+                RevocationCheck::Ready(answer) => answer,
+                RevocationCheck::Pending(future) => future.await,
+            },
+            other => other,
         };
         match revoked {
             Ok(false) => Ok(()),
@@ -586,8 +603,7 @@ impl TokenIssuer for JwtIssuer {
     ) -> BoxFuture<'a, Result<AuthClaims, LoginError>> {
         Box::pin(async move {
             let claims = self.verify_signed(token, kinds)?;
-            self.check_revoked(&claims.jti, claims.fam.as_deref())
-                .await?;
+            self.check_revoked(&claims).await?;
             Ok(claims)
         })
     }
@@ -599,8 +615,7 @@ impl TokenIssuer for JwtIssuer {
     ) -> BoxFuture<'a, Result<AuthClaims, LoginError>> {
         Box::pin(async move {
             let claims = self.verify_signed(refresh_token, &[TokenKind::Refresh])?;
-            self.check_revoked(&claims.jti, claims.fam.as_deref())
-                .await?;
+            self.check_revoked(&claims).await?;
             if rotate {
                 let now = self.clock.now();
                 let rotation = self
@@ -688,6 +703,30 @@ impl TokenIssuer for JwtIssuer {
                 .await
                 .map(|_| ())
                 .map_err(LoginError::Unavailable)
+        })
+    }
+
+    fn revoke_subject<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, LoginError>> {
+        Box::pin(async move {
+            let cut_off = self.clock.now();
+            // The longest any token of the subject could still live: a
+            // service account (at most ten years) or a refresh token.
+            let longest = self
+                .lifetimes
+                .refresh
+                .max(self.lifetimes.access)
+                .max(super::MAX_SERVICE_ACCOUNT_TTL);
+            self.revocations
+                .revoke_subject(subject, cut_off, cut_off.saturating_add(longest))
+                .await
+                .map_err(LoginError::Unavailable)?;
+            crate::observe::event!(
+                info,
+                user = ?subject,
+                cut_off,
+                "signed out everywhere"
+            );
+            Ok(cut_off)
         })
     }
 

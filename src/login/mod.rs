@@ -556,6 +556,19 @@ impl LoginFlow {
             .reissue(&redeemed, &principal, options.access_ttl, options.rotate)
     }
 
+    /// Signs `subject` (a username) out everywhere, at once: every token
+    /// minted for it until now, of every login session, kind and issuer
+    /// sharing this flow's revocation store, is refused by `AuthLayer`, by
+    /// refresh and by cookie renewal, including the service accounts it
+    /// created. Use it when an account is removed or loses a role, so that
+    /// it is cut off now rather than at its next refresh; a later sign-in
+    /// works again. Returns the cut-off (seconds since the epoch). A store
+    /// that cannot record it fails (`503`): the caller must know the tokens
+    /// still work.
+    pub async fn sign_out_everywhere(&self, subject: &str) -> Result<u64, LoginError> {
+        self.issuer.revoke_subject(subject).await
+    }
+
     /// The renewal of access cookies through this flow
     /// ([`CookieRenewal`](crate::auth::CookieRenewal)): a refresh that does
     /// not rotate, the account read again, new access tokens living
