@@ -763,6 +763,19 @@ async fn signing_out_everywhere_lasts_as_long_as_the_longest_token_it_covers() {
     let issuer = JwtIssuer::new(signing_key(Algorithm::EdDSA), "test")
         .unwrap()
         .with_revocation_store(store.clone());
+    // No token it mints outlives that.
+    let admin = users().find("admin").await.unwrap().unwrap();
+    let pair = issuer
+        .issue_pair(
+            &admin,
+            PairLifetimes::new().with_refresh(2 * tower_authgate::login::MAX_SERVICE_ACCOUNT_TTL),
+        )
+        .unwrap();
+    let refresh = pair.refresh.unwrap().claims;
+    assert_eq!(
+        refresh.exp - refresh.iat,
+        tower_authgate::login::MAX_SERVICE_ACCOUNT_TTL
+    );
     let cut_off = issuer.revoke_subject("admin").await.unwrap();
     let untils = store.untils.lock().unwrap().clone();
     assert_eq!(

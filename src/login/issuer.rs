@@ -414,6 +414,8 @@ impl JwtIssuer {
         purpose: Option<String>,
     ) -> Result<Minted, LoginError> {
         let now = self.clock.now();
+        // No token outlives what a sign-out everywhere covers.
+        let ttl = ttl.min(super::MAX_SERVICE_ACCOUNT_TTL);
         // An account active until a date gets no token that outlives it.
         let exp = match principal.active_until {
             Some(until) => now.saturating_add(ttl).min(until),
@@ -709,8 +711,8 @@ impl TokenIssuer for JwtIssuer {
     fn revoke_subject<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, LoginError>> {
         Box::pin(async move {
             let cut_off = self.clock.now();
-            // The longest any token of the subject could still live: a
-            // service account (at most ten years) or a refresh token.
+            // The longest any token of the subject could still live: no
+            // token this issuer mints lives longer than ten years.
             let longest = self
                 .lifetimes
                 .refresh
