@@ -280,3 +280,31 @@ fn opening_a_redis_store_outside_a_runtime_is_an_error_not_a_panic() {
     let _inside = runtime.enter();
     assert!(RedisStore::open("not a url", RedisStoreConfig::default()).is_err());
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_subject_check_fails_closed_when_redis_is_gone_unless_told_otherwise() {
+    use tower_authgate::store::{RedisStore, RedisStoreConfig, Unreachable};
+    let server = common::redis::RedisServer::start();
+    let url = server.url();
+    // Without the local cache: the read itself fails closed (the cache is
+    // dropped with its subscription, as the other revocations' tests show).
+    let quick = || {
+        RedisStoreConfig::default()
+            .with_local_cache_capacity(0)
+            .with_connection_timeout(std::time::Duration::from_millis(200))
+            .with_response_timeout(std::time::Duration::from_millis(200))
+    };
+    let closed = RedisStore::open(&url, quick()).unwrap();
+    let open = RedisStore::open(&url, quick().with_unreachable(Unreachable::FailOpen)).unwrap();
+    let now = now_seconds();
+    assert!(!cut_off(&closed, "alice", now).await);
+    drop(server);
+    let answer = match closed.check_subject("alice", now) {
+        RevocationCheck::Ready(answer) => answer,
+        RevocationCheck::Pending(future) => future.await,
+    };
+    assert!(answer.is_err(), "{answer:?}");
+    assert!(!cut_off(&open, "alice", now).await);
+    assert!(closed.revoke_subject("alice", now, now + 60).await.is_err());
+}
