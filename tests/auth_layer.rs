@@ -399,6 +399,114 @@ impl tower_authgate::store::RevocationStore for RemoteLike {
             answer
         }))
     }
+
+    fn revoke_subject(
+        &self,
+        _subject: &str,
+        _cut_off: u64,
+        _until: u64,
+    ) -> tower_authgate::BoxFuture<'_, Result<(), tower_authgate::store::StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// A subject listed as `subject@CUT_OFF` is signed out at `CUT_OFF`.
+    fn check_subject(
+        &self,
+        subject: &str,
+        issued_at: u64,
+    ) -> tower_authgate::store::RevocationCheck {
+        let answer = if self.down {
+            Err(tower_authgate::store::StoreError("down".into()))
+        } else {
+            Ok(self.revoked.iter().any(|r| {
+                r.split_once('@').is_some_and(|(who, cut)| {
+                    who == subject && cut.parse::<u64>().is_ok_and(|cut| issued_at <= cut)
+                })
+            }))
+        };
+        tower_authgate::store::RevocationCheck::Pending(Box::pin(async move {
+            tokio::task::yield_now().await;
+            answer
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_subject_signed_out_everywhere_loses_every_token_issued_until_then() {
+    let k = key();
+    let now = tower_authgate::clock::now_seconds();
+    let token = |sub: &str, iat: u64, extra: Value| {
+        k.sign(&with(
+            with(
+                access_claims(sub),
+                json!({"iat": iat, "jti": format!("{sub}-{iat}")}),
+            ),
+            extra,
+        ))
+        .unwrap()
+    };
+    let before = token("alice", now - 10, json!({"fam": "fam-a"}));
+    let at = token("alice", now, json!({}));
+    let after = token("alice", now + 1, json!({}));
+    // Neither id nor family: the subject is still checked.
+    let bare = token("alice", now - 1, json!({"jti": null}));
+    let no_iat = token("alice", now, json!({"iat": null}));
+    let other = token("bob", now - 10, json!({}));
+
+    // In memory, on the cached path and off it.
+    let memory = std::sync::Arc::new(tower_authgate::store::MemoryRevocations::default());
+    let verifier = cached_verifier();
+    let cached = || {
+        AuthLayer::<Value>::new(verifier.clone())
+            .sources(all_sources())
+            .revocations(memory.clone())
+    };
+    let status = |response: Response<String>| response.status();
+    for _ in 0..2 {
+        assert_eq!(
+            status(send(cached(), request(&[("x-auth-token", &before)])).await),
+            StatusCode::OK
+        );
+    }
+    memory.revoke_subject_now("alice", now, now + 600).unwrap();
+    for layer in [cached(), layer(all_sources()).revocations(memory.clone())] {
+        for refused in [&before, &at, &bare, &no_iat] {
+            let response = send(layer.clone(), request(&[("x-auth-token", refused)])).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            assert!(challenge(&response).contains("revoked"));
+        }
+        for accepted in [&after, &other] {
+            assert_eq!(
+                status(send(layer.clone(), request(&[("x-auth-token", accepted)])).await),
+                StatusCode::OK
+            );
+        }
+    }
+
+    // Through a store that answers with a future, and one that is down.
+    let remote = std::sync::Arc::new(RemoteLike {
+        revoked: vec![format!("alice@{now}")],
+        down: false,
+    });
+    let with_remote = || layer(all_sources()).revocations(remote.clone());
+    assert_eq!(
+        status(send(with_remote(), request(&[("x-auth-token", &before)])).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(send(with_remote(), request(&[("x-auth-token", &after)])).await),
+        StatusCode::OK
+    );
+    let down = std::sync::Arc::new(RemoteLike {
+        revoked: Vec::new(),
+        down: true,
+    });
+    let response = send(
+        layer(all_sources()).revocations(down),
+        request(&[("x-auth-token", &bare)]),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -427,6 +427,23 @@ impl RevocationStore for RecordingRevocations {
     fn check(&self, id: &str, family: Option<&str>) -> RevocationCheck {
         self.inner.check(id, family)
     }
+
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        cut_off: u64,
+        until: u64,
+    ) -> tower_authgate::BoxFuture<'_, Result<(), tower_authgate::store::StoreError>> {
+        self.untils
+            .lock()
+            .unwrap()
+            .push((subject.to_owned(), until));
+        self.inner.revoke_subject(subject, cut_off, until)
+    }
+
+    fn check_subject(&self, subject: &str, issued_at: u64) -> RevocationCheck {
+        self.inner.check_subject(subject, issued_at)
+    }
 }
 
 #[tokio::test]
@@ -561,4 +578,211 @@ async fn a_full_hashing_queue_refuses_logins_at_once_with_busy() {
         http::StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(LoginError::Busy.retry_after(), Some(1));
+}
+
+/// The payload of a compact JWT, as JSON.
+fn payload(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn minted_tokens_carry_the_scopes_as_one_space_separated_scope_claim() {
+    let issuer = issuer();
+    let auditor = tower_authgate::login::Principal::builder("1", "auditor")
+        .roles(["admin"])
+        .scopes(["audit:read", "projects:write", "", "two words"])
+        .build();
+    assert_eq!(auditor.scopes, ["audit:read", "projects:write"]);
+    let pair = issuer.issue_pair(&auditor, PairLifetimes::new()).unwrap();
+    assert_eq!(
+        payload(&pair.access.token)["scope"],
+        "audit:read projects:write"
+    );
+    assert_eq!(
+        pair.access.claims.scopes().collect::<Vec<_>>(),
+        ["audit:read", "projects:write"]
+    );
+    let access = issuer.issue_access(&auditor, 60).unwrap();
+    assert_eq!(payload(&access.token)["scope"], "audit:read projects:write");
+    // No scopes: no claim at all, not an empty string.
+    let plain = tower_authgate::login::Principal::new("2", "plain");
+    let pair = issuer.issue_pair(&plain, PairLifetimes::new()).unwrap();
+    assert!(payload(&pair.access.token).get("scope").is_none());
+}
+
+#[tokio::test]
+async fn a_refresh_reads_the_scopes_again() {
+    let issuer = issuer();
+    let users = MemoryUsers::new().unwrap();
+    users
+        .insert(NewUser::new("alice", "pw").scopes(["audit:read", "projects:write"]))
+        .unwrap();
+    let users = Arc::new(users);
+    let flow = LoginFlow::new(users.clone(), issuer.clone());
+    let alice = users.find("alice").await.unwrap().unwrap();
+    let pair = issuer.issue_pair(&alice, PairLifetimes::new()).unwrap();
+    assert_eq!(pair.access.claims.scope, "audit:read projects:write");
+    let refresh = pair.refresh.unwrap().token;
+    users
+        .insert(NewUser::new("alice", "pw").scopes(["projects:write"]))
+        .unwrap();
+    let renewed = flow
+        .refresh(&refresh, RefreshOptions::keeping())
+        .await
+        .unwrap();
+    assert_eq!(payload(&renewed.access.token)["scope"], "projects:write");
+    users.insert(NewUser::new("alice", "pw")).unwrap();
+    let renewed = flow
+        .refresh(&refresh, RefreshOptions::keeping())
+        .await
+        .unwrap();
+    assert!(payload(&renewed.access.token).get("scope").is_none());
+}
+
+#[tokio::test]
+async fn a_service_account_never_carries_more_scopes_than_its_creator() {
+    let issuer = issuer();
+    let users = MemoryUsers::new().unwrap();
+    users
+        .insert(
+            NewUser::new("root", "pw")
+                .roles(["admin"])
+                .scopes(["audit:read", "projects:write"]),
+        )
+        .unwrap();
+    let root = users.find("root").await.unwrap().unwrap();
+    let accounts = ServiceAccounts::default();
+    // By default: the creator's scopes.
+    let (all, token) = accounts
+        .create(issuer.as_ref(), &root, "ci", 3600)
+        .await
+        .unwrap();
+    assert_eq!(all.scopes, ["audit:read", "projects:write"]);
+    assert_eq!(payload(&token)["scope"], "audit:read projects:write");
+    // Narrowed to a subset.
+    let (narrow, token) = accounts
+        .create_with_scopes(issuer.as_ref(), &root, "audit export", 3600, ["audit:read"])
+        .await
+        .unwrap();
+    assert_eq!(narrow.scopes, ["audit:read"]);
+    assert_eq!(payload(&token)["scope"], "audit:read");
+    let claims = issuer
+        .verify(&token, &[TokenKind::ServiceAccount])
+        .await
+        .unwrap();
+    assert_eq!(claims.scopes().collect::<Vec<_>>(), ["audit:read"]);
+    // A scope the creator lacks: refused, nothing minted or recorded.
+    let before = accounts.list().await.unwrap().len();
+    assert!(matches!(
+        accounts
+            .create_with_scopes(
+                issuer.as_ref(),
+                &root,
+                "escalate",
+                3600,
+                ["audit:read", "admin:all"]
+            )
+            .await,
+        Err(LoginError::Forbidden(_))
+    ));
+    assert_eq!(accounts.list().await.unwrap().len(), before);
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_token_of_the_subject_and_no_later_one() {
+    let (issuer, clock) = clocked_issuer();
+    let users = users();
+    let flow = LoginFlow::new(users.clone(), issuer.clone());
+    let admin = users.find("admin").await.unwrap().unwrap();
+    let operator = users.find("operator").await.unwrap().unwrap();
+    // Two login sessions, a long access token and a service account.
+    let first = issuer.issue_pair(&admin, PairLifetimes::new()).unwrap();
+    let second = issuer
+        .issue_pair(&admin, PairLifetimes::new().with_refresh(30 * 86_400))
+        .unwrap();
+    let access = issuer.issue_access(&admin, 86_400).unwrap();
+    let (_, service) = ServiceAccounts::default()
+        .create(issuer.as_ref(), &admin, "ci", 3600)
+        .await
+        .unwrap();
+    let others = issuer.issue_pair(&operator, PairLifetimes::new()).unwrap();
+
+    clock.advance(5);
+    let cut_off = flow.sign_out_everywhere(&admin.username).await.unwrap();
+    assert_eq!(cut_off, tower_authgate::clock::Clock::now(clock.as_ref()));
+    let revoked = Err(LoginError::InvalidToken(TokenError::Revoked));
+    for refresh in [&first.refresh, &second.refresh] {
+        let token = &refresh.as_ref().unwrap().token;
+        for options in [RefreshOptions::keeping(), RefreshOptions::rotating()] {
+            assert_eq!(flow.refresh(token, options).await.map(|_| ()), revoked);
+        }
+    }
+    for token in [&first.access.token, &access.token, &service] {
+        assert_eq!(
+            issuer.verify(token, &TokenKind::ALL).await.map(|_| ()),
+            revoked
+        );
+    }
+    // The guard side sees the same store.
+    let store = issuer.revocations();
+    let claims = &second.access.claims;
+    assert!(match store.check_subject(&claims.sub, claims.iat) {
+        RevocationCheck::Ready(answer) => answer.unwrap(),
+        RevocationCheck::Pending(future) => future.await.unwrap(),
+    });
+    // Another subject is untouched.
+    assert!(
+        flow.refresh(&others.refresh.unwrap().token, RefreshOptions::keeping())
+            .await
+            .is_ok()
+    );
+    // A sign-in after the cut-off works, refresh included.
+    clock.advance(1);
+    let later = issuer.issue_pair(&admin, PairLifetimes::new()).unwrap();
+    assert!(
+        issuer
+            .verify(&later.access.token, &[TokenKind::Access])
+            .await
+            .is_ok()
+    );
+    assert!(
+        flow.refresh(&later.refresh.unwrap().token, RefreshOptions::rotating())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_lasts_as_long_as_the_longest_token_it_covers() {
+    let store = Arc::new(RecordingRevocations::default());
+    let issuer = JwtIssuer::new(signing_key(Algorithm::EdDSA), "test")
+        .unwrap()
+        .with_revocation_store(store.clone());
+    // No token it mints outlives that.
+    let admin = users().find("admin").await.unwrap().unwrap();
+    let pair = issuer
+        .issue_pair(
+            &admin,
+            PairLifetimes::new().with_refresh(2 * tower_authgate::login::MAX_SERVICE_ACCOUNT_TTL),
+        )
+        .unwrap();
+    let refresh = pair.refresh.unwrap().claims;
+    assert_eq!(
+        refresh.exp - refresh.iat,
+        tower_authgate::login::MAX_SERVICE_ACCOUNT_TTL
+    );
+    let cut_off = issuer.revoke_subject("admin").await.unwrap();
+    let untils = store.untils.lock().unwrap().clone();
+    assert_eq!(
+        untils,
+        [(
+            "admin".to_owned(),
+            cut_off + tower_authgate::login::MAX_SERVICE_ACCOUNT_TTL
+        )]
+    );
 }

@@ -1,7 +1,8 @@
 //! Two service instances sharing real Redis deployments: an attacker gets
 //! five tries in total (one server, and a 3-master cluster), a revocation on
 //! one instance is refused by the other within 100 ms (p99, tokens served
-//! from the token cache), a TOTP code used on one is refused by the other;
+//! from the token cache), and so is a user signed out everywhere; a TOTP
+//! code used on one is refused by the other;
 //! Redis killed mid-test; a Sentinel failover with the master killed.
 #![cfg(all(feature = "redis", feature = "presets"))]
 
@@ -620,4 +621,60 @@ async fn two_instances_share_the_reuse_grace_window_and_reuse_after_it_ends_the_
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_user_signed_out_everywhere_on_one_instance_is_refused_by_the_other() {
+    let redis = RedisServer::start();
+    let (a, b) = two_instances(&redis).await;
+    eventually(async || {
+        redis
+            .cli(&["client", "list"])
+            .matches("name=authgate-invalidations")
+            .count()
+            == 2
+    })
+    .await;
+    let access = signin(&a).await;
+    // Served by B, then from B's caches (token and revocations).
+    for _ in 0..3 {
+        assert_eq!(
+            b.get("/api/me", &[("authorization", &access)]).await.status,
+            StatusCode::OK
+        );
+    }
+    let reads = command_calls(&redis, "get");
+    assert_eq!(
+        b.get("/api/me", &[("authorization", &access)]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(command_calls(&redis, "get"), reads, "served locally");
+    let sent = Instant::now();
+    let done = a
+        .send(
+            Method::POST,
+            "/api/auth/users/admin/sign-out",
+            &[("authorization", &access)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    loop {
+        let status = b.get("/api/me", &[("authorization", &access)]).await.status;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            sent.elapsed() < Duration::from_millis(100),
+            "B still serves a token of a user signed out everywhere"
+        );
+    }
+    // The cut-off key expires, under the prefix.
+    let ttl: i64 = redis
+        .cli(&["ttl", "authgate:revoked-subject:admin"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0, "{ttl}");
 }

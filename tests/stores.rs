@@ -15,6 +15,9 @@ use tower_authgate::store::{
 /// The stores under test, and whatever must live as long as they do.
 pub struct Stores {
     pub revocations: Arc<dyn RevocationStore>,
+    /// Another instance's view of the same revocations (the same store in
+    /// memory; a second `RedisStore`, with its own local cache, on Redis).
+    pub other_instance: Arc<dyn RevocationStore>,
     pub lockout: Arc<dyn LockoutStore>,
     pub otp: Arc<dyn OtpReplayGuard>,
     #[allow(dead_code)]
@@ -22,8 +25,10 @@ pub struct Stores {
 }
 
 fn memory() -> Stores {
+    let revocations: Arc<dyn RevocationStore> = Arc::new(MemoryRevocations::default());
     Stores {
-        revocations: Arc::new(MemoryRevocations::default()),
+        other_instance: revocations.clone(),
+        revocations,
         lockout: Arc::new(MemoryLockoutStore::default()),
         otp: Arc::new(MemoryOtpReplayGuard::default()),
         keep: None,
@@ -34,8 +39,10 @@ fn memory() -> Stores {
 fn redis_on(url: &str, keep: Box<dyn std::any::Any + Send>) -> Stores {
     use tower_authgate::store::{RedisStore, RedisStoreConfig};
     let store = Arc::new(RedisStore::open(url, RedisStoreConfig::default()).unwrap());
+    let other = Arc::new(RedisStore::open(url, RedisStoreConfig::default()).unwrap());
     Stores {
         revocations: store.clone(),
+        other_instance: other,
         lockout: store.clone(),
         otp: store,
         keep: Some(keep),
@@ -67,10 +74,63 @@ async fn revoked(store: &dyn RevocationStore, id: &str, family: Option<&str>) ->
     }
 }
 
+async fn cut_off(store: &dyn RevocationStore, subject: &str, issued_at: u64) -> bool {
+    match store.check_subject(subject, issued_at) {
+        RevocationCheck::Ready(answer) => answer.unwrap(),
+        RevocationCheck::Pending(future) => future.await.unwrap(),
+    }
+}
+
 macro_rules! store_suite {
     ($name:ident, $make:expr) => {
         mod $name {
             use super::*;
+
+            #[tokio::test]
+            async fn signing_a_subject_out_cuts_off_its_tokens_issued_until_then() {
+                let stores = $make;
+                let r = &*stores.revocations;
+                let other = &*stores.other_instance;
+                let now = now_seconds();
+                assert!(!cut_off(r, "alice", now).await);
+                // Read once on the other instance, so that a cache holds
+                // "not signed out" when the sign-out comes.
+                assert!(!cut_off(other, "alice", now).await);
+                r.revoke_subject("alice", now, now + 60).await.unwrap();
+                assert!(cut_off(r, "alice", now - 100).await, "issued before");
+                assert!(cut_off(r, "alice", now).await, "issued at the cut-off");
+                assert!(!cut_off(r, "alice", now + 1).await, "issued after");
+                assert!(!cut_off(r, "bob", now).await, "another subject");
+                // The other instance sees it within 100 ms.
+                let started = std::time::Instant::now();
+                while !cut_off(other, "alice", now).await {
+                    assert!(
+                        started.elapsed() < std::time::Duration::from_millis(100),
+                        "the other instance still accepts alice's tokens"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                // An earlier cut-off never moves it back.
+                r.revoke_subject("alice", now - 50, now + 10).await.unwrap();
+                assert!(cut_off(r, "alice", now).await);
+                assert!(cut_off(other, "alice", now).await);
+                // A later one moves it forward.
+                r.revoke_subject("alice", now + 5, now + 60).await.unwrap();
+                assert!(cut_off(r, "alice", now + 5).await);
+                assert!(!cut_off(r, "alice", now + 6).await);
+                // A subject with spaces and colons in its name.
+                r.revoke_subject("Ada Lovelace: admin", now, now + 60)
+                    .await
+                    .unwrap();
+                assert!(
+                    cut_off(other, "Ada Lovelace: admin", now).await || {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        cut_off(other, "Ada Lovelace: admin", now).await
+                    }
+                );
+                // Token and family checks are untouched by it.
+                assert!(!revoked(r, "jti-of-alice", Some("fam-of-alice")).await);
+            }
 
             #[tokio::test]
             async fn revocation_is_test_and_set_and_covers_families() {
@@ -219,4 +279,32 @@ fn opening_a_redis_store_outside_a_runtime_is_an_error_not_a_panic() {
         .unwrap();
     let _inside = runtime.enter();
     assert!(RedisStore::open("not a url", RedisStoreConfig::default()).is_err());
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_subject_check_fails_closed_when_redis_is_gone_unless_told_otherwise() {
+    use tower_authgate::store::{RedisStore, RedisStoreConfig, Unreachable};
+    let server = common::redis::RedisServer::start();
+    let url = server.url();
+    // Without the local cache: the read itself fails closed (the cache is
+    // dropped with its subscription, as the other revocations' tests show).
+    let quick = || {
+        RedisStoreConfig::default()
+            .with_local_cache_capacity(0)
+            .with_connection_timeout(std::time::Duration::from_millis(200))
+            .with_response_timeout(std::time::Duration::from_millis(200))
+    };
+    let closed = RedisStore::open(&url, quick()).unwrap();
+    let open = RedisStore::open(&url, quick().with_unreachable(Unreachable::FailOpen)).unwrap();
+    let now = now_seconds();
+    assert!(!cut_off(&closed, "alice", now).await);
+    drop(server);
+    let answer = match closed.check_subject("alice", now) {
+        RevocationCheck::Ready(answer) => answer,
+        RevocationCheck::Pending(future) => future.await,
+    };
+    assert!(answer.is_err(), "{answer:?}");
+    assert!(!cut_off(&open, "alice", now).await);
+    assert!(closed.revoke_subject("alice", now, now + 60).await.is_err());
 }

@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
@@ -197,7 +200,9 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
             .email("admin@example.com")
             .name("Administrator")
             .spaces(["default_space", "production"])
-            .roles(["admin"]),
+            .roles(["admin"])
+            // `GET /api/audit` requires it; `operator` has none.
+            .scopes(["audit:read"]),
     )?;
     users.insert(
         NewUser::new("operator", "operator")
@@ -238,6 +243,9 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
     };
 
     let demo_issuer = issuer(&key, DEMO_ISSUER, &shared, &config)?;
+    // Every issuer shares the revocation store: one sign-out everywhere
+    // reaches the tokens of every API.
+    let sign_out = flow(demo_issuer.clone());
     let core_issuer = issuer(&key, "datarhei-core", &shared, &config)?;
     let workflow_issuer = issuer(&restart_key, DEMO_ISSUER, &shared, &config)?;
 
@@ -309,6 +317,10 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
         .route("/api/me", get(me))
         .route("/api/projects", get(projects))
         .merge(cookie_session::locked_users_router(lockout.clone()))
+        .route(
+            "/api/auth/users/{username}/sign-out",
+            post(move |claims, username| sign_out_everywhere(sign_out.clone(), claims, username)),
+        )
         .route_layer(
             ServiceBuilder::new()
                 .layer(guards.ip_filter.clone().on_rejection(JsonRejection))
@@ -378,6 +390,32 @@ async fn me(
         "kind": &claims.usefor,
         "client_ip": ip,
     }))
+}
+
+/// `POST /api/auth/users/{username}/sign-out`, for administrators: every
+/// token of `username` issued until now stops working at once, on every
+/// API and instance (its next sign-in works).
+async fn sign_out_everywhere(
+    flow: LoginFlow,
+    claims: SharedClaims<AuthClaims>,
+    Path(username): Path<String>,
+) -> Response {
+    // As the demo's other administrator routes check it.
+    if !claims.principal().has_role("admin") {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "forbidden", "error_description": "administrators only"})),
+        )
+            .into_response();
+    }
+    match flow.sign_out_everywhere(&username).await {
+        Ok(cut_off) => Json(json!({"username": username, "signedOutAt": cut_off})).into_response(),
+        Err(err) => (
+            err.status(),
+            Json(json!({"error": err.kind(), "error_description": err.public_message()})),
+        )
+            .into_response(),
+    }
 }
 
 async fn projects(Space(space): Space) -> Json<serde_json::Value> {

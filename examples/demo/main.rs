@@ -9,7 +9,9 @@
 //! routes; `TRUSTED_PROXIES` names the peers whose `X-Forwarded-For` is read;
 //! `LOGIN_THROTTLE_PER_MINUTE` caps login attempts per address (default 60,
 //! `0` turns the throttle off). Five failed logins lock an account for ten
-//! minutes; `GET /api/auth/lockedUsers` lists locked accounts (admin only).
+//! minutes; `GET /api/auth/lockedUsers` lists locked accounts (admin only);
+//! `POST /api/auth/users/{username}/sign-out` signs a user out everywhere
+//! (admin only).
 //! `REFRESH_REUSE_GRACE_SECONDS` (default 10) is how long a rotated refresh
 //! token still works. `HASHING_WORKERS` is how many passwords are verified
 //! at once, off the request threads (default: the cores minus one, at least
@@ -92,6 +94,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl {base}/api/auth/lockedUsers -H 'Authorization: Bearer <access_token>'");
     println!(
         "  curl -X DELETE {base}/api/auth/lockedUsers/operator -H 'Authorization: Bearer <access_token>'"
+    );
+    println!("  # sign a user out everywhere (admin token): every token issued to it until now");
+    println!(
+        "  curl -X POST {base}/api/auth/users/operator/sign-out -H 'Authorization: Bearer <access_token>'"
     );
     println!("  # keys");
     println!("  curl {base}/.well-known/jwks.json");

@@ -335,6 +335,11 @@ where
 }
 
 /// `Ok(None)`: not revoked (or no store); `Ok(Some)`: the store needs I/O.
+///
+/// Three questions: the token id, its family, and whether its subject was
+/// signed out everywhere after it was issued. Answered at once by a local
+/// store (no allocation); a remote store's pending answers are awaited one
+/// after the other.
 pub(crate) fn check_revocation(
     config: &AuthConfig,
     token: &VerifiedToken,
@@ -347,14 +352,34 @@ pub(crate) fn check_revocation(
     // without `jti` that names a revoked family is refused. Without an id,
     // the family stands in for it (ids and families share the store's one
     // namespace of revoked names).
-    let (id, family) = match (&meta.token_id, &meta.family) {
-        (Some(id), family) => (id.as_str(), family.as_deref()),
-        (None, Some(family)) => (family.as_str(), Some(family.as_str())),
-        (None, None) => return Ok(None),
+    let tokens = match (&meta.token_id, &meta.family) {
+        (Some(id), family) => Some(store.check(id, family.as_deref())),
+        (None, Some(family)) => Some(store.check(family, Some(family.as_str()))),
+        (None, None) => None,
     };
-    match store.check(id, family) {
-        RevocationCheck::Ready(answer) => revoked_answer(answer).map(|()| None),
-        RevocationCheck::Pending(future) => Ok(Some(future)),
+    let pending = match tokens {
+        Some(RevocationCheck::Ready(answer)) => {
+            revoked_answer(answer)?;
+            None
+        }
+        Some(RevocationCheck::Pending(future)) => Some(future),
+        None => None,
+    };
+    // A token without `iat` is checked as issued at 0: any cut-off of its
+    // subject refuses it.
+    let subject = match &meta.subject {
+        Some(subject) => store.check_subject(subject, meta.issued_at.unwrap_or(0)),
+        None => return Ok(pending),
+    };
+    match (pending, subject) {
+        (pending, RevocationCheck::Ready(answer)) => revoked_answer(answer).map(|()| pending),
+        (None, RevocationCheck::Pending(future)) => Ok(Some(future)),
+        (Some(first), RevocationCheck::Pending(second)) => Ok(Some(Box::pin(async move {
+            if first.await? {
+                return Ok(true);
+            }
+            second.await
+        }))),
     }
 }
 

@@ -5,7 +5,7 @@
 //! authgate --config FILE [--listen ADDR] [--upstream URL]
 //! authgate check FILE
 //! authgate hash-password                      (the password on standard input)
-//! authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--totp-secret BASE32]
+//! authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--scopes A,B] [--totp-secret BASE32]
 //! ```
 //!
 //! A file that opens a known hole (a public `/`, trusted proxies that cover
@@ -39,7 +39,7 @@ usage:
       fails on a risk that [server] accept_risks does not name
   authgate hash-password
       print an argon2 hash of the password read from standard input
-  authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--totp-secret BASE32]
+  authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--scopes A,B] [--totp-secret BASE32]
       add an account to a users file (created 0600), its password read from
       standard input and judged by the password policy
 ";
@@ -95,7 +95,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
             let rest: Vec<&String> = args.skip(1).collect();
             let (file, username, flags) = match rest.as_slice() {
                 [add, file, username, flags @ ..] if add.as_str() == "add" => (file, username, flags),
-                _ => return Err("usage: authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--totp-secret BASE32]".into()),
+                _ => return Err("usage: authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--scopes A,B] [--totp-secret BASE32]".into()),
             };
             let mut user = AddUser::new(username.as_str());
             let mut flags = flags.iter();
@@ -104,6 +104,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 match flag.as_str() {
                     "--spaces" => user = user.with_spaces(list(&value(flag, next)?)),
                     "--roles" => user = user.with_roles(list(&value(flag, next)?)),
+                    "--scopes" => user = user.with_scopes(list(&value(flag, next)?)),
                     "--totp-secret" => user = user.with_totp_secret(Some(value(flag, next)?)),
                     other => return Err(format!("unknown option {other:?}")),
                 }

@@ -7,6 +7,7 @@
 //! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
 //! spaces = ["default_space", "production"]
 //! roles = ["admin"]
+//! scopes = ["audit:read"]                           # minted as the `scope` claim
 //!
 //! [[user]]
 //! username = "operator"
@@ -56,6 +57,8 @@ pub(crate) struct UserEntry {
     pub(crate) spaces: Vec<String>,
     #[serde(default)]
     pub(crate) roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) totp_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +127,15 @@ impl UsersFile {
                     other.username
                 )));
             }
+            if let Some(bad) = entry
+                .scopes
+                .iter()
+                .find(|scope| scope.is_empty() || scope.contains(char::is_whitespace))
+            {
+                return Err(at(&format!(
+                    "the scope {bad:?} is not one word (a scope has no spaces and is not empty)"
+                )));
+            }
             let mut principal = Principal::new(
                 entry
                     .id
@@ -132,7 +144,8 @@ impl UsersFile {
                 entry.username.clone(),
             )
             .with_spaces(entry.spaces.clone())
-            .with_roles(entry.roles.clone());
+            .with_roles(entry.roles.clone())
+            .with_scopes(entry.scopes.clone());
             if let Some(email) = &entry.email {
                 principal = principal.with_email(email.clone());
             }
@@ -207,6 +220,8 @@ pub struct AddUser {
     pub spaces: Vec<String>,
     /// Roles.
     pub roles: Vec<String>,
+    /// Scopes (each one word), minted as the `scope` claim.
+    pub scopes: Vec<String>,
     /// A base32 TOTP secret, when a second step is required.
     pub totp_secret: Option<String>,
 }
@@ -229,6 +244,12 @@ impl AddUser {
     /// With these roles.
     pub fn with_roles(mut self, roles: Vec<String>) -> Self {
         self.roles = roles;
+        self
+    }
+
+    /// With these scopes.
+    pub fn with_scopes(mut self, scopes: Vec<String>) -> Self {
+        self.scopes = scopes;
         self
     }
 
@@ -287,6 +308,7 @@ pub fn add_user(path: &Path, user: AddUser, password: &str) -> Result<(), String
         password_hash: hash_password(password)?,
         spaces: user.spaces,
         roles: user.roles,
+        scopes: user.scopes,
         totp_secret: user.totp_secret,
         email: None,
         name: None,
@@ -399,10 +421,21 @@ mod tests {
         let path = dir.join("users.toml");
         add_user(
             &path,
-            AddUser::new("admin").with_spaces(vec!["default_space".into()]),
+            AddUser::new("admin")
+                .with_spaces(vec!["default_space".into()])
+                .with_scopes(vec!["audit:read".into()]),
             ADMIN_PASSWORD,
         )
         .unwrap();
+        assert!(
+            add_user(
+                &path,
+                AddUser::new("spaced").with_scopes(vec!["audit read".into()]),
+                OPS_PASSWORD
+            )
+            .unwrap_err()
+            .contains("not one word")
+        );
         add_user(&path, AddUser::new("ops"), OPS_PASSWORD).unwrap();
         for look_alike in ["ADMIN", "\u{ff21}dmin", " admin "] {
             assert!(
@@ -422,6 +455,7 @@ mod tests {
         let store = users.to_store().unwrap();
         let admin = store.authenticate("admin", ADMIN_PASSWORD).await.unwrap();
         assert_eq!(admin.spaces, ["default_space"]);
+        assert_eq!(admin.scopes, ["audit:read"]);
         assert!(store.authenticate("admin", OPS_PASSWORD).await.is_err());
         assert!(store.authenticate("ops", OPS_PASSWORD).await.is_ok());
         std::fs::remove_dir_all(dir).unwrap();

@@ -21,8 +21,9 @@ use super::{LoginError, Principal};
 /// `sub`, `iss`, `iat`, `exp`, `exi` (seconds of validity), `jti` and
 /// `usefor` are exactly the claims of the datarhei Core API's sample tokens;
 /// `fam` ties the tokens of one login together and `frl` says how long that
-/// login's refresh tokens live; `spaces` and `roles` carry the principal's
-/// grants.
+/// login's refresh tokens live; `spaces`, `roles` and `scope` carry the
+/// principal's grants (`scope` as RFC 8693 §4.2 and RFC 9068 §2.2.3 write
+/// it: one string of space-separated scopes, absent when there are none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct AuthClaims {
@@ -65,6 +66,10 @@ pub struct AuthClaims {
     /// Roles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Scopes, space-separated (`"audit:read projects:write"`); empty when
+    /// the principal has none, and then not written.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
     /// A service-account token's stated purpose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
@@ -77,6 +82,12 @@ impl AuthClaims {
         Principal::new(self.uid.clone(), self.sub.clone())
             .with_spaces(self.spaces.iter().cloned())
             .with_roles(self.roles.iter().cloned())
+            .with_scopes(self.scopes())
+    }
+
+    /// The scopes of the `scope` claim, one by one.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split_ascii_whitespace()
     }
 }
 
@@ -179,7 +190,8 @@ pub trait TokenIssuer: Send + Sync + 'static {
     ) -> Result<Minted, LoginError>;
 
     /// A service-account token minted by `creator`, carrying the creator's
-    /// roles and spaces, valid for `ttl` seconds.
+    /// roles, scopes and spaces, valid for `ttl` seconds (narrow the scopes
+    /// with [`ServiceAccounts::create_with_scopes`](super::ServiceAccounts::create_with_scopes)).
     fn issue_service_account(
         &self,
         creator: &Principal,
@@ -222,6 +234,14 @@ pub trait TokenIssuer: Send + Sync + 'static {
 
     /// Revokes one token id until `until`.
     fn revoke_id<'a>(&'a self, id: &'a str, until: u64) -> BoxFuture<'a, Result<(), LoginError>>;
+
+    /// Signs `subject` out everywhere: every token this issuer minted for
+    /// it until now (access, refresh, service-account, otp-pending; every
+    /// family) is refused from now on, for as long as any of them could
+    /// live. Tokens minted afterwards (a later sign-in) work. Returns the
+    /// cut-off (seconds since the epoch): tokens issued at or before it are
+    /// refused.
+    fn revoke_subject<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, LoginError>>;
 
     /// The store of revocations, for layers that must consult it.
     fn revocations(&self) -> Arc<dyn RevocationStore>;
@@ -394,6 +414,8 @@ impl JwtIssuer {
         purpose: Option<String>,
     ) -> Result<Minted, LoginError> {
         let now = self.clock.now();
+        // No token outlives what a sign-out everywhere covers.
+        let ttl = ttl.min(super::MAX_SERVICE_ACCOUNT_TTL);
         // An account active until a date gets no token that outlives it.
         let exp = match principal.active_until {
             Some(until) => now.saturating_add(ttl).min(until),
@@ -417,6 +439,7 @@ impl JwtIssuer {
             pending_refresh_lifetime: pending.refresh,
             spaces: principal.spaces.clone(),
             roles: principal.roles.clone(),
+            scope: principal.scopes.join(" "),
             purpose,
         };
         let token = self
@@ -491,10 +514,19 @@ impl JwtIssuer {
             .map_err(LoginError::Unavailable)
     }
 
-    async fn check_revoked(&self, id: &str, family: Option<&str>) -> Result<(), LoginError> {
-        let revoked = match self.revocations.check(id, family) {
+    /// Neither the token, its family, nor every token of its subject issued
+    /// by then is revoked.
+    async fn check_revoked(&self, claims: &AuthClaims) -> Result<(), LoginError> {
+        let revoked = match self.revocations.check(&claims.jti, claims.fam.as_deref()) {
             RevocationCheck::Ready(answer) => answer,
             RevocationCheck::Pending(future) => future.await,
+        };
+        let revoked = match revoked {
+            Ok(false) => match self.revocations.check_subject(&claims.sub, claims.iat) {
+                RevocationCheck::Ready(answer) => answer,
+                RevocationCheck::Pending(future) => future.await,
+            },
+            other => other,
         };
         match revoked {
             Ok(false) => Ok(()),
@@ -573,8 +605,7 @@ impl TokenIssuer for JwtIssuer {
     ) -> BoxFuture<'a, Result<AuthClaims, LoginError>> {
         Box::pin(async move {
             let claims = self.verify_signed(token, kinds)?;
-            self.check_revoked(&claims.jti, claims.fam.as_deref())
-                .await?;
+            self.check_revoked(&claims).await?;
             Ok(claims)
         })
     }
@@ -586,8 +617,7 @@ impl TokenIssuer for JwtIssuer {
     ) -> BoxFuture<'a, Result<AuthClaims, LoginError>> {
         Box::pin(async move {
             let claims = self.verify_signed(refresh_token, &[TokenKind::Refresh])?;
-            self.check_revoked(&claims.jti, claims.fam.as_deref())
-                .await?;
+            self.check_revoked(&claims).await?;
             if rotate {
                 let now = self.clock.now();
                 let rotation = self
@@ -675,6 +705,30 @@ impl TokenIssuer for JwtIssuer {
                 .await
                 .map(|_| ())
                 .map_err(LoginError::Unavailable)
+        })
+    }
+
+    fn revoke_subject<'a>(&'a self, subject: &'a str) -> BoxFuture<'a, Result<u64, LoginError>> {
+        Box::pin(async move {
+            let cut_off = self.clock.now();
+            // The longest any token of the subject could still live: no
+            // token this issuer mints lives longer than ten years.
+            let longest = self
+                .lifetimes
+                .refresh
+                .max(self.lifetimes.access)
+                .max(super::MAX_SERVICE_ACCOUNT_TTL);
+            self.revocations
+                .revoke_subject(subject, cut_off, cut_off.saturating_add(longest))
+                .await
+                .map_err(LoginError::Unavailable)?;
+            crate::observe::event!(
+                info,
+                user = ?subject,
+                cut_off,
+                "signed out everywhere"
+            );
+            Ok(cut_off)
         })
     }
 

@@ -500,8 +500,9 @@ impl LoginFlow {
     /// A new access token (and, rotating, a new refresh token) from a
     /// refresh token. The account is read again through the
     /// [`Authenticator`] (one `find`): an account removed or past its
-    /// `active_until` renews nothing, and the new tokens carry the roles and
-    /// spaces the account has now, not those the refresh token recorded.
+    /// `active_until` renews nothing, and the new tokens carry the roles,
+    /// scopes and spaces the account has now, not those the refresh token
+    /// recorded.
     pub async fn refresh(
         &self,
         refresh_token: &str,
@@ -553,6 +554,19 @@ impl LoginFlow {
         let principal = self.account(&redeemed.sub).await?;
         self.issuer
             .reissue(&redeemed, &principal, options.access_ttl, options.rotate)
+    }
+
+    /// Signs `subject` (a username) out everywhere, at once: every token
+    /// minted for it until now, of every login session, kind and issuer
+    /// sharing this flow's revocation store, is refused by `AuthLayer`, by
+    /// refresh and by cookie renewal, including the service accounts it
+    /// created. Use it when an account is removed or loses a role, so that
+    /// it is cut off now rather than at its next refresh; a later sign-in
+    /// works again. Returns the cut-off (seconds since the epoch). A store
+    /// that cannot record it fails (`503`): the caller must know the tokens
+    /// still work.
+    pub async fn sign_out_everywhere(&self, subject: &str) -> Result<u64, LoginError> {
+        self.issuer.revoke_subject(subject).await
     }
 
     /// The renewal of access cookies through this flow

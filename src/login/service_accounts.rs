@@ -40,10 +40,53 @@ impl ServiceAccounts {
     }
 
     /// Mints a token for `purpose`, valid `ttl` seconds, carrying `creator`'s
-    /// roles, and records it. Only administrators (role `admin`) may do
-    /// this. A token whose record cannot be written is revoked at once and
-    /// the creation fails: no token lives that cannot be listed.
+    /// roles and scopes, and records it. Only administrators (role `admin`)
+    /// may do this. A token whose record cannot be written is revoked at
+    /// once and the creation fails: no token lives that cannot be listed.
     pub async fn create(
+        &self,
+        issuer: &dyn TokenIssuer,
+        creator: &Principal,
+        purpose: &str,
+        ttl: u64,
+    ) -> Result<(ServiceAccount, String), LoginError> {
+        self.mint(issuer, creator, purpose, ttl).await
+    }
+
+    /// As [`create`](Self::create), with only `scopes` of the creator's
+    /// scopes (the roles are still the creator's): a scope the creator does
+    /// not hold is refused (`403`), so a service account never exceeds the
+    /// account that made it.
+    pub async fn create_with_scopes<I, S>(
+        &self,
+        issuer: &dyn TokenIssuer,
+        creator: &Principal,
+        purpose: &str,
+        ttl: u64,
+        scopes: I,
+    ) -> Result<(ServiceAccount, String), LoginError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut narrowed = Vec::new();
+        for scope in scopes {
+            let scope = scope.as_ref();
+            if !creator.has_scope(scope) {
+                return Err(LoginError::Forbidden(
+                    "a service account cannot carry a scope its creator lacks",
+                ));
+            }
+            if !narrowed.iter().any(|s| s == scope) {
+                narrowed.push(scope.to_owned());
+            }
+        }
+        let mut creator = creator.clone();
+        creator.scopes = narrowed;
+        self.mint(issuer, &creator, purpose, ttl).await
+    }
+
+    async fn mint(
         &self,
         issuer: &dyn TokenIssuer,
         creator: &Principal,
@@ -74,7 +117,8 @@ impl ServiceAccounts {
             minted.claims.roles.clone(),
             minted.claims.iat,
             minted.claims.exp,
-        );
+        )
+        .with_scopes(minted.claims.scopes().map(str::to_owned).collect());
         if let Err(err) = self.store.insert(account.clone()).await {
             issuer.revoke_id(&account.id, account.expires_at).await?;
             return Err(LoginError::Unavailable(err));

@@ -27,6 +27,9 @@ pub struct Principal {
     pub spaces: Vec<String>,
     /// The user's roles, such as `admin`.
     pub roles: Vec<String>,
+    /// The user's scopes, such as `audit:read`: minted into access tokens
+    /// as the `scope` claim (RFC 8693 §4.2, one space-separated string).
+    pub scopes: Vec<String>,
     /// The user's TOTP secret when a second step is required.
     pub totp_secret: Option<Vec<u8>>,
     /// The user's email address, when the account has one; it signs in as
@@ -48,6 +51,7 @@ impl Principal {
             username: username.into(),
             spaces: Vec::new(),
             roles: Vec::new(),
+            scopes: Vec::new(),
             totp_secret: None,
             email: None,
             name: None,
@@ -98,6 +102,17 @@ impl Principal {
         self
     }
 
+    /// With these scopes. A scope is one word of the `scope` claim, so
+    /// empty scopes and scopes holding whitespace are left out.
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scope_words(scopes);
+        self
+    }
+
     /// Requiring a TOTP code after the password, with this secret (raw
     /// bytes).
     pub fn with_totp_secret(mut self, secret: Vec<u8>) -> Self {
@@ -108,6 +123,11 @@ impl Principal {
     /// Whether the user holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether the user holds `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 
     /// A builder for a principal read from a store's row, whose optional
@@ -122,10 +142,12 @@ impl Principal {
     ///     .name(Some("Administrator"))
     ///     .active_until(None)
     ///     .roles(["admin"])
+    ///     .scopes("audit:read projects:write".split(' '))
     ///     .spaces("default_space,production".split(','))
     ///     .build();
     /// assert_eq!(principal.email, None);
     /// assert_eq!(principal.spaces, ["default_space", "production"]);
+    /// assert!(principal.has_scope("audit:read"));
     /// ```
     pub fn builder(id: impl Into<String>, username: impl Into<String>) -> PrincipalBuilder {
         PrincipalBuilder {
@@ -188,10 +210,35 @@ impl PrincipalBuilder {
         self
     }
 
+    /// The scopes; empty strings and strings holding whitespace (which
+    /// cannot be one word of the `scope` claim) are left out.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.principal.scopes = scope_words(scopes);
+        self
+    }
+
     /// The principal.
     pub fn build(self) -> Principal {
         self.principal
     }
+}
+
+/// The scopes that can be words of a `scope` claim: not empty, no
+/// whitespace (RFC 6749 §3.3).
+fn scope_words<I, S>(scopes: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    scopes
+        .into_iter()
+        .map(Into::into)
+        .filter(|scope| !scope.is_empty() && !scope.contains(char::is_whitespace))
+        .collect()
 }
 
 fn non_empty<I, S>(values: I) -> Vec<String>
@@ -365,6 +412,8 @@ pub struct NewUser {
     pub spaces: Vec<String>,
     /// Roles.
     pub roles: Vec<String>,
+    /// Scopes, minted into access tokens as the `scope` claim.
+    pub scopes: Vec<String>,
     /// A TOTP secret (raw bytes), when a second step is required.
     pub totp_secret: Option<Vec<u8>>,
     /// An email address the user also signs in with.
@@ -383,6 +432,7 @@ impl NewUser {
             password: password.into(),
             spaces: Vec::new(),
             roles: Vec::new(),
+            scopes: Vec::new(),
             totp_secret: None,
             email: None,
             name: None,
@@ -426,6 +476,17 @@ impl NewUser {
         S: Into<String>,
     {
         self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// With these scopes (empty ones and ones holding whitespace are left
+    /// out).
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scope_words(scopes);
         self
     }
 
@@ -671,6 +732,7 @@ fn principal_of(user: NewUser) -> Principal {
         username: user.username,
         spaces: user.spaces,
         roles: user.roles,
+        scopes: user.scopes,
         totp_secret: user.totp_secret,
         email: user.email,
         name: user.name,

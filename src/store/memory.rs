@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::BoxFuture;
 use crate::clock::now_seconds;
@@ -85,6 +86,11 @@ impl<V> ShardedMap<V> {
 #[derive(Debug)]
 pub struct MemoryRevocations {
     ids: ShardedMap<u64>,
+    /// Subjects signed out everywhere: (cut-off, until).
+    subjects: ShardedMap<(u64, u64)>,
+    /// Whether any subject was ever signed out: until then a subject check
+    /// takes no lock.
+    any_subject: AtomicBool,
 }
 
 impl Default for MemoryRevocations {
@@ -98,7 +104,56 @@ impl MemoryRevocations {
     pub fn with_capacity(max: usize) -> Self {
         MemoryRevocations {
             ids: ShardedMap::with_capacity(max),
+            subjects: ShardedMap::with_capacity(max),
+            any_subject: AtomicBool::new(false),
         }
+    }
+
+    /// Signs `subject` out everywhere at once (the synchronous form of
+    /// [`RevocationStore::revoke_subject`]).
+    pub fn revoke_subject_now(
+        &self,
+        subject: &str,
+        cut_off: u64,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        let now = now_seconds();
+        let mut shard = self.subjects.lock(subject)?;
+        // Set before the entry: a check that sees the entry sees the flag.
+        self.any_subject.store(true, Ordering::SeqCst);
+        if let Some((old_cut_off, old_until)) = shard.get_mut(subject) {
+            if *old_until > now {
+                *old_cut_off = (*old_cut_off).max(cut_off);
+                *old_until = (*old_until).max(until);
+            } else {
+                *old_cut_off = cut_off;
+                *old_until = until;
+            }
+            return Ok(());
+        }
+        if shard.len() >= self.subjects.max_per_shard {
+            shard.retain(|_, (_, until)| *until > now);
+            if shard.len() >= self.subjects.max_per_shard {
+                return Err(StoreError("revocation store is full".into()));
+            }
+        }
+        shard.insert(subject.into(), (cut_off, until));
+        Ok(())
+    }
+
+    fn subject_cut_off_at(
+        &self,
+        subject: &str,
+        issued_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        if !self.any_subject.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let shard = self.subjects.lock(subject)?;
+        Ok(shard
+            .get(subject)
+            .is_some_and(|(cut_off, until)| *until > now && issued_at <= *cut_off))
     }
 
     /// Revokes `id` at once (the synchronous form of
@@ -160,6 +215,20 @@ impl RevocationStore for MemoryRevocations {
                 _ => Ok(revoked),
             });
         RevocationCheck::Ready(answer)
+    }
+
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        cut_off: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let result = self.revoke_subject_now(subject, cut_off, until);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn check_subject(&self, subject: &str, issued_at: u64) -> RevocationCheck {
+        RevocationCheck::Ready(self.subject_cut_off_at(subject, issued_at, now_seconds()))
     }
 }
 

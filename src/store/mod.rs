@@ -1,5 +1,5 @@
 //! State that must outlive a request, behind one trait per kind of state:
-//! revoked tokens ([`RevocationStore`]), failed-login counters
+//! revoked tokens and subjects signed out everywhere ([`RevocationStore`]), failed-login counters
 //! ([`LockoutStore`]), used TOTP steps ([`OtpReplayGuard`]), rotated refresh
 //! tokens ([`RotationStore`]), service accounts ([`ServiceAccountStore`])
 //! and one-time login codes ([`LoginCodeStore`]).
@@ -66,6 +66,25 @@ pub trait RevocationStore: Send + Sync + 'static {
 
     /// Whether `id`, or the family `family`, is revoked.
     fn check(&self, id: &str, family: Option<&str>) -> RevocationCheck;
+
+    /// Signs `subject` out everywhere: every token of that subject issued
+    /// (`iat`) at or before `cut_off` (seconds since the epoch) is refused,
+    /// whatever its id, family or kind, until `until`, which must be when
+    /// the longest-lived of those tokens would have expired anyway (the
+    /// store may forget the cut-off after it, or keep it). A later
+    /// call moves the cut-off and `until` forward, never back; the change is
+    /// atomic and, in a shared store, seen by every instance.
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        cut_off: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Whether the token of `subject` issued at `issued_at` is cut off by
+    /// [`revoke_subject`](Self::revoke_subject) (a token without `iat` is
+    /// checked as issued at `0`, so any cut-off refuses it).
+    fn check_subject(&self, subject: &str, issued_at: u64) -> RevocationCheck;
 }
 
 /// A guard that lets each TOTP time step be used once per account
@@ -248,6 +267,9 @@ pub struct ServiceAccount {
     pub created_by: String,
     /// The roles it carries (its creator's).
     pub roles: Vec<String>,
+    /// The scopes it carries (its creator's, or fewer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
     /// Creation time, seconds since the epoch.
     pub created_at: u64,
     /// Expiry, seconds since the epoch.
@@ -271,10 +293,17 @@ impl ServiceAccount {
             purpose,
             created_by,
             roles,
+            scopes: Vec::new(),
             created_at,
             expires_at,
             revoked: false,
         }
+    }
+
+    /// With these scopes.
+    pub fn with_scopes(mut self, scopes: Vec<String>) -> Self {
+        self.scopes = scopes;
+        self
     }
 }
 

@@ -41,6 +41,28 @@ if set then return 1 end
 return 0
 ";
 
+/// Moves a subject's cut-off forward (never back) and announces it.
+/// KEYS[1]: the subject's key, holding `CUT_OFF:UNTIL`; ARGV: cut-off,
+/// until, the channel, the subject. The key lives until the later `until`;
+/// the announcement is `CUT_OFF SUBJECT`, the cut-off now in force, which
+/// the script returns.
+const REVOKE_SUBJECT: &str = r"
+local cut = tonumber(ARGV[1])
+local untl = tonumber(ARGV[2])
+local old = redis.call('GET', KEYS[1])
+if old then
+  local c, u = string.match(old, '^(%d+):(%d+)$')
+  if c then
+    cut = math.max(cut, tonumber(c))
+    untl = math.max(untl, tonumber(u))
+  end
+end
+local cs = string.format('%d', cut)
+redis.call('SET', KEYS[1], cs .. ':' .. string.format('%d', untl), 'EXAT', untl)
+redis.call('PUBLISH', ARGV[3], cs .. ' ' .. ARGV[4])
+return cut
+";
+
 /// The name the listening connection gives itself (`CLIENT LIST`).
 pub(super) const LISTENER_NAME: &str = "authgate-invalidations";
 
@@ -77,6 +99,8 @@ impl ListenerSource {
 pub(super) struct Revocations {
     script: Script,
     channel: String,
+    subject_script: Script,
+    subject_channel: String,
     cache: Option<Arc<LocalCache>>,
     listener: Option<tokio::task::AbortHandle>,
 }
@@ -96,12 +120,17 @@ impl Revocations {
         config: &RedisStoreConfig,
     ) -> Arc<Self> {
         let channel = format!("{}revocations", config.prefix);
+        let subject_channel = format!("{}subject-revocations", config.prefix);
         let (cache, listener) = if config.local_cache_capacity == 0 {
             (None, None)
         } else {
-            let cache = Arc::new(LocalCache::new(config.local_cache_capacity));
+            let cache = Arc::new(LocalCache::new(
+                config.local_cache_capacity,
+                subject_channel.clone(),
+            ));
             let settings = ListenerSettings {
                 channel: channel.clone(),
+                subject_channel: subject_channel.clone(),
                 heartbeat: config.invalidation_heartbeat.max(Duration::from_millis(10)),
                 connection_timeout: config.connection_timeout,
                 response_timeout: config.response_timeout,
@@ -112,6 +141,8 @@ impl Revocations {
         Arc::new(Revocations {
             script: Script::new(REVOKE),
             channel,
+            subject_script: Script::new(REVOKE_SUBJECT),
+            subject_channel,
             cache,
             listener,
         })
@@ -210,6 +241,84 @@ impl RevocationStore for RedisStore {
             Ok(found.contains(&true))
         }))
     }
+
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        cut_off: u64,
+        until: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let key = self.key("revoked-subject", subject);
+        let subject = subject.to_owned();
+        Box::pin(async move {
+            let mut connection = self.connection_for("revoke_subject");
+            // As a revocation: a failure is always reported.
+            let in_force: u64 = self
+                .revocations
+                .subject_script
+                .key(&key)
+                .arg(cut_off)
+                .arg(until.max(1))
+                .arg(&self.revocations.subject_channel)
+                .arg(&subject)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| super::store_error(&e))?;
+            if let Some(cache) = &self.revocations.cache {
+                cache.record_subject(&subject, in_force);
+            }
+            Ok(())
+        })
+    }
+
+    fn check_subject(&self, subject: &str, issued_at: u64) -> RevocationCheck {
+        if let Some(cache) = &self.revocations.cache
+            && let Some(cut_off) = cache.lookup_subject(subject)
+        {
+            return RevocationCheck::Ready(Ok(cut_off.is_some_and(|cut| issued_at <= cut)));
+        }
+        let ticket = self
+            .revocations
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.ticket().map(|ticket| (Arc::clone(cache), ticket)));
+        let key = self.key("revoked-subject", subject);
+        let subject = subject.to_owned();
+        let store = self.clone();
+        RevocationCheck::Pending(Box::pin(async move {
+            let mut connection = store.connection_for("check_subject");
+            let get = redis::cmd("GET").arg(&key).to_owned();
+            let mut read: RedisResult<Option<String>> = get.query_async(&mut connection).await;
+            if read.as_ref().is_err_and(super::connection_lost) {
+                read = get.query_async(&mut connection).await;
+            }
+            let cut_off = read.and_then(|value| match value {
+                None => Ok(None),
+                Some(value) => parse_cut_off(&value).map(Some).ok_or_else(|| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::UnexpectedReturnType,
+                        "a subject's revocation is not CUT_OFF:UNTIL",
+                    ))
+                }),
+            });
+            let cut_off = match store.settle(cut_off.map(Some), None)? {
+                Some(cut_off) => cut_off,
+                // Fail open, by explicit choice: not revoked, not cached.
+                None => return Ok(false),
+            };
+            if let Some((cache, ticket)) = ticket {
+                cache.fill_subject(ticket, &subject, cut_off);
+            }
+            Ok(cut_off.is_some_and(|cut| issued_at <= cut))
+        }))
+    }
+}
+
+/// The cut-off of a subject's `CUT_OFF:UNTIL` value.
+fn parse_cut_off(value: &str) -> Option<u64> {
+    let (cut_off, until) = value.split_once(':')?;
+    until.parse::<u64>().ok()?;
+    cut_off.parse().ok()
 }
 
 /// The local cache of revocation answers.
@@ -220,23 +329,32 @@ struct LocalCache {
     /// is ignored.
     session: AtomicU64,
     shards: Box<[RwLock<Shard>]>,
+    /// Subjects and their cut-offs (`None`: none), sharded alike.
+    subjects: Box<[RwLock<SubjectShard>]>,
     shard_capacity: usize,
     hasher: foldhash::fast::RandomState,
+    /// The channel whose messages are subjects' cut-offs.
+    subject_channel: String,
 }
 
 type Shard = HashMap<Box<str>, bool, foldhash::fast::RandomState>;
+type SubjectShard = HashMap<Box<str>, Option<u64>, foldhash::fast::RandomState>;
 
 const SUBSCRIBED: u64 = 1;
 const GENERATION: u64 = 2;
 
 impl LocalCache {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, subject_channel: String) -> Self {
         LocalCache {
             state: AtomicU64::new(0),
             session: AtomicU64::new(0),
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            subjects: (0..SHARDS)
+                .map(|_| RwLock::new(SubjectShard::default()))
+                .collect(),
             shard_capacity: capacity.div_ceil(SHARDS).max(1),
             hasher: foldhash::fast::RandomState::default(),
+            subject_channel,
         }
     }
 
@@ -244,6 +362,53 @@ impl LocalCache {
         // The high bits: the map inside the shard uses the low ones.
         let index = (self.hasher.hash_one(id) >> 60) as usize % SHARDS;
         &self.shards[index]
+    }
+
+    fn subject_shard(&self, subject: &str) -> &RwLock<SubjectShard> {
+        let index = (self.hasher.hash_one(subject) >> 60) as usize % SHARDS;
+        &self.subjects[index]
+    }
+
+    /// The cached cut-off of `subject` (`Some(None)`: known to have none).
+    fn lookup_subject(&self, subject: &str) -> Option<Option<u64>> {
+        if !self.active() {
+            return None;
+        }
+        let shard = self
+            .subject_shard(subject)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        shard.get(subject).copied()
+    }
+
+    /// Keeps a cut-off read from Redis, if nothing changed since `ticket`.
+    fn fill_subject(&self, ticket: u64, subject: &str, cut_off: Option<u64>) {
+        let mut shard = self
+            .subject_shard(subject)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.state.load(Ordering::SeqCst) != ticket {
+            return;
+        }
+        if shard.len() >= self.shard_capacity && !shard.contains_key(subject) {
+            shard.clear();
+        }
+        shard.insert(subject.into(), cut_off);
+    }
+
+    /// `subject` is cut off at `cut_off`: announced, or done by this store.
+    /// A cut-off only moves forward.
+    fn record_subject(&self, subject: &str, cut_off: u64) {
+        self.state.fetch_add(GENERATION, Ordering::SeqCst);
+        let mut shard = self
+            .subject_shard(subject)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if shard.len() >= self.shard_capacity && !shard.contains_key(subject) {
+            shard.clear();
+        }
+        let entry = shard.entry(subject.into()).or_insert(None);
+        *entry = Some(entry.map_or(cut_off, |old| old.max(cut_off)));
     }
 
     fn active(&self) -> bool {
@@ -339,19 +504,52 @@ impl LocalCache {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clear();
         }
+        for shard in &self.subjects {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
     }
 
     /// Applies a push from the listener's connection.
     fn on_push(&self, session: u64, push: &PushInfo) {
         match push.kind {
             PushKind::Message => {
-                // [channel, message]: the channel is the only one subscribed.
-                if let Some(id) = push.data.get(1).and_then(bulk_text) {
-                    self.record_revoked(id);
+                // [channel, message]: ids on the revocations channel,
+                // `CUT_OFF SUBJECT` on the subjects' one.
+                let channel = push.data.first().and_then(bulk_text);
+                let Some(message) = push.data.get(1).and_then(bulk_text) else {
+                    return;
+                };
+                if channel == Some(self.subject_channel.as_str()) {
+                    match message
+                        .split_once(' ')
+                        .and_then(|(cut, subject)| Some((cut.parse().ok()?, subject)))
+                    {
+                        Some((cut_off, subject)) => self.record_subject(subject, cut_off),
+                        // Unreadable: trust nothing cached about subjects.
+                        None => self.forget_subjects(),
+                    }
+                } else {
+                    self.record_revoked(message);
                 }
             }
             PushKind::Disconnection => self.lost(session),
             _ => {}
+        }
+    }
+}
+
+impl LocalCache {
+    /// Drops every cached subject answer (they are read again).
+    fn forget_subjects(&self) {
+        self.state.fetch_add(GENERATION, Ordering::SeqCst);
+        for shard in &self.subjects {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
         }
     }
 }
@@ -366,6 +564,7 @@ fn bulk_text(value: &Value) -> Option<&str> {
 
 struct ListenerSettings {
     channel: String,
+    subject_channel: String,
     heartbeat: Duration,
     connection_timeout: Duration,
     response_timeout: Duration,
@@ -457,6 +656,7 @@ async fn connect_listener(
         .query_async::<()>(&mut connection)
         .await?;
     connection.subscribe(&settings.channel).await?;
+    connection.subscribe(&settings.subject_channel).await?;
     Ok(connection)
 }
 
@@ -464,8 +664,43 @@ async fn connect_listener(
 mod tests {
     use super::*;
 
+    const SUBJECTS: &str = "authgate:subject-revocations";
+
+    #[test]
+    fn an_announced_cut_off_is_cached_and_only_moves_forward() {
+        let (cache, session) = subscribed_cache();
+        cache.fill_subject(cache.ticket().unwrap(), "alice", None);
+        assert_eq!(cache.lookup_subject("alice"), Some(None));
+        let announce = |text: &str| PushInfo {
+            kind: PushKind::Message,
+            data: vec![
+                Value::BulkString(SUBJECTS.as_bytes().to_vec()),
+                Value::BulkString(text.as_bytes().to_vec()),
+            ],
+        };
+        cache.on_push(session, &announce("200 alice"));
+        assert_eq!(cache.lookup_subject("alice"), Some(Some(200)));
+        cache.on_push(session, &announce("100 alice"));
+        assert_eq!(cache.lookup_subject("alice"), Some(Some(200)));
+        // A subject with a space in its name.
+        cache.on_push(session, &announce("300 bob smith"));
+        assert_eq!(cache.lookup_subject("bob smith"), Some(Some(300)));
+        // Not an id on the other channel.
+        assert_eq!(cache.lookup("200 alice"), None);
+        // Unreadable: every cached subject is read again.
+        cache.on_push(session, &announce("junk"));
+        assert_eq!(cache.lookup_subject("alice"), None);
+        // A stale read does not overwrite it.
+        let ticket = cache.ticket().unwrap();
+        cache.record_subject("carol", 5);
+        cache.fill_subject(ticket, "carol", None);
+        assert_eq!(cache.lookup_subject("carol"), Some(Some(5)));
+        cache.lost(session);
+        assert_eq!(cache.lookup_subject("carol"), None);
+    }
+
     fn subscribed_cache() -> (LocalCache, u64) {
-        let cache = LocalCache::new(64);
+        let cache = LocalCache::new(64, SUBJECTS.into());
         let session = cache.begin_session();
         cache.subscribed(session);
         (cache, session)
@@ -473,7 +708,7 @@ mod tests {
 
     #[test]
     fn answers_only_while_subscribed() {
-        let cache = LocalCache::new(64);
+        let cache = LocalCache::new(64, SUBJECTS.into());
         assert_eq!(
             cache.ticket(),
             None,
@@ -557,7 +792,7 @@ mod tests {
 
     #[test]
     fn a_full_shard_starts_over() {
-        let cache = LocalCache::new(SHARDS);
+        let cache = LocalCache::new(SHARDS, SUBJECTS.into());
         let session = cache.begin_session();
         cache.subscribed(session);
         for i in 0..10 * SHARDS {
