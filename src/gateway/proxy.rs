@@ -20,7 +20,8 @@
 //!   `websocket` too the two connections are joined byte for byte; any
 //!   other upgrade (`h2c`, arbitrary tokens) goes on as a plain request,
 //!   and a `101` naming another protocol is a `502`. A joined WebSocket is
-//!   closed at its token's `exp`, once the token is found revoked, and
+//!   closed at its token's `exp`, once the token, its family or every token
+//!   of its subject is found revoked, and
 //!   after `[server] websocket_max_lifetime` in any case. `CONNECT` never
 //!   reaches the proxy: the request-line check before routing answers it
 //!   `405` ([`target`](super::target)).
@@ -594,7 +595,7 @@ struct TunnelBounds {
     /// The token's `exp` or the longest lifetime, whichever comes first.
     deadline: tokio::time::Instant,
     /// The token's id and family, looked up every `revocation_check`.
-    token: Option<(String, Option<String>)>,
+    token: Option<TunnelToken>,
     revocation_check: Duration,
     revocations: Option<Arc<dyn RevocationStore>>,
     /// The connection's place among the open connections, held while the
@@ -613,12 +614,12 @@ impl TunnelBounds {
                 .duration_since(std::time::SystemTime::now())
                 .unwrap_or(Duration::ZERO);
             lifetime = lifetime.min(left);
-            if meta.token_id.is_some() || meta.family.is_some() {
-                token = Some((
-                    meta.token_id.clone().unwrap_or_default(),
-                    meta.family.clone(),
-                ));
-            }
+            token = Some(TunnelToken {
+                id: meta.token_id.clone(),
+                family: meta.family.clone(),
+                subject: meta.subject.clone(),
+                issued_at: meta.issued_at.unwrap_or(0),
+            });
         }
         TunnelBounds {
             deadline: tokio::time::Instant::now() + lifetime,
@@ -651,25 +652,52 @@ impl TunnelBounds {
     }
 }
 
-/// Completes once `token` is found revoked, or the store cannot say
-/// (fail closed); never without a token or a store.
+/// What a tunnel's token is revoked by: its id or family, and its
+/// subject's sign-out everywhere.
+struct TunnelToken {
+    id: Option<String>,
+    family: Option<String>,
+    subject: Option<String>,
+    issued_at: u64,
+}
+
+/// Completes once `token` is found revoked (its id, its family, or every
+/// token of its subject), or the store cannot say (fail closed); never
+/// without a token or a store.
 async fn revoked(
-    token: Option<&(String, Option<String>)>,
+    token: Option<&TunnelToken>,
     store: Option<&dyn RevocationStore>,
     every: Duration,
 ) {
-    let (Some((id, family)), Some(store)) = (token, store) else {
+    let (Some(token), Some(store)) = (token, store) else {
         return std::future::pending().await;
+    };
+    let answer = |check| async move {
+        match check {
+            RevocationCheck::Ready(answer) => answer,
+            RevocationCheck::Pending(answer) => answer.await,
+        }
     };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tick.tick().await;
-        let answer = match store.check(id, family.as_deref()) {
-            RevocationCheck::Ready(answer) => answer,
-            RevocationCheck::Pending(answer) => answer.await,
+        // As the auth layer checks it: without an id, the family stands in
+        // for it.
+        let by_id = match (&token.id, &token.family) {
+            (Some(id), family) => Some(store.check(id, family.as_deref())),
+            (None, Some(family)) => Some(store.check(family, Some(family))),
+            (None, None) => None,
         };
-        if !matches!(answer, Ok(false)) {
+        if let Some(check) = by_id
+            && !matches!(answer(check).await, Ok(false))
+        {
             return;
+        }
+        if let Some(subject) = &token.subject {
+            let check = store.check_subject(subject, token.issued_at);
+            if !matches!(answer(check).await, Ok(false)) {
+                return;
+            }
         }
     }
 }
@@ -782,6 +810,49 @@ mod tests {
         remove_hop_by_hop(&mut headers, true);
         assert_eq!(headers[header::CONNECTION], "upgrade");
         assert_eq!(headers[header::UPGRADE], "websocket");
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_ends_when_its_subject_is_signed_out_everywhere() {
+        use crate::store::MemoryRevocations;
+        let store = MemoryRevocations::default();
+        let token = TunnelToken {
+            id: None,
+            family: None,
+            subject: Some("alice".to_owned()),
+            issued_at: 1_000,
+        };
+        let every = Duration::from_millis(20);
+        // Nothing revoked: the check goes on.
+        let pending = tokio::time::timeout(
+            Duration::from_millis(90),
+            revoked(Some(&token), Some(&store), every),
+        );
+        assert!(pending.await.is_err(), "a live token's tunnel was closed");
+        // Every token of alice issued until 2,000 is cut off: closed at the
+        // next check.
+        store
+            .revoke_subject("alice", 2_000, u64::MAX / 2)
+            .await
+            .unwrap();
+        let closed = tokio::time::timeout(
+            Duration::from_secs(2),
+            revoked(Some(&token), Some(&store), every),
+        );
+        assert!(
+            closed.await.is_ok(),
+            "a signed-out subject's tunnel stayed open"
+        );
+        // A token issued after the cut-off lives on.
+        let later = TunnelToken {
+            issued_at: 3_000,
+            ..token
+        };
+        let pending = tokio::time::timeout(
+            Duration::from_millis(90),
+            revoked(Some(&later), Some(&store), every),
+        );
+        assert!(pending.await.is_err(), "a later token's tunnel was closed");
     }
 
     fn names() -> IdentityHeaders {
