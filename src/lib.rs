@@ -127,6 +127,7 @@ pub mod observe;
 
 // The guard side: runs on every request, builds with no feature at all.
 pub mod auth;
+pub mod authz;
 pub mod cookie;
 pub mod csrf;
 #[cfg(feature = "axum")]
