@@ -643,12 +643,18 @@ pub enum AuthzRejection {
     /// An asynchronous check could not answer (its store is down): `503`
     /// with `Retry-After`.
     Unavailable,
+    /// No rule of the table matched and its default denies: `403`.
+    NoMatchingRule,
+    /// The path has more than one reading (a dot segment, `;`, an encoded
+    /// `/`, ...), so no rule can be applied: `400`.
+    AmbiguousPath(&'static str),
 }
 
 impl AuthzRejection {
     /// Why, as one `snake_case` word: `insufficient_scope`,
     /// `policy_denied`, `authentication_required`, `missing_auth_layer`,
-    /// `missing_space_layer`, `claims_type_mismatch` or `unavailable`.
+    /// `missing_space_layer`, `claims_type_mismatch`, `unavailable`,
+    /// `no_rule` or `ambiguous_path`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InsufficientScope { .. } => "insufficient_scope",
@@ -658,13 +664,18 @@ impl AuthzRejection {
             Self::MissingSpaceLayer => "missing_space_layer",
             Self::ClaimsTypeMismatch => "claims_type_mismatch",
             Self::Unavailable => "unavailable",
+            Self::NoMatchingRule => "no_rule",
+            Self::AmbiguousPath(_) => "ambiguous_path",
         }
     }
 
     /// The status code of the answer.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InsufficientScope { .. } | Self::PolicyDenied { .. } => StatusCode::FORBIDDEN,
+            Self::InsufficientScope { .. } | Self::PolicyDenied { .. } | Self::NoMatchingRule => {
+                StatusCode::FORBIDDEN
+            }
+            Self::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
             Self::AuthenticationRequired => StatusCode::UNAUTHORIZED,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::MissingAuthLayer | Self::MissingSpaceLayer | Self::ClaimsTypeMismatch => {
@@ -675,7 +686,10 @@ impl AuthzRejection {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::InsufficientScope { .. } | Self::PolicyDenied { .. } => "insufficient_scope",
+            Self::InsufficientScope { .. } | Self::PolicyDenied { .. } | Self::NoMatchingRule => {
+                "insufficient_scope"
+            }
+            Self::AmbiguousPath(_) => "invalid_request",
             Self::AuthenticationRequired => "unauthorized",
             Self::Unavailable => "temporarily_unavailable",
             Self::MissingAuthLayer | Self::MissingSpaceLayer | Self::ClaimsTypeMismatch => {
@@ -709,6 +723,8 @@ impl AuthzRejection {
                 "the policy reads claims of another type than the `AuthLayer` before `RequireLayer` was built for",
             ),
             Self::Unavailable => Cow::Borrowed("authorization is temporarily unavailable"),
+            Self::NoMatchingRule => Cow::Borrowed("no rule allows this request"),
+            Self::AmbiguousPath(why) => Cow::Borrowed(why),
         }
     }
 
@@ -725,7 +741,7 @@ impl AuthzRejection {
                 }
                 Some(HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("Bearer")))
             }
-            Self::PolicyDenied { .. } => Some(
+            Self::PolicyDenied { .. } | Self::NoMatchingRule => Some(
                 HeaderValue::from_str(&format!(
                     "Bearer realm=\"{realm}\", error=\"insufficient_scope\""
                 ))

@@ -659,3 +659,126 @@ mod extractor {
         assert!(String::from_utf8_lossy(&body).contains("AuthLayer"));
     }
 }
+
+mod rules {
+    use http::Method;
+    use tower_authgate::authz::{Rule, RuleDefault, Rules};
+
+    use super::*;
+
+    fn table() -> Rules {
+        Rules::new([
+            Rule::new("public", "/public/").unwrap().public(),
+            Rule::new("admin-read", "/admin/")
+                .unwrap()
+                .methods([Method::GET])
+                .roles(["admin", "auditor"]),
+            Rule::new("admin", "/admin/").unwrap().roles(["admin"]),
+            Rule::new("audit", "/audit/")
+                .unwrap()
+                .scopes(["audit:read"]),
+        ])
+    }
+
+    async fn call(rules: Rules, method: Method, path: &str, claims: Option<Value>) -> StatusCode {
+        let service = ServiceBuilder::new()
+            .layer(
+                AuthLayer::<Value>::new(verifier(GrantMapping::default()))
+                    .sources(TokenSources::bearer())
+                    .optional(),
+            )
+            .layer(RequireLayer::rules(rules))
+            .service(service_fn(echo));
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(claims) = claims {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {}", token(claims)));
+        }
+        service
+            .oneshot(request.body(String::new()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn first_match_wins() {
+        let auditor = || Some(json!({"roles": ["auditor"]}));
+        assert_eq!(
+            call(table(), Method::GET, "/admin/users", auditor()).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(table(), Method::DELETE, "/admin/users", auditor()).await,
+            StatusCode::FORBIDDEN
+        );
+        let admin = Some(json!({"roles": ["admin"]}));
+        assert_eq!(
+            call(table(), Method::DELETE, "/admin/users", admin).await,
+            StatusCode::OK
+        );
+        let scoped = Some(json!({"scope": "audit:read"}));
+        assert_eq!(
+            call(table(), Method::GET, "/audit/log", scoped).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(table(), Method::GET, "/audit/log", auditor()).await,
+            StatusCode::FORBIDDEN
+        );
+    }
+
+    #[tokio::test]
+    async fn public_rules_need_no_token() {
+        assert_eq!(
+            call(table(), Method::GET, "/public/a.css", None).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(table(), Method::GET, "/admin/users", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn unmatched_requests_get_the_default() {
+        let anyone = || Some(json!({"roles": ["admin"]}));
+        assert_eq!(
+            call(table(), Method::GET, "/other", anyone()).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call(table(), Method::GET, "/administrators", anyone()).await,
+            StatusCode::FORBIDDEN
+        );
+        let open = table().default_access(RuleDefault::Authenticated);
+        assert_eq!(
+            call(open.clone(), Method::GET, "/other", anyone()).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(open, Method::GET, "/other", None).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn a_path_with_two_readings_is_refused() {
+        for path in [
+            "/public/..;/admin/users",
+            "/public/%2e%2e/admin/users",
+            "/public/..%2fadmin",
+            "/%61dmin/users",
+        ] {
+            assert_eq!(
+                call(table(), Method::GET, path, None).await,
+                StatusCode::BAD_REQUEST,
+                "{path}"
+            );
+        }
+        // One reading, encoded: never public.
+        assert_eq!(
+            call(table(), Method::GET, "/public/caf%C3%A9", None).await,
+            StatusCode::FORBIDDEN
+        );
+    }
+}

@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use crate::BoxFuture;
 use crate::authz::policy::{Policy, Undecidable};
+use crate::authz::rules::{Matched, Rules};
 use crate::future::{define_inner_service_accessors, refuse};
 use crate::observe::{LazyCounter, Seen, lazy_counter};
 use crate::reject::{AuthzRejection, DefaultRejection, OnRejection, Realm, Rejection};
@@ -68,9 +69,16 @@ where
     }
 }
 
+/// What the layer requires.
+#[derive(Clone, Debug)]
+enum What {
+    Policy(Policy),
+    Rules(Rules),
+}
+
 #[derive(Clone)]
 struct RequireConfig {
-    policy: Policy,
+    what: What,
     check: Option<(Arc<str>, Arc<dyn AsyncCheck>)>,
     realm: Realm,
     allowed: LazyCounter,
@@ -88,7 +96,7 @@ pub struct RequireLayer<R = DefaultRejection> {
 impl<R> fmt::Debug for RequireLayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireLayer")
-            .field("policy", &self.config.policy)
+            .field("what", &self.config.what)
             .field(
                 "check",
                 &self.config.check.as_ref().map(|(name, _)| &**name),
@@ -100,9 +108,21 @@ impl<R> fmt::Debug for RequireLayer<R> {
 impl RequireLayer {
     /// Requires `policy`.
     pub fn new(policy: Policy) -> Self {
+        Self::with(What::Policy(policy))
+    }
+
+    /// Applies the rule table `rules` (first match wins; unmatched requests
+    /// get its default, `deny` unless configured otherwise), for services
+    /// that are not axum routers. A path with more than one reading is
+    /// refused (`400`).
+    pub fn rules(rules: Rules) -> Self {
+        Self::with(What::Rules(rules))
+    }
+
+    fn with(what: What) -> Self {
         RequireLayer {
             config: Arc::new(RequireConfig {
-                policy,
+                what,
                 check: None,
                 realm: Realm::default(),
                 allowed: lazy_counter!(
@@ -157,9 +177,12 @@ impl<R> RequireLayer<R> {
         }
     }
 
-    /// The policy.
-    pub fn policy(&self) -> &Policy {
-        &self.config.policy
+    /// The policy, when the layer was built with one (rather than rules).
+    pub fn policy(&self) -> Option<&Policy> {
+        match &self.config.what {
+            What::Policy(policy) => Some(policy),
+            What::Rules(_) => None,
+        }
     }
 }
 
@@ -187,7 +210,7 @@ impl<S: fmt::Debug, R> fmt::Debug for Require<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Require")
             .field("inner", &self.inner)
-            .field("policy", &self.config.policy)
+            .field("what", &self.config.what)
             .finish_non_exhaustive()
     }
 }
@@ -254,7 +277,31 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        match decide(&config.policy, req.extensions()) {
+        let decided = match &config.what {
+            What::Policy(policy) => decide(policy, req.extensions()),
+            What::Rules(rules) => match rules.decide(req.method(), req.uri().path()) {
+                Matched::Public(_name) => {
+                    config.allowed.increment();
+                    crate::observe::event!(
+                        debug,
+                        target: crate::observe::DECISION,
+                        layer = "authz",
+                        outcome = "allowed",
+                        rule = _name,
+                        "public rule"
+                    );
+                    return ResponseFuture {
+                        kind: Kind::Inner {
+                            future: self.inner.call(req),
+                        },
+                    };
+                }
+                Matched::Policy(_, policy) => decide(policy, req.extensions()),
+                Matched::Deny => Err(AuthzRejection::NoMatchingRule),
+                Matched::Ambiguous(why) => Err(AuthzRejection::AmbiguousPath(why)),
+            },
+        };
+        match decided {
             Ok(token) => match &config.check {
                 None => {
                     config.allowed.increment();

@@ -68,7 +68,9 @@
 
 mod grants;
 mod layer;
+pub(crate) mod path;
 mod policy;
+mod rules;
 
 pub use crate::reject::AuthzRejection;
 pub use grants::{GrantMapping, Grants};
@@ -76,3 +78,4 @@ pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, Re
 #[cfg(feature = "axum")]
 pub(crate) use layer::{decide, realm_for};
 pub use policy::Policy;
+pub use rules::{Rule, RuleDefault, Rules};
