@@ -1281,13 +1281,14 @@ async fn lockout_after_five_failures_and_locked_users_listing() {
         .await;
     assert_eq!(after.status, StatusCode::OK, "{}", after.text);
     let operator = format!("Bearer {}", after.str("access_token"));
-    assert_eq!(
-        server
-            .get("/api/auth/lockedUsers", &[("authorization", &operator)])
-            .await
-            .status,
-        StatusCode::FORBIDDEN
-    );
+    let refused = server
+        .get("/api/auth/lockedUsers", &[("authorization", &operator)])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // The authorization core's refusal, in the inSCADA format.
+    let challenge = refused.headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
+    assert!(refused.text.contains("role:admin"), "{}", refused.text);
     assert_eq!(attempt("ghost", "x").await.status, StatusCode::LOCKED);
     clock.advance(601);
     assert_eq!(attempt("ghost", "x").await.status, StatusCode::UNAUTHORIZED);

@@ -232,8 +232,17 @@ pub(crate) fn decide<'r>(
             AuthzRejection::MissingAuthLayer
         });
     };
+    check_token(policy, token, extensions).map(|()| token)
+}
+
+/// The decision of `policy` on `token`, with the request's `extensions`.
+pub(crate) fn check_token(
+    policy: &Policy,
+    token: &VerifiedToken,
+    extensions: &Extensions,
+) -> Result<(), AuthzRejection> {
     match policy.evaluate(token, extensions) {
-        Ok(true) => Ok(token),
+        Ok(true) => Ok(()),
         Ok(false) => Err(denied(policy)),
         Err(Undecidable::NoSpace) => Err(AuthzRejection::MissingSpaceLayer),
         Err(Undecidable::ClaimsType) => Err(AuthzRejection::ClaimsTypeMismatch),
