@@ -782,3 +782,67 @@ mod rules {
         );
     }
 }
+
+/// The README's routes: one line each.
+#[tokio::test]
+async fn one_line_per_route() {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::{delete, get};
+
+    let app: Router = Router::new()
+        .route(
+            "/api/projects/{id}",
+            delete(|| async {}).route_layer(RequireLayer::role("admin")),
+        )
+        .route(
+            "/api/audit",
+            get(|| async {}).route_layer(RequireLayer::scope("audit:read")),
+        )
+        .route_layer(
+            AuthLayer::<Value>::new(verifier(GrantMapping::default()))
+                .sources(TokenSources::bearer()),
+        );
+    let call = |method: &str, uri: &str, claims: Value| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", token(claims)))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let admin = json!({"roles": ["admin"]});
+    let operator = json!({"roles": ["operator"], "scope": "audit:read"});
+    assert_eq!(
+        app.clone()
+            .oneshot(call("DELETE", "/api/projects/1", admin.clone()))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(call("DELETE", "/api/projects/1", operator.clone()))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(call("GET", "/api/audit", operator))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let refused = app.oneshot(call("GET", "/api/audit", admin)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(
+        refused.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .ends_with(r#"scope="audit:read""#)
+    );
+}
