@@ -4,7 +4,8 @@
 //! Every layer of this crate ([`AuthLayer`](crate::auth::AuthLayer),
 //! [`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer),
 //! [`IpFilterLayer`](crate::ip::IpFilterLayer),
-//! [`CsrfLayer`](crate::csrf::CsrfLayer) and the login throttle) refuses by
+//! [`CsrfLayer`](crate::csrf::CsrfLayer),
+//! [`RequireLayer`](crate::authz::RequireLayer) and the login throttle) refuses by
 //! handing a [`Rejection`] to its `OnRejection`, set with the layer's
 //! `on_rejection` method. Give every layer of a service the same one and the
 //! service answers in one error format throughout:
