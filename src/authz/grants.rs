@@ -19,8 +19,11 @@ use crate::error::TokenError;
 pub struct Grants {
     roles: Box<[Box<str>]>,
     scopes: Box<[Box<str>]>,
-    claims: Box<[(Box<str>, Box<[Box<str>]>)]>,
+    claims: Box<[CapturedClaim]>,
 }
+
+/// A captured claim: its name and its values.
+type CapturedClaim = (Box<str>, Box<[Box<str>]>);
 
 impl Grants {
     /// Grants holding these roles and scopes (for tests, and for tokens
