@@ -342,12 +342,12 @@ where
                     ResponseFuture {
                         kind: Kind::Checking {
                             check: check.check(request),
-                            pending: Some(Pending {
+                            pending: Some(Box::new(Pending {
                                 req,
                                 inner,
                                 config: Arc::clone(&self.config),
                                 on_rejection: self.on_rejection.clone(),
-                            }),
+                            })),
                         },
                     }
                 }
@@ -405,7 +405,9 @@ pin_project! {
         Refused { response: Option<Box<S::Response>> },
         Checking {
             check: BoxFuture<'static, Result<bool, CheckFailed>>,
-            pending: Option<Pending<S, B, R>>,
+            // Boxed: only a request with an asynchronous check pays for
+            // it, and the future stays small on the common path.
+            pending: Option<Box<Pending<S, B, R>>>,
         },
     }
 }
@@ -445,7 +447,7 @@ where
                         mut inner,
                         config,
                         on_rejection,
-                    } = pending
+                    } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     let name = config.check.as_ref().map(|(name, _)| Arc::clone(name));

@@ -248,14 +248,13 @@ impl Rules {
             Err(why) => return Matched::Ambiguous(why.0),
         };
         for rule in self.rules.iter() {
-            if rule
-                .methods
-                .as_ref()
-                .is_some_and(|methods| !methods.contains(method))
+            // The path first: most rules differ there, and cheaply.
+            if !covers(&rule.path, &path)
+                || rule
+                    .methods
+                    .as_ref()
+                    .is_some_and(|methods| !methods.contains(method))
             {
-                continue;
-            }
-            if !covers(&rule.path, &path) {
                 continue;
             }
             match &rule.access {
