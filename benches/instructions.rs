@@ -18,19 +18,22 @@ use std::hint::black_box;
 use http::{HeaderValue, Request, Response, header};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
+use tower_authgate::authz::RequireLayer;
 use tower_authgate::clock::now_seconds;
 use tower_authgate::token::{Algorithm, KeySet, TokenSource, TokenSources, Verifier};
 
 use fixtures::Stage;
 use tokens::{BenchClaims, SECRET, floor_hs256, keys, parsed_public_key, raw_verify, ready};
 
-const VALIDATION: [&str; 6] = [
+const VALIDATION: [&str; 8] = [
     "floor",
     "raw_verify",
     "authgate_verifier",
     "no_layer",
     "authgate_layer_cookie",
     "authgate_layer_cookie_cached",
+    "authgate_layer_cookie_cached_role",
+    "authgate_layer_cookie_cached_rules50",
 ];
 
 /// The case named `name`, ready to run once per call.
@@ -113,6 +116,21 @@ fn case(name: &str) -> Option<Box<dyn FnMut()>> {
             let cached = verifier.to_builder().token_cache(1_000).build().unwrap();
             let service = ServiceBuilder::new()
                 .layer(AuthLayer::<BenchClaims>::new(cached).sources(sources()))
+                .service(handler);
+            Box::new(move || check(ready(service.clone().oneshot(request()))))
+        }
+        "authgate_layer_cookie_cached_role" | "authgate_layer_cookie_cached_rules50"
+            if alg == Algorithm::HS256 =>
+        {
+            let cached = verifier.to_builder().token_cache(1_000).build().unwrap();
+            let require = if what.ends_with("role") {
+                RequireLayer::role("admin")
+            } else {
+                RequireLayer::rules(tokens::fifty_rules())
+            };
+            let service = ServiceBuilder::new()
+                .layer(AuthLayer::<BenchClaims>::new(cached).sources(sources()))
+                .layer(require)
                 .service(handler);
             Box::new(move || check(ready(service.clone().oneshot(request()))))
         }

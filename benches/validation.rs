@@ -20,6 +20,7 @@ use http::{HeaderValue, Request, Response, header};
 use jsonwebtoken::Validation;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
+use tower_authgate::authz::RequireLayer;
 use tower_authgate::clock::now_seconds;
 use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier};
 
@@ -123,6 +124,37 @@ fn validation(c: &mut Criterion) {
                 response
             })
         });
+        if alg == Algorithm::HS256 {
+            // Authorization on the cached path: a role check, and a 50-rule
+            // table whose last rule matches.
+            for (case, require) in [
+                (
+                    "authgate_layer_cookie_cached_role",
+                    RequireLayer::role("admin"),
+                ),
+                (
+                    "authgate_layer_cookie_cached_rules50",
+                    RequireLayer::rules(tokens::fifty_rules()),
+                ),
+            ] {
+                let cached_verifier = verifier.to_builder().token_cache(1_000).build().unwrap();
+                let service = ServiceBuilder::new()
+                    .layer(AuthLayer::<BenchClaims>::new(cached_verifier).sources(
+                        TokenSources::new([TokenSource::cookie("ins_access_token")]).unwrap(),
+                    ))
+                    .layer(require)
+                    .service(handler);
+                group.bench_function(case, |b| {
+                    b.iter(|| {
+                        let mut request = Request::new(String::new());
+                        request.headers_mut().insert(header::COOKIE, cookie.clone());
+                        let response = ready(service.clone().oneshot(request)).unwrap();
+                        assert_eq!(response.status(), 200);
+                        response
+                    })
+                });
+            }
+        }
         group.finish();
     }
 }

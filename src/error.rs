@@ -102,6 +102,11 @@ pub enum ConfigError {
         "the cookie renewal writes the cookie `{0}`, which none of the layer's token sources reads"
     )]
     RenewedCookieUnread(String),
+    /// A rule's path pattern is not a plain path (it must start with `/`
+    /// and have one reading: no dot segment, `;`, `//` or
+    /// percent-encoding).
+    #[error("the rule path `{0}` is not a plain path")]
+    InvalidRulePath(String),
 }
 
 /// Signing a token failed: the claims do not serialize, or the key cannot

@@ -11,6 +11,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
+use crate::authz::Policy;
 use crate::reject::{AuthRejection, JsonRejection, OnRejection, Realm, Rejection};
 use crate::token::{Anonymous, Claims, SharedClaims, TokenMeta, VerifiedToken};
 
@@ -267,5 +268,132 @@ impl<S: Send + Sync> FromRequestParts<S> for crate::ip::ClientIp {
             .get::<Self>()
             .copied()
             .ok_or(MissingLayer("IpFilterLayer"))
+    }
+}
+
+/// A policy named by a type, for [`Authorized<P>`]: the policy is built once
+/// (in a `static`) and read on every request.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use tower_authgate::authz::Policy;
+/// use tower_authgate::extract::RequiredPolicy;
+///
+/// struct Admin;
+///
+/// impl RequiredPolicy for Admin {
+///     fn policy() -> &'static Policy {
+///         static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy::role("admin"));
+///         &POLICY
+///     }
+/// }
+/// ```
+pub trait RequiredPolicy {
+    /// The policy.
+    fn policy() -> &'static Policy;
+}
+
+/// The request's verified token, extracted only when it satisfies the
+/// policy `P` ([`RequiredPolicy`]): a per-handler
+/// [`RequireLayer`](crate::authz::RequireLayer).
+///
+/// Refusals are [`Rejection::Authz`] answered as [`JsonRejection`]: `403`
+/// `insufficient_scope` naming what was needed, `401` for an anonymous
+/// request, `500` naming `AuthLayer` when none ran.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use axum::{Router, body::Body, routing::delete};
+/// use http::{Request, StatusCode, header};
+/// use tower::ServiceExt;
+/// use tower_authgate::auth::AuthLayer;
+/// use tower_authgate::authz::Policy;
+/// use tower_authgate::extract::{Authorized, RequiredPolicy};
+/// use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSources, Verifier};
+///
+/// struct Admin;
+/// impl RequiredPolicy for Admin {
+///     fn policy() -> &'static Policy {
+///         static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy::role("admin"));
+///         &POLICY
+///     }
+/// }
+///
+/// async fn remove(_admin: Authorized<Admin>) -> StatusCode {
+///     StatusCode::NO_CONTENT
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+/// let verifier = Verifier::builder(KeySet::single(key.verifying_key())).build()?;
+/// let app: Router = Router::new()
+///     .route("/api/projects/{id}", delete(remove))
+///     .layer(AuthLayer::<serde_json::Value>::new(verifier).sources(TokenSources::bearer()));
+/// let exp = tower_authgate::clock::now_seconds() + 300;
+/// let call = |roles: &[&str]| {
+///     let token = key
+///         .sign(&serde_json::json!({"sub": "ann", "exp": exp, "usefor": "access", "roles": roles}))
+///         .unwrap();
+///     Request::delete("/api/projects/7")
+///         .header(header::AUTHORIZATION, format!("Bearer {token}"))
+///         .body(Body::empty())
+///         .unwrap()
+/// };
+/// assert_eq!(app.clone().oneshot(call(&["admin"])).await?.status(), StatusCode::NO_CONTENT);
+/// assert_eq!(app.oneshot(call(&["operator"])).await?.status(), StatusCode::FORBIDDEN);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Authorized<P> {
+    token: VerifiedToken,
+    _policy: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P> Authorized<P> {
+    /// The verified token that satisfied the policy.
+    pub fn token(&self) -> &VerifiedToken {
+        &self.token
+    }
+
+    /// The verified token that satisfied the policy.
+    pub fn into_token(self) -> VerifiedToken {
+        self.token
+    }
+}
+
+impl<P> Clone for Authorized<P> {
+    fn clone(&self) -> Self {
+        Authorized {
+            token: self.token.clone(),
+            _policy: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for Authorized<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Authorized").field(&self.token).finish()
+    }
+}
+
+impl<P: RequiredPolicy, S: Send + Sync> FromRequestParts<S> for Authorized<P> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match crate::authz::decide(P::policy(), &parts.extensions) {
+            Ok(token) => Ok(Authorized {
+                token: token.clone(),
+                _policy: std::marker::PhantomData,
+            }),
+            Err(reason) => {
+                let rejection = Rejection::Authz {
+                    reason,
+                    realm: crate::authz::realm_for(&parts.extensions, &Realm::default()),
+                };
+                crate::observe::refused(&rejection, crate::observe::Seen::default());
+                Err(rejection)
+            }
+        }
     }
 }

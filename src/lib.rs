@@ -23,12 +23,13 @@
 //! | [`reject`] | guard | [`Rejection`]: why any layer refused, and [`OnRejection`](reject::OnRejection), how every refusal is rendered |
 //! | [`token`] | guard | where a token is found ([`TokenSources`](token::TokenSources)), keys, the [`Verifier`](token::Verifier) and its token cache, [`VerifiedToken`](token::VerifiedToken) |
 //! | [`auth`] | guard | [`AuthLayer`](auth::AuthLayer): verifies the token, checks revocation, renews an expired access cookie through [`RenewAccess`](auth::RenewAccess) |
+//! | [`authz`] | guard | what a verified token may do: [`Grants`](authz::Grants) read through a [`GrantMapping`](authz::GrantMapping), [`Policy`](authz::Policy) values, [`RequireLayer`](authz::RequireLayer), method and path [`Rules`](authz::Rules) |
 //! | [`tenant`] | guard | [`SelectSpaceLayer`](tenant::SelectSpaceLayer): the `X-Space` a request acts in, checked against the token's grants |
 //! | [`csrf`] | guard | [`CsrfLayer`](csrf::CsrfLayer): cross-site requests carrying cookie credentials |
 //! | [`ip`] | guard | [`IpFilterLayer`](ip::IpFilterLayer): allow and deny CIDR lists, the client address behind trusted proxies |
 //! | [`cookie`] | guard | `Set-Cookie` attributes of session cookies |
 //! | [`store`] | guard | every store trait (revocations, lockout counters, used TOTP steps), bounded in-memory stores, Redis (feature `redis`) |
-//! | [`extract`] | guard (feature `axum`) | axum extractors: `Claims<C>`, `SharedClaims<C>`, `VerifiedToken`, `TokenMeta`, `Space`, `ClientIp` |
+//! | [`extract`] | guard (feature `axum`) | axum extractors: `Claims<C>`, `SharedClaims<C>`, `VerifiedToken`, `TokenMeta`, `Space`, `ClientIp`, `Authorized<P>` |
 //! | `login` | issuer (feature `login`) | credentials ([`Authenticator`](crate::login::Authenticator)), minting and refresh ([`TokenIssuer`](crate::login::TokenIssuer)), the TOTP step, service accounts |
 //! | `lockout`, `otp` | issuer (feature `login`) | failed-login lockout; RFC 6238 codes with a replay guard |
 //! | `throttle` | issuer (feature `throttle`) | per-address throttling of login attempts |
@@ -40,7 +41,8 @@
 //! The package ships one guide per topic beside the README, under `docs/`:
 //! `modules.md` (every module, layer and store), `demo.md` (the documented
 //! APIs against the demo), `gateway.md` (the `authgate` binary, its
-//! configuration and its fronts), `security.md` (what the layers and the
+//! configuration and its fronts), `authorization.md` (claim mappings,
+//! policies and rule tables of [`authz`]), `security.md` (what the layers and the
 //! gateway refuse, remove and bound, with the defaults), `redis.md`,
 //! `observability.md`, `performance.md` and `testing.md`.
 //!
@@ -127,6 +129,7 @@ pub mod observe;
 
 // The guard side: runs on every request, builds with no feature at all.
 pub mod auth;
+pub mod authz;
 pub mod cookie;
 pub mod csrf;
 #[cfg(feature = "axum")]

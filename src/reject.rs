@@ -4,7 +4,8 @@
 //! Every layer of this crate ([`AuthLayer`](crate::auth::AuthLayer),
 //! [`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer),
 //! [`IpFilterLayer`](crate::ip::IpFilterLayer),
-//! [`CsrfLayer`](crate::csrf::CsrfLayer) and the login throttle) refuses by
+//! [`CsrfLayer`](crate::csrf::CsrfLayer),
+//! [`RequireLayer`](crate::authz::RequireLayer) and the login throttle) refuses by
 //! handing a [`Rejection`] to its `OnRejection`, set with the layer's
 //! `on_rejection` method. Give every layer of a service the same one and the
 //! service answers in one error format throughout:
@@ -98,6 +99,14 @@ pub enum Rejection {
     Csrf(CsrfRejection),
     /// The login throttle refused.
     Throttle(ThrottleRejection),
+    /// The authorization layer ([`RequireLayer`](crate::authz::RequireLayer))
+    /// or extractor refused.
+    Authz {
+        /// Why.
+        reason: AuthzRejection,
+        /// The realm named in the `WWW-Authenticate` challenge.
+        realm: Realm,
+    },
 }
 
 impl Rejection {
@@ -109,6 +118,7 @@ impl Rejection {
             Rejection::Address(reason) => reason.status(),
             Rejection::Csrf(reason) => reason.status(),
             Rejection::Throttle(reason) => reason.status(),
+            Rejection::Authz { reason, .. } => reason.status(),
         }
     }
 
@@ -117,7 +127,8 @@ impl Rejection {
     /// `insufficient_scope`), else one of `unauthorized`,
     /// `temporarily_unavailable`, `invalid_space`, `forbidden_space`,
     /// `forbidden_address`, `invalid_forwarding`, `cross_site_request`, `too_many_requests` and
-    /// `server_error` (a wiring mistake).
+    /// `server_error` (a wiring mistake). An authorization refusal is
+    /// `insufficient_scope`.
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::Auth { reason, .. } => reason.code(),
@@ -125,11 +136,12 @@ impl Rejection {
             Rejection::Address(reason) => reason.code(),
             Rejection::Csrf(reason) => reason.code(),
             Rejection::Throttle(reason) => reason.code(),
+            Rejection::Authz { reason, .. } => reason.code(),
         }
     }
 
-    /// The layer that refused: `auth`, `space`, `address`, `csrf` or
-    /// `throttle` (the `layer` label of the metrics, see
+    /// The layer that refused: `auth`, `space`, `address`, `csrf`,
+    /// `throttle` or `authz` (the `layer` label of the metrics, see
     /// [`observe`](crate::observe)).
     pub fn layer(&self) -> &'static str {
         match self {
@@ -138,6 +150,7 @@ impl Rejection {
             Rejection::Address(_) => "address",
             Rejection::Csrf(_) => "csrf",
             Rejection::Throttle(_) => "throttle",
+            Rejection::Authz { .. } => "authz",
         }
     }
 
@@ -153,6 +166,7 @@ impl Rejection {
             Rejection::Address(reason) => reason.reason(),
             Rejection::Csrf(reason) => reason.reason(),
             Rejection::Throttle(reason) => reason.reason(),
+            Rejection::Authz { reason, .. } => reason.reason(),
         }
     }
 
@@ -164,6 +178,7 @@ impl Rejection {
             Rejection::Address(reason) => Cow::Borrowed(reason.message()),
             Rejection::Csrf(reason) => Cow::Borrowed(reason.message()),
             Rejection::Throttle(reason) => Cow::Borrowed(reason.message()),
+            Rejection::Authz { reason, .. } => reason.message(),
         }
     }
 
@@ -177,6 +192,10 @@ impl Rejection {
             Rejection::Throttle(ThrottleRejection::TooManyAttempts { retry_after }) => {
                 Some((*retry_after).max(1))
             }
+            Rejection::Authz {
+                reason: AuthzRejection::Unavailable,
+                ..
+            } => Some(UNAVAILABLE_RETRY_AFTER),
             _ => None,
         }
     }
@@ -192,6 +211,7 @@ impl Rejection {
                 reason: SpaceRejection::AuthenticationRequired,
                 realm,
             } => Some(AuthRejection::MissingToken.challenge(realm.as_str())),
+            Rejection::Authz { reason, realm } => reason.challenge(realm.as_str()),
             _ => None,
         }
     }
@@ -587,6 +607,158 @@ impl ThrottleRejection {
             Self::UnknownPeer => UNKNOWN_PEER,
         }
     }
+}
+
+/// Why the authorization layer or extractor refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthzRejection {
+    /// The token does not grant what the policy asks for: `403` with
+    /// `WWW-Authenticate: Bearer error="insufficient_scope"` and, when the
+    /// policy asks for scopes, `scope="<the scopes>"` (RFC 6750 §3.1).
+    InsufficientScope {
+        /// What the policy asks for ([`Policy::needed`](crate::authz::Policy::needed)).
+        needed: Arc<str>,
+        /// The scopes it asks for, space-separated, if any.
+        scope: Option<Arc<str>>,
+    },
+    /// A closure or an asynchronous check of the policy said no: `403`
+    /// with `error="insufficient_scope"`.
+    PolicyDenied {
+        /// What the policy asks for.
+        needed: Arc<str>,
+    },
+    /// The request is anonymous (an optional `AuthLayer` let it through):
+    /// `401`.
+    AuthenticationRequired,
+    /// No [`AuthLayer`](crate::auth::AuthLayer) ran before the check: it is
+    /// missing, or installed inside it. `500`.
+    MissingAuthLayer,
+    /// The policy reads the selected space and no
+    /// [`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer) ran before the
+    /// check: `500`.
+    MissingSpaceLayer,
+    /// The policy reads claims of another type than the `AuthLayer` was
+    /// built for: `500`.
+    ClaimsTypeMismatch,
+    /// An asynchronous check could not answer (its store is down): `503`
+    /// with `Retry-After`.
+    Unavailable,
+    /// No rule of the table matched and its default denies: `403`.
+    NoMatchingRule,
+    /// The path has more than one reading (a dot segment, `;`, an encoded
+    /// `/`, ...), so no rule can be applied: `400`.
+    AmbiguousPath(&'static str),
+}
+
+impl AuthzRejection {
+    /// Why, as one `snake_case` word: `insufficient_scope`,
+    /// `policy_denied`, `authentication_required`, `missing_auth_layer`,
+    /// `missing_space_layer`, `claims_type_mismatch`, `unavailable`,
+    /// `no_rule` or `ambiguous_path`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::PolicyDenied { .. } => "policy_denied",
+            Self::AuthenticationRequired => "authentication_required",
+            Self::MissingAuthLayer => "missing_auth_layer",
+            Self::MissingSpaceLayer => "missing_space_layer",
+            Self::ClaimsTypeMismatch => "claims_type_mismatch",
+            Self::Unavailable => "unavailable",
+            Self::NoMatchingRule => "no_rule",
+            Self::AmbiguousPath(_) => "ambiguous_path",
+        }
+    }
+
+    /// The status code of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InsufficientScope { .. } | Self::PolicyDenied { .. } | Self::NoMatchingRule => {
+                StatusCode::FORBIDDEN
+            }
+            Self::AmbiguousPath(_) => StatusCode::BAD_REQUEST,
+            Self::AuthenticationRequired => StatusCode::UNAUTHORIZED,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MissingAuthLayer | Self::MissingSpaceLayer | Self::ClaimsTypeMismatch => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InsufficientScope { .. } | Self::PolicyDenied { .. } | Self::NoMatchingRule => {
+                "insufficient_scope"
+            }
+            Self::AmbiguousPath(_) => "invalid_request",
+            Self::AuthenticationRequired => "unauthorized",
+            Self::Unavailable => "temporarily_unavailable",
+            Self::MissingAuthLayer | Self::MissingSpaceLayer | Self::ClaimsTypeMismatch => {
+                "server_error"
+            }
+        }
+    }
+
+    /// What the policy asked for, when the refusal is a `403`.
+    pub fn needed(&self) -> Option<&str> {
+        match self {
+            Self::InsufficientScope { needed, .. } | Self::PolicyDenied { needed } => Some(needed),
+            _ => None,
+        }
+    }
+
+    /// A short description, naming what was needed for a `403`.
+    pub fn message(&self) -> Cow<'static, str> {
+        match self {
+            Self::InsufficientScope { needed, .. } | Self::PolicyDenied { needed } => Cow::Owned(
+                format!("the token does not grant what this request needs: {needed}"),
+            ),
+            Self::AuthenticationRequired => Cow::Borrowed("authentication is required"),
+            Self::MissingAuthLayer => Cow::Borrowed(
+                "no verified token for this request: is `AuthLayer` installed before `RequireLayer`?",
+            ),
+            Self::MissingSpaceLayer => Cow::Borrowed(
+                "the policy reads the selected space: is `SelectSpaceLayer` installed before `RequireLayer`?",
+            ),
+            Self::ClaimsTypeMismatch => Cow::Borrowed(
+                "the policy reads claims of another type than the `AuthLayer` before `RequireLayer` was built for",
+            ),
+            Self::Unavailable => Cow::Borrowed("authorization is temporarily unavailable"),
+            Self::NoMatchingRule => Cow::Borrowed("no rule allows this request"),
+            Self::AmbiguousPath(why) => Cow::Borrowed(why),
+        }
+    }
+
+    fn challenge(&self, realm: &str) -> Option<HeaderValue> {
+        match self {
+            Self::AuthenticationRequired => Some(AuthRejection::MissingToken.challenge(realm)),
+            Self::InsufficientScope { needed, scope } => {
+                let mut text = format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"the token does not grant {}\"",
+                    quotable(needed).unwrap_or("what this request needs")
+                );
+                if let Some(scope) = scope.as_deref().and_then(quotable) {
+                    text.push_str(&format!(", scope=\"{scope}\""));
+                }
+                Some(HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("Bearer")))
+            }
+            Self::PolicyDenied { .. } | Self::NoMatchingRule => Some(
+                HeaderValue::from_str(&format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\""
+                ))
+                .unwrap_or(HeaderValue::from_static("Bearer")),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// `text` when it can stand inside a quoted string of a challenge as it is
+/// (visible ASCII and spaces, no `"` or `\`, RFC 6750 §3).
+fn quotable(text: &str) -> Option<&str> {
+    text.bytes()
+        .all(|b| (b == b' ' || b.is_ascii_graphic()) && b != b'"' && b != b'\\')
+        .then_some(text)
 }
 
 /// The mark every refusal of this crate's layers carries in its response

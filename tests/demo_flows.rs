@@ -1281,13 +1281,17 @@ async fn lockout_after_five_failures_and_locked_users_listing() {
         .await;
     assert_eq!(after.status, StatusCode::OK, "{}", after.text);
     let operator = format!("Bearer {}", after.str("access_token"));
-    assert_eq!(
-        server
-            .get("/api/auth/lockedUsers", &[("authorization", &operator)])
-            .await
-            .status,
-        StatusCode::FORBIDDEN
+    let refused = server
+        .get("/api/auth/lockedUsers", &[("authorization", &operator)])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // The authorization core's refusal, in the inSCADA format.
+    let challenge = refused.headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
     );
+    assert!(refused.text.contains("role:admin"), "{}", refused.text);
     assert_eq!(attempt("ghost", "x").await.status, StatusCode::LOCKED);
     clock.advance(601);
     assert_eq!(attempt("ghost", "x").await.status, StatusCode::UNAUTHORIZED);
@@ -1595,4 +1599,156 @@ async fn two_tabs_refreshing_at_once_both_stay_signed_in() {
         claims_of(&second.str("AccessToken"))["fam"],
         "one session"
     );
+}
+
+/// Authorization per route: `DELETE /api/projects/{id}` takes the role
+/// `admin`, `GET /api/audit` the scope `audit:read`, through a bearer
+/// token, the Workflow `X-Auth-Token` and the inSCADA cookie.
+#[tokio::test]
+async fn projects_delete_needs_admin_and_audit_needs_its_scope() {
+    let server = start().await;
+    let bearer_of = |login: &Reply| format!("Bearer {}", login.str("access_token"));
+    let login = |body: serde_json::Value| server.json(Method::POST, "/api/login", &[], body);
+    let admin = login(json!({"username": "admin", "password": "admin"})).await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.text);
+    let admin = bearer_of(&admin);
+    let operator =
+        login(json!({"username": "operator", "password": "operator", "otp": operator_code(0)}))
+            .await;
+    assert_eq!(operator.status, StatusCode::OK, "{}", operator.text);
+    let operator = bearer_of(&operator);
+    let ids = |reply: &Reply| -> Vec<u64> {
+        reply
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_u64().unwrap())
+            .collect()
+    };
+    let delete = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        let server = &server;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            server
+                .send(Method::DELETE, path, &headers, Vec::new())
+                .await
+        }
+    };
+
+    // Anonymous: 401; an operator: 403 insufficient_scope, nothing deleted.
+    assert_eq!(
+        delete("/api/projects/1", vec![]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let refused = delete("/api/projects/1", vec![("authorization", operator.clone())]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert_eq!(refused.body["error"], "insufficient_scope");
+    let challenge = refused.headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    let list = server
+        .get("/api/projects", &[("authorization", &operator)])
+        .await;
+    assert_eq!(ids(&list), [1, 2]);
+
+    // An administrator deletes it; it is gone from the list.
+    let deleted = delete("/api/projects/1", vec![("authorization", admin.clone())]).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let list = server
+        .get("/api/projects", &[("authorization", &admin)])
+        .await;
+    assert_eq!(ids(&list), [2]);
+
+    // The Workflow `X-Auth-Token`: the operator is refused, the admin is not.
+    let workflow = |body: serde_json::Value| server.json(Method::POST, "/api/v2/login", &[], body);
+    // (The operator's bearer token, sent in the Workflow header: a second
+    // TOTP login in the same step would be a replay.)
+    let wf_operator = operator.trim_start_matches("Bearer ").to_owned();
+    let refused = delete(
+        "/api/projects/2",
+        vec![("x-auth-token", wf_operator.clone())],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let wf_admin = workflow(json!({"username": "admin", "password": "admin"})).await;
+    let wf_admin = wf_admin.headers["x-auth-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let deleted = delete("/api/projects/2", vec![("x-auth-token", wf_admin.clone())]).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let gone = delete("/api/projects/2", vec![("x-auth-token", wf_admin.clone())]).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
+    // The inSCADA cookie, same-origin as CSRF requires.
+    let (content_type, body) = multipart(&[("username", "admin"), ("password", "admin")]);
+    let cookie_login = server
+        .send(
+            Method::POST,
+            "/login",
+            &[("content-type", &content_type)],
+            body,
+        )
+        .await;
+    let cookie = format!(
+        "ins_access_token={}",
+        cookie_login.cookie_value("ins_access_token").unwrap()
+    );
+    let same_origin = || {
+        vec![
+            ("cookie", cookie.clone()),
+            ("sec-fetch-site", "same-origin".to_owned()),
+        ]
+    };
+    // Project 1 is already gone: past the role check, the handler answers.
+    assert_eq!(
+        delete("/api/projects/1", same_origin()).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // `GET /api/audit`: the scope `audit:read`, which the issuer mints for
+    // the admin only, named in the refusal.
+    for (name, headers, granted) in [
+        ("operator bearer", vec![("authorization", operator.clone())], false),
+        ("admin bearer", vec![("authorization", admin.clone())], true),
+        (
+            "operator x-auth-token",
+            vec![("x-auth-token", wf_operator.clone())],
+            false,
+        ),
+        (
+            "admin x-auth-token",
+            vec![("x-auth-token", wf_admin.clone())],
+            true,
+        ),
+        ("admin cookie", same_origin(), true),
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let audit = server.get("/api/audit", &headers).await;
+        if granted {
+            assert_eq!(audit.status, StatusCode::OK, "{name}: {}", audit.text);
+            assert_eq!(audit.body["reader"], "admin", "{name}");
+        } else {
+            assert_eq!(
+                audit.status,
+                StatusCode::FORBIDDEN,
+                "{name}: {}",
+                audit.text
+            );
+            let challenge = audit.headers["www-authenticate"].to_str().unwrap();
+            assert!(
+                challenge.ends_with(r#"scope="audit:read""#),
+                "{name}: {challenge}"
+            );
+        }
+    }
+    assert_eq!(
+        server.get("/api/audit", &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
 }

@@ -139,3 +139,19 @@ pub fn observe() {
         .with_writer(std::io::sink)
         .init();
 }
+
+/// A 50-rule table whose last rule (`/`, role `admin`) is the one a
+/// request for `/` matches: 49 rules are tried and passed over first.
+pub fn fifty_rules() -> tower_authgate::authz::Rules {
+    use tower_authgate::authz::{Rule, Rules};
+    let mut rules: Vec<Rule> = (0..49)
+        .map(|i| {
+            Rule::new(format!("r{i}"), format!("/api/r{i}/"))
+                .unwrap()
+                .methods([http::Method::GET, http::Method::POST])
+                .roles(["admin", "operator"])
+        })
+        .collect();
+    rules.push(Rule::new("root", "/").unwrap().roles(["admin"]));
+    Rules::new(rules)
+}

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
+use tower_authgate::authz::RequireLayer;
 use tower_authgate::cookie::CookieSettings;
 use tower_authgate::csrf::CsrfLayer;
 use tower_authgate::ip::{ClientIp, ClientIpResolver, IpFilterLayer, IpRanges, IpRules};
@@ -313,13 +314,32 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
         true => CsrfLayer::new().plain_http(),
         false => CsrfLayer::new(),
     };
+    // Authorization per route: deleting a project takes the role `admin`,
+    // reading the audit log the scope `audit:read`; the refusals answer
+    // like the other API refusals.
+    let projects_store = Projects::default();
+    let list = projects_store.clone();
+    let removed = projects_store.clone();
     let api = Router::new()
         .route("/api/me", get(me))
-        .route("/api/projects", get(projects))
+        .route(
+            "/api/projects",
+            get(move |space: Space| projects(list.clone(), space)),
+        )
+        .route(
+            "/api/projects/{id}",
+            delete(move |Path(id): Path<u64>| remove_project(removed.clone(), id))
+                .route_layer(RequireLayer::role("admin").on_rejection(JsonRejection)),
+        )
+        .route(
+            "/api/audit",
+            get(audit).route_layer(RequireLayer::scope("audit:read").on_rejection(JsonRejection)),
+        )
         .merge(cookie_session::locked_users_router(lockout.clone()))
         .route(
             "/api/auth/users/{username}/sign-out",
-            post(move |claims, username| sign_out_everywhere(sign_out.clone(), claims, username)),
+            post(move |username| sign_out_everywhere(sign_out.clone(), username))
+                .route_layer(RequireLayer::role("admin").on_rejection(JsonRejection)),
         )
         .route_layer(
             ServiceBuilder::new()
@@ -339,7 +359,7 @@ pub fn assemble(config: DemoConfig) -> Result<Demo, Box<dyn std::error::Error>> 
         // The projects handler without any layer, as the load test's baseline.
         .route(
             "/open/projects",
-            get(|| projects(Space("default_space".to_owned()))),
+            get(move || projects(projects_store.clone(), Space("default_space".to_owned()))),
         )
         .route(
             "/browser-login.html",
@@ -392,22 +412,11 @@ async fn me(
     }))
 }
 
-/// `POST /api/auth/users/{username}/sign-out`, for administrators: every
+/// `POST /api/auth/users/{username}/sign-out`, for administrators (the
+/// route requires the role `admin`): every
 /// token of `username` issued until now stops working at once, on every
 /// API and instance (its next sign-in works).
-async fn sign_out_everywhere(
-    flow: LoginFlow,
-    claims: SharedClaims<AuthClaims>,
-    Path(username): Path<String>,
-) -> Response {
-    // As the demo's other administrator routes check it.
-    if !claims.principal().has_role("admin") {
-        return (
-            StatusCode::FORBIDDEN,
-            Json(json!({"error": "forbidden", "error_description": "administrators only"})),
-        )
-            .into_response();
-    }
+async fn sign_out_everywhere(flow: LoginFlow, Path(username): Path<String>) -> Response {
     match flow.sign_out_everywhere(&username).await {
         Ok(cut_off) => Json(json!({"username": username, "signedOutAt": cut_off})).into_response(),
         Err(err) => (
@@ -418,11 +427,48 @@ async fn sign_out_everywhere(
     }
 }
 
-async fn projects(Space(space): Space) -> Json<serde_json::Value> {
-    Json(json!([
-        {"id": 1, "name": format!("{space} water plant"), "space": space},
-        {"id": 2, "name": format!("{space} substation"), "space": space},
-    ]))
+/// The projects deleted so far (every space lists the same two).
+#[derive(Clone, Default)]
+struct Projects {
+    deleted: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl Projects {
+    fn is_deleted(&self, id: u64) -> bool {
+        self.deleted.lock().is_ok_and(|d| d.contains(&id))
+    }
+}
+
+async fn projects(store: Projects, Space(space): Space) -> Json<serde_json::Value> {
+    let all = [
+        json!({"id": 1, "name": format!("{space} water plant"), "space": space}),
+        json!({"id": 2, "name": format!("{space} substation"), "space": space}),
+    ];
+    Json(
+        all.into_iter()
+            .filter(|p| !store.is_deleted(p["id"].as_u64().unwrap_or_default()))
+            .collect(),
+    )
+}
+
+/// `DELETE /api/projects/{id}` (role `admin`): `204`, or `404` for a
+/// project that is not there.
+async fn remove_project(store: Projects, id: u64) -> StatusCode {
+    if !(1..=2).contains(&id) || store.is_deleted(id) {
+        return StatusCode::NOT_FOUND;
+    }
+    if let Ok(mut deleted) = store.deleted.lock() {
+        deleted.push(id);
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// `GET /api/audit` (scope `audit:read`): who called, and the log.
+async fn audit(claims: SharedClaims<AuthClaims>) -> Json<serde_json::Value> {
+    Json(json!({
+        "reader": &claims.sub,
+        "entries": [{"event": "login", "subject": "admin"}],
+    }))
 }
 
 /// The state every instance of a deployment must share.

@@ -1,7 +1,8 @@
 //! The request line and `Host`, checked before the guard ([`check_request`],
 //! run by the guard's dispatch for the proxy and the decision endpoint, and
 //! by [`ValidTargetLayer`] on the login routes), and the path shape the
-//! public paths are matched on ([`path_shape`], [`matches_public`]).
+//! public paths are matched on ([`path_shape`], shared with the rule tables
+//! of [`crate::authz`], and [`matches_public`]).
 //!
 //! A path is judged by the gateway and then resolved again by the upstream
 //! (and, next, matched by path-based authorization rules). Where servers
@@ -67,34 +68,10 @@ use crate::schemes::{
     cookie_session::InscadaFormat, pascal_case::NxFormat, x_auth_token::WorkflowFormat,
 };
 
-/// What a path that has one reading may be matched as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PathShape {
-    /// No percent-encoding at all: it may match a public path.
-    Plain,
-    /// Percent-encodings of reserved or non-ASCII characters only: served
-    /// on guarded routes, never public.
-    Encoded,
-}
-
-/// Why a path has more than one reading, safe to show the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AmbiguousPath(pub(crate) &'static str);
-
-/// Whether `b` is an unreserved character (RFC 3986 §2.3).
-const fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Whether `b` may stand raw in a plain path segment: unreserved, the
-/// sub-delimiters but `;`, `:` and `@` (RFC 3986 §3.3).
-const fn is_plain_path_byte(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
-        )
-}
+use crate::authz::path::is_unreserved;
+pub(crate) use crate::authz::path::{AmbiguousPath, PathShape, path_shape};
+#[cfg(test)]
+use crate::authz::path::{is_plain_path_byte, percent_decode};
 
 /// Whether `b` may stand in a host name: unreserved or a sub-delimiter
 /// (RFC 3986 §3.2.2, without percent-encoding).
@@ -106,19 +83,15 @@ const fn is_host_byte(b: u8) -> bool {
         )
 }
 
-const PLAIN_PATH: u8 = 1;
 const HOST: u8 = 2;
 
-/// Each byte's classes ([`PLAIN_PATH`], [`HOST`]): one load per byte on
-/// the common path.
+/// Each byte's classes ([`HOST`]; the path's are in
+/// [`crate::authz::path`]): one load per byte.
 static CLASSES: [u8; 256] = {
     let mut table = [0u8; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        if is_plain_path_byte(b) {
-            table[i] |= PLAIN_PATH;
-        }
         if is_host_byte(b) {
             table[i] |= HOST;
         }
@@ -129,136 +102,6 @@ static CLASSES: [u8; 256] = {
 
 fn has_class(b: u8, class: u8) -> bool {
     CLASSES[usize::from(b)] & class != 0
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// The shape of `path` (the path of an origin-form target, without its
-/// query), or why it has more than one reading. One pass over the bytes;
-/// nothing is allocated unless the path encodes bytes outside ASCII.
-pub(crate) fn path_shape(path: &str) -> Result<PathShape, AmbiguousPath> {
-    let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') {
-        return Err(AmbiguousPath("the target's path does not start with /"));
-    }
-    let mut shape = PathShape::Plain;
-    let mut encoded_non_ascii = false;
-    let mut segment_start = 1;
-    let mut i = 1;
-    loop {
-        // The common case: a run of plain bytes.
-        while bytes.get(i).is_some_and(|&b| has_class(b, PLAIN_PATH)) {
-            i += 1;
-        }
-        let Some(&b) = bytes.get(i) else {
-            check_segment(&bytes[segment_start..])?;
-            break;
-        };
-        match b {
-            b'/' => {
-                if i == segment_start {
-                    return Err(AmbiguousPath("the path has an empty segment (//)"));
-                }
-                check_segment(&bytes[segment_start..i])?;
-                segment_start = i + 1;
-            }
-            b'%' => {
-                let value = match (
-                    bytes.get(i + 1).copied().and_then(hex_value),
-                    bytes.get(i + 2).copied().and_then(hex_value),
-                ) {
-                    (Some(high), Some(low)) => high << 4 | low,
-                    _ => return Err(AmbiguousPath("the path has a malformed percent-encoding")),
-                };
-                match value {
-                    b'.' => {
-                        return Err(AmbiguousPath("the path has an encoded dot (%2e)"));
-                    }
-                    b'/' | b'\\' => {
-                        return Err(AmbiguousPath(
-                            "the path has an encoded slash or backslash (%2f, %5c)",
-                        ));
-                    }
-                    b'%' => {
-                        return Err(AmbiguousPath(
-                            "the path has an encoded percent sign (%25, double encoding)",
-                        ));
-                    }
-                    b';' => {
-                        return Err(AmbiguousPath(
-                            "the path has an encoded path parameter (%3b)",
-                        ));
-                    }
-                    0x00..=0x1f | 0x7f => {
-                        return Err(AmbiguousPath(
-                            "the path has an encoded control character or NUL",
-                        ));
-                    }
-                    value if is_unreserved(value) => {
-                        return Err(AmbiguousPath(
-                            "the path has a percent-encoded unreserved character",
-                        ));
-                    }
-                    value => {
-                        encoded_non_ascii |= value >= 0x80;
-                        shape = PathShape::Encoded;
-                    }
-                }
-                i += 2;
-            }
-            b';' => {
-                return Err(AmbiguousPath("the path has a path parameter (;)"));
-            }
-            b'\\' => return Err(AmbiguousPath("the path has a backslash")),
-            _ => {
-                return Err(AmbiguousPath(
-                    "the path has a character a URI does not allow (a control, a space, \
-                     a byte outside ASCII, or one of \"<>^`{|})",
-                ));
-            }
-        }
-        i += 1;
-    }
-    if encoded_non_ascii && std::str::from_utf8(&percent_decode(bytes)).is_err() {
-        return Err(AmbiguousPath("the path's encoded bytes are not UTF-8"));
-    }
-    Ok(shape)
-}
-
-/// Refuses a dot segment.
-fn check_segment(segment: &[u8]) -> Result<(), AmbiguousPath> {
-    if matches!(segment, [b'.'] | [b'.', b'.']) {
-        return Err(AmbiguousPath("the path has a dot segment (. or ..)"));
-    }
-    Ok(())
-}
-
-/// `bytes` with every (well-formed) percent-encoding decoded.
-fn percent_decode(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%'
-            && let (Some(high), Some(low)) = (
-                bytes.get(i + 1).copied().and_then(hex_value),
-                bytes.get(i + 2).copied().and_then(hex_value),
-            )
-        {
-            out.push(high << 4 | low);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Whether `path` lies under one of `public_paths`: the path is plain

@@ -60,7 +60,7 @@ use crate::lockout::Lockout;
 use crate::login::{
     AuthClaims, LoginError, LoginFlow, LoginOutcome, PairLifetimes, Principal, normalize_username,
 };
-use crate::token::{SharedClaims, TokenSource, TokenSources, Verifier};
+use crate::token::{SharedClaims, TokenSource, TokenSources, VerifiedToken, Verifier};
 
 use super::{
     Accept, ApiError, ErrorFormat, Failure, LoginClient, Paging, no_store, read_body,
@@ -370,21 +370,19 @@ pub fn locked_users_router(lockout: Lockout) -> Router {
     with_preset(routes, lockout)
 }
 
-/// Refuses (`403`) a caller who does not hold the role `admin`.
-fn administrator(claims: &AuthClaims) -> Result<(), InscadaError> {
-    if claims.principal().has_role("admin") {
-        Ok(())
-    } else {
-        Err(Failure::new(StatusCode::FORBIDDEN, "administrators only").into())
-    }
+/// Refuses (`403 insufficient_scope`, in the inSCADA format) a caller
+/// whose token does not grant the role `admin`.
+fn administrator(token: &VerifiedToken) -> Result<(), InscadaError> {
+    super::require(super::administrators(), token).map_err(Into::into)
 }
 
 async fn locked_users(
     State(lockout): State<Arc<Lockout>>,
-    claims: SharedClaims<AuthClaims>,
+    _claims: SharedClaims<AuthClaims>,
+    token: VerifiedToken,
     paging: Paging<InscadaFormat>,
 ) -> Result<Response, InscadaError> {
-    administrator(&claims)?;
+    administrator(&token)?;
     let locked = lockout.locked().await.map_err(LoginError::Unavailable)?;
     let now = lockout.now();
     let list: Vec<_> = locked
@@ -404,10 +402,11 @@ async fn locked_users(
 
 async fn unlock_user(
     State(lockout): State<Arc<Lockout>>,
-    claims: SharedClaims<AuthClaims>,
+    _claims: SharedClaims<AuthClaims>,
+    token: VerifiedToken,
     Path(username): Path<String>,
 ) -> Result<Response, InscadaError> {
-    administrator(&claims)?;
+    administrator(&token)?;
     lockout
         .unlock(&normalize_username(&username))
         .await

@@ -126,6 +126,28 @@ impl From<&Rejection> for Failure {
     }
 }
 
+/// The policy of the presets' administrator routes: the role `admin`.
+pub(crate) fn administrators() -> &'static crate::authz::Policy {
+    static POLICY: std::sync::LazyLock<crate::authz::Policy> =
+        std::sync::LazyLock::new(|| crate::authz::Policy::role("admin"));
+    &POLICY
+}
+
+/// Applies `policy` to a verified token: the refusal is the authorization
+/// layer's (`403 insufficient_scope` naming what was needed), as a
+/// [`Failure`] the preset renders in its API's format.
+pub(crate) fn require(
+    policy: &crate::authz::Policy,
+    token: &crate::token::VerifiedToken,
+) -> Result<(), Failure> {
+    crate::authz::check_token(policy, token, &http::Extensions::new()).map_err(|reason| {
+        Failure::from(&Rejection::Authz {
+            reason,
+            realm: crate::reject::Realm::default(),
+        })
+    })
+}
+
 /// The value of a required field, or a `400` naming it.
 pub(crate) fn required<T>(value: Option<T>, field: &'static str) -> Result<T, Failure> {
     value.ok_or_else(|| Failure::missing_field(field))

@@ -325,6 +325,7 @@ mod tests {
                 kind: None,
                 family: None,
             },
+            grants: Default::default(),
         })
     }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::authz::Grants;
 use crate::reject::Realm;
 use crate::token::Verified;
 
@@ -207,6 +208,8 @@ pub(crate) trait ErasedVerified: Any + Send + Sync {
 
     /// The name of the claims type, for errors that report a mismatch.
     fn claims_type(&self) -> &'static str;
+
+    fn grants(&self) -> &Grants;
 }
 
 impl<C: Send + Sync + 'static> ErasedVerified for Verified<C> {
@@ -216,6 +219,10 @@ impl<C: Send + Sync + 'static> ErasedVerified for Verified<C> {
 
     fn claims_type(&self) -> &'static str {
         std::any::type_name::<C>()
+    }
+
+    fn grants(&self) -> &Grants {
+        &self.grants
     }
 }
 
@@ -351,6 +358,12 @@ impl VerifiedToken {
     /// The registered claims.
     pub fn meta(&self) -> &TokenMeta {
         self.verified.meta()
+    }
+
+    /// The roles, scopes and captured claims the verifier read
+    /// ([`VerifierBuilder::grants`](crate::token::VerifierBuilder::grants)).
+    pub fn grants(&self) -> &Grants {
+        self.verified.grants()
     }
 
     /// Where the token was found.

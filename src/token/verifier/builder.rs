@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::authz::GrantMapping;
 use crate::error::ConfigError;
 use crate::token::cache::CacheSlot;
 use crate::token::claims::{TokenKind, TokenKinds};
@@ -123,6 +124,16 @@ impl VerifierBuilder {
     /// [`Verifier::to_builder`] starts with an empty one of its own.
     pub fn token_cache(mut self, capacity: usize) -> Self {
         self.config.cache = CacheSlot::with_capacity(capacity);
+        self
+    }
+
+    /// Where the token's roles and scopes are read from (default
+    /// [`GrantMapping::standard`]: `roles` and `scope`). They are read once
+    /// per token, when it is verified, and served with it from the token
+    /// cache; a mapped claim of another shape than a string or an array of
+    /// strings refuses the token.
+    pub fn grants(mut self, mapping: GrantMapping) -> Self {
+        self.config.grants = mapping;
         self
     }
 

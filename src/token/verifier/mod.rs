@@ -12,7 +12,9 @@
 //! among the accepted kinds, and a registered claim named twice refused.
 //! The payload is read once, after the signature holds: the application's
 //! type is deserialized while the registered claims are recorded, and the
-//! claims are handed out only when every check passed.
+//! claims are handed out only when every check passed. The roles and scopes
+//! ([`Grants`]) are then read from the mapped claims only
+//! ([`VerifierBuilder::grants`]), once per token.
 
 mod builder;
 mod headers;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::authz::{GrantMapping, Grants};
 use crate::clock::now_seconds;
 use crate::error::TokenError;
 use crate::token::cache::{CacheSlot, KeysSeen, TokenCache};
@@ -59,6 +62,9 @@ pub struct Verified<C> {
     pub claims: C,
     /// The registered claims.
     pub meta: TokenMeta,
+    /// The roles, scopes and captured claims, read through the verifier's
+    /// [`GrantMapping`].
+    pub grants: Grants,
 }
 
 /// Verifies tokens. Cheap to clone: the configuration sits behind one `Arc`.
@@ -95,6 +101,7 @@ struct VerifierConfig {
     understood_critical: Box<[Box<str>]>,
     max_len: usize,
     known_headers: KnownHeaders,
+    grants: GrantMapping,
     cache: CacheSlot,
 }
 
@@ -123,6 +130,7 @@ impl fmt::Debug for Verifier {
             .field("kinds", &c.kinds)
             .field("issuer_kinds", &c.issuer_kinds)
             .field("kind_claim", &c.kind_claim)
+            .field("grants", &c.grants)
             .field("token_cache", &c.cache.get())
             .finish_non_exhaustive()
     }
@@ -155,6 +163,7 @@ impl Verifier {
                 understood_critical: Box::new([]),
                 max_len: DEFAULT_MAX_TOKEN_LEN,
                 known_headers: KnownHeaders::default(),
+                grants: GrantMapping::default(),
                 cache: CacheSlot::default(),
             },
         }
@@ -355,7 +364,13 @@ impl Verifier {
         let verified = read_claims::<C, T>(payload, &config.kind_claim, |claims, raw| {
             parsed = true;
             let meta = self.check_registered(raw, now)?;
-            Ok(wrap(Verified { claims, meta }))
+            // Only the mapped claims, on the verified payload.
+            let grants = config.grants.read(payload)?;
+            Ok(wrap(Verified {
+                claims,
+                meta,
+                grants,
+            }))
         });
         match verified {
             Err(err) if !parsed => {

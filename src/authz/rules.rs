@@ -1,0 +1,386 @@
+//! [`Rules`]: an ordered table of (methods, path pattern, access) for
+//! services that are not axum routers.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::Method;
+
+use crate::authz::Policy;
+use crate::authz::path::{PathShape, path_shape, percent_decode};
+use crate::error::ConfigError;
+
+/// What a matching rule lets through.
+#[derive(Debug, Clone)]
+enum Access {
+    /// Every request, anonymous ones included.
+    Public,
+    /// Requests whose verified token satisfies the policy.
+    Policy(Policy),
+}
+
+/// One rule of a [`Rules`] table: a name (the label of its events), a path
+/// pattern, the methods it applies to (every method unless listed), and
+/// what it lets through.
+///
+/// A pattern ending in `/` is a prefix of whole segments (`/admin/` covers
+/// `/admin/` and everything below it, not `/administrators`); `/` alone
+/// covers every path; any other pattern is one exact path. This is the
+/// shape of a gateway `[[rule]]`: `name`, `path`, `methods`, `roles` (any
+/// of), `scopes` (all of), `public`.
+///
+/// ```
+/// use http::Method;
+/// use tower_authgate::authz::{Policy, Rule};
+///
+/// let admin = Rule::new("admin", "/admin/")?
+///     .methods([Method::GET, Method::POST, Method::DELETE])
+///     .roles(["admin"]);
+/// let audit = Rule::new("audit", "/audit/")?.scopes(["audit:read"]);
+/// let owner = Rule::new("own", "/me")?.require(Policy::authenticated());
+/// let public = Rule::new("public", "/public/")?.public();
+/// # let _ = (admin, audit, owner, public);
+/// # Ok::<(), tower_authgate::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rule {
+    name: Box<str>,
+    path: Box<str>,
+    methods: Option<Box<[Method]>>,
+    roles: Option<Box<[String]>>,
+    scopes: Option<Box<[String]>>,
+    policy: Option<Policy>,
+    public: bool,
+}
+
+impl Rule {
+    /// A rule named `name` over the path pattern `path`; as it is, it lets
+    /// through any verified token (add [`roles`](Self::roles),
+    /// [`scopes`](Self::scopes) or a [`require`](Self::require)d policy, or
+    /// make it [`public`](Self::public)). A pattern that is not a plain
+    /// path is refused.
+    pub fn new(name: impl Into<String>, path: impl Into<String>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        if path_shape(&path) != Ok(PathShape::Plain) {
+            return Err(ConfigError::InvalidRulePath(path));
+        }
+        Ok(Rule {
+            name: name.into().into(),
+            path: path.into(),
+            methods: None,
+            roles: None,
+            scopes: None,
+            policy: None,
+            public: false,
+        })
+    }
+
+    /// Applies only to these methods.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = Some(methods.into_iter().collect());
+        self
+    }
+
+    /// Requires one of `roles` (an empty list: no token passes).
+    pub fn roles<I: IntoIterator<Item = impl Into<String>>>(mut self, roles: I) -> Self {
+        self.roles = Some(roles.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Requires every one of `scopes`.
+    pub fn scopes<I: IntoIterator<Item = impl Into<String>>>(mut self, scopes: I) -> Self {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Requires `policy` as well.
+    pub fn require(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Lets every request through, anonymous ones included, whatever else
+    /// the rule says. Only a plain path (no percent-encoding) ever matches
+    /// a public rule; any other path skips it.
+    pub fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn access(&self) -> Access {
+        if self.public {
+            return Access::Public;
+        }
+        let mut parts = Vec::new();
+        if let Some(roles) = &self.roles {
+            parts.push(Policy::any_role(roles.iter().cloned()));
+        }
+        if let Some(scopes) = &self.scopes {
+            parts.push(Policy::scopes(scopes.iter().cloned()));
+        }
+        parts.extend(self.policy.clone());
+        Access::Policy(if parts.is_empty() {
+            Policy::authenticated()
+        } else {
+            Policy::all_of(parts)
+        })
+    }
+}
+
+/// What a request no rule matches gets.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RuleDefault {
+    /// Refused (`403`): the default.
+    Deny,
+    /// Any verified token.
+    Authenticated,
+    /// Requests whose token satisfies the policy.
+    Policy(Policy),
+}
+
+struct Compiled {
+    name: Box<str>,
+    path: Box<str>,
+    methods: Option<Box<[Method]>>,
+    access: Access,
+}
+
+/// An ordered table of [`Rule`]s: the first rule whose methods and path
+/// match a request decides it; a request no rule matches gets the
+/// [`RuleDefault`] (`Deny` unless configured otherwise). Applied by
+/// [`RequireLayer::rules`](crate::authz::RequireLayer::rules).
+///
+/// Paths are matched on their one reading ([`crate::authz`]'s path shape,
+/// shared with the gateway's public paths): a path with more than one
+/// reading (a dot segment, `;`, an encoded `/`, `\` or `%`, an encoded
+/// unreserved character, a control, a raw byte outside ASCII) matches no
+/// rule and is refused (`400`); a path with encoded reserved or non-ASCII
+/// characters is matched on its decoded reading and never matches a public
+/// rule.
+#[derive(Clone)]
+pub struct Rules {
+    rules: std::sync::Arc<[Compiled]>,
+    default: RuleDefault,
+}
+
+impl fmt::Debug for Rules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for rule in self.rules.iter() {
+            list.entry(&format_args!("{} {}", rule.name, rule.path));
+        }
+        list.entry(&format_args!("default {:?}", self.default));
+        list.finish()
+    }
+}
+
+/// The decision of a [`Rules`] table on a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Matched<'r> {
+    /// A public rule.
+    Public(&'r str),
+    /// A rule, or the default, and its policy.
+    Policy(&'r str, &'r Policy),
+    /// No rule, and the default denies.
+    Deny,
+    /// The path has more than one reading.
+    Ambiguous(&'static str),
+}
+
+impl Rules {
+    /// The table of `rules`, in order; unmatched requests are denied.
+    pub fn new(rules: impl IntoIterator<Item = Rule>) -> Self {
+        let rules = rules
+            .into_iter()
+            .map(|rule| Compiled {
+                access: rule.access(),
+                name: rule.name,
+                path: rule.path,
+                methods: rule.methods,
+            })
+            .collect();
+        Rules {
+            rules,
+            default: RuleDefault::Deny,
+        }
+    }
+
+    /// What a request no rule matches gets (default [`RuleDefault::Deny`]).
+    pub fn default_access(mut self, default: RuleDefault) -> Self {
+        self.default = default;
+        self
+    }
+
+    /// How many rules the table holds.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the table holds no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The name of the rule that decides `method` `path` (`None`: the
+    /// default, or a path with more than one reading).
+    pub fn rule_for(&self, method: &Method, path: &str) -> Option<&str> {
+        match self.decide(method, path) {
+            Matched::Public(name) | Matched::Policy(name, _) if !name.is_empty() => Some(name),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn decide<'r>(&'r self, method: &Method, path: &str) -> Matched<'r> {
+        let (path, plain): (Cow<'_, str>, bool) = match path_shape(path) {
+            Ok(PathShape::Plain) => (Cow::Borrowed(path), true),
+            // One reading, with encoded reserved or non-ASCII characters:
+            // matched as the service reads it, never public.
+            Ok(PathShape::Encoded) => match String::from_utf8(percent_decode(path.as_bytes())) {
+                Ok(decoded) => (Cow::Owned(decoded), false),
+                Err(_) => return Matched::Ambiguous("the path's encoded bytes are not UTF-8"),
+            },
+            Err(why) => return Matched::Ambiguous(why.0),
+        };
+        for rule in self.rules.iter() {
+            // The path first: most rules differ there, and cheaply.
+            if !covers(&rule.path, &path)
+                || rule
+                    .methods
+                    .as_ref()
+                    .is_some_and(|methods| !methods.contains(method))
+            {
+                continue;
+            }
+            match &rule.access {
+                Access::Public if plain => return Matched::Public(&rule.name),
+                // A public rule is skipped by a path that is not plain.
+                Access::Public => {}
+                Access::Policy(policy) => return Matched::Policy(&rule.name, policy),
+            }
+        }
+        match &self.default {
+            RuleDefault::Deny => Matched::Deny,
+            RuleDefault::Authenticated => Matched::Policy("", authenticated()),
+            RuleDefault::Policy(policy) => Matched::Policy("", policy),
+        }
+    }
+}
+
+fn authenticated() -> &'static Policy {
+    static POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(Policy::authenticated);
+    &POLICY
+}
+
+/// Whether the pattern covers `path`: `/` every path, a pattern ending in
+/// `/` the paths of whole segments below it, any other pattern itself.
+fn covers(pattern: &str, path: &str) -> bool {
+    if pattern.ends_with('/') {
+        path.starts_with(pattern)
+    } else {
+        path == pattern
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Rules {
+        Rules::new([
+            Rule::new("health", "/health").unwrap().public(),
+            Rule::new("admin-read", "/admin/")
+                .unwrap()
+                .methods([Method::GET])
+                .roles(["admin", "auditor"]),
+            Rule::new("admin", "/admin/").unwrap().roles(["admin"]),
+            Rule::new("public", "/public/").unwrap().public(),
+            Rule::new("api", "/api/").unwrap(),
+        ])
+    }
+
+    fn name(m: Matched<'_>) -> String {
+        match m {
+            Matched::Public(n) => format!("public {n}"),
+            Matched::Policy(n, p) => format!("{n} {p}"),
+            Matched::Deny => "deny".into(),
+            Matched::Ambiguous(_) => "ambiguous".into(),
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_methods_narrow() {
+        let t = table();
+        assert_eq!(
+            name(t.decide(&Method::GET, "/admin/users")),
+            "admin-read any_of(role:admin, role:auditor)"
+        );
+        assert_eq!(
+            name(t.decide(&Method::DELETE, "/admin/users")),
+            "admin role:admin"
+        );
+        assert_eq!(name(t.decide(&Method::GET, "/health")), "public health");
+        assert_eq!(name(t.decide(&Method::GET, "/api/x")), "api authenticated");
+    }
+
+    #[test]
+    fn unmatched_is_denied_unless_configured() {
+        let t = table();
+        for path in [
+            "/",
+            "/health/x",
+            "/healthz",
+            "/administrators",
+            "/admin",
+            "/apix",
+        ] {
+            assert_eq!(name(t.decide(&Method::GET, path)), "deny", "{path}");
+        }
+        let t = table().default_access(RuleDefault::Authenticated);
+        assert_eq!(name(t.decide(&Method::GET, "/other")), " authenticated");
+    }
+
+    #[test]
+    fn a_path_with_two_readings_matches_nothing() {
+        let t = table();
+        for path in [
+            "/public/..;/admin/x",
+            "/public/../admin/x",
+            "/public/%2e%2e/admin/x",
+            "/public/..%2fadmin",
+            "/public/..\\admin",
+            "/public//admin",
+            "/public/%252e",
+            "/%61dmin/x",
+            "/public/%00",
+            "/public/é",
+        ] {
+            assert_eq!(name(t.decide(&Method::GET, path)), "ambiguous", "{path:?}");
+        }
+    }
+
+    #[test]
+    fn an_encoded_path_is_matched_decoded_and_never_public() {
+        let t = Rules::new([
+            Rule::new("colon", "/a:b/").unwrap().roles(["admin"]),
+            Rule::new("public", "/").unwrap().public(),
+        ]);
+        // `/a%3Ab/x` is `/a:b/x` to the service: the admin rule.
+        assert_eq!(name(t.decide(&Method::GET, "/a%3Ab/x")), "colon role:admin");
+        // `/caf%C3%A9` is not plain: the public rule is skipped.
+        assert_eq!(name(t.decide(&Method::GET, "/caf%C3%A9")), "deny");
+        assert_eq!(name(t.decide(&Method::GET, "/cafe")), "public public");
+    }
+
+    #[test]
+    fn patterns_must_be_plain() {
+        for bad in ["admin/", "/a/../b", "/a;b", "/a%2fb", "//a", "/a b", ""] {
+            assert!(Rule::new("x", bad).is_err(), "{bad:?}");
+        }
+    }
+}
