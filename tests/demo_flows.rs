@@ -1713,7 +1713,11 @@ async fn projects_delete_needs_admin_and_audit_needs_its_scope() {
     // `GET /api/audit`: the scope `audit:read`, which the issuer mints for
     // the admin only, named in the refusal.
     for (name, headers, granted) in [
-        ("operator bearer", vec![("authorization", operator.clone())], false),
+        (
+            "operator bearer",
+            vec![("authorization", operator.clone())],
+            false,
+        ),
         ("admin bearer", vec![("authorization", admin.clone())], true),
         (
             "operator x-auth-token",

@@ -1652,7 +1652,8 @@ async fn service_accounts_stay_listable_and_revocable_across_a_restart() {
                 "id",
                 "purpose",
                 "revoked",
-                "roles"
+                "roles",
+                "scopes"
             ]
         );
     }

@@ -215,20 +215,21 @@ async fn create(
             ttl,
         )
         .await?;
-    let response = (
-        StatusCode::CREATED,
-        Json(json!({
-            "id": account.id,
-            "purpose": account.purpose,
-            "token": token,
-            "roles": account.roles,
-            "createdBy": account.created_by,
-            "createdAt": account.created_at,
-            "expiresAt": account.expires_at,
-            "revoked": account.revoked,
-        })),
-    )
-        .into_response();
+    let mut created = json!({
+        "id": account.id,
+        "purpose": account.purpose,
+        "token": token,
+        "roles": account.roles,
+        "createdBy": account.created_by,
+        "createdAt": account.created_at,
+        "expiresAt": account.expires_at,
+        "revoked": account.revoked,
+    });
+    // As the listing shows it: the scopes only when there are any.
+    if !account.scopes.is_empty() {
+        created["scopes"] = json!(account.scopes);
+    }
+    let response = (StatusCode::CREATED, Json(created)).into_response();
     Ok(no_store(response))
 }
 
