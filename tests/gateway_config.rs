@@ -310,6 +310,69 @@ risk_tests! {
     an_upstream_loop_is_refused_until_named: "upstream_loop",
 }
 
+/// `--allow-insecure` accepts every risk a file opens at once, for `check`
+/// and at start, each still printed as a warning; without it the same file
+/// is refused.
+#[test]
+fn allow_insecure_accepts_every_risk_and_still_warns() {
+    let dir = temp_dir("allow-insecure");
+    for case in risky_configurations(&dir) {
+        let name = format!("insecure-{}.toml", case.risk);
+        let path = write(&dir, &name, &case.text.replace("{accept}", ""));
+        let out = Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .arg("check")
+            .arg(&path)
+            .arg("--allow-insecure")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: check: {stderr}", case.risk);
+        assert!(
+            stderr.contains("warning")
+                && stderr.contains("--allow-insecure")
+                && stderr.contains(case.risk),
+            "{}: check said {stderr}",
+            case.risk
+        );
+        assert!(
+            start(&path).is_err(),
+            "{}: started without the flag",
+            case.risk
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--allow-insecure")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            line.starts_with("authgate listening on"),
+            "{}: did not start with --allow-insecure: {line} {stderr}",
+            case.risk
+        );
+        assert!(
+            stderr.contains("accepted by --allow-insecure") && stderr.contains(case.risk),
+            "{}: no warning at start: {stderr}",
+            case.risk
+        );
+    }
+}
+
 #[test]
 fn an_unknown_risk_name_is_a_configuration_error() {
     let dir = temp_dir("risk-names");

@@ -2,8 +2,8 @@
 //! reverse proxy, from one TOML file (see the guide docs/gateway.md).
 //!
 //! ```text
-//! authgate --config FILE [--listen ADDR] [--upstream URL]
-//! authgate check FILE
+//! authgate --config FILE [--listen ADDR] [--upstream URL] [--allow-insecure]
+//! authgate check FILE [--allow-insecure]
 //! authgate hash-password                      (the password on standard input)
 //! authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--scopes A,B] [--totp-secret BASE32]
 //! ```
@@ -13,7 +13,9 @@
 //! off loopback, a users file or signing key others can read, an upstream
 //! that is the gateway itself) is warned about by `check`, which then
 //! fails, and refused at start and on reload, unless `[server]
-//! accept_risks` names each risk found ([`tower_authgate::gateway::risks`]).
+//! accept_risks` names each risk found ([`tower_authgate::gateway::risks`]),
+//! or `--allow-insecure` accepts every risk at once (each still printed as
+//! a warning): for test set-ups, never for a deployment.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -26,17 +28,17 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use tower_authgate::gateway::users_file::{AddUser, add_user, hash_password};
-use tower_authgate::gateway::{
-    Gateway, RiskFinding, Settings, metrics_router, serve_until_signalled,
-};
+use tower_authgate::gateway::{Gateway, Settings, metrics_router, serve_until_signalled};
 
 const USAGE: &str = "\
 usage:
-  authgate --config FILE [--listen ADDR] [--upstream URL]
+  authgate --config FILE [--listen ADDR] [--upstream URL] [--allow-insecure]
       serve the gateway the file describes; the flags override the file
-  authgate check FILE
+  authgate check FILE [--allow-insecure]
       check the file (every value, key file and users file) without serving;
       fails on a risk that [server] accept_risks does not name
+  --allow-insecure accepts every risk the file opens (each still printed as
+      a warning); name the risks in [server] accept_risks instead
   authgate hash-password
       print an argon2 hash of the password read from standard input
   authgate user add FILE USERNAME [--spaces A,B] [--roles R,S] [--scopes A,B] [--totp-secret BASE32]
@@ -50,8 +52,12 @@ enum Command {
         config: PathBuf,
         listen: Option<SocketAddr>,
         upstream: Option<String>,
+        allow_insecure: bool,
     },
-    Check(PathBuf),
+    Check {
+        file: PathBuf,
+        allow_insecure: bool,
+    },
     HashPassword,
     AddUser {
         file: PathBuf,
@@ -80,9 +86,14 @@ fn parse(args: &[String]) -> Result<Command, String> {
         Some("-V" | "--version") => return Ok(Command::Version),
         Some("check") => {
             let rest: Vec<&String> = args.skip(1).collect();
-            return match rest.as_slice() {
-                [file] => Ok(Command::Check(PathBuf::from(file))),
-                _ => Err("authgate check takes one FILE".into()),
+            let allow_insecure = rest.iter().any(|arg| *arg == ALLOW_INSECURE);
+            let files: Vec<&&String> = rest.iter().filter(|arg| **arg != ALLOW_INSECURE).collect();
+            return match files.as_slice() {
+                [file] => Ok(Command::Check {
+                    file: PathBuf::from(file),
+                    allow_insecure,
+                }),
+                _ => Err("authgate check takes one FILE (and --allow-insecure)".into()),
             };
         }
         Some("hash-password") => {
@@ -119,8 +130,10 @@ fn parse(args: &[String]) -> Result<Command, String> {
     let mut config = None;
     let mut listen = None;
     let mut upstream = None;
+    let mut allow_insecure = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            ALLOW_INSECURE => allow_insecure = true,
             "--config" | "-c" => config = Some(PathBuf::from(value(arg, args.next())?)),
             "--listen" => {
                 let addr = value(arg, args.next())?;
@@ -138,7 +151,28 @@ fn parse(args: &[String]) -> Result<Command, String> {
         config,
         listen,
         upstream,
+        allow_insecure,
     })
+}
+
+/// The flag that accepts every risk a file opens.
+const ALLOW_INSECURE: &str = "--allow-insecure";
+
+/// The risks of `settings` the gateway may start with (every one with
+/// `--allow-insecure`), and the ones it refuses.
+fn sort_risks(settings: &Settings, allow_insecure: bool) -> (Vec<String>, Vec<String>) {
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for finding in settings.risks() {
+        if finding.accepted() {
+            accepted.push(finding.to_string());
+        } else if allow_insecure {
+            accepted.push(format!("{finding} (accepted by --allow-insecure)"));
+        } else {
+            refused.push(finding.to_string());
+        }
+    }
+    (accepted, refused)
 }
 
 /// The settings of `config` with the command line's overrides, refused
@@ -148,6 +182,7 @@ fn load(
     config: &PathBuf,
     listen: Option<SocketAddr>,
     upstream: Option<&str>,
+    allow_insecure: bool,
 ) -> Result<Settings, String> {
     let mut settings = Settings::load(config).map_err(|err| err.to_string())?;
     if let Some(listen) = listen {
@@ -158,20 +193,16 @@ fn load(
             .with_upstream(upstream)
             .map_err(|err| err.to_string())?;
     }
-    let (accepted, refused): (Vec<_>, Vec<_>) = settings
-        .risks()
-        .into_iter()
-        .partition(RiskFinding::accepted);
+    let (accepted, refused) = sort_risks(&settings, allow_insecure);
     for finding in &accepted {
         eprintln!("authgate: warning: {finding}");
     }
     if !refused.is_empty() {
-        let lines: Vec<String> = refused.iter().map(ToString::to_string).collect();
         return Err(format!(
             "refusing to start with {} risk{} not accepted:\n{}",
             refused.len(),
             if refused.len() == 1 { "" } else { "s" },
-            lines.join("\n")
+            refused.join("\n")
         ));
     }
     Ok(settings)
@@ -179,13 +210,13 @@ fn load(
 
 /// `authgate check FILE`: every error, then every risk as a warning; fails
 /// when a risk is not accepted, as the gateway would not start.
-fn check(file: &std::path::Path) -> Result<(), String> {
+fn check(file: &std::path::Path, allow_insecure: bool) -> Result<(), String> {
     let settings = Settings::load(file).map_err(|err| err.to_string())?;
-    let findings = settings.risks();
-    for finding in &findings {
+    let (accepted, refused) = sort_risks(&settings, allow_insecure);
+    for finding in accepted.iter().chain(&refused) {
         eprintln!("warning: {finding}");
     }
-    let refused = findings.iter().filter(|f| !f.accepted()).count();
+    let refused = refused.len();
     if refused > 0 {
         return Err(format!(
             "{}: {refused} risk{} not accepted: authgate will not start with this file",
@@ -294,6 +325,7 @@ async fn serve(
     config: PathBuf,
     listen: Option<SocketAddr>,
     upstream: Option<String>,
+    allow_insecure: bool,
 ) -> Result<(), String> {
     init_tracing(settings.log_level());
     raise_descriptor_limit(settings.connection_limits().max_connections());
@@ -324,7 +356,7 @@ async fn serve(
     println!("authgate listening on http://{local}");
     let grace = settings.shutdown_grace();
     let limits = settings.connection_limits();
-    let reload = move || load(&config, listen, upstream.as_deref());
+    let reload = move || load(&config, listen, upstream.as_deref(), allow_insecure);
     serve_until_signalled(gateway, listener, grace, limits, reload)
         .await
         .map_err(|err| err.to_string())
@@ -348,7 +380,10 @@ fn main() -> ExitCode {
             println!("authgate {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Check(file) => check(&file),
+        Command::Check {
+            file,
+            allow_insecure,
+        } => check(&file, allow_insecure),
         Command::HashPassword => read_password()
             .and_then(|password| hash_password(&password).map(|hash| println!("{hash}"))),
         Command::AddUser { file, user } => read_password().and_then(|password| {
@@ -362,9 +397,12 @@ fn main() -> ExitCode {
             config,
             listen,
             upstream,
-        } => load(&config, listen, upstream.as_deref()).and_then(|settings| {
+            allow_insecure,
+        } => load(&config, listen, upstream.as_deref(), allow_insecure).and_then(|settings| {
             match runtime(&settings) {
-                Ok(runtime) => runtime.block_on(serve(settings, config, listen, upstream)),
+                Ok(runtime) => {
+                    runtime.block_on(serve(settings, config, listen, upstream, allow_insecure))
+                }
                 Err(err) => Err(format!("cannot start the runtime: {err}")),
             }
         }),

@@ -99,7 +99,7 @@ impl IpRanges {
     /// Whether the set holds every IPv4 address, or every IPv6 address
     /// (the IPv4-mapped block aside, which counts as IPv4): `0.0.0.0/0`,
     /// `::/0`, or ranges that together cover as much.
-    pub(crate) fn covers_every_address(&self) -> bool {
+    pub fn covers_every_address(&self) -> bool {
         const MAPPED: (u128, u128) = (0xffff_0000_0000, 0xffff_ffff_ffff);
         if self.v4 == [(0, u32::MAX)] {
             return true;
