@@ -170,10 +170,11 @@ async fn cookie_login(front: &Front) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_requests_never_reach_the_upstream_nor_renew_the_access_cookie() {
     let upstream = Upstream::start().await;
-    // One-second access tokens, so that a cookie can expire in the test.
+    // Four-second access tokens, so that a cookie can expire in the test
+    // (and live through one front's checks on a loaded machine).
     let config = gateway_config(upstream.port, "").replace(
         "preset = \"cookie_session\"\n",
-        "preset = \"cookie_session\"\naccess_seconds = 1\n",
+        "preset = \"cookie_session\"\naccess_seconds = 4\n",
     );
     let gateway = Gateway::start(&config);
     let (_nginx, nginx_port) = start_nginx(gateway.addr, upstream.port).await;
@@ -185,9 +186,10 @@ async fn cross_site_requests_never_reach_the_upstream_nor_renew_the_access_cooki
     ];
     let mut logins = Vec::new();
     for front in &fronts {
+        // Signed in just before this front's checks, so that its access
+        // cookie is alive through them.
         logins.push(cookie_login(front).await);
-    }
-    for (front, (access, refresh)) in fronts.iter().zip(&logins) {
+        let (access, refresh) = logins.last().expect("just signed in");
         let name = front.name;
         let own = format!("http://127.0.0.1:{}", front.port);
         let other_scheme = format!("https://127.0.0.1:{}", front.port);
@@ -236,7 +238,7 @@ async fn cross_site_requests_never_reach_the_upstream_nor_renew_the_access_cooki
 
     // The access cookies expire: a cross-site request with the expired one
     // and the refresh cookie is refused without a renewed cookie.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     for (front, (access, refresh)) in fronts.iter().zip(&logins) {
         let cookie = format!("ins_access_token={access}; ins_refresh_token={refresh}");
         let cross = front
