@@ -20,6 +20,7 @@ use tower_service::Service;
 use crate::BoxFuture;
 use crate::auth::Auth;
 use crate::auth::{AuthLayer, CookieRenewal};
+use crate::authz::{Require, RequireLayer, Rules};
 use crate::cookie::CookieSettings;
 use crate::csrf::Csrf;
 use crate::csrf::CsrfLayer;
@@ -127,6 +128,8 @@ struct ByPolicy<G, P> {
     guarded: G,
     public: P,
     public_paths: Arc<[String]>,
+    /// The `[[rule]]`s, for their public ones.
+    rules: Rules,
     /// The format of a refused request line or `Host`.
     errors: ErrorStyle,
 }
@@ -169,7 +172,10 @@ where
             }
         };
         // Only a plain path may be public (see `target`).
-        if shape == PathShape::Plain && matches_public(request.uri().path(), &self.public_paths) {
+        if shape == PathShape::Plain
+            && (matches_public(request.uri().path(), &self.public_paths)
+                || self.rules.is_public(request.method(), request.uri().path()))
+        {
             PolicyFuture::Public {
                 future: self.public.clone().oneshot(request),
             }
@@ -254,14 +260,20 @@ struct Guard {
     auth: AuthLayer<GatewayClaims, GatewayRejection>,
     csrf: CsrfLayer<GatewayRejection>,
     space: SelectSpaceLayer<GatewayClaims, GatewayRejection>,
+    /// The `[[rule]]` table, after the space is selected.
+    require: RequireLayer<GatewayRejection>,
     public_paths: Arc<[String]>,
+    rules: Rules,
     errors: ErrorStyle,
 }
 
 /// A terminal service behind the whole guard.
 type Guarded<T> = IpFilter<
     Auth<
-        Csrf<SelectSpace<T, GatewayClaims, GatewayRejection>, GatewayRejection>,
+        Csrf<
+            SelectSpace<Require<T, GatewayRejection>, GatewayClaims, GatewayRejection>,
+            GatewayRejection,
+        >,
         GatewayClaims,
         GatewayRejection,
     >,
@@ -288,6 +300,7 @@ impl Guard {
             .layer(self.auth.clone())
             .layer(self.csrf.clone())
             .layer(self.space.clone())
+            .layer(self.require.clone())
             .service(terminal);
         let public = ServiceBuilder::new()
             .layer(self.ip_filter.clone())
@@ -296,6 +309,7 @@ impl Guard {
             guarded,
             public,
             public_paths: Arc::clone(&self.public_paths),
+            rules: self.rules.clone(),
             errors: self.errors,
         }
     }
@@ -959,7 +973,12 @@ impl Gateway {
             auth,
             csrf: csrf.on_rejection(style),
             space: space.on_rejection(style),
+            require: RequireLayer::rules(settings.rules.clone())
+                .realm(&settings.realm)
+                .map_err(|err| BuildError::new("guard.realm", err))?
+                .on_rejection(style),
             public_paths: settings.public_paths.clone().into(),
+            rules: settings.rules.clone(),
             errors: settings.errors,
         };
 

@@ -21,10 +21,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::{HeaderName, Uri};
+use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::authz::{Rule, RuleDefault, Rules};
 use crate::ip::{IpRanges, IpRules};
 use crate::token::{Algorithm, SigningKey, VerifyingKey};
 
@@ -207,6 +208,28 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) log: RawLog,
     pub(crate) metrics: Option<RawMetrics>,
+    pub(crate) authz: Option<RawAuthz>,
+    /// `[[rule]]` tables, in order.
+    #[serde(default)]
+    pub(crate) rule: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthz {
+    /// What a request no rule matches gets: `"authenticated"` or `"deny"`.
+    pub(crate) default: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) path: Spanned<String>,
+    pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) roles: Option<Spanned<Vec<String>>>,
+    pub(crate) scopes: Option<Spanned<Vec<String>>>,
+    pub(crate) public: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -548,6 +571,9 @@ pub struct Settings {
     /// percent-encoding, dot segment, `;`, `\` or `//`) ever matches; see
     /// `gateway::target`.
     pub(crate) public_paths: Vec<String>,
+    /// `[authz]` and the `[[rule]]`s: what each verified token may reach
+    /// (first match wins), and what a request no rule matches gets.
+    pub(crate) rules: Rules,
     pub(crate) errors: ErrorStyle,
     pub(crate) realm: String,
     pub(crate) token_cache: usize,
@@ -957,6 +983,177 @@ fn check_path(
         ));
     }
     Ok(path.clone())
+}
+
+/// A `[[rule]]` as read, for the checks between rules.
+struct ReadRule {
+    name: String,
+    path: String,
+    methods: Option<Vec<Method>>,
+    public: bool,
+}
+
+/// Whether `earlier` takes every request `later` would match, so that
+/// `later` can never decide one. A public rule matches plain paths only,
+/// so it shadows another public rule but not one with a policy (which
+/// still decides the encoded readings of its paths).
+fn shadows(earlier: &ReadRule, later: &ReadRule) -> bool {
+    if earlier.public && !later.public {
+        return false;
+    }
+    let path_covered = if earlier.path.ends_with('/') {
+        later.path.starts_with(&earlier.path)
+    } else {
+        later.path == earlier.path
+    };
+    let methods_covered = match (&earlier.methods, &later.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(earlier), Some(later)) => later.iter().all(|m| earlier.contains(m)),
+    };
+    path_covered && methods_covered
+}
+
+/// `[authz]` and the `[[rule]]` tables: the gateway's rule table. Without
+/// either, every verified token passes (the default `authenticated`); with
+/// rules and no `[authz] default`, a request no rule matches is denied.
+fn check_rules(source: &Source<'_>, raw: &RawConfig) -> Result<Rules, ConfigFileError> {
+    let mut rules = Vec::with_capacity(raw.rule.len());
+    let mut read: Vec<ReadRule> = Vec::with_capacity(raw.rule.len());
+    for (i, rule) in raw.rule.iter().enumerate() {
+        let key = |field: &str| format!("rule[{i}].{field}");
+        let name = match &rule.name {
+            None => format!("rule[{i}]"),
+            Some(name) => {
+                let text = name.get_ref();
+                let allowed = |c: char| c.is_ascii_alphanumeric() || "_-.:".contains(c);
+                if text.is_empty() || text.len() > 64 || !text.chars().all(allowed) {
+                    return Err(source.error(
+                        key("name"),
+                        &name.span(),
+                        format!(
+                            "a rule's name is its metrics label: 1 to 64 letters, digits, '_', '-', '.' or ':', not {text:?}"
+                        ),
+                    ));
+                }
+                if text == "default" {
+                    return Err(source.error(
+                        key("name"),
+                        &name.span(),
+                        "\"default\" is the label of the requests no rule matches",
+                    ));
+                }
+                if let Some(j) = read.iter().position(|r| r.name == *text) {
+                    return Err(source.error(
+                        key("name"),
+                        &name.span(),
+                        format!("rule[{j}] has the name {text:?} already"),
+                    ));
+                }
+                text.clone()
+            }
+        };
+        let path = check_path(source, &key("path"), &rule.path)?;
+        let mut built = Rule::new(name.clone(), path.clone()).map_err(|_| {
+            source.error(
+                key("path"),
+                &rule.path.span(),
+                format!(
+                    "a rule's path is plain: no percent-encoding, dot segment, ';', '\\' or '//': {path:?}"
+                ),
+            )
+        })?;
+        let methods = match &rule.methods {
+            None => None,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(source.error(
+                    key("methods"),
+                    &list.span(),
+                    "an empty list matches no request: leave `methods` out for every method",
+                ));
+            }
+            Some(list) => {
+                let mut methods = Vec::with_capacity(list.get_ref().len());
+                for method in list.get_ref() {
+                    let text = method.get_ref();
+                    let parsed = Method::from_bytes(text.as_bytes())
+                        .ok()
+                        .filter(|_| text.bytes().all(|b| b.is_ascii_uppercase()));
+                    let Some(parsed) = parsed else {
+                        return Err(source.error(
+                            key("methods"),
+                            &method.span(),
+                            format!("not a method in upper case (GET, POST, ...): {text:?}"),
+                        ));
+                    };
+                    methods.push(parsed);
+                }
+                built = built.methods(methods.iter().cloned());
+                Some(methods)
+            }
+        };
+        let public = rule.public.as_ref().is_some_and(|p| *p.get_ref());
+        for (field, list) in [("roles", &rule.roles), ("scopes", &rule.scopes)] {
+            let Some(list) = list else { continue };
+            if public {
+                return Err(source.error(
+                    key(field),
+                    &list.span(),
+                    "a public rule lets every request through: it takes no roles or scopes",
+                ));
+            }
+            if list.get_ref().is_empty() || list.get_ref().iter().any(String::is_empty) {
+                return Err(source.error(
+                    key(field),
+                    &list.span(),
+                    format!(
+                        "name at least one of the {field}, none empty (or leave `{field}` out)"
+                    ),
+                ));
+            }
+            built = match field {
+                "roles" => built.roles(list.get_ref().iter().cloned()),
+                _ => built.scopes(list.get_ref().iter().cloned()),
+            };
+        }
+        if public {
+            built = built.public();
+        }
+        let this = ReadRule {
+            name,
+            path,
+            methods,
+            public,
+        };
+        if let Some(j) = read.iter().position(|earlier| shadows(earlier, &this)) {
+            return Err(source.error(
+                key("path"),
+                &rule.path.span(),
+                format!(
+                    "this rule can never match: rule[{j}] ({:?}) comes first and takes every request it would",
+                    read[j].name
+                ),
+            ));
+        }
+        read.push(this);
+        rules.push(built);
+    }
+    let default = match raw.authz.as_ref().and_then(|a| a.default.as_ref()) {
+        None if raw.rule.is_empty() => RuleDefault::Authenticated,
+        None => RuleDefault::Deny,
+        Some(default) => match default.get_ref().as_str() {
+            "authenticated" => RuleDefault::Authenticated,
+            "deny" => RuleDefault::Deny,
+            other => {
+                return Err(source.error(
+                    "authz.default",
+                    &default.span(),
+                    format!("\"authenticated\" or \"deny\", not {other:?}"),
+                ));
+            }
+        },
+    };
+    Ok(Rules::new(rules).default_access(default))
 }
 
 fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileError> {
@@ -1384,6 +1581,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         }
         public_paths.push(checked);
     }
+    let rules = check_rules(source, &raw)?;
     let errors = match &guard.errors {
         None => ErrorStyle::Json,
         Some(style) => match style.get_ref().as_str() {
@@ -1513,6 +1711,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         space_header,
         default_space,
         public_paths,
+        rules,
         errors,
         realm,
         token_cache: guard.token_cache.unwrap_or(10_000),
@@ -1550,7 +1749,17 @@ fn risk_sites(
         .iter()
         .enumerate()
         .find(|(_, path)| path.get_ref().trim_matches('/').is_empty())
-        .map(|(i, path)| (format!("guard.public_paths[{i}]"), line(path.span())));
+        .map(|(i, path)| (format!("guard.public_paths[{i}]"), line(path.span())))
+        .or_else(|| {
+            raw.rule
+                .iter()
+                .enumerate()
+                .find(|(_, rule)| {
+                    rule.public.as_ref().is_some_and(|p| *p.get_ref())
+                        && rule.path.get_ref().trim_matches('/').is_empty()
+                })
+                .map(|(i, rule)| (format!("rule[{i}].path"), line(rule.path.span())))
+        });
     sites.trusted_proxies_line = raw.server.trusted_proxies.first().map(|p| line(p.span()));
     sites.unlimited_logins = match (&raw.lockout.enabled, &raw.throttle.per_minute) {
         (Some(enabled), _) => Some(("lockout.enabled".to_owned(), Some(line(enabled.span())))),
@@ -1961,5 +2170,108 @@ mod tests {
         assert_eq!(settings.verify_path, DEFAULT_VERIFY_PATH);
         assert_eq!(settings.identity.subject, "x-auth-subject");
         assert_eq!(settings.token_sources.len(), 3);
+    }
+
+    #[test]
+    fn rules_are_checked_and_each_mistake_names_its_key() {
+        let base = "[keys]\nsigning_key = \"ephemeral\"\n[guard]\nissuers = [\"a\"]\n";
+        let rules =
+            |text: &str| Settings::from_toml("/nonexistent/gateway.toml", &format!("{base}{text}"));
+        let ok = rules(
+            "[authz]\ndefault = \"deny\"\n[[rule]]\nname = \"read\"\npath = \"/admin/\"\n\
+             methods = [\"GET\"]\nroles = [\"admin\", \"auditor\"]\n[[rule]]\npath = \"/admin/\"\n\
+             roles = [\"admin\"]\n[[rule]]\npath = \"/status\"\npublic = true\n",
+        )
+        .unwrap();
+        assert_eq!(ok.rules.len(), 3);
+        assert_eq!(ok.rules.rule_for(&Method::GET, "/admin/x"), Some("read"));
+        // An unnamed rule is labelled by its place.
+        assert_eq!(
+            ok.rules.rule_for(&Method::POST, "/admin/x"),
+            Some("rule[1]")
+        );
+        assert_eq!(ok.rules.rule_for(&Method::GET, "/elsewhere"), None);
+        // No rules: any verified token, as before rules existed; rules
+        // without a default: deny.
+        let none = rules("").unwrap();
+        assert!(none.rules.is_empty());
+
+        for (text, key, says) in [
+            (
+                "[[rule]]\npath = \"/a/\"\nmethods = []\n",
+                "rule[0].methods",
+                "empty list",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\nmethods = [\"get\"]\n",
+                "rule[0].methods",
+                "upper case",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\nroles = []\n",
+                "rule[0].roles",
+                "at least one",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\nscopes = [\"\"]\n",
+                "rule[0].scopes",
+                "none empty",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\npublic = true\nroles = [\"x\"]\n",
+                "rule[0].roles",
+                "public rule",
+            ),
+            ("[[rule]]\npath = \"/a/../b\"\n", "rule[0].path", "plain"),
+            ("[[rule]]\npath = \"a/\"\n", "rule[0].path", "starts with /"),
+            (
+                "[[rule]]\nname = \"a b\"\npath = \"/a/\"\n",
+                "rule[0].name",
+                "metrics label",
+            ),
+            (
+                "[[rule]]\nname = \"default\"\npath = \"/a/\"\n",
+                "rule[0].name",
+                "default",
+            ),
+            (
+                "[[rule]]\nname = \"x\"\npath = \"/a/\"\n[[rule]]\nname = \"x\"\npath = \"/b/\"\n",
+                "rule[1].name",
+                "already",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\n[[rule]]\npath = \"/a/b\"\nroles = [\"x\"]\n",
+                "rule[1].path",
+                "never match",
+            ),
+            (
+                "[[rule]]\npath = \"/a\"\nmethods = [\"GET\", \"POST\"]\n[[rule]]\npath = \"/a\"\nmethods = [\"POST\"]\n",
+                "rule[1].path",
+                "never match",
+            ),
+            ("[authz]\ndefault = \"allow\"\n", "authz.default", "deny"),
+        ] {
+            let err = rules(text).unwrap_err();
+            assert_eq!(err.key(), Some(key), "{text}: {err}");
+            assert!(err.message().contains(says), "{text}: {err}");
+            assert!(err.line().is_some(), "{text}: {err}");
+        }
+        // An unknown key is an error naming it.
+        let err = rules("[[rule]]\npath = \"/a/\"\nrole = [\"x\"]\n").unwrap_err();
+        assert!(err.to_string().contains("role"), "{err}");
+        // Narrower methods first, then the whole path: both can match.
+        rules("[[rule]]\npath = \"/a/\"\nmethods = [\"GET\"]\n[[rule]]\npath = \"/a/\"\nroles = [\"x\"]\n").unwrap();
+        // A public rule does not take the encoded readings of a later one.
+        rules(
+            "[[rule]]\npath = \"/a/\"\npublic = true\n[[rule]]\npath = \"/a/b\"\nroles = [\"x\"]\n",
+        )
+        .unwrap();
+        // A public rule over `/` is the `public_root` risk.
+        let settings = rules("[[rule]]\npath = \"/\"\npublic = true\n").unwrap();
+        let sites = &settings.risk_sites;
+        assert_eq!(
+            sites.public_root.as_ref().map(|(key, _)| key.as_str()),
+            Some("rule[0].path")
+        );
     }
 }
