@@ -249,6 +249,21 @@ pub(crate) fn check_token(
     }
 }
 
+/// The decision of `policy` on `grants` alone (see
+/// [`Policy::evaluate_grants`]).
+#[cfg(feature = "presets")]
+pub(crate) fn check_grants(
+    policy: &Policy,
+    grants: &crate::authz::Grants,
+) -> Result<(), AuthzRejection> {
+    match policy.evaluate_grants(grants) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(denied(policy)),
+        Err(Undecidable::NoSpace) => Err(AuthzRejection::MissingSpaceLayer),
+        Err(Undecidable::ClaimsType) => Err(AuthzRejection::ClaimsTypeMismatch),
+    }
+}
+
 /// The `403` for `policy`.
 pub(crate) fn denied(policy: &Policy) -> AuthzRejection {
     if policy.is_declarative() {
