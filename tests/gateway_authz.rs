@@ -366,3 +366,65 @@ fn authgate_check_names_the_line_of_a_rule_that_can_never_match() {
     );
     assert!(stderr.contains("can never match"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_administrator_signs_a_user_out_everywhere() {
+    let edge = edge("").await;
+    let proxy = &edge.fronts[0];
+    let admin = bearer_token(proxy, "admin").await;
+    let operator = operator_cookie(&edge.gateway).await;
+    let sign_out = "/_authgate/users/operator/sign-out";
+    for front in &edge.fronts {
+        let reply = front.get("/app/x", &[("cookie", &operator)]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            front.name,
+            reply.text
+        );
+    }
+
+    // Not an administrator: 403 naming the role; no token: 401.
+    let site = format!("http://127.0.0.1:{}", proxy.port);
+    let reply = proxy
+        .send(
+            Method::POST,
+            "/_authgate/users/admin/sign-out",
+            &[("cookie", &operator), ("origin", &site)],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert!(reply.text.contains("role:admin"), "{}", reply.text);
+    let reply = proxy.send(Method::POST, sign_out, &[], "").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    // The administrator still works after the operator's attempt.
+    let reply = proxy.get("/app/x", &[("authorization", &admin)]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    let reply = proxy
+        .send(Method::POST, sign_out, &[("authorization", &admin)], "")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json()["username"], "operator");
+    for front in &edge.fronts {
+        let reply = front.get("/app/x", &[("cookie", &operator)]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{}: a signed-out token still works: {}",
+            front.name,
+            reply.text
+        );
+        assert_eq!(reached(&reply), None, "{}", front.name);
+        let reply = front.get("/app/x", &[("authorization", &admin)]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            front.name,
+            reply.text
+        );
+    }
+}

@@ -74,9 +74,9 @@ mod rules;
 
 pub use crate::reject::AuthzRejection;
 pub use grants::{GrantMapping, Grants};
+pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, ResponseFuture};
 #[cfg(feature = "presets")]
 pub(crate) use layer::{check_grants, check_token};
-pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, ResponseFuture};
 #[cfg(feature = "axum")]
 pub(crate) use layer::{decide, realm_for};
 pub use policy::Policy;

@@ -692,6 +692,35 @@ struct Logins {
     renewal: Option<CookieRenewal>,
     revocations: Arc<dyn RevocationStore>,
     lockout: Option<Lockout>,
+    /// A flow over the users file and the shared revocations, for the
+    /// administrators' sign-out everywhere (any preset's: every token is
+    /// capped at the lifetime a subject's revocation covers).
+    sign_out: Option<LoginFlow>,
+}
+
+/// The administrators' route that signs one user out everywhere.
+pub(crate) const SIGN_OUT_PATH: &str = "/_authgate/users/{username}/sign-out";
+
+/// `POST /_authgate/users/{username}/sign-out`: every token of `username`
+/// issued until now stops working at once, on every preset and instance
+/// sharing the revocations (its next sign-in works).
+async fn sign_out_everywhere(
+    flow: LoginFlow,
+    axum::extract::Path(username): axum::extract::Path<String>,
+) -> Response {
+    match flow.sign_out_everywhere(&username).await {
+        Ok(cut_off) => {
+            tracing::info!(user = %username, cut_off, "signed out everywhere");
+            let body = serde_json::json!({"username": username, "signedOutAt": cut_off});
+            let mut response = Response::new(Body::from(body.to_string()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(err) => gateway_error(err.status(), err.kind(), &err.public_message()),
+    }
 }
 
 fn lifetimes(login: &LoginSettings, default: Lifetimes) -> Lifetimes {
@@ -721,6 +750,7 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
         renewal: None,
         revocations: Arc::clone(&stores.revocations),
         lockout: stores.lockout.clone(),
+        sign_out: None,
     };
     if settings.logins.is_empty() {
         return Ok(logins);
@@ -776,6 +806,9 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
             Some(lockout) => flow.with_lockout(lockout.clone()),
             None => flow.without_lockout(),
         };
+        if logins.sign_out.is_none() {
+            logins.sign_out = Some(flow.clone());
+        }
         let body_read_timeout = settings.connections.body_read_timeout;
         let guards = |routes: Router, format| {
             apply_login_guards(routes, format, ip_filter, throttle.as_ref()).route_layer(
@@ -919,7 +952,7 @@ impl Gateway {
     pub fn build(settings: &Settings) -> Result<Self, BuildError> {
         let resolver = ClientIpResolver::new().trusted_proxies(settings.trusted_proxies.clone());
         let ip_filter = IpFilterLayer::new(settings.reloadable.ip_rules.clone(), resolver);
-        let logins = build_logins(settings, &ip_filter)?;
+        let mut logins = build_logins(settings, &ip_filter)?;
 
         let keys = Arc::new(ReloadableKeys {
             keys: ArcSwap::from_pointee(
@@ -1000,6 +1033,25 @@ impl Gateway {
         // The login routes check the request line and `Host` as the proxy
         // and the decision endpoint do (in `ByPolicy::dispatch`, where it
         // costs no allocation).
+        // Inside the request-line check, as the login routes.
+        if let Some(flow) = logins.sign_out.clone() {
+            // The guard (address, token, cross-site check), then the role.
+            let admin = ServiceBuilder::new()
+                .layer(guard.ip_filter.clone())
+                .layer(guard.auth.clone())
+                .layer(guard.csrf.clone())
+                .layer(
+                    RequireLayer::role("admin")
+                        .realm(&settings.realm)
+                        .map_err(|err| BuildError::new("guard.realm", err))?
+                        .on_rejection(style),
+                );
+            logins.router = logins.router.route(
+                SIGN_OUT_PATH,
+                axum::routing::post(move |username| sign_out_everywhere(flow.clone(), username))
+                    .route_layer(admin),
+            );
+        }
         let mut router = logins
             .router
             .layer(ValidTargetLayer::new(settings.errors))

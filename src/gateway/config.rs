@@ -1890,6 +1890,12 @@ fn check_routes_apart(
             "the metrics (kept apart even on their own listener)".to_owned(),
         ),
     ];
+    if !logins.is_empty() {
+        taken.push((
+            crate::gateway::app::SIGN_OUT_PATH.to_owned(),
+            "the administrators' sign-out everywhere".to_owned(),
+        ));
+    }
     for (i, login) in logins.iter().enumerate() {
         let key = format!("login[{i}].prefix");
         let preset = PresetKind::NAMES[login.preset as usize];

@@ -150,10 +150,8 @@ pub(crate) fn require_grants(
     policy: &crate::authz::Policy,
     claims: &crate::login::AuthClaims,
 ) -> Result<(), Failure> {
-    let grants = crate::authz::Grants::new(
-        claims.roles.iter().map(String::as_str),
-        claims.scopes(),
-    );
+    let grants =
+        crate::authz::Grants::new(claims.roles.iter().map(String::as_str), claims.scopes());
     crate::authz::check_grants(policy, &grants).map_err(authz_failure)
 }
 
