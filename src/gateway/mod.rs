@@ -94,6 +94,7 @@ mod proxy;
 pub mod risks;
 mod serve;
 mod target;
+mod tls;
 mod upstream;
 pub mod users_file;
 
