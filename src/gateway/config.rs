@@ -683,6 +683,11 @@ impl Settings {
         Ok(self)
     }
 
+    /// Whether the gateway terminates TLS (`[server.tls]`).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The file these settings were read from.
     pub fn path(&self) -> &Path {
         &self.path

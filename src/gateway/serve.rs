@@ -75,7 +75,7 @@ pub async fn serve_until_signalled(
                     Event::Reload => match reload() {
                         Ok(settings) => match reloader.reload(&settings) {
                             Ok(()) => tracing::info!(
-                                "reloaded the address rules and verifying keys; other settings take a restart"
+                                "reloaded the address rules, verifying keys and TLS certificate; other settings take a restart"
                             ),
                             Err(err) => {
                                 tracing::error!(error = %err, "reload refused; the running rules stay")
