@@ -578,6 +578,100 @@ async fn an_h2c_upstream_passes_response_trailers_to_an_http2_client() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+/// An HTTP/2 upstream over TLS (ALPN `h2` only) with `pair`'s certificate,
+/// answering as [`serve_grpc_echo`]; its port.
+async fn start_h2_tls_upstream(pair: &Pair) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(pair.chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pair.key.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    serve_grpc_echo(tls).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2_upstream_over_tls_is_verified_against_its_ca() {
+    let upstream_pair = make_pair("upstream");
+    let h2_port = start_h2_tls_upstream(&upstream_pair).await;
+    let dir = temp_dir("tls-h2-upstream");
+    std::fs::write(dir.join("upstream-ca.pem"), &upstream_pair.ca).unwrap();
+    let front = make_pair("front");
+    let ca = install(&dir, &front, "front");
+    let with = |ca: &str| {
+        tls_config(1, &dir, "").replace(
+            "url = \"http://127.0.0.1:1\"\n",
+            &format!(
+                "url = \"https://localhost:{h2_port}\"\nprotocol = \"h2\"\nca = \"{}\"\n",
+                dir.join(ca).display()
+            ),
+        )
+    };
+    // HTTP/2 end to end, TLS on both sides: the trailers come through.
+    let gateway = Gateway::start(&with("upstream-ca.pem"));
+    let port = gateway.addr.port();
+    let token = bearer_tls(port, &ca);
+    let token = token.strip_prefix("Authorization: ").unwrap();
+    let mut h2 = h2_client(gateway.addr, &front.ca).await;
+    let (status, body, trailers) = h2_get(
+        &mut h2,
+        port,
+        "/svc.Echo/Call",
+        &[
+            ("authorization", token),
+            ("content-type", "application/grpc+proto"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let echo: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echo["headers"]["x-auth-subject"], "admin");
+    assert_eq!(echo["headers"]["te"], "trailers");
+    assert_eq!(echo["headers"]["host"], Value::Null, ":authority, not Host");
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    // An HTTP/1.1 client is answered too.
+    let http1 = curl_tls(
+        port,
+        &ca,
+        "/app",
+        &["--http1.1", "-H", &format!("Authorization: {token}")],
+    )
+    .unwrap();
+    assert_eq!(http1.status, 200, "{}", http1.body);
+
+    // An upstream whose certificate the CA file does not vouch for: 502.
+    std::fs::write(dir.join("other-ca.pem"), make_pair("other").ca).unwrap();
+    let wrong = Gateway::start(&with("other-ca.pem"));
+    let port = wrong.addr.port();
+    let token = bearer_tls(port, &ca);
+    let refused = curl_tls(port, &ca, "/app", &["-H", &token]).unwrap();
+    assert_eq!(refused.status, 502, "{}", refused.body);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_hmac_key_file_signs_the_tokens() {
     use base64::Engine;

@@ -29,8 +29,8 @@
 //!   the trailer frames of a chunked body (or of an HTTP/2 request, gRPC
 //!   included) are dropped, so no trailer can carry an identity. Response
 //!   trailers pass: an HTTP/2 client gets the upstream's (gRPC's
-//!   `grpc-status`), an HTTP/1.1 client gets them in a chunked body when
-//!   it sent `TE: trailers`.
+//!   `grpc-status`); an HTTP/1.1 client only where hyper's HTTP/1 rules
+//!   allow (`TE: trailers` sent, the fields named in `Trailer`).
 //! - From a peer that is not a trusted proxy, every forwarding and
 //!   client-address field is removed: every `X-Forwarded-*` and
 //!   `X-Forwarded`, `Forwarded`, `X-Real-IP`, `True-Client-IP`,

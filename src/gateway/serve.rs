@@ -1,10 +1,14 @@
-//! Serving: the accept loop on hyper's HTTP/1 connections, each request
-//! tagged with its peer address, upgrades allowed, every connection within
-//! the [`ConnectionLimits`] (time to the first byte and to each request
-//! head, open connections in all and per client); `SIGTERM` (or
-//! `SIGINT`) stops accepting and lets open requests finish within the grace
-//! period; `SIGHUP` reads the file again and puts its address rules and
-//! verifying keys in force without touching open connections.
+//! Serving: the accept loop on hyper's HTTP/1 and HTTP/2 connections, over
+//! TLS with `[server.tls]` (ALPN picks the protocol) or plain (HTTP/2 only
+//! with `h2c`, told by its preface), each request tagged with its peer
+//! address, upgrades allowed on HTTP/1, every connection within the
+//! [`ConnectionLimits`] (time to the first byte, to the end of the TLS
+//! handshake and to each request head, open connections in all and per
+//! client) and HTTP/2's own limits (streams, header list, resets, pings,
+//! idle time); `SIGTERM` (or `SIGINT`) stops accepting and lets open
+//! requests finish within the grace period; `SIGHUP` reads the file again
+//! and puts its address rules, verifying keys and TLS certificate in force
+//! without touching open connections.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

@@ -102,6 +102,8 @@ impl Upstream {
     pub(crate) fn new(scheme: Scheme, authority: Authority, connect_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        // TLS, when the scheme is https, runs over the TCP connection it makes.
+        connector.enforce_http(false);
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let host = match authority.port_u16() {
             Some(port) if port != default_port => format!("{}:{port}", authority.host()),
