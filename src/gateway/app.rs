@@ -570,6 +570,8 @@ pub struct Gateway {
     router: Router,
     reload: ReloadHandle,
     lockout: Option<Lockout>,
+    /// HTTP/2 with prior knowledge on the plain listener.
+    h2c: bool,
 }
 
 /// Puts new address rules and verifying keys in force in a running
@@ -578,6 +580,8 @@ pub struct Gateway {
 pub struct ReloadHandle {
     ip_filter: IpFilterHandle,
     keys: Arc<ReloadableKeys>,
+    /// The TLS certificate and key in force, with `[server.tls]`.
+    tls: Option<super::tls::LiveServerConfig>,
 }
 
 impl std::fmt::Debug for ReloadHandle {
@@ -587,9 +591,20 @@ impl std::fmt::Debug for ReloadHandle {
 }
 
 impl ReloadHandle {
-    /// Puts the address rules and verifying keys of `settings` in force
-    /// for the next request (on `SIGHUP`); everything else needs a restart.
+    /// Puts the address rules, verifying keys and TLS certificate of
+    /// `settings` in force for the next request (the certificate for the
+    /// next connection) on `SIGHUP`; everything else needs a restart.
+    /// Turning TLS on or off is refused: that takes a restart.
     pub fn reload(&self, settings: &Settings) -> Result<(), BuildError> {
+        if self.tls.is_some() != settings.tls.is_some() {
+            return Err(BuildError::new(
+                "server.tls",
+                "turning TLS on or off takes a restart",
+            ));
+        }
+        if let (Some(live), Some(tls)) = (&self.tls, &settings.tls) {
+            live.store(Arc::clone(&tls.config));
+        }
         self.keys
             .replace(&settings.reloadable.verifying_keys)
             .map_err(|err| BuildError::new("keys", err))?;
@@ -985,7 +1000,7 @@ impl Gateway {
                 .map_err(|err| BuildError::new("guard", err))?;
         }
         let auth = auth.on_rejection(style);
-        let mut csrf = match settings.development {
+        let mut csrf = match settings.development && settings.tls.is_none() {
             // Plain HTTP in development: the site's own origin is `http://`.
             true => CsrfLayer::new().plain_http(),
             false => CsrfLayer::new(),
@@ -1064,6 +1079,8 @@ impl Gateway {
                     settings.identity.clone(),
                     settings.trusted_proxies.clone(),
                 )
+                .map_err(|err| BuildError::new("upstream.url", err))?
+                .over_tls(settings.tls.is_some())
                 .with_websocket_bounds(&settings.connections, Arc::clone(&logins.revocations));
                 let public = forward.public();
                 router.fallback_service(guard.wrap(forward, public))
@@ -1082,7 +1099,12 @@ impl Gateway {
             reload: ReloadHandle {
                 ip_filter: ip_filter.handle(),
                 keys,
+                tls: settings
+                    .tls
+                    .as_ref()
+                    .map(|tls| Arc::new(ArcSwap::new(Arc::clone(&tls.config)))),
             },
+            h2c: settings.h2c,
         })
     }
 
@@ -1098,9 +1120,20 @@ impl Gateway {
         self.lockout.as_ref()
     }
 
-    /// A handle that reloads the address rules and verifying keys.
+    /// A handle that reloads the address rules, verifying keys and TLS
+    /// certificate.
     pub fn reload_handle(&self) -> ReloadHandle {
         self.reload.clone()
+    }
+
+    /// The TLS configuration in force (`[server.tls]`), swapped on reload.
+    pub(crate) fn tls(&self) -> Option<super::tls::LiveServerConfig> {
+        self.reload.tls.clone()
+    }
+
+    /// Whether a plain connection may speak HTTP/2 with prior knowledge.
+    pub(crate) fn h2c(&self) -> bool {
+        self.h2c
     }
 }
 

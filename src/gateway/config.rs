@@ -19,12 +19,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use http::uri::Scheme;
 use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::tls;
 use crate::authz::{Rule, RuleDefault, Rules};
 use crate::ip::{IpRanges, IpRules};
 use crate::token::{Algorithm, SigningKey, VerifyingKey};
@@ -258,6 +261,18 @@ pub(crate) struct RawServer {
     pub(crate) body_read_timeout: Option<Spanned<String>>,
     pub(crate) websocket_max_lifetime: Option<Spanned<String>>,
     pub(crate) websocket_revocation_check: Option<Spanned<String>>,
+    /// TLS termination (`[server.tls]`).
+    pub(crate) tls: Option<RawTls>,
+    /// HTTP/2 with prior knowledge on a plain listener.
+    pub(crate) h2c: Option<Spanned<bool>>,
+}
+
+/// `[server.tls]`: the certificate chain and key, PEM files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) cert: Spanned<String>,
+    pub(crate) key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +281,10 @@ pub(crate) struct RawUpstream {
     pub(crate) url: Spanned<String>,
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<String>>,
+    /// `http1` (default), `h2c` or `h2`.
+    pub(crate) protocol: Option<Spanned<String>>,
+    /// The CA certificates an `https://` upstream is verified against.
+    pub(crate) ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -492,6 +511,16 @@ pub(crate) struct UpstreamSettings {
     pub(crate) url: Uri,
     pub(crate) connect_timeout: Duration,
     pub(crate) timeout: Duration,
+    /// HTTP/2 rather than HTTP/1.1 (`protocol = "h2c"` or `"h2"`).
+    pub(crate) http2: bool,
+    /// For an `https://` upstream: how its certificate is verified.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// `[server.tls]`, checked: the files and the configuration they make.
+#[derive(Clone)]
+pub(crate) struct TlsSettings {
+    pub(crate) config: Arc<rustls::ServerConfig>,
 }
 
 /// How a refusal of the guard is rendered.
@@ -546,6 +575,10 @@ pub struct Settings {
     pub(crate) path: PathBuf,
     pub(crate) listen: SocketAddr,
     pub(crate) development: bool,
+    /// TLS termination: requests are `https`.
+    pub(crate) tls: Option<TlsSettings>,
+    /// HTTP/2 with prior knowledge on a plain listener.
+    pub(crate) h2c: bool,
     pub(crate) trusted_proxies: IpRanges,
     pub(crate) shutdown_grace: Duration,
     pub(crate) header_read_timeout: Duration,
@@ -639,17 +672,46 @@ impl Settings {
         })?;
         self.risk_sites.upstream_line = None;
         self.risk_sites.upstream_from_flag = true;
+        let flag_error =
+            |message: String| ConfigFileError::new(&self.path, format!("--upstream: {message}"));
         match &mut self.upstream {
-            Some(upstream) => upstream.url = uri,
+            Some(upstream) => {
+                // The file's protocol and CA stay; the scheme must suit them.
+                if upstream.http2
+                    && (uri.scheme() == Some(&Scheme::HTTPS)) != upstream.tls.is_some()
+                {
+                    return Err(flag_error(format!(
+                        "{url} does not suit upstream.protocol (h2 is https://, h2c is http://)"
+                    )));
+                }
+                if uri.scheme() == Some(&Scheme::HTTPS) && upstream.tls.is_none() {
+                    upstream.tls = Some(tls::client_config(None, b"http/1.1").map_err(flag_error)?);
+                }
+                if uri.scheme() != Some(&Scheme::HTTPS) {
+                    upstream.tls = None;
+                }
+                upstream.url = uri;
+            }
             None => {
+                let tls = match uri.scheme() == Some(&Scheme::HTTPS) {
+                    true => Some(tls::client_config(None, b"http/1.1").map_err(flag_error)?),
+                    false => None,
+                };
                 self.upstream = Some(UpstreamSettings {
                     url: uri,
                     connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                     timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                    http2: false,
+                    tls,
                 })
             }
         }
         Ok(self)
+    }
+
+    /// Whether the gateway terminates TLS (`[server.tls]`).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The file these settings were read from.
@@ -828,9 +890,9 @@ fn parse_upstream(url: &str) -> Result<Uri, String> {
     let uri: Uri = url
         .parse()
         .map_err(|err| format!("not a URL: {url:?} ({err})"))?;
-    if uri.scheme_str() != Some("http") {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(format!(
-            "the upstream is an http:// URL (TLS to the upstream is not supported), not {url:?}"
+            "the upstream is an http:// or https:// URL, not {url:?}"
         ));
     }
     if uri.authority().is_none() {
@@ -845,6 +907,104 @@ fn parse_upstream(url: &str) -> Result<Uri, String> {
         ));
     }
     Ok(uri)
+}
+
+/// `[server.tls]`: the chain and key read and checked now (and again on
+/// each reload).
+fn server_tls(source: &Source<'_>, raw: &RawTls) -> Result<TlsSettings, ConfigFileError> {
+    let cert = read_file(source, "server.tls.cert", &raw.cert)?;
+    let key = read_file(source, "server.tls.key", &raw.key)?;
+    let cert_path = source.resolve(raw.cert.get_ref());
+    let key_path = source.resolve(raw.key.get_ref());
+    let config = tls::server_config(&cert_path, &cert, &key_path, &key).map_err(|message| {
+        // The error names the file; the key is the one at fault.
+        let (key_name, span) = if message.starts_with(&cert_path.display().to_string()) {
+            ("server.tls.cert", raw.cert.span())
+        } else {
+            ("server.tls.key", raw.key.span())
+        };
+        source.error(key_name, &span, message)
+    })?;
+    Ok(TlsSettings { config })
+}
+
+/// `[upstream]`: where, how long, and over which protocol.
+fn upstream_settings(
+    source: &Source<'_>,
+    upstream: &RawUpstream,
+) -> Result<UpstreamSettings, ConfigFileError> {
+    let url = parse_upstream(upstream.url.get_ref())
+        .map_err(|message| source.error("upstream.url", &upstream.url.span(), message))?;
+    let https = url.scheme() == Some(&Scheme::HTTPS);
+    let http2 = match &upstream.protocol {
+        None => false,
+        Some(protocol) => match (protocol.get_ref().as_str(), https) {
+            ("http1", _) => false,
+            ("h2c", false) | ("h2", true) => true,
+            ("h2c", true) => {
+                return Err(source.error(
+                    "upstream.protocol",
+                    &protocol.span(),
+                    "h2c is HTTP/2 without TLS: an http:// upstream (for https://, protocol = \"h2\")",
+                ));
+            }
+            ("h2", false) => {
+                return Err(source.error(
+                    "upstream.protocol",
+                    &protocol.span(),
+                    "h2 is HTTP/2 over TLS: an https:// upstream (for http://, protocol = \"h2c\")",
+                ));
+            }
+            (other, _) => {
+                return Err(source.error(
+                    "upstream.protocol",
+                    &protocol.span(),
+                    format!("unknown protocol {other:?}; one of http1, h2c, h2"),
+                ));
+            }
+        },
+    };
+    let tls = match (&upstream.ca, https) {
+        (Some(ca), false) => {
+            return Err(source.error(
+                "upstream.ca",
+                &ca.span(),
+                "a CA file verifies an https:// upstream; this one is http://",
+            ));
+        }
+        (_, false) => None,
+        (ca, true) => {
+            let alpn: &[u8] = if http2 { b"h2" } else { b"http/1.1" };
+            let config = match ca {
+                Some(ca) => {
+                    let pem = read_file(source, "upstream.ca", ca)?;
+                    tls::client_config(Some((&source.resolve(ca.get_ref()), &pem)), alpn)
+                        .map_err(|message| source.error("upstream.ca", &ca.span(), message))?
+                }
+                None => tls::client_config(None, alpn).map_err(|message| {
+                    source.error("upstream.url", &upstream.url.span(), message)
+                })?,
+            };
+            Some(config)
+        }
+    };
+    Ok(UpstreamSettings {
+        url,
+        connect_timeout: duration(
+            source,
+            "upstream.connect_timeout",
+            &upstream.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        timeout: duration(
+            source,
+            "upstream.timeout",
+            &upstream.timeout,
+            DEFAULT_UPSTREAM_TIMEOUT,
+        )?,
+        http2,
+        tls,
+    })
 }
 
 fn header_name(
@@ -903,7 +1063,7 @@ fn algorithm(
             key,
             &value.span(),
             format!(
-                "unknown algorithm {:?} (EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512)",
+                "unknown algorithm {:?} (EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512; HS256, HS384, HS512 for keys.signing_key)",
                 value.get_ref()
             ),
         )
@@ -958,15 +1118,37 @@ fn signing_key(source: &Source<'_>, keys: &RawKeys) -> Result<SigningKey, Config
             Some(alg) => algorithm(source, "keys.algorithm", alg)?,
             None => Algorithm::EdDSA,
         };
-        let pem = read_file(source, "keys.signing_key", &keys.signing_key)?;
-        let key = SigningKey::from_pem(alg, &pem)
-            .map_err(|err| source.error("keys.signing_key", &keys.signing_key.span(), err))?;
+        let bytes = read_file(source, "keys.signing_key", &keys.signing_key)?;
+        let key = match alg {
+            // An HMAC secret: the file's bytes, one final newline excepted.
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                SigningKey::hmac(alg, hmac_secret(&bytes))
+            }
+            _ => SigningKey::from_pem(alg, &bytes),
+        }
+        .map_err(|err| {
+            let path = source.resolve(keys.signing_key.get_ref());
+            source.error(
+                "keys.signing_key",
+                &keys.signing_key.span(),
+                format!("{}: {err}", path.display()),
+            )
+        })?;
         match kid {
             Some(kid) => key.with_kid(kid),
             None => key,
         }
     };
     Ok(key)
+}
+
+/// The secret an HMAC key file holds: every byte, but one final `\n` or
+/// `\r\n` (what `echo` and editors add) is not part of it.
+fn hmac_secret(bytes: &[u8]) -> &[u8] {
+    bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(bytes)
 }
 
 fn check_path(
@@ -1196,24 +1378,22 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         other => other.as_ref().map(|t| *t.get_ref()),
     };
     let connections = connection_settings(source, server, header_read_timeout)?;
+    let tls = server
+        .tls
+        .as_ref()
+        .map(|raw| server_tls(source, raw))
+        .transpose()?;
+    let h2c = server.h2c.as_ref().is_some_and(|h2c| *h2c.get_ref());
+    if h2c && let (Some(value), Some(_)) = (&server.h2c, &tls) {
+        return Err(source.error(
+            "server.h2c",
+            &value.span(),
+            "h2c is HTTP/2 without TLS: with [server.tls], HTTP/2 is offered by ALPN already",
+        ));
+    }
     let upstream = match &raw.upstream {
         None => None,
-        Some(upstream) => Some(UpstreamSettings {
-            url: parse_upstream(upstream.url.get_ref())
-                .map_err(|message| source.error("upstream.url", &upstream.url.span(), message))?,
-            connect_timeout: duration(
-                source,
-                "upstream.connect_timeout",
-                &upstream.connect_timeout,
-                DEFAULT_CONNECT_TIMEOUT,
-            )?,
-            timeout: duration(
-                source,
-                "upstream.timeout",
-                &upstream.timeout,
-                DEFAULT_UPSTREAM_TIMEOUT,
-            )?,
-        }),
+        Some(upstream) => Some(upstream_settings(source, upstream)?),
     };
 
     let signing = raw
@@ -1684,6 +1864,8 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         path: source.path.to_owned(),
         listen,
         development,
+        tls,
+        h2c,
         trusted_proxies,
         shutdown_grace,
         header_read_timeout,
@@ -1770,6 +1952,12 @@ fn risk_sites(
         (None, None) => None,
     };
     sites.development_line = raw.server.development.as_ref().map(|d| line(d.span()));
+    sites.h2c_line = raw.server.h2c.as_ref().map(|h2c| line(h2c.span()));
+    sites.tls_key_file = raw
+        .server
+        .tls
+        .as_ref()
+        .map(|tls| (source.resolve(tls.key.get_ref()), line(tls.key.span())));
     sites.metrics_line = raw.metrics.as_ref().map(|m| line(m.listen.span()));
     sites.upstream_line = raw.upstream.as_ref().map(|u| line(u.url.span()));
     sites.users_file = raw.users.as_ref().map(|users| {
@@ -2055,6 +2243,16 @@ mod tests {
     }
 
     #[test]
+    fn an_hmac_key_file_loses_one_final_newline_only() {
+        assert_eq!(hmac_secret(b"secret"), b"secret");
+        assert_eq!(hmac_secret(b"secret\n"), b"secret");
+        assert_eq!(hmac_secret(b"secret\r\n"), b"secret");
+        assert_eq!(hmac_secret(b"secret\n\n"), b"secret\n");
+        assert_eq!(hmac_secret(b"secret "), b"secret ");
+        assert_eq!(hmac_secret(b""), b"");
+    }
+
+    #[test]
     fn unknown_keys_and_wrong_types_name_their_line() {
         let err = error("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n");
         assert_eq!(err.line(), Some(3), "{err}");
@@ -2093,8 +2291,25 @@ mod tests {
             "{err}"
         );
 
-        let err = error("[upstream]\nurl = \"https://example.com\"\n");
+        let err = error("[upstream]\nurl = \"ftp://example.com\"\n");
         assert_eq!(err.key(), Some("upstream.url"), "{err}");
+        let err = error("[upstream]\nurl = \"https://example.com\"\nprotocol = \"h2c\"\n");
+        assert_eq!(err.key(), Some("upstream.protocol"), "{err}");
+        assert_eq!(err.line(), Some(3), "{err}");
+        let err = error("[upstream]\nurl = \"http://example.com\"\nprotocol = \"h2\"\n");
+        assert_eq!(err.key(), Some("upstream.protocol"), "{err}");
+        let err = error("[upstream]\nurl = \"http://example.com\"\nprotocol = \"h3\"\n");
+        assert!(err.message().contains("http1, h2c, h2"), "{err}");
+        let err = error("[upstream]\nurl = \"http://example.com\"\nca = \"ca.pem\"\n");
+        assert_eq!(err.key(), Some("upstream.ca"), "{err}");
+        let err = error("[upstream]\nurl = \"https://example.com\"\nca = \"ca.pem\"\n");
+        assert_eq!(err.key(), Some("upstream.ca"), "{err}");
+        assert!(err.message().contains("/nonexistent/ca.pem"), "{err}");
+
+        let err = error("[server.tls]\ncert = \"chain.pem\"\nkey = \"key.pem\"\n");
+        assert_eq!(err.key(), Some("server.tls.cert"), "{err}");
+        assert_eq!(err.line(), Some(2), "{err}");
+        assert!(err.message().contains("/nonexistent/chain.pem"), "{err}");
 
         let err = error("[keys]\nsigning_key = \"ephemeral\"\n[users]\nfile = \"users.toml\"\n");
         assert_eq!(err.key(), Some("users.file"), "{err}");
