@@ -922,7 +922,7 @@ impl<B: From<String>> OnRejection<B> for JsonRejection {
 /// assert_eq!(response.headers()["grpc-status"], "7"); // PERMISSION_DENIED
 /// assert_eq!(
 ///     response.headers()["grpc-message"],
-///     "the token does not grant what this request needs: role admin"
+///     "the token does not grant what this request needs: role:admin"
 /// );
 /// # Ok(())
 /// # }
@@ -939,7 +939,10 @@ impl<B: Default> OnRejection<B> for GrpcRejection {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        headers.insert("grpc-status", HeaderValue::from(u16::from(rejection.grpc_status())));
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(rejection.grpc_status())),
+        );
         // Percent-encoded text is visible ASCII, always a valid value; an
         // empty one is left out rather than answered unreadable.
         if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(&rejection.message())) {
@@ -993,10 +996,16 @@ mod tests {
             grpc_percent_encode("the token does not grant what this request needs: role admin"),
             "the token does not grant what this request needs: role admin"
         );
-        assert!(matches!(grpc_percent_encode("plain text"), Cow::Borrowed(_)));
+        assert!(matches!(
+            grpc_percent_encode("plain text"),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(grpc_percent_encode("100% sure"), "100%25 sure");
         assert_eq!(grpc_percent_encode("tab\there\r\n"), "tab%09here%0D%0A");
-        assert_eq!(grpc_percent_encode("espace \u{e9}t\u{e9}"), "espace %C3%A9t%C3%A9");
+        assert_eq!(
+            grpc_percent_encode("espace \u{e9}t\u{e9}"),
+            "espace %C3%A9t%C3%A9"
+        );
         assert_eq!(grpc_percent_encode("\u{7f}~ !$&"), "%7F~ !$&");
     }
 
@@ -1071,9 +1080,10 @@ mod tests {
 
     #[test]
     fn a_grpc_refusal_keeps_the_challenge_and_the_wait() {
-        let response: Response<String> = GrpcRejection.on_rejection(&Rejection::Throttle(
-            ThrottleRejection::TooManyAttempts { retry_after: 7 },
-        ));
+        let response: Response<String> =
+            GrpcRejection.on_rejection(&Rejection::Throttle(ThrottleRejection::TooManyAttempts {
+                retry_after: 7,
+            }));
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
         let response: Response<String> = GrpcRejection.on_rejection(&Rejection::Auth {
             reason: AuthRejection::MissingToken,
