@@ -197,6 +197,9 @@ pub async fn serve(
     Server::builder()
         .layer(guard)
         .add_service(GuardedServer::new(GuardedService))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }
