@@ -240,17 +240,7 @@ impl Rejection {
     /// `8` RESOURCE_EXHAUSTED for a `429`, `14` UNAVAILABLE for a `503` and
     /// `13` INTERNAL for a `500` (a wiring mistake).
     pub fn grpc_status(&self) -> u8 {
-        match self.status() {
-            StatusCode::UNAUTHORIZED => 16,
-            StatusCode::FORBIDDEN => 7,
-            StatusCode::BAD_REQUEST => 3,
-            StatusCode::TOO_MANY_REQUESTS => 8,
-            StatusCode::SERVICE_UNAVAILABLE => 14,
-            StatusCode::INTERNAL_SERVER_ERROR => 13,
-            // No layer answers another status today; a new one is refused
-            // all the same, as UNKNOWN.
-            _ => 2,
-        }
+        grpc_status_of(self.status())
     }
 
     /// The JSON body of [`JsonRejection`]:
@@ -950,6 +940,43 @@ impl<B: Default> OnRejection<B> for GrpcRejection {
         }
         response
     }
+}
+
+/// The gRPC status code of a refusal with the HTTP status `status` (see
+/// [`Rejection::grpc_status`]).
+pub(crate) fn grpc_status_of(status: StatusCode) -> u8 {
+    match status {
+        StatusCode::UNAUTHORIZED => 16,
+        StatusCode::FORBIDDEN => 7,
+        StatusCode::BAD_REQUEST => 3,
+        StatusCode::TOO_MANY_REQUESTS => 8,
+        StatusCode::SERVICE_UNAVAILABLE => 14,
+        StatusCode::INTERNAL_SERVER_ERROR => 13,
+        // No layer answers another status today; a new one is refused
+        // all the same, as UNKNOWN.
+        _ => 2,
+    }
+}
+
+/// A trailers-only gRPC answer (`200`, `application/grpc`) for a refusal
+/// with the HTTP status `status` and `message`.
+#[cfg(feature = "gateway")]
+pub(crate) fn grpc_refusal<B: Default>(status: StatusCode, message: &str) -> Response<B> {
+    let mut response = Response::new(B::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(grpc_status_of(status))),
+    );
+    if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(message)) {
+        headers.insert("grpc-message", message);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// `text` percent-encoded for `grpc-message`: its UTF-8 bytes, each one

@@ -117,6 +117,7 @@ impl OnRejection<Body> for GatewayRejection {
             ErrorStyle::Nx => pascal_case::NxFormat.on_rejection(rejection),
             ErrorStyle::RegScale => auth_token::RegScaleFormat.on_rejection(rejection),
             ErrorStyle::Workflow => x_auth_token::WorkflowFormat.on_rejection(rejection),
+            ErrorStyle::Grpc => crate::reject::GrpcRejection.on_rejection(rejection),
         }
     }
 }

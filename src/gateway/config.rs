@@ -533,6 +533,8 @@ pub(crate) enum ErrorStyle {
     Nx,
     RegScale,
     Workflow,
+    /// gRPC's trailers-only answer (`200`, `grpc-status`, `grpc-message`).
+    Grpc,
 }
 
 /// The names of the identity headers.
@@ -1772,11 +1774,12 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
             "nx" => ErrorStyle::Nx,
             "regscale" => ErrorStyle::RegScale,
             "workflow" => ErrorStyle::Workflow,
+            "grpc" => ErrorStyle::Grpc,
             other => {
                 return Err(source.error(
                     "guard.errors",
                     &style.span(),
-                    format!("unknown error format {other:?}; one of json, empty, inscada, core, nx, regscale, workflow"),
+                    format!("unknown error format {other:?}; one of json, empty, inscada, core, nx, regscale, workflow, grpc"),
                 ));
             }
         },

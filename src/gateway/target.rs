@@ -323,6 +323,7 @@ pub(crate) fn refusal(
         ErrorStyle::Nx => ApiError::<NxFormat>::from(failure()).into_response(),
         ErrorStyle::RegScale => ApiError::<RegScaleFormat>::from(failure()).into_response(),
         ErrorStyle::Workflow => ApiError::<WorkflowFormat>::from(failure()).into_response(),
+        ErrorStyle::Grpc => return crate::reject::grpc_refusal(status, message),
     };
     response
         .headers_mut()
