@@ -813,4 +813,20 @@ fn claims_that_already_fail_are_refused_before_the_signature_is_checked() {
     let forged = format!("{}.AAAA", &good[..good.rfind('.').unwrap()]);
     assert_eq!(verify(&verifier, &forged), Err(TokenError::BadSignature));
     assert_eq!(asked(), 2);
+
+    // Good registered claims that the application's type cannot read: a
+    // forged token is still told forged, a signed one mismatched.
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct NeedsTenant {
+        tenant: String,
+    }
+    assert_eq!(
+        verifier.verify::<NeedsTenant>(&forged).map(|_| ()),
+        Err(TokenError::BadSignature)
+    );
+    assert_eq!(
+        verifier.verify::<NeedsTenant>(&good).map(|_| ()),
+        Err(TokenError::ClaimsMismatch)
+    );
 }

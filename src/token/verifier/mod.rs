@@ -12,10 +12,10 @@
 //! string or array of strings naming this service (required when audiences
 //! are configured, refused when none are, RFC 7519 §4.1.3), the token kind
 //! among the accepted kinds, and a registered claim named twice refused.
-//! The registered claims are read from the unverified payload and can only
-//! refuse there; the application's type is deserialized after the
-//! signature holds, and the claims are handed out only when every check
-//! passed. The roles and scopes
+//! The payload is read once, before the signature is checked: the
+//! application's type is deserialized while the registered claims are
+//! recorded and judged, which can only refuse there; the claims are handed
+//! out only when the signature holds and every check passed. The roles and scopes
 //! ([`Grants`]) are then read from the mapped claims only
 //! ([`VerifierBuilder::grants`]), once per token.
 
@@ -359,27 +359,49 @@ impl Verifier {
         if !is_json_object(payload) {
             return Err(TokenError::Malformed);
         }
-        // Claims that already fail (expired beyond the leeway, not yet
-        // valid, another issuer, audience or kind) are refused before the
-        // signature is checked: this step only ever refuses, so nothing is
-        // granted on unverified data, and a flood of expired tokens costs
-        // no signature each.
-        let meta = self.check_registered(&parse_registered(payload, &config.kind_claim)?, now)?;
         let message = &token[..last_dot];
-        let seen = self.check_signature(header_b64, message, signature_b64, payload)?;
-
-        // The signature holds: read the claims, once. The registered
-        // claims were checked above on these same bytes.
-        let verified = read_claims::<C, T>(payload, &config.kind_claim, |claims, _raw| {
-            // Only the mapped claims, on the verified payload.
-            let grants = config.grants.read(payload)?;
-            Ok(wrap(Verified {
-                claims,
-                meta,
-                grants,
-            }))
-        });
-        verified.map(|verified| (verified, seen))
+        // The payload is read once, before the signature is checked, and
+        // its registered claims judged there: a token they refuse (expired
+        // beyond the leeway, not yet valid, another issuer, audience or
+        // kind) costs no signature check. This only ever refuses: the
+        // claims are handed out only once the signature holds.
+        let mut refused_on_registered = false;
+        let read =
+            read_claims::<C, (C, TokenMeta)>(payload, &config.kind_claim, |claims, raw| match self
+                .check_registered(raw, now)
+            {
+                Ok(meta) => Ok((claims, meta)),
+                Err(err) => {
+                    refused_on_registered = true;
+                    Err(err)
+                }
+            });
+        match read {
+            Ok((claims, meta)) => {
+                let seen = self.check_signature(header_b64, message, signature_b64, payload)?;
+                // Only the mapped claims, on the verified payload.
+                let grants = config.grants.read(payload)?;
+                Ok((
+                    wrap(Verified {
+                        claims,
+                        meta,
+                        grants,
+                    }),
+                    seen,
+                ))
+            }
+            Err(err) if refused_on_registered => Err(err),
+            Err(err) => {
+                // The application's type did not read the payload: the
+                // registered claims' verdict first (an expired token is
+                // expired, whatever its other claims look like), then the
+                // signature's (a forged token is forged), then the type's.
+                let raw = parse_registered(payload, &config.kind_claim)?;
+                self.check_registered(&raw, now)?;
+                self.check_signature(header_b64, message, signature_b64, payload)?;
+                Err(err)
+            }
+        }
     }
 
     /// The header's checks and the signature over `message`, and the keys
