@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use crate::BoxFuture;
 use crate::authz::policy::{Policy, Undecidable};
-use crate::authz::rules::{Matched, RuleLabel, Rules};
+use crate::authz::rules::{Matched, Rules};
 use crate::future::{define_inner_service_accessors, refuse};
 use crate::observe::{LazyCounter, Seen, lazy_counter};
 use crate::reject::{AuthzRejection, DefaultRejection, OnRejection, Realm, Rejection};
@@ -346,7 +346,7 @@ where
                             target: crate::observe::DECISION,
                             layer = "authz",
                             outcome = "allowed",
-                            rule = label.map(RuleLabel::name),
+                            rule = label.map(|rule| rule.name()),
                             "policy held"
                         );
                         ResponseFuture {

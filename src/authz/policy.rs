@@ -257,6 +257,7 @@ impl Policy {
     /// grants but no [`VerifiedToken`] (a preset that verified the token
     /// itself): a closure or claims leaf cannot be decided and is refused
     /// as a wiring mistake.
+    #[cfg(feature = "presets")]
     pub(crate) fn evaluate_grants(&self, grants: &super::Grants) -> Result<bool, Undecidable> {
         self.judge(grants, None, &Extensions::new())
     }

@@ -184,6 +184,7 @@ impl RuleLabel {
     /// Counts a request the rule let through (registered once, then
     /// without allocating).
     #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
     pub(crate) fn allowed(&self) {
         #[cfg(feature = "metrics")]
         self.allowed
@@ -231,6 +232,7 @@ pub struct Rules {
     default_label: std::sync::Arc<RuleLabel>,
     /// Whether any rule is public (else no request needs the table
     /// before the token is verified).
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
     has_public: bool,
 }
 
@@ -309,6 +311,7 @@ impl Rules {
 
     /// Whether a public rule decides `method` `path` (only a plain path
     /// can be public): such a request needs no token.
+    #[cfg(feature = "gateway")]
     pub(crate) fn is_public(&self, method: &Method, path: &str) -> bool {
         self.has_public && matches!(self.decide(method, path), Matched::Public(_))
     }
