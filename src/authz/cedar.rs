@@ -381,10 +381,11 @@ impl Files {
 struct Compiled {
     types: Types,
     policies: PolicySet,
-    /// The action entities (with their groups).
-    actions: Entities,
-    /// The actions that apply to a `User` on a `Path`, by name.
-    applicable: HashMap<Box<str>, EntityUid>,
+    /// The actions that apply to a `User` on a `Path`, by name, each with
+    /// a store of its entity and its groups' (so that `action in
+    /// Action::"read"` holds), to which a request adds its principal and
+    /// resource.
+    applicable: HashMap<Box<str>, (EntityUid, Entities)>,
     /// The `@id` of each policy, for events.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     names: HashMap<String, String>,
@@ -469,7 +470,11 @@ impl Compiled {
                     "the action {action} applies to other principals or resources than a {USER} on a {PATH}"
                 )));
             }
-            applicable.insert(Box::from(action.id().unescaped()), action.clone());
+            let own = std::iter::once(action)
+                .chain(actions.ancestors(action).into_iter().flatten())
+                .filter_map(|uid| actions.get(uid).cloned());
+            let store = Entities::from_entities(own, None).map_err(|e| model_error(explain(&e)))?;
+            applicable.insert(Box::from(action.id().unescaped()), (action.clone(), store));
         }
         if applicable.is_empty() {
             return Err(model_error(format!(
@@ -492,7 +497,7 @@ impl Compiled {
                     explain(&e)
                 ))
             })?;
-            for action in applicable.values() {
+            for (action, _) in applicable.values() {
                 let context = context(sample.client, sample.space.as_deref(), 0)
                     .map_err(|e| model_error(e.to_string()))?;
                 cedar_policy::Request::new(
@@ -522,7 +527,6 @@ impl Compiled {
         Ok(Compiled {
             types,
             policies: set,
-            actions,
             applicable,
             names,
         })
@@ -787,7 +791,7 @@ impl CedarPolicies {
         let action = action.unwrap_or(method.as_str());
         let compiled = self.shared.current.load();
         let allowed = match compiled.applicable.get(action) {
-            Some(action_uid) => {
+            Some((action_uid, action_entities)) => {
                 let grants = token.grants();
                 let view = TokenView {
                     subject: token.meta().subject.as_deref().unwrap_or(""),
@@ -803,6 +807,7 @@ impl CedarPolicies {
                 let request = Facts {
                     view,
                     action: action_uid,
+                    action_entities,
                     path: &path,
                     client: extensions.get::<ClientIp>().map(|ip| ip.0),
                     space: extensions.get::<Space>().map(|space| space.0.as_str()),
@@ -843,8 +848,8 @@ impl CedarPolicies {
                 context(facts.client, facts.space, facts.time)?,
                 None,
             )?;
-            let entities = compiled
-                .actions
+            let entities = facts
+                .action_entities
                 .clone()
                 .add_entities([principal, resource], None)?;
             Ok((request, entities))
@@ -899,6 +904,7 @@ impl CedarPolicies {
 struct Facts<'a> {
     view: TokenView<'a>,
     action: &'a EntityUid,
+    action_entities: &'a Entities,
     path: &'a str,
     client: Option<std::net::IpAddr>,
     space: Option<&'a str>,
