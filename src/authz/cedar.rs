@@ -1,85 +1,6 @@
 //! [`CedarPolicies`]: Cedar policies, validated against a schema, as the
 //! decision of a [`RequireLayer`](crate::authz::RequireLayer) (feature
 //! `cedar`).
-//!
-//! Every request becomes one Cedar request:
-//!
-//! - **principal** `User::"<sub>"` (`User::""` for a token without `sub`)
-//!   with the attributes `roles` and `scopes` (sets of strings, from the
-//!   token's [`Grants`](crate::authz::Grants)), `spaces` (the spaces the
-//!   token grants, when the engine reads them:
-//!   [`CedarPoliciesBuilder::spaces_of`]) and `claims`, a record of the
-//!   captured claims the engine names ([`CedarPoliciesBuilder::claims`]),
-//!   each a set of strings and absent when the token lacks it;
-//! - **action** `Action::"<METHOD>"` (`Action::"GET"`), or the action a
-//!   route names ([`RequireLayer::cedar_action`](crate::authz::RequireLayer::cedar_action));
-//! - **resource** `Path::"<path>"` with the attribute `path` (the same
-//!   string, for `like` patterns): the path's decoded reading; a path with
-//!   more than one reading (a dot segment, an encoded `/`, ...) is refused
-//!   with `400` before any policy sees it, as the rule tables do;
-//! - **context** `time` (seconds since the Unix epoch, a `Long`), `client`
-//!   (an `ipaddr`, when an [`IpFilterLayer`](crate::ip::IpFilterLayer)
-//!   resolved the [`ClientIp`]) and `space` (a `String`, when a
-//!   [`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer) selected one).
-//!
-//! The schema (`examples/policies.cedarschema` is one to start from)
-//! declares these shapes; the policies are validated against it in strict
-//! mode when they are loaded, and the schema is checked against the
-//! requests the engine builds, so that a mismatch is an error at load, not
-//! a refusal of every request. Only a `permit` that matches, with no
-//! `forbid` that matches and no policy that fails to evaluate, allows a
-//! request; anything else is a `403` (`policy_denied`). Nothing is cached:
-//! each request is decided on its own token.
-//!
-//! # Example
-//!
-//! ```
-//! use http::{Method, Request, Response, StatusCode, header};
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
-//! use tower_authgate::auth::AuthLayer;
-//! use tower_authgate::authz::{CedarPolicies, RequireLayer};
-//! use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSources, Verifier};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let policies = CedarPolicies::builder().from_texts(
-//!     r#"permit (principal, action == Action::"GET", resource)
-//!        when { principal.roles.contains("auditor") && resource.path like "/audit/*" };"#,
-//!     r#"entity User = { roles: Set<String>, scopes: Set<String>, claims: {} };
-//!        entity Path = { path: String };
-//!        action "GET", "POST" appliesTo {
-//!            principal: User, resource: Path,
-//!            context: { time: Long, client?: ipaddr, space?: String },
-//!        };"#,
-//! )?;
-//! let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
-//! let verifier = Verifier::builder(KeySet::single(key.verifying_key())).build()?;
-//! let service = ServiceBuilder::new()
-//!     .layer(AuthLayer::<serde_json::Value>::new(verifier).sources(TokenSources::bearer()))
-//!     .layer(RequireLayer::cedar(policies))
-//!     .service(service_fn(|_req: Request<String>| async {
-//!         Ok::<_, std::convert::Infallible>(Response::new(String::from("audit log")))
-//!     }));
-//!
-//! let exp = tower_authgate::clock::now_seconds() + 300;
-//! let token = key.sign(&serde_json::json!({
-//!     "sub": "ann", "exp": exp, "usefor": "access", "roles": ["auditor"]
-//! }))?;
-//! let request = |method: Method| {
-//!     Request::builder()
-//!         .method(method)
-//!         .uri("/audit/2024")
-//!         .header(header::AUTHORIZATION, format!("Bearer {token}"))
-//!         .body(String::new())
-//!         .unwrap()
-//! };
-//! let allowed = service.clone().oneshot(request(Method::GET)).await?;
-//! assert_eq!(allowed.status(), StatusCode::OK);
-//! let refused = service.oneshot(request(Method::POST)).await?;
-//! assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-//! # Ok(())
-//! # }
-//! ```
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -535,21 +456,18 @@ impl Compiled {
 
 /// A made-up request of the fullest or the barest shape, to check the
 /// schema against at load.
-struct Sample {
-    claims: Vec<(Box<str>, Box<[Box<str>]>)>,
+struct Sample<'m> {
+    /// The captured claims present (each with one value).
+    claims: Vec<&'m str>,
     spaces: Option<Vec<String>>,
     client: Option<std::net::IpAddr>,
     space: Option<String>,
 }
 
-impl Sample {
-    fn new(model: &Model, full: bool) -> Self {
+impl<'m> Sample<'m> {
+    fn new(model: &'m Model, full: bool) -> Self {
         let claims = if full {
-            model
-                .claims
-                .iter()
-                .map(|name| (name.clone(), Box::from([Box::from("x")])))
-                .collect()
+            model.claims.iter().map(|name| &**name).collect()
         } else {
             Vec::new()
         };
@@ -566,11 +484,7 @@ impl Sample {
             subject: "sample",
             roles: Box::new(std::iter::once("x")),
             scopes: Box::new(std::iter::once("x")),
-            claims: Box::new(
-                self.claims
-                    .iter()
-                    .map(|(name, values)| (&**name, values.iter().map(|v| &**v).collect())),
-            ),
+            claims: Box::new(self.claims.iter().map(|name| (*name, vec!["x"]))),
             spaces: self.spaces.as_deref(),
         }
     }
@@ -651,8 +565,87 @@ fn context(
 }
 
 /// Cedar policies validated against their schema, and the model of the
-/// requests they decide (see the [module docs](self)): give them to
+/// requests they decide: give them to
 /// [`RequireLayer::cedar`](crate::authz::RequireLayer::cedar).
+///
+/// Every request becomes one Cedar request:
+///
+/// - **principal** `User::"<sub>"` (`User::""` for a token without `sub`)
+///   with the attributes `roles` and `scopes` (sets of strings, from the
+///   token's [`Grants`](crate::authz::Grants)), `spaces` (the spaces the
+///   token grants, when the engine reads them:
+///   [`CedarPoliciesBuilder::spaces_of`]) and `claims`, a record of the
+///   captured claims the engine names ([`CedarPoliciesBuilder::claims`]),
+///   each a set of strings and absent when the token lacks it;
+/// - **action** `Action::"<METHOD>"` (`Action::"GET"`), or the action a
+///   route names ([`RequireLayer::cedar_action`](crate::authz::RequireLayer::cedar_action));
+/// - **resource** `Path::"<path>"` with the attribute `path` (the same
+///   string, for `like` patterns): the path's decoded reading; a path with
+///   more than one reading (a dot segment, an encoded `/`, ...) is refused
+///   with `400` before any policy sees it, as the rule tables do;
+/// - **context** `time` (seconds since the Unix epoch, a `Long`), `client`
+///   (an `ipaddr`, when an [`IpFilterLayer`](crate::ip::IpFilterLayer)
+///   resolved the [`ClientIp`]) and `space` (a `String`, when a
+///   [`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer) selected one).
+///
+/// The schema (`examples/policies.cedarschema` is one to start from)
+/// declares these shapes; the policies are validated against it in strict
+/// mode when they are loaded, and the schema is checked against the
+/// requests the engine builds, so that a mismatch is an error at load, not
+/// a refusal of every request. Only a `permit` that matches, with no
+/// `forbid` that matches and no policy that fails to evaluate, allows a
+/// request; anything else is a `403` (`policy_denied`). Nothing is cached:
+/// each request is decided on its own token.
+///
+/// # Example
+///
+/// ```
+/// use http::{Method, Request, Response, StatusCode, header};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_authgate::auth::AuthLayer;
+/// use tower_authgate::authz::{CedarPolicies, RequireLayer};
+/// use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSources, Verifier};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let policies = CedarPolicies::builder().from_texts(
+///     r#"permit (principal, action == Action::"GET", resource)
+///        when { principal.roles.contains("auditor") && resource.path like "/audit/*" };"#,
+///     r#"entity User = { roles: Set<String>, scopes: Set<String>, claims: {} };
+///        entity Path = { path: String };
+///        action "GET", "POST" appliesTo {
+///            principal: User, resource: Path,
+///            context: { time: Long, client?: ipaddr, space?: String },
+///        };"#,
+/// )?;
+/// let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+/// let verifier = Verifier::builder(KeySet::single(key.verifying_key())).build()?;
+/// let service = ServiceBuilder::new()
+///     .layer(AuthLayer::<serde_json::Value>::new(verifier).sources(TokenSources::bearer()))
+///     .layer(RequireLayer::cedar(policies))
+///     .service(service_fn(|_req: Request<String>| async {
+///         Ok::<_, std::convert::Infallible>(Response::new(String::from("audit log")))
+///     }));
+///
+/// let exp = tower_authgate::clock::now_seconds() + 300;
+/// let token = key.sign(&serde_json::json!({
+///     "sub": "ann", "exp": exp, "usefor": "access", "roles": ["auditor"]
+/// }))?;
+/// let request = |method: Method| {
+///     Request::builder()
+///         .method(method)
+///         .uri("/audit/2024")
+///         .header(header::AUTHORIZATION, format!("Bearer {token}"))
+///         .body(String::new())
+///         .unwrap()
+/// };
+/// let allowed = service.clone().oneshot(request(Method::GET)).await?;
+/// assert_eq!(allowed.status(), StatusCode::OK);
+/// let refused = service.oneshot(request(Method::POST)).await?;
+/// assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// Cloning shares them: [`reload`](Self::reload) through any clone (on
 /// `SIGHUP`, say) swaps in the new set for every layer holding one, after

@@ -215,7 +215,9 @@ impl<R> RequireLayer<R> {
     pub fn policy(&self) -> Option<&Policy> {
         match &self.config.what {
             What::Policy(policy) => Some(policy),
-            _ => None,
+            What::Rules(_) => None,
+            #[cfg(feature = "cedar")]
+            What::Cedar(..) => None,
         }
     }
 }

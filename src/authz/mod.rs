@@ -15,9 +15,9 @@
 //!   [`AsyncCheck`] (an ownership lookup) after it; with the `axum` feature
 //!   the [`Authorized`](crate::extract::Authorized) extractor does the same
 //!   per handler;
-//! - with the `cedar` feature, [`CedarPolicies`]: a Cedar policy file
+//! - with the `cedar` feature, `CedarPolicies`: a Cedar policy file
 //!   validated against its schema at load and reloadable, applied by
-//!   [`RequireLayer::cedar`].
+//!   `RequireLayer::cedar`.
 //!
 //! Refusals are [`AuthzRejection`]s rendered by the layer's
 //! [`OnRejection`](crate::reject::OnRejection): `403` with
