@@ -25,10 +25,11 @@ use tower_authgate::token::{Algorithm, KeySet, TokenSource, TokenSources, Verifi
 use fixtures::Stage;
 use tokens::{BenchClaims, SECRET, floor_hs256, keys, parsed_public_key, raw_verify, ready};
 
-const VALIDATION: [&str; 8] = [
+const VALIDATION: [&str; 9] = [
     "floor",
     "raw_verify",
     "authgate_verifier",
+    "authgate_verifier_expired",
     "no_layer",
     "authgate_layer_cookie",
     "authgate_layer_cookie_cached",
@@ -105,6 +106,24 @@ fn case(name: &str) -> Option<Box<dyn FnMut()>> {
         "authgate_verifier" => Box::new(move || {
             black_box(verifier.verify::<BenchClaims>(black_box(&token)).unwrap());
         }),
+        // A token an hour past its `exp`: refused on its claims.
+        "authgate_verifier_expired" => {
+            let expired = signing
+                .sign(&BenchClaims {
+                    sub: "admin".into(),
+                    iat: now - 7200,
+                    exp: now - 3600,
+                    jti: "733d8ce1-67b1-437c-8c45-37b882fc1a1f".into(),
+                    usefor: "access".into(),
+                    iss: "datarhei-core".into(),
+                    spaces: vec!["default_space".into(), "production".into()],
+                    roles: vec!["admin".into()],
+                })
+                .unwrap();
+            Box::new(move || {
+                black_box(verifier.verify::<BenchClaims>(black_box(&expired)).is_err());
+            })
+        }
         "no_layer" => Box::new(move || check(ready(handler.oneshot(request())))),
         "authgate_layer_cookie" => {
             let service = ServiceBuilder::new()

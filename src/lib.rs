@@ -42,7 +42,8 @@
 //! `modules.md` (every module, layer and store), `demo.md` (the documented
 //! APIs against the demo), `gateway.md` (the `authgate` binary, its
 //! configuration and its fronts), `authorization.md` (claim mappings,
-//! policies and rule tables of [`authz`]), `security.md` (what the layers and the
+//! policies and rule tables of [`authz`]), `grpc.md` (a tonic service behind
+//! the layers, refusals as gRPC statuses), `security.md` (what the layers and the
 //! gateway refuse, remove and bound, with the defaults), `redis.md`,
 //! `observability.md`, `performance.md` and `testing.md`.
 //!

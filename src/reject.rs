@@ -15,6 +15,10 @@
 //!   `Cache-Control: no-store`) with an empty body, for any body type that
 //!   has a [`Default`], as tower-http's layers do;
 //! - [`JsonRejection`] adds `{"error":…,"error_description":…}`;
+//! - [`GrpcRejection`] answers the gRPC way, for a tonic (or any gRPC)
+//!   service behind the layers: HTTP `200`, `content-type:
+//!   application/grpc`, a `grpc-status` and a percent-encoded
+//!   `grpc-message`, headers only (a trailers-only response);
 //! - a closure `Fn(&Rejection) -> Response<B>` renders anything else; each
 //!   preset of the `schemes` module has one for its API's error object.
 //!
@@ -227,6 +231,16 @@ impl Rejection {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+
+    /// The gRPC status code of the answer ([`GrpcRejection`]), from its
+    /// HTTP [`status`](Self::status): `16` UNAUTHENTICATED for a `401`, `7`
+    /// PERMISSION_DENIED for a `403` (an authorization layer's
+    /// `insufficient_scope` among them), `3` INVALID_ARGUMENT for a `400`,
+    /// `8` RESOURCE_EXHAUSTED for a `429`, `14` UNAVAILABLE for a `503` and
+    /// `13` INTERNAL for a `500` (a wiring mistake).
+    pub fn grpc_status(&self) -> u8 {
+        grpc_status_of(self.status())
     }
 
     /// The JSON body of [`JsonRejection`]:
@@ -827,11 +841,284 @@ impl<B: From<String>> OnRejection<B> for JsonRejection {
     }
 }
 
+/// Answers the gRPC way, for a gRPC service (tonic's, or any other tower
+/// service speaking gRPC over HTTP/2) behind the layers: HTTP `200`,
+/// `content-type: application/grpc`, `grpc-status`
+/// ([`Rejection::grpc_status`]: `16` UNAUTHENTICATED, `7`
+/// PERMISSION_DENIED, `3` INVALID_ARGUMENT, `8` RESOURCE_EXHAUSTED, `14`
+/// UNAVAILABLE, `13` INTERNAL), `grpc-message` ([`Rejection::message`],
+/// percent-encoded as the gRPC protocol over HTTP/2 requires), and
+/// [`Rejection::set_headers`] (`WWW-Authenticate`, `Retry-After` and
+/// `Cache-Control`, which a gRPC client reads as response metadata).
+///
+/// The body is empty (`B::default()`, tonic's `Body::default()` among
+/// them), so the server sends the headers with the end of the stream: a
+/// trailers-only response, which every gRPC client reads as the call's
+/// status. Give it to every layer in front of the service
+/// (`AuthLayer`, `SelectSpaceLayer`, `RequireLayer`, `IpFilterLayer`, ...),
+/// so that each refusal reaches the client as a gRPC status. Tokens come
+/// from the request's metadata as from any headers: the `authorization`
+/// metadata with [`TokenSource::bearer`](crate::token::TokenSource::bearer),
+/// a key of its own with
+/// [`TokenSource::try_header`](crate::token::TokenSource::try_header)
+/// (metadata keys are lower-case header names).
+///
+/// # Example
+///
+/// ```
+/// use http::{Request, Response, StatusCode, header};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_authgate::auth::AuthLayer;
+/// use tower_authgate::authz::RequireLayer;
+/// use tower_authgate::reject::GrpcRejection;
+/// use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSources, Verifier};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let key = SigningKey::hmac(Algorithm::HS256, b"a secret of at least thirty-two bytes!")?;
+/// let verifier = Verifier::builder(KeySet::single(key.verifying_key())).build()?;
+/// let service = ServiceBuilder::new()
+///     .layer(
+///         AuthLayer::<serde_json::Value>::new(verifier)
+///             .sources(TokenSources::bearer())
+///             .on_rejection(GrpcRejection),
+///     )
+///     .layer(RequireLayer::role("admin").on_rejection(GrpcRejection))
+///     // Stands for a tonic service; its body type (`tonic::body::Body`)
+///     // has a `Default` too.
+///     .service(service_fn(|_req: Request<String>| async {
+///         Ok::<_, std::convert::Infallible>(Response::new(String::from("a message")))
+///     }));
+///
+/// let anonymous = Request::post("/guarded.Guarded/Purge")
+///     .header(header::CONTENT_TYPE, "application/grpc")
+///     .body(String::new())?;
+/// let response = service.clone().oneshot(anonymous).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// assert_eq!(response.headers()[header::CONTENT_TYPE], "application/grpc");
+/// assert_eq!(response.headers()["grpc-status"], "16"); // UNAUTHENTICATED
+/// assert_eq!(response.headers()["grpc-message"], "authentication is required");
+/// assert!(response.into_body().is_empty());
+///
+/// let exp = tower_authgate::clock::now_seconds() + 300;
+/// let token = key.sign(&serde_json::json!({
+///     "sub": "ann", "exp": exp, "usefor": "access", "roles": ["viewer"]
+/// }))?;
+/// let viewer = Request::post("/guarded.Guarded/Purge")
+///     .header(header::CONTENT_TYPE, "application/grpc")
+///     .header(header::AUTHORIZATION, format!("Bearer {token}"))
+///     .body(String::new())?;
+/// let response = service.oneshot(viewer).await?;
+/// assert_eq!(response.headers()["grpc-status"], "7"); // PERMISSION_DENIED
+/// assert_eq!(
+///     response.headers()["grpc-message"],
+///     "the token does not grant what this request needs: role:admin"
+/// );
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcRejection;
+
+impl<B: Default> OnRejection<B> for GrpcRejection {
+    fn on_rejection(&self, rejection: &Rejection) -> Response<B> {
+        let mut response = Response::new(B::default());
+        let headers = response.headers_mut();
+        rejection.set_headers(headers);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(rejection.grpc_status())),
+        );
+        // Percent-encoded text is visible ASCII, always a valid value; an
+        // empty one is left out rather than answered unreadable.
+        if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(&rejection.message())) {
+            headers.insert("grpc-message", message);
+        }
+        response
+    }
+}
+
+/// The gRPC status code of a refusal with the HTTP status `status` (see
+/// [`Rejection::grpc_status`]).
+pub(crate) fn grpc_status_of(status: StatusCode) -> u8 {
+    match status {
+        StatusCode::UNAUTHORIZED => 16,
+        StatusCode::FORBIDDEN => 7,
+        StatusCode::BAD_REQUEST => 3,
+        StatusCode::TOO_MANY_REQUESTS => 8,
+        StatusCode::SERVICE_UNAVAILABLE => 14,
+        StatusCode::INTERNAL_SERVER_ERROR => 13,
+        // No layer answers another status today; a new one is refused
+        // all the same, as UNKNOWN.
+        _ => 2,
+    }
+}
+
+/// A trailers-only gRPC answer (`200`, `application/grpc`) for a refusal
+/// with the HTTP status `status` and `message`.
+#[cfg(feature = "gateway")]
+pub(crate) fn grpc_refusal<B: Default>(status: StatusCode, message: &str) -> Response<B> {
+    let mut response = Response::new(B::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(grpc_status_of(status))),
+    );
+    if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(message)) {
+        headers.insert("grpc-message", message);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `text` percent-encoded for `grpc-message`: its UTF-8 bytes, each one
+/// outside `%x20-%x24 / %x26-%x7E` (a space and visible ASCII but `%`)
+/// written `%XX` in upper-case hexadecimal, as the gRPC protocol over
+/// HTTP/2 specifies (`Percent-Byte-Unencoded`).
+fn grpc_percent_encode(text: &str) -> Cow<'_, str> {
+    const fn unencoded(b: u8) -> bool {
+        matches!(b, 0x20..=0x24 | 0x26..=0x7E)
+    }
+    if text.bytes().all(unencoded) {
+        return Cow::Borrowed(text);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len() + 8);
+    for b in text.bytes() {
+        if unencoded(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0F)]));
+        }
+    }
+    Cow::Owned(out)
+}
+
 impl<B, F> OnRejection<B> for F
 where
     F: Fn(&Rejection) -> Response<B>,
 {
     fn on_rejection(&self, rejection: &Rejection) -> Response<B> {
         self(rejection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_message_is_percent_encoded_as_the_protocol_specifies() {
+        assert_eq!(
+            grpc_percent_encode("the token does not grant what this request needs: role admin"),
+            "the token does not grant what this request needs: role admin"
+        );
+        assert!(matches!(
+            grpc_percent_encode("plain text"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(grpc_percent_encode("100% sure"), "100%25 sure");
+        assert_eq!(grpc_percent_encode("tab\there\r\n"), "tab%09here%0D%0A");
+        assert_eq!(
+            grpc_percent_encode("espace \u{e9}t\u{e9}"),
+            "espace %C3%A9t%C3%A9"
+        );
+        assert_eq!(grpc_percent_encode("\u{7f}~ !$&"), "%7F~ !$&");
+    }
+
+    #[test]
+    fn every_http_status_of_a_refusal_has_its_grpc_status() {
+        let realm = Realm::default();
+        let cases = [
+            (
+                Rejection::Auth {
+                    reason: AuthRejection::MissingToken,
+                    realm: realm.clone(),
+                },
+                16,
+            ),
+            (
+                Rejection::Auth {
+                    reason: AuthRejection::InvalidRequest("two credentials"),
+                    realm: realm.clone(),
+                },
+                3,
+            ),
+            (
+                Rejection::Auth {
+                    reason: AuthRejection::Unavailable,
+                    realm: realm.clone(),
+                },
+                14,
+            ),
+            (
+                Rejection::Authz {
+                    reason: AuthzRejection::InsufficientScope {
+                        needed: "role admin".into(),
+                        scope: None,
+                    },
+                    realm: realm.clone(),
+                },
+                7,
+            ),
+            (
+                Rejection::Authz {
+                    reason: AuthzRejection::MissingAuthLayer,
+                    realm: realm.clone(),
+                },
+                13,
+            ),
+            (
+                Rejection::Space {
+                    reason: SpaceRejection::NotGranted,
+                    realm,
+                },
+                7,
+            ),
+            (Rejection::Address(AddressRejection::Unresolvable), 3),
+            (
+                Rejection::Throttle(ThrottleRejection::TooManyAttempts { retry_after: 3 }),
+                8,
+            ),
+        ];
+        for (rejection, code) in cases {
+            assert_eq!(rejection.grpc_status(), code, "{rejection:?}");
+            let response: Response<String> = GrpcRejection.on_rejection(&rejection);
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["grpc-status"], code.to_string().as_str());
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/grpc");
+            assert_eq!(
+                response.headers()["grpc-message"],
+                grpc_percent_encode(&rejection.message()).as_ref()
+            );
+            assert!(response.body().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_grpc_refusal_keeps_the_challenge_and_the_wait() {
+        let response: Response<String> =
+            GrpcRejection.on_rejection(&Rejection::Throttle(ThrottleRejection::TooManyAttempts {
+                retry_after: 7,
+            }));
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        let response: Response<String> = GrpcRejection.on_rejection(&Rejection::Auth {
+            reason: AuthRejection::MissingToken,
+            realm: Realm::default(),
+        });
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"api\""
+        );
     }
 }

@@ -783,6 +783,14 @@ async fn document_003_auth_token_and_service_accounts() {
         )
         .await;
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    // The authorization module's refusal, in RegScale's format: what was
+    // needed, and RFC 6750's challenge.
+    assert!(forbidden.text.contains("role:admin"), "{}", forbidden.text);
+    let challenge = forbidden.headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
     let bad = server
         .json(
             Method::POST,

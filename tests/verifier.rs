@@ -741,3 +741,76 @@ fn a_header_or_payload_that_is_not_a_json_object_is_malformed() {
     let token = raw_hs256(r#"{"alg":"HS256"}"#, &object_payload, SECRET);
     assert!(verifier.verify::<Value>(&token).is_ok());
 }
+
+/// Counts how often the verifier asks for keys: a token refused on its
+/// claims never gets that far.
+#[derive(Debug)]
+struct CountingKeys {
+    keys: std::sync::Arc<KeySet>,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl tower_authgate::token::KeySource for CountingKeys {
+    fn current(&self) -> Result<std::sync::Arc<KeySet>, TokenError> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(std::sync::Arc::clone(&self.keys))
+    }
+
+    fn refresh_for_unknown_key(&self) -> Option<tower_authgate::BoxFuture<'static, ()>> {
+        None
+    }
+
+    fn generation(&self) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn claims_that_already_fail_are_refused_before_the_signature_is_checked() {
+    let key = signing_key(Algorithm::ES256);
+    let source = std::sync::Arc::new(CountingKeys {
+        keys: std::sync::Arc::new(KeySet::single(key.verifying_key())),
+        asked: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let verifier = Verifier::builder_with_source(source.clone())
+        .issuer("authgate")
+        .build()
+        .unwrap();
+    let asked = || source.asked.load(std::sync::atomic::Ordering::SeqCst);
+    let now = now_seconds();
+    let claims = |exp: u64, iss: &str, kind: &str| json!({"sub": "a", "exp": exp, "iss": iss, "usefor": kind});
+    // Each refused on its claims, whether its signature is good or forged
+    // (the last segment replaced): no key was looked at.
+    for (claims, expected) in [
+        (
+            claims(now - 3600, "authgate", "access"),
+            TokenError::Expired,
+        ),
+        (
+            claims(now + 300, "someone-else", "access"),
+            TokenError::WrongIssuer,
+        ),
+        (
+            claims(now + 300, "authgate", "refresh"),
+            TokenError::WrongKind,
+        ),
+    ] {
+        let signed = key.sign(&claims).unwrap();
+        let forged = format!("{}.AAAA", &signed[..signed.rfind('.').unwrap()]);
+        for token in [&signed, &forged] {
+            assert_eq!(verify(&verifier, token), Err(expected), "{claims}");
+        }
+    }
+    assert_eq!(
+        asked(),
+        0,
+        "a key was fetched for a token its claims refuse"
+    );
+
+    // Good claims: the signature decides.
+    let good = key.sign(&claims(now + 300, "authgate", "access")).unwrap();
+    assert!(verify(&verifier, &good).is_ok());
+    let forged = format!("{}.AAAA", &good[..good.rfind('.').unwrap()]);
+    assert_eq!(verify(&verifier, &forged), Err(TokenError::BadSignature));
+    assert_eq!(asked(), 2);
+}

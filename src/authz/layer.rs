@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use crate::BoxFuture;
 use crate::authz::policy::{Policy, Undecidable};
-use crate::authz::rules::{Matched, Rules};
+use crate::authz::rules::{Matched, RuleLabel, Rules};
 #[cfg(feature = "cedar")]
 use crate::authz::{CedarError, CedarPolicies};
 use crate::future::{define_inner_service_accessors, refuse};
@@ -285,6 +285,21 @@ pub(crate) fn check_token(
     }
 }
 
+/// The decision of `policy` on `grants` alone (see
+/// [`Policy::evaluate_grants`]).
+#[cfg(feature = "presets")]
+pub(crate) fn check_grants(
+    policy: &Policy,
+    grants: &crate::authz::Grants,
+) -> Result<(), AuthzRejection> {
+    match policy.evaluate_grants(grants) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(denied(policy)),
+        Err(Undecidable::NoSpace) => Err(AuthzRejection::MissingSpaceLayer),
+        Err(Undecidable::ClaimsType) => Err(AuthzRejection::ClaimsTypeMismatch),
+    }
+}
+
 /// The `403` for `policy`.
 pub(crate) fn denied(policy: &Policy) -> AuthzRejection {
     if policy.is_declarative() {
@@ -322,17 +337,19 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
+        let mut label = None;
         let decided = match &config.what {
             What::Policy(policy) => decide(policy, req.extensions()),
             What::Rules(rules) => match rules.decide(req.method(), req.uri().path()) {
-                Matched::Public(_name) => {
+                Matched::Public(rule) => {
                     config.allowed.increment();
+                    rule.allowed();
                     crate::observe::event!(
                         debug,
                         target: crate::observe::DECISION,
                         layer = "authz",
                         outcome = "allowed",
-                        rule = _name,
+                        rule = rule.name(),
                         "public rule"
                     );
                     return ResponseFuture {
@@ -341,8 +358,14 @@ where
                         },
                     };
                 }
-                Matched::Policy(_, policy) => decide(policy, req.extensions()),
-                Matched::Deny => Err(AuthzRejection::NoMatchingRule),
+                Matched::Policy(rule, policy) => {
+                    label = Some(rule);
+                    decide(policy, req.extensions())
+                }
+                Matched::Deny(rule) => {
+                    label = Some(rule);
+                    Err(AuthzRejection::NoMatchingRule)
+                }
                 Matched::Ambiguous(why) => Err(AuthzRejection::AmbiguousPath(why)),
             },
             #[cfg(feature = "cedar")]
@@ -354,48 +377,66 @@ where
             ),
         };
         match decided {
-            Ok(token) => match &config.check {
-                None => {
-                    config.allowed.increment();
+            Ok(token) => {
+                if let Some(rule) = label {
+                    rule.allowed();
+                }
+                match &config.check {
+                    None => {
+                        config.allowed.increment();
+                        crate::observe::event!(
+                            debug,
+                            target: crate::observe::DECISION,
+                            layer = "authz",
+                            outcome = "allowed",
+                            rule = label.map(RuleLabel::name),
+                            "policy held"
+                        );
+                        ResponseFuture {
+                            kind: Kind::Inner {
+                                future: self.inner.call(req),
+                            },
+                        }
+                    }
+                    Some((_, check)) => {
+                        let request = CheckRequest {
+                            token: token.clone(),
+                            method: req.method().clone(),
+                            uri: req.uri().clone(),
+                            space: req.extensions().get::<Space>().cloned(),
+                        };
+                        // The ready service goes with the request; a clone
+                        // takes its place (tower-http's
+                        // `async_require_authorization`).
+                        let clone = self.inner.clone();
+                        let inner = std::mem::replace(&mut self.inner, clone);
+                        ResponseFuture {
+                            kind: Kind::Checking {
+                                check: check.check(request),
+                                pending: Some(Box::new(Pending {
+                                    req,
+                                    inner,
+                                    config: Arc::clone(&self.config),
+                                    on_rejection: self.on_rejection.clone(),
+                                })),
+                            },
+                        }
+                    }
+                }
+            }
+            Err(reason) => {
+                if let Some(rule) = label {
+                    rule.refused(reason.reason());
                     crate::observe::event!(
                         debug,
                         target: crate::observe::DECISION,
                         layer = "authz",
-                        outcome = "allowed",
-                        "policy held"
+                        outcome = "refused",
+                        reason = reason.reason(),
+                        rule = rule.name(),
+                        "the rule that decided the refusal"
                     );
-                    ResponseFuture {
-                        kind: Kind::Inner {
-                            future: self.inner.call(req),
-                        },
-                    }
                 }
-                Some((_, check)) => {
-                    let request = CheckRequest {
-                        token: token.clone(),
-                        method: req.method().clone(),
-                        uri: req.uri().clone(),
-                        space: req.extensions().get::<Space>().cloned(),
-                    };
-                    // The ready service goes with the request; a clone
-                    // takes its place (tower-http's
-                    // `async_require_authorization`).
-                    let clone = self.inner.clone();
-                    let inner = std::mem::replace(&mut self.inner, clone);
-                    ResponseFuture {
-                        kind: Kind::Checking {
-                            check: check.check(request),
-                            pending: Some(Box::new(Pending {
-                                req,
-                                inner,
-                                config: Arc::clone(&self.config),
-                                on_rejection: self.on_rejection.clone(),
-                            })),
-                        },
-                    }
-                }
-            },
-            Err(reason) => {
                 let realm = realm_for(req.extensions(), &config.realm);
                 ResponseFuture::refused(refusal(&self.on_rejection, reason, realm, &req))
             }

@@ -82,9 +82,9 @@ pub use crate::reject::AuthzRejection;
 #[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
 pub use cedar::{CedarError, CedarPolicies, CedarPoliciesBuilder, CedarProblem};
 pub use grants::{GrantMapping, Grants};
-#[cfg(feature = "presets")]
-pub(crate) use layer::check_token;
 pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, ResponseFuture};
+#[cfg(feature = "presets")]
+pub(crate) use layer::{check_grants, check_token};
 #[cfg(feature = "axum")]
 pub(crate) use layer::{decide, realm_for};
 pub use policy::Policy;

@@ -250,7 +250,23 @@ impl Policy {
         token: &VerifiedToken,
         extensions: &Extensions,
     ) -> Result<bool, Undecidable> {
-        let grants = token.grants();
+        self.judge(token.grants(), Some(token), extensions)
+    }
+
+    /// The decision on `grants` alone, for a caller that holds a token's
+    /// grants but no [`VerifiedToken`] (a preset that verified the token
+    /// itself): a closure or claims leaf cannot be decided and is refused
+    /// as a wiring mistake.
+    pub(crate) fn evaluate_grants(&self, grants: &super::Grants) -> Result<bool, Undecidable> {
+        self.judge(grants, None, &Extensions::new())
+    }
+
+    fn judge(
+        &self,
+        grants: &super::Grants,
+        token: Option<&VerifiedToken>,
+        extensions: &Extensions,
+    ) -> Result<bool, Undecidable> {
         Ok(match &*self.node {
             Node::Authenticated => true,
             Node::Role(role) => grants.has_role(role),
@@ -267,7 +283,7 @@ impl Policy {
             },
             Node::AllOf(all) => {
                 for policy in all.iter() {
-                    if !policy.evaluate(token, extensions)? {
+                    if !policy.judge(grants, token, extensions)? {
                         return Ok(false);
                     }
                 }
@@ -275,20 +291,21 @@ impl Policy {
             }
             Node::AnyOf(any) => {
                 for policy in any.iter() {
-                    if policy.evaluate(token, extensions)? {
+                    if policy.judge(grants, token, extensions)? {
                         return Ok(true);
                     }
                 }
                 false
             }
-            Node::Not(policy) => !policy.evaluate(token, extensions)?,
-            Node::Check(check) => check(token, extensions),
-            Node::Claims { type_name, check } => {
-                if token.claims_type_name() != *type_name {
-                    return Err(Undecidable::ClaimsType);
-                }
-                check(token, extensions)
-            }
+            Node::Not(policy) => !policy.judge(grants, token, extensions)?,
+            Node::Check(check) => match token {
+                Some(token) => check(token, extensions),
+                None => return Err(Undecidable::ClaimsType),
+            },
+            Node::Claims { type_name, check } => match token {
+                Some(token) if token.claims_type_name() == *type_name => check(token, extensions),
+                _ => return Err(Undecidable::ClaimsType),
+            },
         })
     }
 }

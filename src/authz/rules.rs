@@ -145,10 +145,71 @@ pub enum RuleDefault {
 }
 
 struct Compiled {
-    name: Box<str>,
+    label: RuleLabel,
     path: Box<str>,
     methods: Option<Box<[Method]>>,
     access: Access,
+}
+
+/// A rule's name, and its count of decisions: the series
+/// `authgate_authz_rule_decisions_total{rule, outcome, reason}` (with the
+/// `metrics` feature), whose `rule` label is the configured name (or
+/// `default` for the table's default), never a path.
+pub(crate) struct RuleLabel {
+    name: Box<str>,
+    #[cfg(feature = "metrics")]
+    allowed: std::sync::OnceLock<metrics::Counter>,
+}
+
+impl fmt::Debug for RuleLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl RuleLabel {
+    fn new(name: Box<str>) -> Self {
+        RuleLabel {
+            name,
+            #[cfg(feature = "metrics")]
+            allowed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The rule's name (`default` for the table's default).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counts a request the rule let through (registered once, then
+    /// without allocating).
+    #[inline]
+    pub(crate) fn allowed(&self) {
+        #[cfg(feature = "metrics")]
+        self.allowed
+            .get_or_init(|| {
+                metrics::counter!(
+                    "authgate_authz_rule_decisions_total",
+                    "rule" => self.name.to_string(),
+                    "outcome" => "allowed",
+                    "reason" => "ok"
+                )
+            })
+            .increment(1);
+    }
+
+    /// Counts a request the rule refused, and why.
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    pub(crate) fn refused(&self, _reason: &'static str) {
+        #[cfg(feature = "metrics")]
+        metrics::counter!(
+            "authgate_authz_rule_decisions_total",
+            "rule" => self.name.to_string(),
+            "outcome" => "refused",
+            "reason" => _reason
+        )
+        .increment(1);
+    }
 }
 
 /// An ordered table of [`Rule`]s: the first rule whose methods and path
@@ -167,13 +228,17 @@ struct Compiled {
 pub struct Rules {
     rules: std::sync::Arc<[Compiled]>,
     default: RuleDefault,
+    default_label: std::sync::Arc<RuleLabel>,
+    /// Whether any rule is public (else no request needs the table
+    /// before the token is verified).
+    has_public: bool,
 }
 
 impl fmt::Debug for Rules {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         for rule in self.rules.iter() {
-            list.entry(&format_args!("{} {}", rule.name, rule.path));
+            list.entry(&format_args!("{} {}", rule.label.name, rule.path));
         }
         list.entry(&format_args!("default {:?}", self.default));
         list.finish()
@@ -184,11 +249,11 @@ impl fmt::Debug for Rules {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Matched<'r> {
     /// A public rule.
-    Public(&'r str),
+    Public(&'r RuleLabel),
     /// A rule, or the default, and its policy.
-    Policy(&'r str, &'r Policy),
+    Policy(&'r RuleLabel, &'r Policy),
     /// No rule, and the default denies.
-    Deny,
+    Deny(&'r RuleLabel),
     /// The path has more than one reading.
     Ambiguous(&'static str),
 }
@@ -196,18 +261,20 @@ pub(crate) enum Matched<'r> {
 impl Rules {
     /// The table of `rules`, in order; unmatched requests are denied.
     pub fn new(rules: impl IntoIterator<Item = Rule>) -> Self {
-        let rules = rules
+        let rules: std::sync::Arc<[Compiled]> = rules
             .into_iter()
             .map(|rule| Compiled {
                 access: rule.access(),
-                name: rule.name,
+                label: RuleLabel::new(rule.name),
                 path: rule.path,
                 methods: rule.methods,
             })
             .collect();
         Rules {
+            has_public: rules.iter().any(|r| matches!(r.access, Access::Public)),
             rules,
             default: RuleDefault::Deny,
+            default_label: std::sync::Arc::new(RuleLabel::new("default".into())),
         }
     }
 
@@ -231,9 +298,19 @@ impl Rules {
     /// default, or a path with more than one reading).
     pub fn rule_for(&self, method: &Method, path: &str) -> Option<&str> {
         match self.decide(method, path) {
-            Matched::Public(name) | Matched::Policy(name, _) if !name.is_empty() => Some(name),
+            Matched::Public(label) | Matched::Policy(label, _)
+                if !std::ptr::eq(label, &*self.default_label) =>
+            {
+                Some(label.name())
+            }
             _ => None,
         }
+    }
+
+    /// Whether a public rule decides `method` `path` (only a plain path
+    /// can be public): such a request needs no token.
+    pub(crate) fn is_public(&self, method: &Method, path: &str) -> bool {
+        self.has_public && matches!(self.decide(method, path), Matched::Public(_))
     }
 
     pub(crate) fn decide<'r>(&'r self, method: &Method, path: &str) -> Matched<'r> {
@@ -258,16 +335,17 @@ impl Rules {
                 continue;
             }
             match &rule.access {
-                Access::Public if plain => return Matched::Public(&rule.name),
+                Access::Public if plain => return Matched::Public(&rule.label),
                 // A public rule is skipped by a path that is not plain.
                 Access::Public => {}
-                Access::Policy(policy) => return Matched::Policy(&rule.name, policy),
+                Access::Policy(policy) => return Matched::Policy(&rule.label, policy),
             }
         }
+        let default = &*self.default_label;
         match &self.default {
-            RuleDefault::Deny => Matched::Deny,
-            RuleDefault::Authenticated => Matched::Policy("", authenticated()),
-            RuleDefault::Policy(policy) => Matched::Policy("", policy),
+            RuleDefault::Deny => Matched::Deny(default),
+            RuleDefault::Authenticated => Matched::Policy(default, authenticated()),
+            RuleDefault::Policy(policy) => Matched::Policy(default, policy),
         }
     }
 }
@@ -306,9 +384,9 @@ mod tests {
 
     fn name(m: Matched<'_>) -> String {
         match m {
-            Matched::Public(n) => format!("public {n}"),
-            Matched::Policy(n, p) => format!("{n} {p}"),
-            Matched::Deny => "deny".into(),
+            Matched::Public(n) => format!("public {}", n.name()),
+            Matched::Policy(n, p) => format!("{} {p}", n.name()),
+            Matched::Deny(_) => "deny".into(),
             Matched::Ambiguous(_) => "ambiguous".into(),
         }
     }
@@ -342,7 +420,10 @@ mod tests {
             assert_eq!(name(t.decide(&Method::GET, path)), "deny", "{path}");
         }
         let t = table().default_access(RuleDefault::Authenticated);
-        assert_eq!(name(t.decide(&Method::GET, "/other")), " authenticated");
+        assert_eq!(
+            name(t.decide(&Method::GET, "/other")),
+            "default authenticated"
+        );
     }
 
     #[test]

@@ -353,7 +353,12 @@ async fn serve(
         "authgate listening"
     );
     // Scripts and tests read the address from this line.
-    println!("authgate listening on http://{local}");
+    let scheme = if settings.serves_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("authgate listening on {scheme}://{local}");
     let grace = settings.shutdown_grace();
     let limits = settings.connection_limits();
     let reload = move || load(&config, listen, upstream.as_deref(), allow_insecure);

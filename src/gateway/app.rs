@@ -20,6 +20,7 @@ use tower_service::Service;
 use crate::BoxFuture;
 use crate::auth::Auth;
 use crate::auth::{AuthLayer, CookieRenewal};
+use crate::authz::{Require, RequireLayer, Rules};
 use crate::cookie::CookieSettings;
 use crate::csrf::Csrf;
 use crate::csrf::CsrfLayer;
@@ -116,6 +117,7 @@ impl OnRejection<Body> for GatewayRejection {
             ErrorStyle::Nx => pascal_case::NxFormat.on_rejection(rejection),
             ErrorStyle::RegScale => auth_token::RegScaleFormat.on_rejection(rejection),
             ErrorStyle::Workflow => x_auth_token::WorkflowFormat.on_rejection(rejection),
+            ErrorStyle::Grpc => crate::reject::GrpcRejection.on_rejection(rejection),
         }
     }
 }
@@ -127,6 +129,8 @@ struct ByPolicy<G, P> {
     guarded: G,
     public: P,
     public_paths: Arc<[String]>,
+    /// The `[[rule]]`s, for their public ones.
+    rules: Rules,
     /// The format of a refused request line or `Host`.
     errors: ErrorStyle,
 }
@@ -169,7 +173,10 @@ where
             }
         };
         // Only a plain path may be public (see `target`).
-        if shape == PathShape::Plain && matches_public(request.uri().path(), &self.public_paths) {
+        if shape == PathShape::Plain
+            && (matches_public(request.uri().path(), &self.public_paths)
+                || self.rules.is_public(request.method(), request.uri().path()))
+        {
             PolicyFuture::Public {
                 future: self.public.clone().oneshot(request),
             }
@@ -254,14 +261,20 @@ struct Guard {
     auth: AuthLayer<GatewayClaims, GatewayRejection>,
     csrf: CsrfLayer<GatewayRejection>,
     space: SelectSpaceLayer<GatewayClaims, GatewayRejection>,
+    /// The `[[rule]]` table, after the space is selected.
+    require: RequireLayer<GatewayRejection>,
     public_paths: Arc<[String]>,
+    rules: Rules,
     errors: ErrorStyle,
 }
 
 /// A terminal service behind the whole guard.
 type Guarded<T> = IpFilter<
     Auth<
-        Csrf<SelectSpace<T, GatewayClaims, GatewayRejection>, GatewayRejection>,
+        Csrf<
+            SelectSpace<Require<T, GatewayRejection>, GatewayClaims, GatewayRejection>,
+            GatewayRejection,
+        >,
         GatewayClaims,
         GatewayRejection,
     >,
@@ -288,6 +301,7 @@ impl Guard {
             .layer(self.auth.clone())
             .layer(self.csrf.clone())
             .layer(self.space.clone())
+            .layer(self.require.clone())
             .service(terminal);
         let public = ServiceBuilder::new()
             .layer(self.ip_filter.clone())
@@ -296,6 +310,7 @@ impl Guard {
             guarded,
             public,
             public_paths: Arc::clone(&self.public_paths),
+            rules: self.rules.clone(),
             errors: self.errors,
         }
     }
@@ -556,6 +571,8 @@ pub struct Gateway {
     router: Router,
     reload: ReloadHandle,
     lockout: Option<Lockout>,
+    /// HTTP/2 with prior knowledge on the plain listener.
+    h2c: bool,
 }
 
 /// Puts new address rules and verifying keys in force in a running
@@ -564,6 +581,8 @@ pub struct Gateway {
 pub struct ReloadHandle {
     ip_filter: IpFilterHandle,
     keys: Arc<ReloadableKeys>,
+    /// The TLS certificate and key in force, with `[server.tls]`.
+    tls: Option<super::tls::LiveServerConfig>,
 }
 
 impl std::fmt::Debug for ReloadHandle {
@@ -573,9 +592,20 @@ impl std::fmt::Debug for ReloadHandle {
 }
 
 impl ReloadHandle {
-    /// Puts the address rules and verifying keys of `settings` in force
-    /// for the next request (on `SIGHUP`); everything else needs a restart.
+    /// Puts the address rules, verifying keys and TLS certificate of
+    /// `settings` in force for the next request (the certificate for the
+    /// next connection) on `SIGHUP`; everything else needs a restart.
+    /// Turning TLS on or off is refused: that takes a restart.
     pub fn reload(&self, settings: &Settings) -> Result<(), BuildError> {
+        if self.tls.is_some() != settings.tls.is_some() {
+            return Err(BuildError::new(
+                "server.tls",
+                "turning TLS on or off takes a restart",
+            ));
+        }
+        if let (Some(live), Some(tls)) = (&self.tls, &settings.tls) {
+            live.store(Arc::clone(&tls.config));
+        }
         self.keys
             .replace(&settings.reloadable.verifying_keys)
             .map_err(|err| BuildError::new("keys", err))?;
@@ -678,6 +708,35 @@ struct Logins {
     renewal: Option<CookieRenewal>,
     revocations: Arc<dyn RevocationStore>,
     lockout: Option<Lockout>,
+    /// A flow over the users file and the shared revocations, for the
+    /// administrators' sign-out everywhere (any preset's: every token is
+    /// capped at the lifetime a subject's revocation covers).
+    sign_out: Option<LoginFlow>,
+}
+
+/// The administrators' route that signs one user out everywhere.
+pub(crate) const SIGN_OUT_PATH: &str = "/_authgate/users/{username}/sign-out";
+
+/// `POST /_authgate/users/{username}/sign-out`: every token of `username`
+/// issued until now stops working at once, on every preset and instance
+/// sharing the revocations (its next sign-in works).
+async fn sign_out_everywhere(
+    flow: LoginFlow,
+    axum::extract::Path(username): axum::extract::Path<String>,
+) -> Response {
+    match flow.sign_out_everywhere(&username).await {
+        Ok(cut_off) => {
+            tracing::info!(user = %username, cut_off, "signed out everywhere");
+            let body = serde_json::json!({"username": username, "signedOutAt": cut_off});
+            let mut response = Response::new(Body::from(body.to_string()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(err) => gateway_error(err.status(), err.kind(), &err.public_message()),
+    }
 }
 
 fn lifetimes(login: &LoginSettings, default: Lifetimes) -> Lifetimes {
@@ -707,6 +766,7 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
         renewal: None,
         revocations: Arc::clone(&stores.revocations),
         lockout: stores.lockout.clone(),
+        sign_out: None,
     };
     if settings.logins.is_empty() {
         return Ok(logins);
@@ -762,6 +822,9 @@ fn build_logins(settings: &Settings, ip_filter: &IpFilterLayer) -> Result<Logins
             Some(lockout) => flow.with_lockout(lockout.clone()),
             None => flow.without_lockout(),
         };
+        if logins.sign_out.is_none() {
+            logins.sign_out = Some(flow.clone());
+        }
         let body_read_timeout = settings.connections.body_read_timeout;
         let guards = |routes: Router, format| {
             apply_login_guards(routes, format, ip_filter, throttle.as_ref()).route_layer(
@@ -905,7 +968,7 @@ impl Gateway {
     pub fn build(settings: &Settings) -> Result<Self, BuildError> {
         let resolver = ClientIpResolver::new().trusted_proxies(settings.trusted_proxies.clone());
         let ip_filter = IpFilterLayer::new(settings.reloadable.ip_rules.clone(), resolver);
-        let logins = build_logins(settings, &ip_filter)?;
+        let mut logins = build_logins(settings, &ip_filter)?;
 
         let keys = Arc::new(ReloadableKeys {
             keys: ArcSwap::from_pointee(
@@ -938,7 +1001,7 @@ impl Gateway {
                 .map_err(|err| BuildError::new("guard", err))?;
         }
         let auth = auth.on_rejection(style);
-        let mut csrf = match settings.development {
+        let mut csrf = match settings.development && settings.tls.is_none() {
             // Plain HTTP in development: the site's own origin is `http://`.
             true => CsrfLayer::new().plain_http(),
             false => CsrfLayer::new(),
@@ -959,7 +1022,12 @@ impl Gateway {
             auth,
             csrf: csrf.on_rejection(style),
             space: space.on_rejection(style),
+            require: RequireLayer::rules(settings.rules.clone())
+                .realm(&settings.realm)
+                .map_err(|err| BuildError::new("guard.realm", err))?
+                .on_rejection(style),
             public_paths: settings.public_paths.clone().into(),
+            rules: settings.rules.clone(),
             errors: settings.errors,
         };
 
@@ -981,6 +1049,25 @@ impl Gateway {
         // The login routes check the request line and `Host` as the proxy
         // and the decision endpoint do (in `ByPolicy::dispatch`, where it
         // costs no allocation).
+        // Inside the request-line check, as the login routes.
+        if let Some(flow) = logins.sign_out.clone() {
+            // The guard (address, token, cross-site check), then the role.
+            let admin = ServiceBuilder::new()
+                .layer(guard.ip_filter.clone())
+                .layer(guard.auth.clone())
+                .layer(guard.csrf.clone())
+                .layer(
+                    RequireLayer::role("admin")
+                        .realm(&settings.realm)
+                        .map_err(|err| BuildError::new("guard.realm", err))?
+                        .on_rejection(style),
+                );
+            logins.router = logins.router.route(
+                SIGN_OUT_PATH,
+                axum::routing::post(move |username| sign_out_everywhere(flow.clone(), username))
+                    .route_layer(admin),
+            );
+        }
         let mut router = logins
             .router
             .layer(ValidTargetLayer::new(settings.errors))
@@ -993,6 +1080,8 @@ impl Gateway {
                     settings.identity.clone(),
                     settings.trusted_proxies.clone(),
                 )
+                .map_err(|err| BuildError::new("upstream.url", err))?
+                .over_tls(settings.tls.is_some())
                 .with_websocket_bounds(&settings.connections, Arc::clone(&logins.revocations));
                 let public = forward.public();
                 router.fallback_service(guard.wrap(forward, public))
@@ -1011,7 +1100,12 @@ impl Gateway {
             reload: ReloadHandle {
                 ip_filter: ip_filter.handle(),
                 keys,
+                tls: settings
+                    .tls
+                    .as_ref()
+                    .map(|tls| Arc::new(ArcSwap::new(Arc::clone(&tls.config)))),
             },
+            h2c: settings.h2c,
         })
     }
 
@@ -1027,9 +1121,20 @@ impl Gateway {
         self.lockout.as_ref()
     }
 
-    /// A handle that reloads the address rules and verifying keys.
+    /// A handle that reloads the address rules, verifying keys and TLS
+    /// certificate.
     pub fn reload_handle(&self) -> ReloadHandle {
         self.reload.clone()
+    }
+
+    /// The TLS configuration in force (`[server.tls]`), swapped on reload.
+    pub(crate) fn tls(&self) -> Option<super::tls::LiveServerConfig> {
+        self.reload.tls.clone()
+    }
+
+    /// Whether a plain connection may speak HTTP/2 with prior knowledge.
+    pub(crate) fn h2c(&self) -> bool {
+        self.h2c
     }
 }
 

@@ -19,12 +19,16 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, Uri};
+use http::uri::Scheme;
+use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::tls;
+use crate::authz::{Rule, RuleDefault, Rules};
 use crate::ip::{IpRanges, IpRules};
 use crate::token::{Algorithm, SigningKey, VerifyingKey};
 
@@ -207,6 +211,28 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) log: RawLog,
     pub(crate) metrics: Option<RawMetrics>,
+    pub(crate) authz: Option<RawAuthz>,
+    /// `[[rule]]` tables, in order.
+    #[serde(default)]
+    pub(crate) rule: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthz {
+    /// What a request no rule matches gets: `"authenticated"` or `"deny"`.
+    pub(crate) default: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) path: Spanned<String>,
+    pub(crate) methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) roles: Option<Spanned<Vec<String>>>,
+    pub(crate) scopes: Option<Spanned<Vec<String>>>,
+    pub(crate) public: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +261,18 @@ pub(crate) struct RawServer {
     pub(crate) body_read_timeout: Option<Spanned<String>>,
     pub(crate) websocket_max_lifetime: Option<Spanned<String>>,
     pub(crate) websocket_revocation_check: Option<Spanned<String>>,
+    /// TLS termination (`[server.tls]`).
+    pub(crate) tls: Option<RawTls>,
+    /// HTTP/2 with prior knowledge on a plain listener.
+    pub(crate) h2c: Option<Spanned<bool>>,
+}
+
+/// `[server.tls]`: the certificate chain and key, PEM files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) cert: Spanned<String>,
+    pub(crate) key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +281,10 @@ pub(crate) struct RawUpstream {
     pub(crate) url: Spanned<String>,
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<String>>,
+    /// `http1` (default), `h2c` or `h2`.
+    pub(crate) protocol: Option<Spanned<String>>,
+    /// The CA certificates an `https://` upstream is verified against.
+    pub(crate) ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -469,6 +511,16 @@ pub(crate) struct UpstreamSettings {
     pub(crate) url: Uri,
     pub(crate) connect_timeout: Duration,
     pub(crate) timeout: Duration,
+    /// HTTP/2 rather than HTTP/1.1 (`protocol = "h2c"` or `"h2"`).
+    pub(crate) http2: bool,
+    /// For an `https://` upstream: how its certificate is verified.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// `[server.tls]`, checked: the files and the configuration they make.
+#[derive(Clone)]
+pub(crate) struct TlsSettings {
+    pub(crate) config: Arc<rustls::ServerConfig>,
 }
 
 /// How a refusal of the guard is rendered.
@@ -481,6 +533,8 @@ pub(crate) enum ErrorStyle {
     Nx,
     RegScale,
     Workflow,
+    /// gRPC's trailers-only answer (`200`, `grpc-status`, `grpc-message`).
+    Grpc,
 }
 
 /// The names of the identity headers.
@@ -523,6 +577,10 @@ pub struct Settings {
     pub(crate) path: PathBuf,
     pub(crate) listen: SocketAddr,
     pub(crate) development: bool,
+    /// TLS termination: requests are `https`.
+    pub(crate) tls: Option<TlsSettings>,
+    /// HTTP/2 with prior knowledge on a plain listener.
+    pub(crate) h2c: bool,
     pub(crate) trusted_proxies: IpRanges,
     pub(crate) shutdown_grace: Duration,
     pub(crate) header_read_timeout: Duration,
@@ -548,6 +606,9 @@ pub struct Settings {
     /// percent-encoding, dot segment, `;`, `\` or `//`) ever matches; see
     /// `gateway::target`.
     pub(crate) public_paths: Vec<String>,
+    /// `[authz]` and the `[[rule]]`s: what each verified token may reach
+    /// (first match wins), and what a request no rule matches gets.
+    pub(crate) rules: Rules,
     pub(crate) errors: ErrorStyle,
     pub(crate) realm: String,
     pub(crate) token_cache: usize,
@@ -613,17 +674,46 @@ impl Settings {
         })?;
         self.risk_sites.upstream_line = None;
         self.risk_sites.upstream_from_flag = true;
+        let flag_error =
+            |message: String| ConfigFileError::new(&self.path, format!("--upstream: {message}"));
         match &mut self.upstream {
-            Some(upstream) => upstream.url = uri,
+            Some(upstream) => {
+                // The file's protocol and CA stay; the scheme must suit them.
+                if upstream.http2
+                    && (uri.scheme() == Some(&Scheme::HTTPS)) != upstream.tls.is_some()
+                {
+                    return Err(flag_error(format!(
+                        "{url} does not suit upstream.protocol (h2 is https://, h2c is http://)"
+                    )));
+                }
+                if uri.scheme() == Some(&Scheme::HTTPS) && upstream.tls.is_none() {
+                    upstream.tls = Some(tls::client_config(None, b"http/1.1").map_err(flag_error)?);
+                }
+                if uri.scheme() != Some(&Scheme::HTTPS) {
+                    upstream.tls = None;
+                }
+                upstream.url = uri;
+            }
             None => {
+                let tls = match uri.scheme() == Some(&Scheme::HTTPS) {
+                    true => Some(tls::client_config(None, b"http/1.1").map_err(flag_error)?),
+                    false => None,
+                };
                 self.upstream = Some(UpstreamSettings {
                     url: uri,
                     connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                     timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                    http2: false,
+                    tls,
                 })
             }
         }
         Ok(self)
+    }
+
+    /// Whether the gateway terminates TLS (`[server.tls]`).
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The file these settings were read from.
@@ -802,9 +892,9 @@ fn parse_upstream(url: &str) -> Result<Uri, String> {
     let uri: Uri = url
         .parse()
         .map_err(|err| format!("not a URL: {url:?} ({err})"))?;
-    if uri.scheme_str() != Some("http") {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(format!(
-            "the upstream is an http:// URL (TLS to the upstream is not supported), not {url:?}"
+            "the upstream is an http:// or https:// URL, not {url:?}"
         ));
     }
     if uri.authority().is_none() {
@@ -819,6 +909,104 @@ fn parse_upstream(url: &str) -> Result<Uri, String> {
         ));
     }
     Ok(uri)
+}
+
+/// `[server.tls]`: the chain and key read and checked now (and again on
+/// each reload).
+fn server_tls(source: &Source<'_>, raw: &RawTls) -> Result<TlsSettings, ConfigFileError> {
+    let cert = read_file(source, "server.tls.cert", &raw.cert)?;
+    let key = read_file(source, "server.tls.key", &raw.key)?;
+    let cert_path = source.resolve(raw.cert.get_ref());
+    let key_path = source.resolve(raw.key.get_ref());
+    let config = tls::server_config(&cert_path, &cert, &key_path, &key).map_err(|message| {
+        // The error names the file; the key is the one at fault.
+        let (key_name, span) = if message.starts_with(&cert_path.display().to_string()) {
+            ("server.tls.cert", raw.cert.span())
+        } else {
+            ("server.tls.key", raw.key.span())
+        };
+        source.error(key_name, &span, message)
+    })?;
+    Ok(TlsSettings { config })
+}
+
+/// `[upstream]`: where, how long, and over which protocol.
+fn upstream_settings(
+    source: &Source<'_>,
+    upstream: &RawUpstream,
+) -> Result<UpstreamSettings, ConfigFileError> {
+    let url = parse_upstream(upstream.url.get_ref())
+        .map_err(|message| source.error("upstream.url", &upstream.url.span(), message))?;
+    let https = url.scheme() == Some(&Scheme::HTTPS);
+    let http2 = match &upstream.protocol {
+        None => false,
+        Some(protocol) => match (protocol.get_ref().as_str(), https) {
+            ("http1", _) => false,
+            ("h2c", false) | ("h2", true) => true,
+            ("h2c", true) => {
+                return Err(source.error(
+                    "upstream.protocol",
+                    &protocol.span(),
+                    "h2c is HTTP/2 without TLS: an http:// upstream (for https://, protocol = \"h2\")",
+                ));
+            }
+            ("h2", false) => {
+                return Err(source.error(
+                    "upstream.protocol",
+                    &protocol.span(),
+                    "h2 is HTTP/2 over TLS: an https:// upstream (for http://, protocol = \"h2c\")",
+                ));
+            }
+            (other, _) => {
+                return Err(source.error(
+                    "upstream.protocol",
+                    &protocol.span(),
+                    format!("unknown protocol {other:?}; one of http1, h2c, h2"),
+                ));
+            }
+        },
+    };
+    let tls = match (&upstream.ca, https) {
+        (Some(ca), false) => {
+            return Err(source.error(
+                "upstream.ca",
+                &ca.span(),
+                "a CA file verifies an https:// upstream; this one is http://",
+            ));
+        }
+        (_, false) => None,
+        (ca, true) => {
+            let alpn: &[u8] = if http2 { b"h2" } else { b"http/1.1" };
+            let config = match ca {
+                Some(ca) => {
+                    let pem = read_file(source, "upstream.ca", ca)?;
+                    tls::client_config(Some((&source.resolve(ca.get_ref()), &pem)), alpn)
+                        .map_err(|message| source.error("upstream.ca", &ca.span(), message))?
+                }
+                None => tls::client_config(None, alpn).map_err(|message| {
+                    source.error("upstream.url", &upstream.url.span(), message)
+                })?,
+            };
+            Some(config)
+        }
+    };
+    Ok(UpstreamSettings {
+        url,
+        connect_timeout: duration(
+            source,
+            "upstream.connect_timeout",
+            &upstream.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        timeout: duration(
+            source,
+            "upstream.timeout",
+            &upstream.timeout,
+            DEFAULT_UPSTREAM_TIMEOUT,
+        )?,
+        http2,
+        tls,
+    })
 }
 
 fn header_name(
@@ -877,7 +1065,7 @@ fn algorithm(
             key,
             &value.span(),
             format!(
-                "unknown algorithm {:?} (EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512)",
+                "unknown algorithm {:?} (EdDSA, ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512; HS256, HS384, HS512 for keys.signing_key)",
                 value.get_ref()
             ),
         )
@@ -932,15 +1120,37 @@ fn signing_key(source: &Source<'_>, keys: &RawKeys) -> Result<SigningKey, Config
             Some(alg) => algorithm(source, "keys.algorithm", alg)?,
             None => Algorithm::EdDSA,
         };
-        let pem = read_file(source, "keys.signing_key", &keys.signing_key)?;
-        let key = SigningKey::from_pem(alg, &pem)
-            .map_err(|err| source.error("keys.signing_key", &keys.signing_key.span(), err))?;
+        let bytes = read_file(source, "keys.signing_key", &keys.signing_key)?;
+        let key = match alg {
+            // An HMAC secret: the file's bytes, one final newline excepted.
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                SigningKey::hmac(alg, hmac_secret(&bytes))
+            }
+            _ => SigningKey::from_pem(alg, &bytes),
+        }
+        .map_err(|err| {
+            let path = source.resolve(keys.signing_key.get_ref());
+            source.error(
+                "keys.signing_key",
+                &keys.signing_key.span(),
+                format!("{}: {err}", path.display()),
+            )
+        })?;
         match kid {
             Some(kid) => key.with_kid(kid),
             None => key,
         }
     };
     Ok(key)
+}
+
+/// The secret an HMAC key file holds: every byte, but one final `\n` or
+/// `\r\n` (what `echo` and editors add) is not part of it.
+fn hmac_secret(bytes: &[u8]) -> &[u8] {
+    bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .unwrap_or(bytes)
 }
 
 fn check_path(
@@ -957,6 +1167,177 @@ fn check_path(
         ));
     }
     Ok(path.clone())
+}
+
+/// A `[[rule]]` as read, for the checks between rules.
+struct ReadRule {
+    name: String,
+    path: String,
+    methods: Option<Vec<Method>>,
+    public: bool,
+}
+
+/// Whether `earlier` takes every request `later` would match, so that
+/// `later` can never decide one. A public rule matches plain paths only,
+/// so it shadows another public rule but not one with a policy (which
+/// still decides the encoded readings of its paths).
+fn shadows(earlier: &ReadRule, later: &ReadRule) -> bool {
+    if earlier.public && !later.public {
+        return false;
+    }
+    let path_covered = if earlier.path.ends_with('/') {
+        later.path.starts_with(&earlier.path)
+    } else {
+        later.path == earlier.path
+    };
+    let methods_covered = match (&earlier.methods, &later.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(earlier), Some(later)) => later.iter().all(|m| earlier.contains(m)),
+    };
+    path_covered && methods_covered
+}
+
+/// `[authz]` and the `[[rule]]` tables: the gateway's rule table. Without
+/// either, every verified token passes (the default `authenticated`); with
+/// rules and no `[authz] default`, a request no rule matches is denied.
+fn check_rules(source: &Source<'_>, raw: &RawConfig) -> Result<Rules, ConfigFileError> {
+    let mut rules = Vec::with_capacity(raw.rule.len());
+    let mut read: Vec<ReadRule> = Vec::with_capacity(raw.rule.len());
+    for (i, rule) in raw.rule.iter().enumerate() {
+        let key = |field: &str| format!("rule[{i}].{field}");
+        let name = match &rule.name {
+            None => format!("rule[{i}]"),
+            Some(name) => {
+                let text = name.get_ref();
+                let allowed = |c: char| c.is_ascii_alphanumeric() || "_-.:".contains(c);
+                if text.is_empty() || text.len() > 64 || !text.chars().all(allowed) {
+                    return Err(source.error(
+                        key("name"),
+                        &name.span(),
+                        format!(
+                            "a rule's name is its metrics label: 1 to 64 letters, digits, '_', '-', '.' or ':', not {text:?}"
+                        ),
+                    ));
+                }
+                if text == "default" {
+                    return Err(source.error(
+                        key("name"),
+                        &name.span(),
+                        "\"default\" is the label of the requests no rule matches",
+                    ));
+                }
+                if let Some(j) = read.iter().position(|r| r.name == *text) {
+                    return Err(source.error(
+                        key("name"),
+                        &name.span(),
+                        format!("rule[{j}] has the name {text:?} already"),
+                    ));
+                }
+                text.clone()
+            }
+        };
+        let path = check_path(source, &key("path"), &rule.path)?;
+        let mut built = Rule::new(name.clone(), path.clone()).map_err(|_| {
+            source.error(
+                key("path"),
+                &rule.path.span(),
+                format!(
+                    "a rule's path is plain: no percent-encoding, dot segment, ';', '\\' or '//': {path:?}"
+                ),
+            )
+        })?;
+        let methods = match &rule.methods {
+            None => None,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(source.error(
+                    key("methods"),
+                    &list.span(),
+                    "an empty list matches no request: leave `methods` out for every method",
+                ));
+            }
+            Some(list) => {
+                let mut methods = Vec::with_capacity(list.get_ref().len());
+                for method in list.get_ref() {
+                    let text = method.get_ref();
+                    let parsed = Method::from_bytes(text.as_bytes())
+                        .ok()
+                        .filter(|_| text.bytes().all(|b| b.is_ascii_uppercase()));
+                    let Some(parsed) = parsed else {
+                        return Err(source.error(
+                            key("methods"),
+                            &method.span(),
+                            format!("not a method in upper case (GET, POST, ...): {text:?}"),
+                        ));
+                    };
+                    methods.push(parsed);
+                }
+                built = built.methods(methods.iter().cloned());
+                Some(methods)
+            }
+        };
+        let public = rule.public.as_ref().is_some_and(|p| *p.get_ref());
+        for (field, list) in [("roles", &rule.roles), ("scopes", &rule.scopes)] {
+            let Some(list) = list else { continue };
+            if public {
+                return Err(source.error(
+                    key(field),
+                    &list.span(),
+                    "a public rule lets every request through: it takes no roles or scopes",
+                ));
+            }
+            if list.get_ref().is_empty() || list.get_ref().iter().any(String::is_empty) {
+                return Err(source.error(
+                    key(field),
+                    &list.span(),
+                    format!(
+                        "name at least one of the {field}, none empty (or leave `{field}` out)"
+                    ),
+                ));
+            }
+            built = match field {
+                "roles" => built.roles(list.get_ref().iter().cloned()),
+                _ => built.scopes(list.get_ref().iter().cloned()),
+            };
+        }
+        if public {
+            built = built.public();
+        }
+        let this = ReadRule {
+            name,
+            path,
+            methods,
+            public,
+        };
+        if let Some(j) = read.iter().position(|earlier| shadows(earlier, &this)) {
+            return Err(source.error(
+                key("path"),
+                &rule.path.span(),
+                format!(
+                    "this rule can never match: rule[{j}] ({:?}) comes first and takes every request it would",
+                    read[j].name
+                ),
+            ));
+        }
+        read.push(this);
+        rules.push(built);
+    }
+    let default = match raw.authz.as_ref().and_then(|a| a.default.as_ref()) {
+        None if raw.rule.is_empty() => RuleDefault::Authenticated,
+        None => RuleDefault::Deny,
+        Some(default) => match default.get_ref().as_str() {
+            "authenticated" => RuleDefault::Authenticated,
+            "deny" => RuleDefault::Deny,
+            other => {
+                return Err(source.error(
+                    "authz.default",
+                    &default.span(),
+                    format!("\"authenticated\" or \"deny\", not {other:?}"),
+                ));
+            }
+        },
+    };
+    Ok(Rules::new(rules).default_access(default))
 }
 
 fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileError> {
@@ -999,24 +1380,22 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         other => other.as_ref().map(|t| *t.get_ref()),
     };
     let connections = connection_settings(source, server, header_read_timeout)?;
+    let tls = server
+        .tls
+        .as_ref()
+        .map(|raw| server_tls(source, raw))
+        .transpose()?;
+    let h2c = server.h2c.as_ref().is_some_and(|h2c| *h2c.get_ref());
+    if h2c && let (Some(value), Some(_)) = (&server.h2c, &tls) {
+        return Err(source.error(
+            "server.h2c",
+            &value.span(),
+            "h2c is HTTP/2 without TLS: with [server.tls], HTTP/2 is offered by ALPN already",
+        ));
+    }
     let upstream = match &raw.upstream {
         None => None,
-        Some(upstream) => Some(UpstreamSettings {
-            url: parse_upstream(upstream.url.get_ref())
-                .map_err(|message| source.error("upstream.url", &upstream.url.span(), message))?,
-            connect_timeout: duration(
-                source,
-                "upstream.connect_timeout",
-                &upstream.connect_timeout,
-                DEFAULT_CONNECT_TIMEOUT,
-            )?,
-            timeout: duration(
-                source,
-                "upstream.timeout",
-                &upstream.timeout,
-                DEFAULT_UPSTREAM_TIMEOUT,
-            )?,
-        }),
+        Some(upstream) => Some(upstream_settings(source, upstream)?),
     };
 
     let signing = raw
@@ -1384,6 +1763,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         }
         public_paths.push(checked);
     }
+    let rules = check_rules(source, &raw)?;
     let errors = match &guard.errors {
         None => ErrorStyle::Json,
         Some(style) => match style.get_ref().as_str() {
@@ -1394,11 +1774,12 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
             "nx" => ErrorStyle::Nx,
             "regscale" => ErrorStyle::RegScale,
             "workflow" => ErrorStyle::Workflow,
+            "grpc" => ErrorStyle::Grpc,
             other => {
                 return Err(source.error(
                     "guard.errors",
                     &style.span(),
-                    format!("unknown error format {other:?}; one of json, empty, inscada, core, nx, regscale, workflow"),
+                    format!("unknown error format {other:?}; one of json, empty, inscada, core, nx, regscale, workflow, grpc"),
                 ));
             }
         },
@@ -1486,6 +1867,8 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         path: source.path.to_owned(),
         listen,
         development,
+        tls,
+        h2c,
         trusted_proxies,
         shutdown_grace,
         header_read_timeout,
@@ -1513,6 +1896,7 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         space_header,
         default_space,
         public_paths,
+        rules,
         errors,
         realm,
         token_cache: guard.token_cache.unwrap_or(10_000),
@@ -1550,7 +1934,17 @@ fn risk_sites(
         .iter()
         .enumerate()
         .find(|(_, path)| path.get_ref().trim_matches('/').is_empty())
-        .map(|(i, path)| (format!("guard.public_paths[{i}]"), line(path.span())));
+        .map(|(i, path)| (format!("guard.public_paths[{i}]"), line(path.span())))
+        .or_else(|| {
+            raw.rule
+                .iter()
+                .enumerate()
+                .find(|(_, rule)| {
+                    rule.public.as_ref().is_some_and(|p| *p.get_ref())
+                        && rule.path.get_ref().trim_matches('/').is_empty()
+                })
+                .map(|(i, rule)| (format!("rule[{i}].path"), line(rule.path.span())))
+        });
     sites.trusted_proxies_line = raw.server.trusted_proxies.first().map(|p| line(p.span()));
     sites.unlimited_logins = match (&raw.lockout.enabled, &raw.throttle.per_minute) {
         (Some(enabled), _) => Some(("lockout.enabled".to_owned(), Some(line(enabled.span())))),
@@ -1561,6 +1955,12 @@ fn risk_sites(
         (None, None) => None,
     };
     sites.development_line = raw.server.development.as_ref().map(|d| line(d.span()));
+    sites.h2c_line = raw.server.h2c.as_ref().map(|h2c| line(h2c.span()));
+    sites.tls_key_file = raw
+        .server
+        .tls
+        .as_ref()
+        .map(|tls| (source.resolve(tls.key.get_ref()), line(tls.key.span())));
     sites.metrics_line = raw.metrics.as_ref().map(|m| line(m.listen.span()));
     sites.upstream_line = raw.upstream.as_ref().map(|u| line(u.url.span()));
     sites.users_file = raw.users.as_ref().map(|users| {
@@ -1681,6 +2081,12 @@ fn check_routes_apart(
             "the metrics (kept apart even on their own listener)".to_owned(),
         ),
     ];
+    if !logins.is_empty() {
+        taken.push((
+            crate::gateway::app::SIGN_OUT_PATH.to_owned(),
+            "the administrators' sign-out everywhere".to_owned(),
+        ));
+    }
     for (i, login) in logins.iter().enumerate() {
         let key = format!("login[{i}].prefix");
         let preset = PresetKind::NAMES[login.preset as usize];
@@ -1840,6 +2246,16 @@ mod tests {
     }
 
     #[test]
+    fn an_hmac_key_file_loses_one_final_newline_only() {
+        assert_eq!(hmac_secret(b"secret"), b"secret");
+        assert_eq!(hmac_secret(b"secret\n"), b"secret");
+        assert_eq!(hmac_secret(b"secret\r\n"), b"secret");
+        assert_eq!(hmac_secret(b"secret\n\n"), b"secret\n");
+        assert_eq!(hmac_secret(b"secret "), b"secret ");
+        assert_eq!(hmac_secret(b""), b"");
+    }
+
+    #[test]
     fn unknown_keys_and_wrong_types_name_their_line() {
         let err = error("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n");
         assert_eq!(err.line(), Some(3), "{err}");
@@ -1878,8 +2294,25 @@ mod tests {
             "{err}"
         );
 
-        let err = error("[upstream]\nurl = \"https://example.com\"\n");
+        let err = error("[upstream]\nurl = \"ftp://example.com\"\n");
         assert_eq!(err.key(), Some("upstream.url"), "{err}");
+        let err = error("[upstream]\nurl = \"https://example.com\"\nprotocol = \"h2c\"\n");
+        assert_eq!(err.key(), Some("upstream.protocol"), "{err}");
+        assert_eq!(err.line(), Some(3), "{err}");
+        let err = error("[upstream]\nurl = \"http://example.com\"\nprotocol = \"h2\"\n");
+        assert_eq!(err.key(), Some("upstream.protocol"), "{err}");
+        let err = error("[upstream]\nurl = \"http://example.com\"\nprotocol = \"h3\"\n");
+        assert!(err.message().contains("http1, h2c, h2"), "{err}");
+        let err = error("[upstream]\nurl = \"http://example.com\"\nca = \"ca.pem\"\n");
+        assert_eq!(err.key(), Some("upstream.ca"), "{err}");
+        let err = error("[upstream]\nurl = \"https://example.com\"\nca = \"ca.pem\"\n");
+        assert_eq!(err.key(), Some("upstream.ca"), "{err}");
+        assert!(err.message().contains("/nonexistent/ca.pem"), "{err}");
+
+        let err = error("[server.tls]\ncert = \"chain.pem\"\nkey = \"key.pem\"\n");
+        assert_eq!(err.key(), Some("server.tls.cert"), "{err}");
+        assert_eq!(err.line(), Some(2), "{err}");
+        assert!(err.message().contains("/nonexistent/chain.pem"), "{err}");
 
         let err = error("[keys]\nsigning_key = \"ephemeral\"\n[users]\nfile = \"users.toml\"\n");
         assert_eq!(err.key(), Some("users.file"), "{err}");
@@ -1961,5 +2394,108 @@ mod tests {
         assert_eq!(settings.verify_path, DEFAULT_VERIFY_PATH);
         assert_eq!(settings.identity.subject, "x-auth-subject");
         assert_eq!(settings.token_sources.len(), 3);
+    }
+
+    #[test]
+    fn rules_are_checked_and_each_mistake_names_its_key() {
+        let base = "[keys]\nsigning_key = \"ephemeral\"\n[guard]\nissuers = [\"a\"]\n";
+        let rules =
+            |text: &str| Settings::from_toml("/nonexistent/gateway.toml", &format!("{base}{text}"));
+        let ok = rules(
+            "[authz]\ndefault = \"deny\"\n[[rule]]\nname = \"read\"\npath = \"/admin/\"\n\
+             methods = [\"GET\"]\nroles = [\"admin\", \"auditor\"]\n[[rule]]\npath = \"/admin/\"\n\
+             roles = [\"admin\"]\n[[rule]]\npath = \"/status\"\npublic = true\n",
+        )
+        .unwrap();
+        assert_eq!(ok.rules.len(), 3);
+        assert_eq!(ok.rules.rule_for(&Method::GET, "/admin/x"), Some("read"));
+        // An unnamed rule is labelled by its place.
+        assert_eq!(
+            ok.rules.rule_for(&Method::POST, "/admin/x"),
+            Some("rule[1]")
+        );
+        assert_eq!(ok.rules.rule_for(&Method::GET, "/elsewhere"), None);
+        // No rules: any verified token, as before rules existed; rules
+        // without a default: deny.
+        let none = rules("").unwrap();
+        assert!(none.rules.is_empty());
+
+        for (text, key, says) in [
+            (
+                "[[rule]]\npath = \"/a/\"\nmethods = []\n",
+                "rule[0].methods",
+                "empty list",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\nmethods = [\"get\"]\n",
+                "rule[0].methods",
+                "upper case",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\nroles = []\n",
+                "rule[0].roles",
+                "at least one",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\nscopes = [\"\"]\n",
+                "rule[0].scopes",
+                "none empty",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\npublic = true\nroles = [\"x\"]\n",
+                "rule[0].roles",
+                "public rule",
+            ),
+            ("[[rule]]\npath = \"/a/../b\"\n", "rule[0].path", "plain"),
+            ("[[rule]]\npath = \"a/\"\n", "rule[0].path", "starts with /"),
+            (
+                "[[rule]]\nname = \"a b\"\npath = \"/a/\"\n",
+                "rule[0].name",
+                "metrics label",
+            ),
+            (
+                "[[rule]]\nname = \"default\"\npath = \"/a/\"\n",
+                "rule[0].name",
+                "default",
+            ),
+            (
+                "[[rule]]\nname = \"x\"\npath = \"/a/\"\n[[rule]]\nname = \"x\"\npath = \"/b/\"\n",
+                "rule[1].name",
+                "already",
+            ),
+            (
+                "[[rule]]\npath = \"/a/\"\n[[rule]]\npath = \"/a/b\"\nroles = [\"x\"]\n",
+                "rule[1].path",
+                "never match",
+            ),
+            (
+                "[[rule]]\npath = \"/a\"\nmethods = [\"GET\", \"POST\"]\n[[rule]]\npath = \"/a\"\nmethods = [\"POST\"]\n",
+                "rule[1].path",
+                "never match",
+            ),
+            ("[authz]\ndefault = \"allow\"\n", "authz.default", "deny"),
+        ] {
+            let err = rules(text).unwrap_err();
+            assert_eq!(err.key(), Some(key), "{text}: {err}");
+            assert!(err.message().contains(says), "{text}: {err}");
+            assert!(err.line().is_some(), "{text}: {err}");
+        }
+        // An unknown key is an error naming it.
+        let err = rules("[[rule]]\npath = \"/a/\"\nrole = [\"x\"]\n").unwrap_err();
+        assert!(err.to_string().contains("role"), "{err}");
+        // Narrower methods first, then the whole path: both can match.
+        rules("[[rule]]\npath = \"/a/\"\nmethods = [\"GET\"]\n[[rule]]\npath = \"/a/\"\nroles = [\"x\"]\n").unwrap();
+        // A public rule does not take the encoded readings of a later one.
+        rules(
+            "[[rule]]\npath = \"/a/\"\npublic = true\n[[rule]]\npath = \"/a/b\"\nroles = [\"x\"]\n",
+        )
+        .unwrap();
+        // A public rule over `/` is the `public_root` risk.
+        let settings = rules("[[rule]]\npath = \"/\"\npublic = true\n").unwrap();
+        let sites = &settings.risk_sites;
+        assert_eq!(
+            sites.public_root.as_ref().map(|(key, _)| key.as_str()),
+            Some("rule[0].path")
+        );
     }
 }

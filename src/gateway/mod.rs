@@ -35,8 +35,12 @@
 //!   send a request head (from a connection's first moment), open
 //!   connections in all and per client address, the time to send a login
 //!   body, the life of a WebSocket.
-//! - `/healthz`, graceful shutdown on `SIGTERM`, address rules and keys
-//!   reloaded on `SIGHUP`, `tracing` output, and the crate's metrics in the
+//! - **TLS and HTTP/2**: TLS termination (`[server.tls]`, rustls, TLS 1.3
+//!   and 1.2, ALPN `h2` and `http/1.1`, the certificate re-read on
+//!   `SIGHUP`), HTTP/2 over TLS or with prior knowledge (`h2c`), and an
+//!   upstream over TLS and/or HTTP/2 (gRPC's response trailers passed on).
+//! - `/healthz`, graceful shutdown on `SIGTERM`, address rules, keys and the
+//!   TLS certificate reloaded on `SIGHUP`, `tracing` output, and the crate's metrics in the
 //!   Prometheus text format on a listener of their own ([`metrics_router`]).
 //!
 //! - **Risky configurations** (a public `/`, trusted proxies that cover
@@ -94,6 +98,7 @@ mod proxy;
 pub mod risks;
 mod serve;
 mod target;
+mod tls;
 mod upstream;
 pub mod users_file;
 

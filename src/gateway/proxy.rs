@@ -26,8 +26,11 @@
 //!   reaches the proxy: the request-line check before routing answers it
 //!   `405` ([`target`](super::target)).
 //! - Request trailers are not forwarded: the `Trailer` field is removed and
-//!   the trailer frames of a chunked body are dropped, so no trailer can
-//!   carry an identity.
+//!   the trailer frames of a chunked body (or of an HTTP/2 request, gRPC
+//!   included) are dropped, so no trailer can carry an identity. Response
+//!   trailers pass: an HTTP/2 client gets the upstream's (gRPC's
+//!   `grpc-status`); an HTTP/1.1 client only where hyper's HTTP/1 rules
+//!   allow (`TE: trailers` sent, the fields named in `Trailer`).
 //! - From a peer that is not a trusted proxy, every forwarding and
 //!   client-address field is removed: every `X-Forwarded-*` and
 //!   `X-Forwarded`, `Forwarded`, `X-Real-IP`, `True-Client-IP`,
@@ -37,7 +40,7 @@
 //!   `X-Host`, `X-HTTP-Method-Override`, `X-HTTP-Method`,
 //!   `X-Method-Override` and `X-Original-Method`. Then `X-Forwarded-For` is
 //!   the peer's address, `X-Forwarded-Host` the `Host` and
-//!   `X-Forwarded-Proto` `http`. From a trusted proxy these fields are kept,
+//!   `X-Forwarded-Proto` `http` (`https` when the gateway terminates TLS). From a trusted proxy these fields are kept,
 //!   the peer appended to its `X-Forwarded-For`, and `-Host` and `-Proto`
 //!   set when it sent none.
 //! - Bodies stream both ways without buffering.
@@ -83,6 +86,9 @@ struct ProxyShared {
     identity: IdentityHeaders,
     trusted_proxies: Arc<IpRanges>,
     websockets: WebSocketBounds,
+    /// `X-Forwarded-Proto` when no trusted proxy stated one: `https` when
+    /// the gateway terminates TLS.
+    proto: HeaderValue,
 }
 
 /// How long a proxied WebSocket may stay open.
@@ -110,18 +116,25 @@ impl Forward {
         upstream: &UpstreamSettings,
         identity: IdentityHeaders,
         trusted_proxies: IpRanges,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let parts = upstream.url.clone().into_parts();
         let authority = parts
             .authority
             .unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1"));
-        Forward {
+        let mut client = Upstream::new(
+            parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
+            authority,
+            upstream.connect_timeout,
+        );
+        if let Some(tls) = &upstream.tls {
+            client = client.with_tls(Arc::clone(tls))?;
+        }
+        if upstream.http2 {
+            client = client.with_http2();
+        }
+        Ok(Forward {
             shared: Arc::new(ProxyShared {
-                upstream: Arc::new(Upstream::new(
-                    parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
-                    authority,
-                    upstream.connect_timeout,
-                )),
+                upstream: Arc::new(client),
                 timeout: upstream.timeout,
                 identity,
                 trusted_proxies: Arc::new(trusted_proxies),
@@ -130,9 +143,20 @@ impl Forward {
                     revocation_check: ConnectionSettings::default().websocket_revocation_check,
                     revocations: None,
                 },
+                proto: HeaderValue::from_static("http"),
             }),
             authenticated: true,
-        }
+        })
+    }
+
+    /// Requests reach the gateway over TLS: `X-Forwarded-Proto: https`
+    /// (unless a trusted proxy stated another).
+    pub(crate) fn over_tls(mut self, tls: bool) -> Self {
+        Arc::make_mut(&mut self.shared).proto = HeaderValue::from_static(match tls {
+            true => "https",
+            false => "http",
+        });
+        self
     }
 
     /// Bounds each proxied WebSocket: closed at its token's `exp`, once the
@@ -353,6 +377,7 @@ fn set_forwarded(
     headers: &mut HeaderMap,
     peer: Option<std::net::IpAddr>,
     from_trusted_proxy: bool,
+    proto: &HeaderValue,
 ) {
     if let Some(peer) = peer {
         let mut chain = Vec::with_capacity(64);
@@ -374,7 +399,7 @@ fn set_forwarded(
         headers.insert(X_FORWARDED_HOST, host);
     }
     if !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, proto.clone());
     }
 }
 
@@ -502,7 +527,7 @@ async fn forward(
         tracing::error!(reason = err.0, "authgate refused to forward a request");
         return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.0);
     }
-    set_forwarded(headers, peer, from_trusted_proxy);
+    set_forwarded(headers, peer, from_trusted_proxy, &shared.proto);
     let tunnel = upgrade.then(|| TunnelBounds::of(&mut parts.extensions, &shared.websockets));
     // What only this hop needs stays here.
     parts.extensions = http::Extensions::new();
@@ -903,16 +928,28 @@ mod tests {
         headers.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
         headers.insert(header::HOST, HeaderValue::from_static("app.example"));
         remove_request_fields(&mut headers, &names(), false, false);
-        set_forwarded(&mut headers, Some("192.0.2.7".parse().unwrap()), false);
+        let https = HeaderValue::from_static("https");
+        set_forwarded(
+            &mut headers,
+            Some("192.0.2.7".parse().unwrap()),
+            false,
+            &https,
+        );
         assert_eq!(headers[X_FORWARDED_FOR], "192.0.2.7");
         assert_eq!(headers[X_FORWARDED_HOST], "app.example");
+        assert_eq!(headers[X_FORWARDED_PROTO], "https");
         assert_eq!(headers.len(), 4, "{headers:?}");
 
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
         headers.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
         remove_request_fields(&mut headers, &names(), false, true);
-        set_forwarded(&mut headers, Some("10.0.0.1".parse().unwrap()), true);
+        set_forwarded(
+            &mut headers,
+            Some("10.0.0.1".parse().unwrap()),
+            true,
+            &https,
+        );
         assert_eq!(headers[X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
         assert_eq!(headers["x-real-ip"], "203.0.113.9");
 
@@ -922,10 +959,16 @@ mod tests {
             &mut headers,
             Some("::ffff:192.0.2.250".parse().unwrap()),
             false,
+            &https,
         );
         assert_eq!(headers[X_FORWARDED_FOR], "192.0.2.250");
         let mut headers = HeaderMap::new();
-        set_forwarded(&mut headers, Some("2001:db8::7".parse().unwrap()), false);
+        set_forwarded(
+            &mut headers,
+            Some("2001:db8::7".parse().unwrap()),
+            false,
+            &https,
+        );
         assert_eq!(headers[X_FORWARDED_FOR], "2001:db8::7");
     }
 

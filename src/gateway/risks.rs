@@ -16,6 +16,8 @@
 //! | `metrics_off_loopback` | `[metrics] listen` on an address other than loopback |
 //! | `users_file_permissions` | the users file can be read or written by its group or others (any of the mode bits `0o066`) |
 //! | `signing_key_permissions` | the signing key file can be read or written by its group or others |
+//! | `tls_key_permissions` | the TLS key file (`[server.tls] key`) can be read or written by its group or others |
+//! | `h2c_off_loopback` | `server.h2c = true` (HTTP/2 without TLS) on an address other than loopback |
 //! | `upstream_loop` | the upstream is the gateway's own address (the same address and port, a loopback or unspecified address on the port of a gateway listening on every address, or `localhost`) |
 //!
 //! File modes are read when the settings are checked for risks, at start;
@@ -47,11 +49,15 @@ pub enum Risk {
     SigningKeyPermissions,
     /// An upstream that is the gateway itself.
     UpstreamLoop,
+    /// A TLS key file its group or others can read or write.
+    TlsKeyPermissions,
+    /// HTTP/2 without TLS on an address other than loopback.
+    H2cOffLoopback,
 }
 
 impl Risk {
     /// Every risk, in the order they are reported.
-    pub const ALL: [Risk; 8] = [
+    pub const ALL: [Risk; 10] = [
         Risk::PublicRoot,
         Risk::TrustEveryone,
         Risk::UnlimitedLoginAttempts,
@@ -60,6 +66,8 @@ impl Risk {
         Risk::UsersFilePermissions,
         Risk::SigningKeyPermissions,
         Risk::UpstreamLoop,
+        Risk::TlsKeyPermissions,
+        Risk::H2cOffLoopback,
     ];
 
     /// The name `[server] accept_risks` accepts it under.
@@ -73,6 +81,8 @@ impl Risk {
             Risk::UsersFilePermissions => "users_file_permissions",
             Risk::SigningKeyPermissions => "signing_key_permissions",
             Risk::UpstreamLoop => "upstream_loop",
+            Risk::TlsKeyPermissions => "tls_key_permissions",
+            Risk::H2cOffLoopback => "h2c_off_loopback",
         }
     }
 
@@ -146,6 +156,8 @@ pub(crate) struct RiskSites {
     /// The key and line that turn the lockout off (or the throttle).
     pub(crate) unlimited_logins: Option<(String, Option<usize>)>,
     pub(crate) development_line: Option<usize>,
+    pub(crate) h2c_line: Option<usize>,
+    pub(crate) tls_key_file: Option<(PathBuf, usize)>,
     pub(crate) metrics_line: Option<usize>,
     /// `None` when `--upstream` set the upstream.
     pub(crate) upstream_line: Option<usize>,
@@ -213,6 +225,17 @@ impl Settings {
                 ),
             );
         }
+        if self.h2c && !self.listen.ip().is_loopback() {
+            add(
+                Risk::H2cOffLoopback,
+                "server.h2c",
+                sites.h2c_line,
+                format!(
+                    "HTTP/2 without TLS (h2c) on {}, not a loopback address: tokens and cookies cross the network in clear; terminate TLS with [server.tls] instead",
+                    self.listen
+                ),
+            );
+        }
         if let Some(metrics) = self.metrics_listen
             && !metrics.ip().is_loopback()
         {
@@ -231,6 +254,11 @@ impl Settings {
                 Risk::SigningKeyPermissions,
                 "keys.signing_key",
                 &sites.signing_key_file,
+            ),
+            (
+                Risk::TlsKeyPermissions,
+                "server.tls.key",
+                &sites.tls_key_file,
             ),
         ] {
             if let Some((path, line)) = file

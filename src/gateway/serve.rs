@@ -1,24 +1,28 @@
-//! Serving: the accept loop on hyper's HTTP/1 connections, each request
-//! tagged with its peer address, upgrades allowed, every connection within
-//! the [`ConnectionLimits`] (time to the first byte and to each request
-//! head, open connections in all and per client); `SIGTERM` (or
-//! `SIGINT`) stops accepting and lets open requests finish within the grace
-//! period; `SIGHUP` reads the file again and puts its address rules and
-//! verifying keys in force without touching open connections.
+//! Serving: the accept loop on hyper's HTTP/1 and HTTP/2 connections, over
+//! TLS with `[server.tls]` (ALPN picks the protocol) or plain (HTTP/2 only
+//! with `h2c`, told by its preface), each request tagged with its peer
+//! address, upgrades allowed on HTTP/1, every connection within the
+//! [`ConnectionLimits`] (time to the first byte, to the end of the TLS
+//! handshake and to each request head, open connections in all and per
+//! client) and HTTP/2's own limits (streams, header list, resets, pings,
+//! idle time); `SIGTERM` (or `SIGINT`) stops accepting and lets open
+//! requests finish within the grace period; `SIGHUP` reads the file again
+//! and puts its address rules, verifying keys and TLS certificate in force
+//! without touching open connections.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::body::Body;
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower_service::Service;
 
@@ -75,7 +79,7 @@ pub async fn serve_until_signalled(
                     Event::Reload => match reload() {
                         Ok(settings) => match reloader.reload(&settings) {
                             Ok(()) => tracing::info!(
-                                "reloaded the address rules and verifying keys; other settings take a restart"
+                                "reloaded the address rules, verifying keys and TLS certificate; other settings take a restart"
                             ),
                             Err(err) => {
                                 tracing::error!(error = %err, "reload refused; the running rules stay")
@@ -203,6 +207,10 @@ pub(crate) struct ConnectionSlot {
     state: AtomicU8,
     /// Woken when the connection is evicted.
     evict: tokio::sync::Notify,
+    /// When the connection was accepted.
+    opened: std::time::Instant,
+    /// When its latest request came, in milliseconds since `opened`.
+    last_request: AtomicU64,
 }
 
 impl fmt::Debug for ConnectionSlot {
@@ -218,6 +226,8 @@ impl ConnectionSlot {
     /// Notes that a whole request head has arrived: the connection can no
     /// longer be evicted.
     fn served(&self) {
+        let since = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_request.store(since, Ordering::Relaxed);
         if self.state.load(Ordering::Relaxed) == WAITING {
             let _ =
                 self.state
@@ -271,6 +281,8 @@ impl OpenConnections {
             client,
             state: AtomicU8::new(WAITING),
             evict: tokio::sync::Notify::new(),
+            opened: std::time::Instant::now(),
+            last_request: AtomicU64::new(0),
         });
         let mut accepted = lock(&self.accepted);
         if accepted.len() >= 2 * self.limits.max_connections + 16 {
@@ -374,6 +386,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let router = gateway.router();
+    let tls = gateway.tls();
+    let h2c = gateway.h2c();
     // HTTP/1 straight away: hyper's header read timeout then runs from the
     // connection's first moment (a protocol sniffer in front of it would
     // wait for bytes with no deadline).
@@ -382,7 +396,11 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    let http1 = Arc::new(http1);
+    let protocols = Arc::new(Protocols {
+        http1,
+        http2: http2_builder(),
+        header_read_timeout: limits.header_read_timeout,
+    });
     // hyper's head timeout covers the first byte too; a shorter wait for it
     // runs before hyper is handed the connection.
     let first_byte_wait = limits
@@ -412,36 +430,78 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service =
             hyper::service::service_fn(request_handler(router.clone(), peer, Arc::clone(&slot)));
-        let http1 = Arc::clone(&http1);
+        let protocols = Arc::clone(&protocols);
+        let tls = tls.as_ref().map(|live| live.load_full());
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            if let Some(wait) = first_byte_wait {
-                // A peek, not `readable`: a new socket may be reported
-                // readable before any byte has arrived.
-                let mut first = [0u8; 1];
-                let first_byte = tokio::select! {
-                    peeked = tokio::time::timeout(wait, stream.peek(&mut first)) => {
-                        matches!(peeked, Ok(Ok(1..)))
-                    }
-                    () = slot.evict.notified() => false,
-                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => false,
-                };
-                if !first_byte {
-                    return;
+            // Up to the first request's protocol: the first byte, the TLS
+            // handshake, the h2c preface, each within its deadline, and
+            // given up when evicted or stopping.
+            let setup = async {
+                if let Some(wait) = first_byte_wait
+                    && !first_byte(&stream, wait).await
+                {
+                    return None;
                 }
-            }
-            let connection = http1
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                // Made room for a newer one before sending a request head:
-                // dropped, which closes it.
-                () = slot.evict.notified() => Ok(()),
-                () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+                match tls {
+                    Some(config) => {
+                        let accepted = tokio::time::timeout(
+                            protocols.header_read_timeout,
+                            tokio_rustls::TlsAcceptor::from(config).accept(stream),
+                        )
+                        .await;
+                        match accepted {
+                            Ok(Ok(stream)) => {
+                                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                Some((Io::Tls(Box::new(stream)), h2))
+                            }
+                            Ok(Err(err)) => {
+                                tracing::debug!(error = %err, %peer, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake not done in time");
+                                None
+                            }
+                        }
+                    }
+                    None if h2c => {
+                        let h2 = sends_h2c_preface(&stream, protocols.header_read_timeout).await?;
+                        Some((Io::Plain(stream), h2))
+                    }
+                    None => Some((Io::Plain(stream), false)),
+                }
+            };
+            let ready = tokio::select! {
+                ready = setup => ready,
+                () = slot.evict.notified() => None,
+                () = async { let _ = stopping.wait_for(|stop| *stop).await; } => None,
+            };
+            let Some((io, h2)) = ready else {
+                return;
+            };
+            let ended = match io {
+                Io::Plain(stream) => {
+                    drive(
+                        &protocols,
+                        TokioIo::new(stream),
+                        h2,
+                        service,
+                        &slot,
+                        &mut stopping,
+                    )
+                    .await
+                }
+                Io::Tls(stream) => {
+                    drive(
+                        &protocols,
+                        TokioIo::new(stream),
+                        h2,
+                        service,
+                        &slot,
+                        &mut stopping,
+                    )
+                    .await
                 }
             };
             if let Err(err) = ended {
@@ -458,6 +518,170 @@ pub async fn serve(
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the grace period"),
     }
     Ok(())
+}
+
+/// The most streams an HTTP/2 client may have open at once on one
+/// connection.
+pub(crate) const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// The largest header list an HTTP/2 request may carry (decoded: names,
+/// values and 32 bytes per field, RFC 9113 §6.5.2).
+pub(crate) const HTTP2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// Streams a client may open and reset before the server has accepted
+/// them (rapid reset, CVE-2023-44487); beyond it the connection is closed
+/// with `ENHANCE_YOUR_CALM`.
+pub(crate) const HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the server may reset for a client's protocol errors before it
+/// closes the connection.
+pub(crate) const HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+/// How often an HTTP/2 connection is pinged, and how long the answer may
+/// take: a peer that does not answer is disconnected.
+pub(crate) const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// How long an HTTP/2 connection may go without a new request before it
+/// is closed with `GOAWAY` (the streams in flight finish first).
+pub(crate) const HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The connection builders every accepted connection shares.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// The TLS handshake's deadline, the h2c preface's, and HTTP/2's for
+    /// the first request.
+    header_read_timeout: Duration,
+}
+
+fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(HTTP2_MAX_HEADER_LIST_SIZE)
+        .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS)
+        .keep_alive_interval(HTTP2_KEEP_ALIVE)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE);
+    http2
+}
+
+/// An accepted connection, with TLS or without.
+enum Io {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// Whether the connection's first byte arrives within `wait`. A peek, not
+/// `readable`: a new socket may be reported readable before any byte has
+/// arrived.
+async fn first_byte(stream: &tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(wait, stream.peek(&mut first)).await,
+        Ok(Ok(1..))
+    )
+}
+
+/// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection opens with the HTTP/2 preface (`Some(true)`)
+/// or something else, read as HTTP/1 (`Some(false)`), judged on the bytes
+/// received without consuming them; `None` when it closes or `deadline`
+/// passes first. An HTTP/1 request is told apart at its first byte that
+/// differs from the preface (`P` of `POST`, `PUT`, `PATCH` at the second).
+async fn sends_h2c_preface(stream: &tokio::net::TcpStream, deadline: Duration) -> Option<bool> {
+    let sniff = async {
+        let mut seen = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = stream.peek(&mut seen).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if seen[..n] != H2_PREFACE[..n] {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            // A preface cut short: the rest is on its way. A peek returns
+            // at once while bytes wait, so wait a moment between looks.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(deadline, sniff).await.ok().flatten()
+}
+
+/// Serves one connection's requests over HTTP/1 or HTTP/2 until it ends,
+/// is evicted before its first request, or the server stops (then the
+/// requests in flight finish). An HTTP/2 connection that has sent no
+/// request within the header read timeout is closed.
+async fn drive<I, S>(
+    protocols: &Protocols,
+    io: I,
+    h2: bool,
+    service: S,
+    slot: &ConnectionSlot,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if h2 {
+        let connection = protocols.http2.serve_connection(io, service);
+        tokio::pin!(connection);
+        // The first request within the header read timeout, each next one
+        // within the idle timeout.
+        let idle = async {
+            loop {
+                let due = if slot.state.load(Ordering::Acquire) == WAITING {
+                    slot.opened + protocols.header_read_timeout
+                } else {
+                    slot.opened
+                        + Duration::from_millis(slot.last_request.load(Ordering::Relaxed))
+                        + HTTP2_IDLE_TIMEOUT
+                };
+                if std::time::Instant::now() >= due {
+                    return;
+                }
+                tokio::time::sleep_until(due.into()).await;
+            }
+        };
+        tokio::select! {
+            ended = connection.as_mut() => ended,
+            () = slot.evict.notified() => Ok(()),
+            () = idle => {
+                tracing::debug!(client = ?slot.client, "HTTP/2 connection idle: closed");
+                if slot.state.load(Ordering::Acquire) == WAITING {
+                    // Not one request: dropped, which closes it.
+                    return Ok(());
+                }
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
+    } else {
+        let connection = protocols
+            .http1
+            .serve_connection(io, service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            ended = connection.as_mut() => ended,
+            // Made room for a newer one before sending a request head:
+            // dropped, which closes it.
+            () = slot.evict.notified() => Ok(()),
+            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
+    }
 }
 
 /// How far ahead the timer driver's next wake-up is kept.

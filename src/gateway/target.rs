@@ -44,6 +44,14 @@
 //! no path, no percent-encoding) is refused (`400`). The decision endpoint
 //! holds `X-Forwarded-Host` to the same rule ([`valid_authority`]).
 //!
+//! An HTTP/2 request names its host in `:authority` (which hyper puts in
+//! the URI, with `:scheme`: the absolute form above) or in `Host`: one
+//! with neither is refused, and so is one with both that differ (compared
+//! with case ignored); the authority then becomes `Host`, under the same
+//! rule of validity. HTTP/2 has no `Upgrade` (hyper refuses the field) and
+//! the gateway does not enable extended `CONNECT`, so a WebSocket is
+//! HTTP/1.1 only.
+//!
 //! The decision endpoint also refuses an original target with a fragment
 //! ([`original_target`]): nginx forwards the whole target, so judging the
 //! part before `#` would judge something else. The gateway's own proxy
@@ -210,6 +218,28 @@ pub(crate) fn check_request<B>(request: &mut Request<B>) -> Result<PathShape, Ba
                 "an HTTP/1.1 request needs a Host field",
             ));
         }
+        // HTTP/2 (RFC 9113 §8.3.1): `:authority` (the URI's authority) or
+        // `Host`, and both the same when both are sent.
+        (None, None)
+            if request.version() == Version::HTTP_2 && request.uri().authority().is_none() =>
+        {
+            return Err(BadTarget::bad_request(
+                "an HTTP/2 request needs :authority or a Host field",
+            ));
+        }
+        (Some(host), None)
+            if request.version() == Version::HTTP_2
+                && request.uri().authority().is_some_and(|authority| {
+                    !authority
+                        .as_str()
+                        .as_bytes()
+                        .eq_ignore_ascii_case(host.as_bytes())
+                }) =>
+        {
+            return Err(BadTarget::bad_request(
+                "the Host field and :authority differ",
+            ));
+        }
         (Some(host), None) if !valid_authority(host.as_bytes()) => {
             return Err(BadTarget::bad_request(
                 "the Host field is not a valid authority",
@@ -293,6 +323,7 @@ pub(crate) fn refusal(
         ErrorStyle::Nx => ApiError::<NxFormat>::from(failure()).into_response(),
         ErrorStyle::RegScale => ApiError::<RegScaleFormat>::from(failure()).into_response(),
         ErrorStyle::Workflow => ApiError::<WorkflowFormat>::from(failure()).into_response(),
+        ErrorStyle::Grpc => return crate::reject::grpc_refusal(status, message),
     };
     response
         .headers_mut()
@@ -554,6 +585,59 @@ mod tests {
         assert_eq!(status(request("ftp://b/x", &["a"], Version::HTTP_11)), bad);
         assert_eq!(
             status(request("http://b/%2e%2e/x", &["a"], Version::HTTP_11)),
+            bad
+        );
+    }
+
+    #[test]
+    fn http2_authority_and_host_agree_or_are_refused() {
+        let status =
+            |mut request: Request<()>| check_request(&mut request).err().map(|why| why.status);
+        let bad = Some(StatusCode::BAD_REQUEST);
+        // :authority alone becomes Host.
+        let mut alone = request("https://App.example:8443/x", &[], Version::HTTP_2);
+        check_request(&mut alone).unwrap();
+        assert_eq!(alone.uri(), "/x");
+        assert_eq!(alone.headers()[header::HOST], "App.example:8443");
+        // Host alone is checked as for HTTP/1.1.
+        assert_eq!(
+            status(request("/x", &["app.example"], Version::HTTP_2)),
+            None
+        );
+        assert_eq!(status(request("/x", &["u@app"], Version::HTTP_2)), bad);
+        // Neither: refused.
+        assert_eq!(status(request("/x", &[], Version::HTTP_2)), bad);
+        // Both: the same (case ignored) or refused.
+        assert_eq!(
+            status(request(
+                "https://app.example/x",
+                &["APP.example"],
+                Version::HTTP_2
+            )),
+            None
+        );
+        assert_eq!(
+            status(request(
+                "https://app.example/x",
+                &["evil.example"],
+                Version::HTTP_2
+            )),
+            bad
+        );
+        assert_eq!(
+            status(request(
+                "https://app.example/x",
+                &["app.example:443"],
+                Version::HTTP_2
+            )),
+            bad
+        );
+        assert_eq!(
+            status(request(
+                "https://app.example/a/%2e%2e/b",
+                &[],
+                Version::HTTP_2
+            )),
             bad
         );
     }

@@ -18,6 +18,15 @@
 //! Compared with hyper-util's pooled client, this is one lock and a vector
 //! push or pop per request: no pool key to hash, no connect future built
 //! alongside each checkout, and no task spawned to return a connection.
+//!
+//! An `https://` upstream is reached over TLS (rustls, its certificate
+//! verified against the configured CA or the system's roots, the name
+//! checked against the URL's host). With `protocol = "h2c"` or `"h2"`
+//! every request goes over one HTTP/2 connection, opened when the first
+//! request comes and again when it has closed: its `:authority` is the
+//! request's `Host`, response trailers come back as the body's last frame,
+//! and a gRPC request (`content-type: application/grpc…`) is sent with
+//! `te: trailers`, which gRPC servers ask for.
 
 use std::fmt;
 use std::pin::Pin;
@@ -33,7 +42,10 @@ use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
+use hyper::client::conn::http2;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
 use tower_service::Service;
 
 /// Idle connections kept for reuse; more are closed when they come back.
@@ -76,12 +88,22 @@ pub(crate) struct Upstream {
     host: HeaderValue,
     connect_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
+    /// TLS to an `https://` upstream, and the name its certificate must hold.
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    /// With HTTP/2: the connection every request shares, once open.
+    http2: Option<tokio::sync::Mutex<Option<http2::SendRequest<Body>>>>,
 }
+
+/// How often an HTTP/2 upstream connection is pinged while open, and how
+/// long an answer may take before it is closed.
+const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 impl Upstream {
     pub(crate) fn new(scheme: Scheme, authority: Authority, connect_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        // TLS, when the scheme is https, runs over the TCP connection it makes.
+        connector.enforce_http(false);
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let host = match authority.port_u16() {
             Some(port) if port != default_port => format!("{}:{port}", authority.host()),
@@ -100,7 +122,31 @@ impl Upstream {
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             connect_timeout,
             idle: Mutex::new(Vec::new()),
+            tls: None,
+            http2: None,
         }
+    }
+
+    /// Reaches the upstream over TLS with `config`; `Err` when the URL's
+    /// host is not a name or address a certificate can hold.
+    pub(crate) fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Result<Self, String> {
+        let host = self
+            .address
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let name = ServerName::try_from(host.clone())
+            .map_err(|_| format!("{host:?} is not a name a certificate can hold"))?;
+        self.tls = Some((tokio_rustls::TlsConnector::from(config), name));
+        Ok(self)
+    }
+
+    /// Sends every request over one HTTP/2 connection.
+    pub(crate) fn with_http2(mut self) -> Self {
+        self.http2 = Some(tokio::sync::Mutex::new(None));
+        self
     }
 
     /// Where the upstream is, as configured: `host:port`.
@@ -114,6 +160,9 @@ impl Upstream {
         self: &Arc<Self>,
         mut request: Request<Body>,
     ) -> Result<Response<Body>, UpstreamError> {
+        if let Some(shared) = &self.http2 {
+            return self.send_http2(shared, request).await;
+        }
         if !request.headers().contains_key(header::HOST) {
             request
                 .headers_mut()
@@ -189,26 +238,89 @@ impl Upstream {
         });
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
-        let mut connector = self.connector.clone();
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, connector.call(self.address.clone()))
-                .await
-            {
-                Err(_) => return Err(UpstreamError::ConnectTimeout),
-                Ok(Err(err)) => return Err(UpstreamError::Connect(error_chain(&err))),
-                Ok(Ok(stream)) => stream,
-            };
-        let (sender, connection) = http1::Builder::new()
-            .handshake(stream)
+    /// Sends `request` on the shared HTTP/2 connection (opened now if
+    /// there is none or it has closed), its `Host` as `:authority`.
+    async fn send_http2(
+        &self,
+        shared: &tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let authority = request
+            .headers_mut()
+            .remove(header::HOST)
+            .and_then(|host| Authority::try_from(host.as_bytes()).ok())
+            .or_else(|| self.address.authority().cloned());
+        let mut parts = request.uri().clone().into_parts();
+        parts.scheme = Some(match self.tls {
+            Some(_) => Scheme::HTTPS,
+            None => Scheme::HTTP,
+        });
+        parts.authority = authority;
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        *request.uri_mut() = Uri::from_parts(parts)
+            .map_err(|err| UpstreamError::Connect(format!("no URI for HTTP/2: {err}")))?;
+        *request.version_mut() = http::Version::HTTP_2;
+        if is_grpc(request.headers()) {
+            request
+                .headers_mut()
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        let mut sender = {
+            let mut current = shared.lock().await;
+            match current.as_ref() {
+                Some(sender) if !sender.is_closed() => sender.clone(),
+                _ => {
+                    let sender = self.connect_http2().await?;
+                    *current = Some(sender.clone());
+                    sender
+                }
+            }
+        };
+        sender.ready().await.map_err(UpstreamError::Request)?;
+        let response = sender
+            .send_request(request)
             .await
             .map_err(UpstreamError::Request)?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.with_upgrades().await {
-                tracing::debug!(error = %err, "an upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(response.map(Body::new))
+    }
+
+    /// A new TCP connection, and TLS over it for an `https://` upstream.
+    async fn connect_stream(&self) -> Result<Stream, UpstreamError> {
+        let mut connector = self.connector.clone();
+        let connecting = async {
+            let stream = connector
+                .call(self.address.clone())
+                .await
+                .map_err(|err| UpstreamError::Connect(error_chain(&err)))?;
+            let Some((tls, name)) = &self.tls else {
+                return Ok(Stream::Plain(stream));
+            };
+            let stream = tls
+                .connect(name.clone(), stream.into_inner())
+                .await
+                .map_err(|err| UpstreamError::Connect(format!("TLS: {}", error_chain(&err))))?;
+            Ok(Stream::Tls(TokioIo::new(Box::new(stream))))
+        };
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Err(_) => Err(UpstreamError::ConnectTimeout),
+            Ok(connected) => connected,
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
+        match self.connect_stream().await? {
+            Stream::Plain(stream) => http1_handshake(stream).await,
+            Stream::Tls(stream) => http1_handshake(stream).await,
+        }
+    }
+
+    async fn connect_http2(&self) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        match self.connect_stream().await? {
+            Stream::Plain(stream) => http2_handshake(stream).await,
+            Stream::Tls(stream) => http2_handshake(stream).await,
+        }
     }
 
     /// The response, its body holding `sender` until read to the end; a
@@ -239,6 +351,59 @@ impl Upstream {
             })
         })
     }
+}
+
+/// A connection to the upstream, before the HTTP handshake.
+enum Stream {
+    Plain(TokioIo<tokio::net::TcpStream>),
+    Tls(TokioIo<Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>),
+}
+
+/// An HTTP/1.1 connection over `io`, driven by a task of its own.
+async fn http1_handshake<T>(io: T) -> Result<SendRequest<Body>, UpstreamError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(UpstreamError::Request)?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            tracing::debug!(error = %err, "an upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// An HTTP/2 connection over `io` (prior knowledge, or ALPN `h2`), driven
+/// by a task of its own, pinged while open.
+async fn http2_handshake<T>(io: T) -> Result<http2::SendRequest<Body>, UpstreamError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEP_ALIVE)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE)
+        .handshake(io)
+        .await
+        .map_err(UpstreamError::Request)?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "an HTTP/2 upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Whether the request is gRPC: `content-type: application/grpc`, alone or
+/// with a `+format` or `;parameters`.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.as_bytes().get(..16))
+        .is_some_and(|start| start.eq_ignore_ascii_case(b"application/grpc"))
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -132,9 +132,7 @@ impl AuthToken {
             .issuer()
             .verify(token, &[TokenKind::Access])
             .await?;
-        if !claims.principal().has_role("admin") {
-            return Err(Failure::new(StatusCode::FORBIDDEN, "administrators only").into());
-        }
+        super::require_grants(super::administrators(), &claims)?;
         Ok(claims)
     }
 }

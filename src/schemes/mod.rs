@@ -140,11 +140,25 @@ pub(crate) fn require(
     policy: &crate::authz::Policy,
     token: &crate::token::VerifiedToken,
 ) -> Result<(), Failure> {
-    crate::authz::check_token(policy, token, &http::Extensions::new()).map_err(|reason| {
-        Failure::from(&Rejection::Authz {
-            reason,
-            realm: crate::reject::Realm::default(),
-        })
+    crate::authz::check_token(policy, token, &http::Extensions::new()).map_err(authz_failure)
+}
+
+/// Applies `policy` to what an issuer's verified claims grant (a preset
+/// that verified the token through its issuer): the same refusal as
+/// [`require`].
+pub(crate) fn require_grants(
+    policy: &crate::authz::Policy,
+    claims: &crate::login::AuthClaims,
+) -> Result<(), Failure> {
+    let grants =
+        crate::authz::Grants::new(claims.roles.iter().map(String::as_str), claims.scopes());
+    crate::authz::check_grants(policy, &grants).map_err(authz_failure)
+}
+
+fn authz_failure(reason: crate::authz::AuthzRejection) -> Failure {
+    Failure::from(&Rejection::Authz {
+        reason,
+        realm: crate::reject::Realm::default(),
     })
 }
 

@@ -311,6 +311,7 @@ impl Gateway {
         let addr = line
             .trim()
             .strip_prefix("authgate listening on http://")
+            .or_else(|| line.trim().strip_prefix("authgate listening on https://"))
             .unwrap_or_else(|| panic!("authgate said {line:?}"))
             .parse()
             .unwrap();
@@ -686,4 +687,52 @@ pub fn switch_to_h2c(mut request: Request<Incoming>) -> Response<Full<Bytes>> {
         .header("upgrade", "h2c")
         .body(Full::default())
         .unwrap()
+}
+
+/// An HTTP/2 upstream with prior knowledge (h2c) on loopback: every
+/// response is the echo's JSON (method, URI, headers, and the request's
+/// trailers) followed by the trailers `grpc-status: 0` and
+/// `grpc-message: echoed`, as a gRPC server ends its answers. Runs until
+/// the test's runtime stops.
+pub async fn start_h2c_upstream() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(serve_grpc_echo(stream));
+        }
+    });
+    port
+}
+
+/// Serves HTTP/2 on `io` (prior knowledge, or after TLS with ALPN `h2`):
+/// the echo's JSON, then the trailers `grpc-status: 0` and
+/// `grpc-message: echoed`.
+pub async fn serve_grpc_echo<I>(io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::StreamBody;
+    let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+        let echo = upstream(request)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let body = echo.into_body().collect().await.unwrap().to_bytes();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        trailers.insert("grpc-message", "echoed".parse().unwrap());
+        let frames: Vec<Result<hyper::body::Frame<Bytes>, Infallible>> = vec![
+            Ok(hyper::body::Frame::data(body)),
+            Ok(hyper::body::Frame::trailers(trailers)),
+        ];
+        Ok::<_, Infallible>(Response::new(StreamBody::new(futures_util::stream::iter(
+            frames,
+        ))))
+    });
+    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Interoperability with real clients: Python requests, PyJWT, pyotp, curl,
-# and headless Chromium, against the demo on loopback. Creates its own Python
+# and headless Chromium, against the demo on loopback; Python grpcio against
+# the guarded gRPC example. Creates its own Python
 # environment and installs Chromium when it is missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -13,10 +14,10 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import requests, jwt, pyotp, cryptography' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import requests, jwt, pyotp, cryptography, grpc, grpc_tools' 2>/dev/null; then
   echo "== creating the Python client environment"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check requests 'pyjwt[crypto]' pyotp
+  "$venv/bin/pip" install --quiet --disable-pip-version-check requests 'pyjwt[crypto]' pyotp grpcio grpcio-tools
 fi
 
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
@@ -28,11 +29,11 @@ fi
 
 # All features: the demo serves /metrics (feature metrics), and the build
 # is the one `cargo test --all-features` made already.
-cargo build --quiet --all-features --example demo --example verify_token
+cargo build --quiet --all-features --example demo --example verify_token --example grpc_guarded
 
 cd "$here"
 status=0
-for script in inscada_requests.py pyjwt_interop.py pyotp_login.py nx_client.py browser_check.py prometheus_scrape.py; do
+for script in inscada_requests.py pyjwt_interop.py pyotp_login.py nx_client.py browser_check.py prometheus_scrape.py grpc_client.py; do
   echo "== interop: $script"
   "$venv/bin/python" "$script" || status=1
 done

@@ -4,15 +4,18 @@
 //! The checks, in order: length cap; exactly three base64url segments; a JSON
 //! header with no `crit` extension this verifier does not understand; a key
 //! whose pinned algorithm equals `alg` (and whose `kid` matches, when the
-//! token names one); the signature; then the claims: `exp` required and a
+//! token names one); the registered claims (below), before the signature,
+//! so that a token they refuse costs no signature check; the signature;
+//! then the application's claims. The registered claims: `exp` required and a
 //! number, `nbf` and `iat` numbers when present, `iss` a single string among
 //! the accepted issuers (required when issuers are configured), `aud` a
 //! string or array of strings naming this service (required when audiences
 //! are configured, refused when none are, RFC 7519 §4.1.3), the token kind
 //! among the accepted kinds, and a registered claim named twice refused.
-//! The payload is read once, after the signature holds: the application's
-//! type is deserialized while the registered claims are recorded, and the
-//! claims are handed out only when every check passed. The roles and scopes
+//! The registered claims are read from the unverified payload and can only
+//! refuse there; the application's type is deserialized after the
+//! signature holds, and the claims are handed out only when every check
+//! passed. The roles and scopes
 //! ([`Grants`]) are then read from the mapped claims only
 //! ([`VerifierBuilder::grants`]), once per token.
 
@@ -356,14 +359,18 @@ impl Verifier {
         if !is_json_object(payload) {
             return Err(TokenError::Malformed);
         }
+        // Claims that already fail (expired beyond the leeway, not yet
+        // valid, another issuer, audience or kind) are refused before the
+        // signature is checked: this step only ever refuses, so nothing is
+        // granted on unverified data, and a flood of expired tokens costs
+        // no signature each.
+        let meta = self.check_registered(&parse_registered(payload, &config.kind_claim)?, now)?;
         let message = &token[..last_dot];
         let seen = self.check_signature(header_b64, message, signature_b64, payload)?;
 
-        // The signature holds: read the claims, once.
-        let mut parsed = false;
-        let verified = read_claims::<C, T>(payload, &config.kind_claim, |claims, raw| {
-            parsed = true;
-            let meta = self.check_registered(raw, now)?;
+        // The signature holds: read the claims, once. The registered
+        // claims were checked above on these same bytes.
+        let verified = read_claims::<C, T>(payload, &config.kind_claim, |claims, _raw| {
             // Only the mapped claims, on the verified payload.
             let grants = config.grants.read(payload)?;
             Ok(wrap(Verified {
@@ -372,16 +379,7 @@ impl Verifier {
                 grants,
             }))
         });
-        match verified {
-            Err(err) if !parsed => {
-                // The registered claims' verdict comes first (an expired
-                // token is expired, whatever its other claims look like).
-                let raw = parse_registered(payload, &config.kind_claim)?;
-                self.check_registered(&raw, now)?;
-                Err(err)
-            }
-            verified => verified.map(|verified| (verified, seen)),
-        }
+        verified.map(|verified| (verified, seen))
     }
 
     /// The header's checks and the signature over `message`, and the keys
