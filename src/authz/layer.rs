@@ -14,6 +14,8 @@ use tower_service::Service;
 use crate::BoxFuture;
 use crate::authz::policy::{Policy, Undecidable};
 use crate::authz::rules::{Matched, Rules};
+#[cfg(feature = "cedar")]
+use crate::authz::{CedarError, CedarPolicies};
 use crate::future::{define_inner_service_accessors, refuse};
 use crate::observe::{LazyCounter, Seen, lazy_counter};
 use crate::reject::{AuthzRejection, DefaultRejection, OnRejection, Realm, Rejection};
@@ -74,6 +76,9 @@ where
 enum What {
     Policy(Policy),
     Rules(Rules),
+    /// Cedar policies, with the action a route names (else the method's).
+    #[cfg(feature = "cedar")]
+    Cedar(CedarPolicies, Option<Arc<str>>),
 }
 
 #[derive(Clone)]
@@ -117,6 +122,34 @@ impl RequireLayer {
     /// refused (`400`).
     pub fn rules(rules: Rules) -> Self {
         Self::with(What::Rules(rules))
+    }
+
+    /// Asks `policies` about every request (see
+    /// [`CedarPolicies`](crate::authz::CedarPolicies)): the action is the
+    /// request's method (`Action::"GET"`). A refusal, a `forbid`, no
+    /// `permit`, an evaluation error or a method the schema does not
+    /// declare, is a `403` (`policy_denied`).
+    #[cfg(feature = "cedar")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
+    pub fn cedar(policies: CedarPolicies) -> Self {
+        Self::with(What::Cedar(policies, None))
+    }
+
+    /// As [`cedar`](Self::cedar), with the action `action`
+    /// (`Action::"<action>"`) for every request rather than the method's;
+    /// refused when the schema in force does not declare it. (A reload
+    /// whose schema drops it leaves the route refusing every request.)
+    #[cfg(feature = "cedar")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
+    pub fn cedar_action(
+        policies: CedarPolicies,
+        action: impl Into<String>,
+    ) -> Result<Self, CedarError> {
+        let action = action.into();
+        if !policies.has_action(&action) {
+            return Err(CedarError::UnknownAction(action));
+        }
+        Ok(Self::with(What::Cedar(policies, Some(action.into()))))
     }
 
     fn with(what: What) -> Self {
@@ -177,11 +210,14 @@ impl<R> RequireLayer<R> {
         }
     }
 
-    /// The policy, when the layer was built with one (rather than rules).
+    /// The policy, when the layer was built with one (rather than rules or
+    /// Cedar policies).
     pub fn policy(&self) -> Option<&Policy> {
         match &self.config.what {
             What::Policy(policy) => Some(policy),
             What::Rules(_) => None,
+            #[cfg(feature = "cedar")]
+            What::Cedar(..) => None,
         }
     }
 }
@@ -332,6 +368,13 @@ where
                 }
                 Matched::Ambiguous(why) => Err(AuthzRejection::AmbiguousPath(why)),
             },
+            #[cfg(feature = "cedar")]
+            What::Cedar(policies, action) => policies.decide(
+                action.as_deref(),
+                req.method(),
+                req.uri().path(),
+                req.extensions(),
+            ),
         };
         match decided {
             Ok(token) => {

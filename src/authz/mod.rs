@@ -14,7 +14,10 @@
 //! - [`RequireLayer`]: applies a policy to every request, with an optional
 //!   [`AsyncCheck`] (an ownership lookup) after it; with the `axum` feature
 //!   the [`Authorized`](crate::extract::Authorized) extractor does the same
-//!   per handler.
+//!   per handler;
+//! - with the `cedar` feature, `CedarPolicies`: a Cedar policy file
+//!   validated against its schema at load and reloadable, applied by
+//!   `RequireLayer::cedar`.
 //!
 //! Refusals are [`AuthzRejection`]s rendered by the layer's
 //! [`OnRejection`](crate::reject::OnRejection): `403` with
@@ -66,6 +69,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "cedar")]
+mod cedar;
 mod grants;
 mod layer;
 pub(crate) mod path;
@@ -73,6 +78,9 @@ mod policy;
 mod rules;
 
 pub use crate::reject::AuthzRejection;
+#[cfg(feature = "cedar")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
+pub use cedar::{CedarError, CedarPolicies, CedarPoliciesBuilder, CedarProblem};
 pub use grants::{GrantMapping, Grants};
 pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, ResponseFuture};
 #[cfg(feature = "presets")]
