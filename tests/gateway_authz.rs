@@ -428,3 +428,98 @@ async fn an_administrator_signs_a_user_out_everywhere() {
         );
     }
 }
+
+/// Reads every `/app/` path for any token, writes there for administrators.
+#[cfg(feature = "cedar")]
+const CEDAR_POLICIES: &str = r#"
+@id("read")
+permit (principal, action in Action::"read", resource)
+when { resource.path like "/app/*" };
+
+@id("admin-write")
+permit (principal, action in Action::"write", resource)
+when { principal.roles.contains("admin") && resource.path like "/app/*" };
+"#;
+
+#[cfg(feature = "cedar")]
+#[tokio::test]
+async fn cedar_policies_decide_after_the_rules_and_reload_on_sighup() {
+    let dir = temp_dir("cedar");
+    let policies = dir.join("policies.cedar");
+    std::fs::write(&policies, CEDAR_POLICIES).unwrap();
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies.cedarschema");
+    let cedar = format!(
+        "[authz]\ndefault = \"authenticated\"\ncedar = \"{}\"\ncedar_schema = \"{}\"\n[[rule]]\nname = \"open\"\npath = \"/open/\"\npublic = true\n",
+        policies.display(),
+        schema.display()
+    );
+    let edge = edge(&cedar).await;
+    let proxy = &edge.fronts[0];
+    let admin = bearer_token(proxy, "admin").await;
+    let operator = operator_cookie(&edge.gateway).await;
+
+    for front in &edge.fronts {
+        let site = format!("http://127.0.0.1:{}", front.port);
+        let as_operator = [("cookie", operator.as_str()), ("origin", site.as_str())];
+        let as_admin = [("authorization", admin.as_str())];
+        let reply = front.get("/app/x", &as_operator).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}: {}", front.name, reply.text);
+        assert_eq!(reached(&reply).as_deref(), Some("operator"));
+        let reply = front.send(Method::DELETE, "/app/x", &as_operator, "").await;
+        assert_refused(front, "operator deletes", &reply, StatusCode::FORBIDDEN);
+        let reply = front.send(Method::DELETE, "/app/x", &as_admin, "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}: {}", front.name, reply.text);
+        // No permit: refused, whoever asks.
+        let reply = front.get("/elsewhere", &as_admin).await;
+        assert_refused(front, "no permit", &reply, StatusCode::FORBIDDEN);
+        let reply = front.get("/app/x", &[]).await;
+        assert_refused(front, "anonymous", &reply, StatusCode::UNAUTHORIZED);
+        // A public rule needs no token and no policy.
+        let reply = front.get("/open/x", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}: {}", front.name, reply.text);
+    }
+
+    // SIGHUP puts a new set in force: reading now takes the role admin.
+    std::fs::write(
+        &policies,
+        CEDAR_POLICIES.replace(
+            "when { resource.path like \"/app/*\" };",
+            "when { principal.roles.contains(\"admin\") && resource.path like \"/app/*\" };",
+        ),
+    )
+    .unwrap();
+    edge.gateway.signal("HUP");
+    let operator_reads = || async {
+        proxy
+            .get("/app/x", &[("cookie", operator.as_str())])
+            .await
+            .status
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while operator_reads().await == StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "the new policies never came in force");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(operator_reads().await, StatusCode::FORBIDDEN);
+
+    // A file that does not parse is refused; the set in force stays.
+    std::fs::write(&policies, "permit (principal, action, resource) when {").unwrap();
+    edge.gateway.signal("HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(operator_reads().await, StatusCode::FORBIDDEN);
+    let reply = proxy.get("/app/x", &[("authorization", &admin)]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    // `authgate check` names the file and the line.
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, gateway_config(1, &cedar)).unwrap();
+    std::fs::write(&policies, "@id(\"a\")\npermit (principal, action, resource)\nwhen { principal.nope };\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .arg("check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("policies.cedar:3"), "{stderr}");
+}

@@ -715,6 +715,13 @@ impl CedarPolicies {
         Ok(())
     }
 
+    /// Puts the set in force in `other` (loaded with the same builder
+    /// settings, so already checked) in force here too.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn adopt(&self, other: &CedarPolicies) {
+        self.shared.current.store(other.shared.current.load_full());
+    }
+
     /// Puts the policies and schema of these texts in force, after the
     /// same checks as at load; on an error the policies in force stay.
     pub fn replace_texts(&self, policies: &str, schema: &str) -> Result<(), CedarError> {

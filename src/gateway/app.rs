@@ -263,6 +263,8 @@ struct Guard {
     space: SelectSpaceLayer<GatewayClaims, GatewayRejection>,
     /// The `[[rule]]` table, after the space is selected.
     require: RequireLayer<GatewayRejection>,
+    /// `[authz] cedar`: the Cedar policies after the rules.
+    cedar: Option<RequireLayer<GatewayRejection>>,
     public_paths: Arc<[String]>,
     rules: Rules,
     errors: ErrorStyle,
@@ -272,7 +274,11 @@ struct Guard {
 type Guarded<T> = IpFilter<
     Auth<
         Csrf<
-            SelectSpace<Require<T, GatewayRejection>, GatewayClaims, GatewayRejection>,
+            SelectSpace<
+                Require<tower::util::Either<Require<T, GatewayRejection>, T>, GatewayRejection>,
+                GatewayClaims,
+                GatewayRejection,
+            >,
             GatewayRejection,
         >,
         GatewayClaims,
@@ -302,6 +308,7 @@ impl Guard {
             .layer(self.csrf.clone())
             .layer(self.space.clone())
             .layer(self.require.clone())
+            .option_layer(self.cedar.clone())
             .service(terminal);
         let public = ServiceBuilder::new()
             .layer(self.ip_filter.clone())
@@ -583,6 +590,9 @@ pub struct ReloadHandle {
     keys: Arc<ReloadableKeys>,
     /// The TLS certificate and key in force, with `[server.tls]`.
     tls: Option<super::tls::LiveServerConfig>,
+    /// The Cedar policies in force, with `[authz] cedar`.
+    #[cfg(feature = "cedar")]
+    cedar: Option<crate::authz::CedarPolicies>,
 }
 
 impl std::fmt::Debug for ReloadHandle {
@@ -603,6 +613,17 @@ impl ReloadHandle {
                 "turning TLS on or off takes a restart",
             ));
         }
+        #[cfg(feature = "cedar")]
+        match (&self.cedar, &settings.cedar) {
+            (None, None) => {}
+            (Some(live), Some(new)) if live.files() == new.files() => {}
+            _ => {
+                return Err(BuildError::new(
+                    "authz.cedar",
+                    "adding, removing or renaming the Cedar files takes a restart",
+                ));
+            }
+        }
         if let (Some(live), Some(tls)) = (&self.tls, &settings.tls) {
             live.store(Arc::clone(&tls.config));
         }
@@ -610,6 +631,11 @@ impl ReloadHandle {
             .replace(&settings.reloadable.verifying_keys)
             .map_err(|err| BuildError::new("keys", err))?;
         self.ip_filter.replace(settings.reloadable.ip_rules.clone());
+        // The files were read and validated as the settings were loaded.
+        #[cfg(feature = "cedar")]
+        if let (Some(live), Some(new)) = (&self.cedar, &settings.cedar) {
+            live.adopt(new);
+        }
         Ok(())
     }
 }
@@ -618,6 +644,33 @@ impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").finish_non_exhaustive()
     }
+}
+
+/// The Cedar layer of `[authz] cedar`, when configured.
+#[cfg(feature = "cedar")]
+fn cedar_layer(
+    settings: &Settings,
+    style: GatewayRejection,
+) -> Result<Option<RequireLayer<GatewayRejection>>, BuildError> {
+    settings
+        .cedar
+        .as_ref()
+        .map(|policies| {
+            Ok(RequireLayer::cedar(policies.clone())
+                .realm(&settings.realm)
+                .map_err(|err| BuildError::new("guard.realm", err))?
+                .on_rejection(style))
+        })
+        .transpose()
+}
+
+#[cfg(not(feature = "cedar"))]
+#[allow(clippy::unnecessary_wraps)]
+fn cedar_layer(
+    _settings: &Settings,
+    _style: GatewayRejection,
+) -> Result<Option<RequireLayer<GatewayRejection>>, BuildError> {
+    Ok(None)
 }
 
 /// The stores every login preset shares.
@@ -1026,6 +1079,7 @@ impl Gateway {
                 .realm(&settings.realm)
                 .map_err(|err| BuildError::new("guard.realm", err))?
                 .on_rejection(style),
+            cedar: cedar_layer(settings, style)?,
             public_paths: settings.public_paths.clone().into(),
             rules: settings.rules.clone(),
             errors: settings.errors,
@@ -1104,6 +1158,8 @@ impl Gateway {
                     .tls
                     .as_ref()
                     .map(|tls| Arc::new(ArcSwap::new(Arc::clone(&tls.config)))),
+                #[cfg(feature = "cedar")]
+                cedar: settings.cedar.clone(),
             },
             h2c: settings.h2c,
         })

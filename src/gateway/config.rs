@@ -222,6 +222,10 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawAuthz {
     /// What a request no rule matches gets: `"authenticated"` or `"deny"`.
     pub(crate) default: Option<Spanned<String>>,
+    /// Cedar policies every request a rule lets through (public rules
+    /// aside) must also satisfy (feature `cedar`), and their schema.
+    pub(crate) cedar: Option<Spanned<String>>,
+    pub(crate) cedar_schema: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -609,6 +613,9 @@ pub struct Settings {
     /// `[authz]` and the `[[rule]]`s: what each verified token may reach
     /// (first match wins), and what a request no rule matches gets.
     pub(crate) rules: Rules,
+    /// `[authz] cedar` and `cedar_schema`, loaded and validated.
+    #[cfg(feature = "cedar")]
+    pub(crate) cedar: Option<crate::authz::CedarPolicies>,
     pub(crate) errors: ErrorStyle,
     pub(crate) realm: String,
     pub(crate) token_cache: usize,
@@ -1167,6 +1174,66 @@ fn check_path(
         ));
     }
     Ok(path.clone())
+}
+
+/// `[authz] cedar` and `cedar_schema`: both or neither; the files loaded
+/// and the policies validated against the schema, an error naming the
+/// file, line and column of the first problem.
+#[cfg(feature = "cedar")]
+fn check_cedar(
+    source: &Source<'_>,
+    raw: &RawConfig,
+) -> Result<Option<crate::authz::CedarPolicies>, ConfigFileError> {
+    let Some(authz) = &raw.authz else {
+        return Ok(None);
+    };
+    let (policies, schema) = match (&authz.cedar, &authz.cedar_schema) {
+        (None, None) => return Ok(None),
+        (Some(policies), Some(schema)) => (policies, schema),
+        (Some(given), None) | (None, Some(given)) => {
+            return Err(source.error(
+                "authz.cedar",
+                &given.span(),
+                "`cedar` (the policies) and `cedar_schema` (their schema) go together",
+            ));
+        }
+    };
+    crate::authz::CedarPolicies::builder()
+        .spaces_of::<crate::gateway::identity::GatewayClaims>()
+        .load(
+            source.resolve(policies.get_ref()),
+            source.resolve(schema.get_ref()),
+        )
+        .map(Some)
+        .map_err(|err| match err.problems().first() {
+            Some(problem) => ConfigFileError::at(
+                Path::new(&problem.file),
+                problem.line,
+                "authz.cedar",
+                match problem.column {
+                    Some(column) => format!("column {column}: {}", problem.message),
+                    None => problem.message.clone(),
+                },
+            ),
+            None => source.error("authz.cedar", &policies.span(), err),
+        })
+}
+
+/// Without the `cedar` feature, `[authz] cedar` is refused.
+#[cfg(not(feature = "cedar"))]
+fn check_cedar(source: &Source<'_>, raw: &RawConfig) -> Result<(), ConfigFileError> {
+    let given = raw
+        .authz
+        .as_ref()
+        .and_then(|authz| authz.cedar.as_ref().or(authz.cedar_schema.as_ref()));
+    match given {
+        Some(given) => Err(source.error(
+            "authz.cedar",
+            &given.span(),
+            "this authgate was built without Cedar (cargo feature `cedar`)",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A `[[rule]]` as read, for the checks between rules.
@@ -1764,6 +1831,10 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         public_paths.push(checked);
     }
     let rules = check_rules(source, &raw)?;
+    #[cfg(feature = "cedar")]
+    let cedar = check_cedar(source, &raw)?;
+    #[cfg(not(feature = "cedar"))]
+    check_cedar(source, &raw)?;
     let errors = match &guard.errors {
         None => ErrorStyle::Json,
         Some(style) => match style.get_ref().as_str() {
@@ -1897,6 +1968,8 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
         default_space,
         public_paths,
         rules,
+        #[cfg(feature = "cedar")]
+        cedar,
         errors,
         realm,
         token_cache: guard.token_cache.unwrap_or(10_000),
