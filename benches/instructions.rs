@@ -121,11 +121,7 @@ fn case(name: &str) -> Option<Box<dyn FnMut()>> {
                 })
                 .unwrap();
             Box::new(move || {
-                black_box(
-                    verifier
-                        .verify::<BenchClaims>(black_box(&expired))
-                        .is_err(),
-                );
+                black_box(verifier.verify::<BenchClaims>(black_box(&expired)).is_err());
             })
         }
         "no_layer" => Box::new(move || check(ready(handler.oneshot(request())))),
