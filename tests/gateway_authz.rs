@@ -447,7 +447,8 @@ async fn cedar_policies_decide_after_the_rules_and_reload_on_sighup() {
     let dir = temp_dir("cedar");
     let policies = dir.join("policies.cedar");
     std::fs::write(&policies, CEDAR_POLICIES).unwrap();
-    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies.cedarschema");
+    let schema =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies.cedarschema");
     let cedar = format!(
         "[authz]\ndefault = \"authenticated\"\ncedar = \"{}\"\ncedar_schema = \"{}\"\n[[rule]]\nname = \"open\"\npath = \"/open/\"\npublic = true\n",
         policies.display(),
@@ -463,12 +464,24 @@ async fn cedar_policies_decide_after_the_rules_and_reload_on_sighup() {
         let as_operator = [("cookie", operator.as_str()), ("origin", site.as_str())];
         let as_admin = [("authorization", admin.as_str())];
         let reply = front.get("/app/x", &as_operator).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}: {}", front.name, reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            front.name,
+            reply.text
+        );
         assert_eq!(reached(&reply).as_deref(), Some("operator"));
         let reply = front.send(Method::DELETE, "/app/x", &as_operator, "").await;
         assert_refused(front, "operator deletes", &reply, StatusCode::FORBIDDEN);
         let reply = front.send(Method::DELETE, "/app/x", &as_admin, "").await;
-        assert_eq!(reply.status, StatusCode::OK, "{}: {}", front.name, reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            front.name,
+            reply.text
+        );
         // No permit: refused, whoever asks.
         let reply = front.get("/elsewhere", &as_admin).await;
         assert_refused(front, "no permit", &reply, StatusCode::FORBIDDEN);
@@ -476,7 +489,13 @@ async fn cedar_policies_decide_after_the_rules_and_reload_on_sighup() {
         assert_refused(front, "anonymous", &reply, StatusCode::UNAUTHORIZED);
         // A public rule needs no token and no policy.
         let reply = front.get("/open/x", &[]).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}: {}", front.name, reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            front.name,
+            reply.text
+        );
     }
 
     // SIGHUP puts a new set in force: reading now takes the role admin.
@@ -497,7 +516,10 @@ async fn cedar_policies_decide_after_the_rules_and_reload_on_sighup() {
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while operator_reads().await == StatusCode::OK {
-        assert!(std::time::Instant::now() < deadline, "the new policies never came in force");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new policies never came in force"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(operator_reads().await, StatusCode::FORBIDDEN);
@@ -513,7 +535,11 @@ async fn cedar_policies_decide_after_the_rules_and_reload_on_sighup() {
     // `authgate check` names the file and the line.
     let config = dir.join("gateway.toml");
     std::fs::write(&config, gateway_config(1, &cedar)).unwrap();
-    std::fs::write(&policies, "@id(\"a\")\npermit (principal, action, resource)\nwhen { principal.nope };\n").unwrap();
+    std::fs::write(
+        &policies,
+        "@id(\"a\")\npermit (principal, action, resource)\nwhen { principal.nope };\n",
+    )
+    .unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
         .arg("check")
         .arg(&config)
@@ -522,4 +548,29 @@ async fn cedar_policies_decide_after_the_rules_and_reload_on_sighup() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("policies.cedar:3"), "{stderr}");
+}
+
+/// A reload reads the file again, an `ephemeral` signing key included: the
+/// key the running presets sign with stays accepted, so no token (and no
+/// new sign-in) stops working.
+#[tokio::test]
+async fn tokens_signed_before_and_after_a_reload_keep_working() {
+    let edge = edge("").await;
+    let proxy = &edge.fronts[0];
+    let before = bearer_token(proxy, "admin").await;
+    edge.gateway.signal("HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let after = bearer_token(proxy, "admin").await;
+    for front in &edge.fronts {
+        for token in [&before, &after] {
+            let reply = front.get("/app/x", &[("authorization", token)]).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "{}: {}",
+                front.name,
+                reply.text
+            );
+        }
+    }
 }

@@ -1022,6 +1022,12 @@ impl Gateway {
         let resolver = ClientIpResolver::new().trusted_proxies(settings.trusted_proxies.clone());
         let ip_filter = IpFilterLayer::new(settings.reloadable.ip_rules.clone(), resolver);
         let mut logins = build_logins(settings, &ip_filter)?;
+        // The key the presets sign with stays accepted across reloads (a
+        // reload reads a new `ephemeral` key, or a changed file, that
+        // nothing signs with).
+        if let Some(signing) = &settings.signing_key {
+            logins.fixed_keys.push(signing.verifying_key());
+        }
 
         let keys = Arc::new(ReloadableKeys {
             keys: ArcSwap::from_pointee(

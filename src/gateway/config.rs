@@ -568,7 +568,9 @@ pub(crate) enum SourceSetting {
     Header(HeaderName),
 }
 
-/// Everything the IP filter reloads on `SIGHUP`, and the keys.
+/// Everything the IP filter reloads on `SIGHUP`, and the keys the guard
+/// accepts beside the signing key's (`[[keys.verify]]`): the signing key
+/// itself is the one the running presets sign with, kept until a restart.
 #[derive(Clone)]
 pub(crate) struct Reloadable {
     pub(crate) ip_rules: IpRules,
@@ -1111,7 +1113,10 @@ fn verifying_keys(
         }
         list.push(verifying);
     }
-    Ok(list)
+    // The signing key's own public key was there for the kid check only:
+    // the running gateway keeps the key it signs with (see `Reloadable`).
+    let signing_count = usize::from(signing.is_some());
+    Ok(list.split_off(signing_count))
 }
 
 fn signing_key(source: &Source<'_>, keys: &RawKeys) -> Result<SigningKey, ConfigFileError> {
@@ -1605,7 +1610,10 @@ fn check(source: &Source<'_>, raw: RawConfig) -> Result<Settings, ConfigFileErro
             "the login presets sign tokens: set [keys] signing_key to a PEM file (or \"ephemeral\")",
         ));
     }
-    if verifying.is_empty() && !logins.iter().any(|l| l.preset == PresetKind::XAuthToken) {
+    if verifying.is_empty()
+        && signing.is_none()
+        && !logins.iter().any(|l| l.preset == PresetKind::XAuthToken)
+    {
         return Err(source.missing(
             "keys",
             "no key verifies tokens: configure [keys] signing_key or [[keys.verify]], or a login preset",
