@@ -61,18 +61,21 @@ fn case(name: &str) -> Option<Box<dyn FnMut()>> {
     };
     let now = now_seconds();
     let (signing, _, verifying) = keys(alg);
-    let token = signing
-        .sign(&BenchClaims {
-            sub: "admin".into(),
-            iat: now,
-            exp: now + 3600,
-            jti: "733d8ce1-67b1-437c-8c45-37b882fc1a1f".into(),
-            usefor: "access".into(),
-            iss: "datarhei-core".into(),
-            spaces: vec!["default_space".into(), "production".into()],
-            roles: vec!["admin".into()],
-        })
-        .unwrap();
+    let signed_until = |exp: u64| {
+        signing
+            .sign(&BenchClaims {
+                sub: "admin".into(),
+                iat: exp - 3600,
+                exp,
+                jti: "733d8ce1-67b1-437c-8c45-37b882fc1a1f".into(),
+                usefor: "access".into(),
+                iss: "datarhei-core".into(),
+                spaces: vec!["default_space".into(), "production".into()],
+                roles: vec!["admin".into()],
+            })
+            .unwrap()
+    };
+    let token = signed_until(now + 3600);
     let verifier = Verifier::builder(KeySet::single(verifying))
         .issuer("datarhei-core")
         .build()
@@ -108,18 +111,7 @@ fn case(name: &str) -> Option<Box<dyn FnMut()>> {
         }),
         // A token an hour past its `exp`: refused on its claims.
         "authgate_verifier_expired" => {
-            let expired = signing
-                .sign(&BenchClaims {
-                    sub: "admin".into(),
-                    iat: now - 7200,
-                    exp: now - 3600,
-                    jti: "733d8ce1-67b1-437c-8c45-37b882fc1a1f".into(),
-                    usefor: "access".into(),
-                    iss: "datarhei-core".into(),
-                    spaces: vec!["default_space".into(), "production".into()],
-                    roles: vec!["admin".into()],
-                })
-                .unwrap();
+            let expired = signed_until(now - 3600);
             Box::new(move || {
                 black_box(verifier.verify::<BenchClaims>(black_box(&expired)).is_err());
             })

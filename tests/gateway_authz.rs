@@ -66,36 +66,6 @@ async fn edge(extra: &str) -> Edge {
     }
 }
 
-/// The operator's access cookie (password, then the TOTP step): one
-/// sign-in per gateway, as a TOTP step is accepted once.
-async fn operator_cookie(gateway: &Gateway) -> String {
-    let front = Front::new("authgate proxy", gateway.addr.port());
-    let form = [("content-type", "application/x-www-form-urlencoded")];
-    let pending = front
-        .send(
-            Method::POST,
-            "/login",
-            &form,
-            "username=operator&password=operator",
-        )
-        .await;
-    assert_eq!(pending.json()["otp-required"], true, "{}", pending.text);
-    let otp_cookie = format!("ins_otp_token={}", pending.cookie("ins_otp_token").unwrap());
-    let otp = front
-        .send(
-            Method::POST,
-            "/login/otp",
-            &[form[0], ("cookie", &otp_cookie)],
-            &format!("otp={}", totp_now()),
-        )
-        .await;
-    assert_eq!(otp.status, StatusCode::OK, "{}", otp.text);
-    format!(
-        "ins_access_token={}",
-        otp.cookie("ins_access_token").unwrap()
-    )
-}
-
 /// The subject the upstream was told, when the request reached it.
 fn reached(reply: &Reply) -> Option<String> {
     let echo = serde_json::from_str::<Value>(&reply.text)

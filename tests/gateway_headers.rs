@@ -12,7 +12,7 @@ mod fixtures;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::Value;
 
 use fixtures::*;
@@ -47,37 +47,6 @@ async fn edge() -> Edge {
         _caddy: caddy,
         fronts,
     }
-}
-
-/// The operator's access cookie (password, then the TOTP step), signed in
-/// through the gateway itself: one sign-in per gateway, as a TOTP step is
-/// accepted once.
-async fn operator_cookie(gateway: &Gateway) -> String {
-    let front = Front::new("authgate proxy", gateway.addr.port());
-    let form = [("content-type", "application/x-www-form-urlencoded")];
-    let pending = front
-        .send(
-            Method::POST,
-            "/login",
-            &form,
-            "username=operator&password=operator",
-        )
-        .await;
-    assert_eq!(pending.json()["otp-required"], true, "{}", pending.text);
-    let otp_cookie = format!("ins_otp_token={}", pending.cookie("ins_otp_token").unwrap());
-    let otp = front
-        .send(
-            Method::POST,
-            "/login/otp",
-            &[form[0], ("cookie", &otp_cookie)],
-            &format!("otp={}", totp_now()),
-        )
-        .await;
-    assert_eq!(otp.status, StatusCode::OK, "{}", otp.text);
-    format!(
-        "ins_access_token={}",
-        otp.cookie("ins_access_token").unwrap()
-    )
 }
 
 /// What the upstream received, from the echo in a reply's body: `None`

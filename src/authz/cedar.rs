@@ -21,7 +21,7 @@ use crate::authz::path::{PathShape, path_shape, percent_decode};
 use crate::ip::ClientIp;
 use crate::reject::AuthzRejection;
 use crate::tenant::{HasSpaces, Space};
-use crate::token::{Anonymous, VerifiedToken};
+use crate::token::VerifiedToken;
 
 /// The entity type of the principal.
 const USER: &str = "User";
@@ -762,13 +762,7 @@ impl CedarPolicies {
         path: &str,
         extensions: &'r Extensions,
     ) -> Result<&'r VerifiedToken, AuthzRejection> {
-        let Some(token) = extensions.get::<VerifiedToken>() else {
-            return Err(if extensions.get::<Anonymous>().is_some() {
-                AuthzRejection::AuthenticationRequired
-            } else {
-                AuthzRejection::MissingAuthLayer
-            });
-        };
+        let token = super::layer::verified_token(extensions)?;
         let path: Cow<'_, str> = match path_shape(path) {
             Err(why) => return Err(AuthzRejection::AmbiguousPath(why.0)),
             Ok(PathShape::Plain) => Cow::Borrowed(path),

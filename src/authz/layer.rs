@@ -261,14 +261,20 @@ pub(crate) fn decide<'r>(
     policy: &Policy,
     extensions: &'r Extensions,
 ) -> Result<&'r VerifiedToken, AuthzRejection> {
-    let Some(token) = extensions.get::<VerifiedToken>() else {
-        return Err(if extensions.get::<Anonymous>().is_some() {
+    let token = verified_token(extensions)?;
+    check_token(policy, token, extensions).map(|()| token)
+}
+
+/// The request's verified token: `401` for an anonymous request (an
+/// optional `AuthLayer` let it through), `500` when no `AuthLayer` ran.
+pub(crate) fn verified_token(extensions: &Extensions) -> Result<&VerifiedToken, AuthzRejection> {
+    extensions.get::<VerifiedToken>().ok_or_else(|| {
+        if extensions.get::<Anonymous>().is_some() {
             AuthzRejection::AuthenticationRequired
         } else {
             AuthzRejection::MissingAuthLayer
-        });
-    };
-    check_token(policy, token, extensions).map(|()| token)
+        }
+    })
 }
 
 /// The decision of `policy` on `token`, with the request's `extensions`.

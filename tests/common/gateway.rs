@@ -647,6 +647,37 @@ pub fn raw_status(answer: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The operator's access cookie (password, then the TOTP step), signed in
+/// through the gateway itself: one sign-in per gateway, as a TOTP step is
+/// accepted once.
+pub async fn operator_cookie(gateway: &Gateway) -> String {
+    let front = Front::new("authgate proxy", gateway.addr.port());
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let pending = front
+        .send(
+            Method::POST,
+            "/login",
+            &form,
+            "username=operator&password=operator",
+        )
+        .await;
+    assert_eq!(pending.json()["otp-required"], true, "{}", pending.text);
+    let otp_cookie = format!("ins_otp_token={}", pending.cookie("ins_otp_token").unwrap());
+    let otp = front
+        .send(
+            Method::POST,
+            "/login/otp",
+            &[form[0], ("cookie", &otp_cookie)],
+            &format!("otp={}", totp_now()),
+        )
+        .await;
+    assert_eq!(otp.status, StatusCode::OK, "{}", otp.text);
+    format!(
+        "ins_access_token={}",
+        otp.cookie("ins_access_token").unwrap()
+    )
+}
+
 /// A bearer access token for `username` (password equal to the username,
 /// as in `examples/gateway-users.toml`) from the bearer-pair login, through
 /// `front`.
