@@ -230,6 +230,9 @@ pub struct Rules {
     rules: std::sync::Arc<[Compiled]>,
     default: RuleDefault,
     default_label: std::sync::Arc<RuleLabel>,
+    /// With more than [`INDEXED_FROM`] rules, the rules each first path
+    /// segment can meet, in order (see [`Index`]).
+    index: Option<std::sync::Arc<Index>>,
     /// Whether any rule is public (else no request needs the table
     /// before the token is verified).
     #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
@@ -244,6 +247,80 @@ impl fmt::Debug for Rules {
         }
         list.entry(&format_args!("default {:?}", self.default));
         list.finish()
+    }
+}
+
+/// From this many rules on, a table is indexed by first path segment.
+const INDEXED_FROM: usize = 8;
+
+/// The rules a request can meet, by its path's first segment: every
+/// pattern but `/` covers only paths whose first segment is its own
+/// (`/api/` and `/api` both `api`), so a request needs only the rules of
+/// its segment and the `/` rules, in the table's order.
+struct Index {
+    by_segment: std::collections::HashMap<Box<str>, Box<[u32]>, foldhash::fast::FixedState>,
+    /// The `/` rules alone: a segment no rule names.
+    elsewhere: Box<[u32]>,
+}
+
+/// The first segment of an absolute path (`""` for `/`), or `None` for
+/// the pattern `/`, which covers every segment.
+fn first_segment(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    if rest.is_empty() {
+        return None;
+    }
+    Some(rest.split('/').next().unwrap_or(rest))
+}
+
+impl Index {
+    fn new(rules: &[Compiled]) -> Self {
+        let mut by_segment: std::collections::HashMap<Box<str>, Vec<u32>, _> =
+            std::collections::HashMap::with_hasher(foldhash::fast::FixedState::default());
+        for rule in rules {
+            if let Some(segment) = first_segment(&rule.path) {
+                by_segment.entry(segment.into()).or_default();
+            }
+        }
+        let mut elsewhere = Vec::new();
+        for (i, rule) in (0u32..).zip(rules) {
+            match first_segment(&rule.path) {
+                Some(segment) => {
+                    if let Some(list) = by_segment.get_mut(segment) {
+                        list.push(i);
+                    }
+                }
+                None => {
+                    elsewhere.push(i);
+                    for list in by_segment.values_mut() {
+                        list.push(i);
+                    }
+                }
+            }
+        }
+        Index {
+            by_segment: by_segment
+                .into_iter()
+                .map(|(segment, list)| (segment, list.into_boxed_slice()))
+                .collect(),
+            elsewhere: elsewhere.into_boxed_slice(),
+        }
+    }
+
+    /// The rules, in order, that a request for `path` can meet.
+    fn candidates(&self, path: &str) -> &[u32] {
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        let segment = match memchr::memchr(b'/', rest.as_bytes()) {
+            Some(end) => &rest[..end],
+            None => rest,
+        };
+        // No pattern has an empty first segment (`//` is not a plain path).
+        if segment.is_empty() {
+            return &self.elsewhere;
+        }
+        self.by_segment
+            .get(segment)
+            .map_or(&*self.elsewhere, |list| &**list)
     }
 }
 
@@ -274,6 +351,7 @@ impl Rules {
             .collect();
         Rules {
             has_public: rules.iter().any(|r| matches!(r.access, Access::Public)),
+            index: (rules.len() > INDEXED_FROM).then(|| std::sync::Arc::new(Index::new(&rules))),
             rules,
             default: RuleDefault::Deny,
             default_label: std::sync::Arc::new(RuleLabel::new("default".into())),
@@ -327,7 +405,23 @@ impl Rules {
             },
             Err(why) => return Matched::Ambiguous(why.0),
         };
-        for rule in self.rules.iter() {
+        // Every rule, or with an index only those the path's first segment
+        // can meet (in the same order).
+        let (mut all, mut indexed);
+        let candidates: &mut dyn Iterator<Item = &Compiled> = match &self.index {
+            Some(index) => {
+                indexed = index
+                    .candidates(&path)
+                    .iter()
+                    .filter_map(|&i| self.rules.get(i as usize));
+                &mut indexed
+            }
+            None => {
+                all = self.rules.iter();
+                &mut all
+            }
+        };
+        for rule in candidates {
             // The path first: most rules differ there, and cheaply.
             if !covers(&rule.path, &path)
                 || rule
@@ -459,6 +553,66 @@ mod tests {
         // `/caf%C3%A9` is not plain: the public rule is skipped.
         assert_eq!(name(t.decide(&Method::GET, "/caf%C3%A9")), "deny");
         assert_eq!(name(t.decide(&Method::GET, "/cafe")), "public public");
+    }
+
+    #[test]
+    fn an_indexed_table_decides_as_the_rules_read_in_order() {
+        let rules = || {
+            let mut rules = vec![
+                Rule::new("health", "/health").unwrap().public(),
+                Rule::new("root-get", "/")
+                    .unwrap()
+                    .methods([Method::GET])
+                    .roles(["viewer"]),
+                Rule::new("admin-read", "/admin/")
+                    .unwrap()
+                    .methods([Method::GET])
+                    .roles(["admin", "auditor"]),
+                Rule::new("admin", "/admin/").unwrap().roles(["admin"]),
+                Rule::new("admin-exact", "/admin").unwrap().roles(["x"]),
+                Rule::new("public", "/public/").unwrap().public(),
+            ];
+            rules.extend((0..10).map(|i| {
+                Rule::new(format!("r{i}"), format!("/api/r{i}/"))
+                    .unwrap()
+                    .roles(["operator"])
+            }));
+            rules.push(Rule::new("api", "/api/").unwrap());
+            rules.push(Rule::new("root", "/").unwrap().roles(["admin"]));
+            rules
+        };
+        let indexed = Rules::new(rules());
+        assert!(indexed.index.is_some());
+        let mut linear = Rules::new(rules());
+        linear.index = None;
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            for path in [
+                "/",
+                "/health",
+                "/health/x",
+                "/admin",
+                "/admin/",
+                "/admin/x/y",
+                "/administrators",
+                "/public/a",
+                "/public",
+                "/api/r3/x",
+                "/api/r3",
+                "/api/r10/",
+                "/api/",
+                "/api",
+                "/other",
+                "/a%3Ab/x",
+                "/caf%C3%A9",
+                "/public/..;/admin",
+            ] {
+                assert_eq!(
+                    name(indexed.decide(&method, path)),
+                    name(linear.decide(&method, path)),
+                    "{method} {path}"
+                );
+            }
+        }
     }
 
     #[test]
