@@ -291,6 +291,14 @@ async fn the_default_authenticated_lets_any_token_through_and_metrics_name_the_r
         assert_refused(front, "anonymous", &reply, StatusCode::UNAUTHORIZED);
         let reply = front.get("/admin/x", &[("cookie", &operator)]).await;
         assert_refused(front, "operator", &reply, StatusCode::FORBIDDEN);
+        let reply = front.get("/open/page", &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{}: {}",
+            front.name,
+            reply.text
+        );
     }
 
     let metrics = Front::new("metrics", metrics_port)
@@ -300,6 +308,7 @@ async fn the_default_authenticated_lets_any_token_through_and_metrics_name_the_r
     for line in [
         r#"authgate_authz_rule_decisions_total{rule="admin-read",outcome="refused",reason="insufficient_scope"} 3"#,
         r#"authgate_authz_rule_decisions_total{rule="default",outcome="allowed",reason="ok"} 3"#,
+        r#"authgate_authz_rule_decisions_total{rule="open",outcome="allowed",reason="ok"} 3"#,
     ] {
         assert!(
             metrics.text.contains(line),

@@ -388,10 +388,20 @@ impl Rules {
     }
 
     /// Whether a public rule decides `method` `path` (only a plain path
-    /// can be public): such a request needs no token.
+    /// can be public): such a request needs no token, and is counted as
+    /// that rule's.
     #[cfg(feature = "gateway")]
     pub(crate) fn is_public(&self, method: &Method, path: &str) -> bool {
-        self.has_public && matches!(self.decide(method, path), Matched::Public(_))
+        if !self.has_public {
+            return false;
+        }
+        match self.decide(method, path) {
+            Matched::Public(rule) => {
+                rule.allowed();
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn decide<'r>(&'r self, method: &Method, path: &str) -> Matched<'r> {
