@@ -922,22 +922,8 @@ pub struct GrpcRejection;
 
 impl<B: Default> OnRejection<B> for GrpcRejection {
     fn on_rejection(&self, rejection: &Rejection) -> Response<B> {
-        let mut response = Response::new(B::default());
-        let headers = response.headers_mut();
-        rejection.set_headers(headers);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert(
-            "grpc-status",
-            HeaderValue::from(u16::from(rejection.grpc_status())),
-        );
-        // Percent-encoded text is visible ASCII, always a valid value; an
-        // empty one is left out rather than answered unreadable.
-        if let Ok(message) = HeaderValue::from_str(&grpc_percent_encode(&rejection.message())) {
-            headers.insert("grpc-message", message);
-        }
+        let mut response = grpc_refusal(rejection.status(), &rejection.message());
+        rejection.set_headers(response.headers_mut());
         response
     }
 }
@@ -958,9 +944,10 @@ pub(crate) fn grpc_status_of(status: StatusCode) -> u8 {
     }
 }
 
-/// A trailers-only gRPC answer (`200`, `application/grpc`) for a refusal
-/// with the HTTP status `status` and `message`.
-#[cfg(feature = "gateway")]
+/// A trailers-only gRPC answer (`200`, `application/grpc`, `grpc-status`,
+/// a percent-encoded `grpc-message`, `Cache-Control: no-store`) for a
+/// refusal with the HTTP status `status` and `message`; an empty or
+/// unencodable message is left out rather than answered unreadable.
 pub(crate) fn grpc_refusal<B: Default>(status: StatusCode, message: &str) -> Response<B> {
     let mut response = Response::new(B::default());
     let headers = response.headers_mut();

@@ -9,7 +9,6 @@
 mod fixtures;
 
 use http::{Method, StatusCode};
-use serde_json::Value;
 
 use fixtures::*;
 
@@ -68,9 +67,7 @@ async fn edge(extra: &str) -> Edge {
 
 /// The subject the upstream was told, when the request reached it.
 fn reached(reply: &Reply) -> Option<String> {
-    let echo = serde_json::from_str::<Value>(&reply.text)
-        .ok()
-        .filter(|json| json.get("headers").is_some())?;
+    let echo = echo_of(&reply.text)?;
     Some(
         echo["headers"]["x-auth-subject"]
             .as_str()

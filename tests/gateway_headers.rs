@@ -52,9 +52,7 @@ async fn edge() -> Edge {
 /// What the upstream received, from the echo in a reply's body: `None`
 /// when the request never reached it (a front or the gateway refused).
 fn received(status: StatusCode, body: &str, front: &str) -> Option<Value> {
-    let echo = serde_json::from_str::<Value>(body)
-        .ok()
-        .filter(|json| json.get("headers").is_some());
+    let echo = echo_of(body);
     if echo.is_none() {
         assert!(
             status.is_client_error() || status.is_server_error(),

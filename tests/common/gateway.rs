@@ -530,6 +530,14 @@ impl Reply {
     }
 }
 
+/// The upstream echo's JSON, when `body` is one (a request the upstream
+/// received); `None` for anything a front or the gateway answered itself.
+pub fn echo_of(body: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .filter(|json| json.get("headers").is_some())
+}
+
 pub struct Front {
     pub name: &'static str,
     pub port: u16,
