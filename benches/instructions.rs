@@ -18,14 +18,14 @@ use std::hint::black_box;
 use http::{HeaderValue, Request, Response, header};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
-use tower_authgate::authz::RequireLayer;
+use tower_authgate::authz::{Policy, RequireLayer};
 use tower_authgate::clock::now_seconds;
 use tower_authgate::token::{Algorithm, KeySet, TokenSource, TokenSources, Verifier};
 
 use fixtures::Stage;
 use tokens::{BenchClaims, SECRET, floor_hs256, keys, parsed_public_key, raw_verify, ready};
 
-const VALIDATION: [&str; 9] = [
+const VALIDATION: [&str; 11] = [
     "floor",
     "raw_verify",
     "authgate_verifier",
@@ -34,7 +34,9 @@ const VALIDATION: [&str; 9] = [
     "authgate_layer_cookie",
     "authgate_layer_cookie_cached",
     "authgate_layer_cookie_cached_role",
+    "authgate_layer_cookie_cached_require",
     "authgate_layer_cookie_cached_rules50",
+    "authgate_layer_cookie_cached_require_rules50",
 ];
 
 /// The case named `name`, ready to run once per call.
@@ -143,6 +145,21 @@ fn case(name: &str) -> Option<Box<dyn FnMut()>> {
                 .layer(AuthLayer::<BenchClaims>::new(cached).sources(sources()))
                 .layer(require)
                 .service(handler);
+            Box::new(move || check(ready(service.clone().oneshot(request()))))
+        }
+        // The same role check, and the same table, in the `AuthLayer`
+        // itself.
+        "authgate_layer_cookie_cached_require" | "authgate_layer_cookie_cached_require_rules50"
+            if alg == Algorithm::HS256 =>
+        {
+            let cached = verifier.to_builder().token_cache(1_000).build().unwrap();
+            let auth = AuthLayer::<BenchClaims>::new(cached).sources(sources());
+            let auth = if what.ends_with("rules50") {
+                auth.rules(tokens::fifty_rules()).unwrap()
+            } else {
+                auth.require(Policy::role("admin")).unwrap()
+            };
+            let service = ServiceBuilder::new().layer(auth).service(handler);
             Box::new(move || check(ready(service.clone().oneshot(request()))))
         }
         _ => return None,

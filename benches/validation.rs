@@ -20,7 +20,7 @@ use http::{HeaderValue, Request, Response, header};
 use jsonwebtoken::Validation;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_authgate::auth::AuthLayer;
-use tower_authgate::authz::RequireLayer;
+use tower_authgate::authz::{Policy, RequireLayer};
 use tower_authgate::clock::now_seconds;
 use tower_authgate::token::{Algorithm, KeySet, SigningKey, TokenSource, TokenSources, Verifier};
 
@@ -144,6 +144,31 @@ fn validation(c: &mut Criterion) {
                     ))
                     .layer(require)
                     .service(handler);
+                group.bench_function(case, |b| {
+                    b.iter(|| {
+                        let mut request = Request::new(String::new());
+                        request.headers_mut().insert(header::COOKIE, cookie.clone());
+                        let response = ready(service.clone().oneshot(request)).unwrap();
+                        assert_eq!(response.status(), 200);
+                        response
+                    })
+                });
+            }
+            // The same role check, and the same table, in the `AuthLayer`
+            // itself.
+            for case in [
+                "authgate_layer_cookie_cached_require",
+                "authgate_layer_cookie_cached_require_rules50",
+            ] {
+                let cached_verifier = verifier.to_builder().token_cache(1_000).build().unwrap();
+                let auth = AuthLayer::<BenchClaims>::new(cached_verifier)
+                    .sources(TokenSources::new([TokenSource::cookie("ins_access_token")]).unwrap());
+                let auth = if case.ends_with("rules50") {
+                    auth.rules(tokens::fifty_rules()).unwrap()
+                } else {
+                    auth.require(Policy::role("admin")).unwrap()
+                };
+                let service = ServiceBuilder::new().layer(auth).service(handler);
                 group.bench_function(case, |b| {
                     b.iter(|| {
                         let mut request = Request::new(String::new());

@@ -107,6 +107,15 @@ pub enum ConfigError {
     /// percent-encoding).
     #[error("the rule path `{0}` is not a plain path")]
     InvalidRulePath(String),
+    /// A policy given to an [`AuthLayer`](crate::auth::AuthLayer) reads
+    /// the selected space, which only a
+    /// [`SelectSpaceLayer`](crate::tenant::SelectSpaceLayer) after it can
+    /// select: it belongs in a [`RequireLayer`](crate::authz::RequireLayer)
+    /// after that layer.
+    #[error(
+        "the policy `{0}` reads the selected space: require it with a RequireLayer after the SelectSpaceLayer, not in the AuthLayer"
+    )]
+    PolicyReadsSpace(String),
 }
 
 /// Signing a token failed: the claims do not serialize, or the key cannot

@@ -889,3 +889,55 @@ async fn a_token_without_jti_of_a_revoked_family_is_refused() {
         }
     }
 }
+
+/// A policy in the `AuthLayer` (`AuthLayer::require`) judges a token whose
+/// revocation check a remote store answers later, after that answer: a
+/// revoked token is a 401 whatever it grants, a store that is down a 503,
+/// and a token that is not revoked passes only when it grants the policy.
+#[tokio::test]
+async fn a_policy_in_the_auth_layer_waits_for_the_remote_revocation_check() {
+    use tower_authgate::authz::Policy;
+    let with_roles = |sub: &str, roles: &[&str]| {
+        key()
+            .sign(&with(access_claims(sub), json!({"roles": roles})))
+            .unwrap()
+    };
+    let admin = with_roles("alice", &["admin"]);
+    let operator = with_roles("bob", &["operator"]);
+    let revoked_admin = with_roles("carol", &["admin"]);
+    let store = std::sync::Arc::new(RemoteLike {
+        revoked: vec![format!("carol@{}", tower_authgate::clock::now_seconds())],
+        down: false,
+    });
+    let guarded = || {
+        layer(all_sources())
+            .revocations(store.clone())
+            .require(Policy::role("admin"))
+            .unwrap()
+    };
+    let bearer = |token: &str| request(&[("authorization", &format!("Bearer {token}"))]);
+    assert_eq!(
+        send(guarded(), bearer(&admin)).await.status(),
+        StatusCode::OK
+    );
+    let refused = send(guarded(), bearer(&operator)).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(challenge(&refused).contains(r#"error="insufficient_scope""#));
+    assert_eq!(
+        send(guarded(), bearer(&revoked_admin)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let down = std::sync::Arc::new(RemoteLike {
+        revoked: Vec::new(),
+        down: true,
+    });
+    let response = send(
+        layer(all_sources())
+            .revocations(down)
+            .require(Policy::role("admin"))
+            .unwrap(),
+        bearer(&admin),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -846,3 +846,281 @@ async fn one_line_per_route() {
             .ends_with(r#"scope="audit:read""#)
     );
 }
+
+/// The policy or the rule table in the `AuthLayer` itself
+/// (`AuthLayer::require`, `AuthLayer::rules`): the same answers as a
+/// `RequireLayer` right after it, bar the one difference documented (a
+/// public rule does not read the token).
+mod in_the_auth_layer {
+    use http::Method;
+    use tower_authgate::ConfigError;
+    use tower_authgate::authz::{Rule, RuleDefault, Rules};
+
+    use super::*;
+
+    fn auth(optional: bool) -> AuthLayer<Value> {
+        let layer = AuthLayer::<Value>::new(verifier(GrantMapping::default()))
+            .sources(TokenSources::bearer());
+        if optional { layer.optional() } else { layer }
+    }
+
+    /// What a client sees: status, challenge, body, and whether the
+    /// handler ran.
+    async fn answer<S>(service: S, method: &Method, path: &str, bearer: Option<&str>) -> String
+    where
+        S: tower::Service<Request<String>, Response = Response<String>, Error = Infallible>,
+    {
+        let mut request = Request::builder().method(method.clone()).uri(path);
+        if let Some(bearer) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {bearer}"));
+        }
+        let response = service
+            .oneshot(request.body(String::new()).unwrap())
+            .await
+            .unwrap();
+        format!(
+            "{} {:?} {:?}",
+            response.status(),
+            response.headers().get(header::WWW_AUTHENTICATE),
+            response.body()
+        )
+    }
+
+    /// Bearer values: none, a forged one, and tokens of several grants.
+    fn bearers() -> Vec<Option<String>> {
+        vec![
+            None,
+            Some("not.a.token".to_owned()),
+            Some(token(json!({}))),
+            Some(token(json!({"roles": ["admin"]}))),
+            Some(token(json!({"roles": ["auditor", "operator"]}))),
+            Some(token(json!({"scope": "openid audit:read"}))),
+            Some(token(
+                json!({"roles": ["admin"], "scope": "audit:read", "dept": "ops"}),
+            )),
+        ]
+    }
+
+    fn policies() -> Vec<Policy> {
+        vec![
+            Policy::authenticated(),
+            Policy::role("admin"),
+            Policy::scope("audit:read"),
+            Policy::any_of([Policy::role("auditor"), Policy::scope("audit:read")]),
+            Policy::all_of([Policy::role("admin"), Policy::not(Policy::role("operator"))]),
+            Policy::check("subject ann", |token, _| {
+                token.meta().subject.as_deref() == Some("ann")
+            }),
+        ]
+    }
+
+    #[tokio::test]
+    async fn require_answers_as_a_require_layer_after_it() {
+        let bearers = bearers();
+        let mut compared = 0;
+        for policy in policies() {
+            for optional in [false, true] {
+                let fused = ServiceBuilder::new()
+                    .layer(auth(optional).require(policy.clone()).unwrap())
+                    .service(service_fn(echo));
+                let composed = ServiceBuilder::new()
+                    .layer(auth(optional))
+                    .layer(RequireLayer::new(policy.clone()))
+                    .service(service_fn(echo));
+                for bearer in &bearers {
+                    let bearer = bearer.as_deref();
+                    let a = answer(fused.clone(), &Method::GET, "/api/projects/7", bearer).await;
+                    let b = answer(composed.clone(), &Method::GET, "/api/projects/7", bearer).await;
+                    assert_eq!(a, b, "{policy} optional={optional} {bearer:?}");
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 6 * 2 * 7);
+        // And the answers are the policy's: an operator is refused naming
+        // the role, an anonymous request on an optional layer is a 401.
+        let fused = ServiceBuilder::new()
+            .layer(auth(true).require(Policy::role("admin")).unwrap())
+            .service(service_fn(echo));
+        let operator = token(json!({"roles": ["operator"]}));
+        let refused = answer(fused.clone(), &Method::GET, "/", Some(&operator)).await;
+        assert!(refused.starts_with("403 "), "{refused}");
+        assert!(
+            refused.contains(r#"error=\"insufficient_scope\""#),
+            "{refused}"
+        );
+        let anonymous = answer(fused, &Method::GET, "/", None).await;
+        assert!(anonymous.starts_with("401 "), "{anonymous}");
+    }
+
+    fn table() -> Rules {
+        Rules::new([
+            Rule::new("public", "/public/").unwrap().public(),
+            Rule::new("admin-read", "/admin/")
+                .unwrap()
+                .methods([Method::GET])
+                .roles(["admin", "auditor"]),
+            Rule::new("admin", "/admin/").unwrap().roles(["admin"]),
+            Rule::new("audit", "/audit/")
+                .unwrap()
+                .scopes(["audit:read"]),
+            Rule::new("ops", "/ops/")
+                .unwrap()
+                .require(Policy::claim_equals("dept", "ops")),
+        ])
+    }
+
+    const PATHS: [&str; 13] = [
+        "/public/a.css",
+        "/public",
+        "/admin/users",
+        "/audit/log",
+        "/ops/x",
+        "/other",
+        "/administrators",
+        "/public/..;/admin/users",
+        "/public/%2e%2e/admin/users",
+        "/%61dmin/users",
+        "/public/caf%C3%A9",
+        "/public/./a.css",
+        "//admin/users",
+    ];
+
+    #[tokio::test]
+    async fn rules_answer_as_a_require_layer_after_it_except_public_paths() {
+        let verifier = GrantMapping::default().capture("dept");
+        let auth = |optional: bool| {
+            let layer = AuthLayer::<Value>::new(super::verifier(verifier.clone()))
+                .sources(TokenSources::bearer());
+            if optional { layer.optional() } else { layer }
+        };
+        let bearers = bearers();
+        let mut compared = 0;
+        for default in [RuleDefault::Deny, RuleDefault::Authenticated] {
+            for optional in [false, true] {
+                let rules = table().default_access(default.clone());
+                let fused = ServiceBuilder::new()
+                    .layer(auth(optional).rules(rules.clone()).unwrap())
+                    .service(service_fn(echo));
+                let composed = ServiceBuilder::new()
+                    .layer(auth(optional))
+                    .layer(RequireLayer::rules(rules))
+                    .service(service_fn(echo));
+                for method in [Method::GET, Method::DELETE] {
+                    for path in PATHS {
+                        for bearer in &bearers {
+                            let bearer = bearer.as_deref();
+                            let a = answer(fused.clone(), &method, path, bearer).await;
+                            let b = answer(composed.clone(), &method, path, bearer).await;
+                            if path == "/public/a.css" {
+                                // Public: the fused layer never reads the
+                                // token, so even a forged one goes through.
+                                assert!(a.starts_with("200 "), "{path} {bearer:?}: {a}");
+                            } else {
+                                assert_eq!(
+                                    a, b,
+                                    "{default:?} optional={optional} {method} {path} {bearer:?}"
+                                );
+                            }
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 2 * 2 * 2 * PATHS.len() * 7);
+    }
+
+    #[tokio::test]
+    async fn rule_decisions() {
+        let service = ServiceBuilder::new()
+            .layer(auth(false).rules(table()).unwrap())
+            .service(service_fn(echo));
+        let status = |method: Method, path: &'static str, bearer: Option<String>| {
+            let service = service.clone();
+            async move {
+                let answer = answer(service, &method, path, bearer.as_deref()).await;
+                answer[..3].to_owned()
+            }
+        };
+        let auditor = || Some(token(json!({"roles": ["auditor"]})));
+        let admin = || Some(token(json!({"roles": ["admin"]})));
+        assert_eq!(status(Method::GET, "/admin/users", auditor()).await, "200");
+        assert_eq!(
+            status(Method::DELETE, "/admin/users", auditor()).await,
+            "403"
+        );
+        assert_eq!(status(Method::DELETE, "/admin/users", admin()).await, "200");
+        assert_eq!(status(Method::GET, "/other", admin()).await, "403");
+        assert_eq!(status(Method::GET, "/admin/users", None).await, "401");
+        assert_eq!(status(Method::GET, "/public/a.css", None).await, "200");
+        assert_eq!(
+            status(Method::GET, "/public/a.css", Some("forged".into())).await,
+            "200"
+        );
+        // A path with two readings is never public, and is refused once
+        // its token passed.
+        assert_eq!(
+            status(Method::GET, "/public/..;/admin/users", None).await,
+            "401"
+        );
+        assert_eq!(
+            status(Method::GET, "/public/..;/admin/users", admin()).await,
+            "400"
+        );
+    }
+
+    /// A public request goes on anonymous: no identity reaches the
+    /// handler, even with a valid token.
+    #[tokio::test]
+    async fn a_public_request_carries_no_identity() {
+        let service = ServiceBuilder::new()
+            .layer(auth(false).rules(table()).unwrap())
+            .service(service_fn(|req: Request<String>| async move {
+                let seen = match req
+                    .extensions()
+                    .get::<tower_authgate::token::VerifiedToken>()
+                {
+                    Some(token) => format!("token {:?}", token.meta().subject),
+                    None => "no token".to_owned(),
+                };
+                Ok::<_, Infallible>(Response::new(seen))
+            }));
+        let admin = token(json!({"roles": ["admin"]}));
+        let public = answer(service.clone(), &Method::GET, "/public/a.css", Some(&admin)).await;
+        assert_eq!(public, r#"200 OK None "no token""#);
+        let admin_path = answer(service, &Method::GET, "/admin/users", Some(&admin)).await;
+        assert_eq!(admin_path, r#"200 OK None "token Some(\"ann\")""#);
+    }
+
+    #[test]
+    fn a_policy_over_the_space_is_refused_in_the_auth_layer() {
+        let space = Policy::any_of([Policy::role("admin"), Policy::space("production")]);
+        assert!(matches!(
+            auth(false).require(space.clone()),
+            Err(ConfigError::PolicyReadsSpace(what)) if what.contains("space:production")
+        ));
+        let rules = Rules::new([Rule::new("prod", "/prod/").unwrap().require(space.clone())]);
+        assert!(matches!(
+            auth(false).rules(rules),
+            Err(ConfigError::PolicyReadsSpace(_))
+        ));
+        let by_default = Rules::new([]).default_access(RuleDefault::Policy(space));
+        assert!(auth(false).rules(by_default).is_err());
+    }
+
+    /// A claims policy of another type than the layer's is the wiring
+    /// mistake it is in a `RequireLayer`: a 500, never a pass.
+    #[tokio::test]
+    async fn a_claims_policy_of_another_type_is_a_500() {
+        #[derive(serde::Deserialize)]
+        struct Other {}
+        let policy = Policy::claims::<Other, _>("other claims", |_| true);
+        let service = ServiceBuilder::new()
+            .layer(auth(false).require(policy).unwrap())
+            .service(service_fn(echo));
+        let bearer = token(json!({"roles": ["admin"]}));
+        let answer = answer(service, &Method::GET, "/", Some(&bearer)).await;
+        assert!(answer.starts_with("500 "), "{answer}");
+    }
+}

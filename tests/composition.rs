@@ -623,3 +623,54 @@ async fn a_request_refused_inside_the_auth_layer_gets_no_renewed_cookie() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(renewed_cookie(&response), None);
 }
+
+/// A policy in the `AuthLayer` (`AuthLayer::require`) judges the renewed
+/// token like any other: refused, no renewed cookie; held, the cookie. And
+/// an optional layer's anonymous request (no access cookie, a refresh
+/// cookie that renews nothing) is refused with 401.
+#[tokio::test]
+async fn a_policy_in_the_auth_layer_judges_the_renewed_token() {
+    use tower_authgate::authz::Policy;
+    let service = |policy: Policy| {
+        ServiceBuilder::new()
+            .layer(renewing_auth().require(policy).unwrap())
+            .service_fn(handler)
+    };
+    // The renewed token grants no role.
+    let response = service(Policy::role("admin"))
+        .oneshot(renewing_request(Method::GET, &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(renewed_cookie(&response), None);
+    let response = service(Policy::claim_equals("sub", "admin"))
+        .oneshot(renewing_request(Method::GET, &[]))
+        .await
+        .unwrap();
+    // `sub` is not a captured claim: refused as well.
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = service(Policy::check("subject admin", |token, _| {
+        token.meta().subject.as_deref() == Some("admin")
+    }))
+    .oneshot(renewing_request(Method::GET, &[]))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(renewed_cookie(&response).is_some());
+
+    let optional = ServiceBuilder::new()
+        .layer(
+            renewing_auth()
+                .optional()
+                .require(Policy::authenticated())
+                .unwrap(),
+        )
+        .service_fn(handler);
+    let request = Request::builder()
+        .header(header::COOKIE, "ins_refresh_token=stale")
+        .body(String::new())
+        .unwrap();
+    let response = optional.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(renewed_cookie(&response), None);
+}

@@ -240,6 +240,13 @@ where
                         {
                             let mut request = self.take_request();
                             self.config.allowed(None, false, request.headers());
+                            if let Err(reason) = self.config.authorize(None, &request) {
+                                return Poll::Ready(Next::Refuse(self.config.refuse_authz(
+                                    &self.on_rejection,
+                                    reason,
+                                    request.extensions(),
+                                )));
+                            }
                             request
                                 .extensions_mut()
                                 .insert(Anonymous::new(self.config.realm.clone()));
@@ -311,6 +318,14 @@ where
             );
         } else {
             self.config.allowed(Some(&token), cached, request.headers());
+        }
+        if let Err(reason) = self.config.authorize(Some(&token), &request) {
+            // No renewed cookie goes with a refusal.
+            return Next::Refuse(self.config.refuse_authz(
+                &self.on_rejection,
+                reason,
+                request.extensions(),
+            ));
         }
         request.extensions_mut().insert(token);
         Next::Call(self.inner.call(request), set_cookie.map(Box::new))

@@ -79,12 +79,20 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if self.config.public(&req) {
+            req.extensions_mut()
+                .insert(Anonymous::new(self.config.realm.clone()));
+            return ResponseFuture::inner(self.inner.call(req));
+        }
         let (outcome, found_in) = self.config.authenticate::<C>(req.headers());
         let rejection = match outcome {
             Authenticated::Verified(token, cached) => {
                 match check_revocation(&self.config, &token) {
                     Ok(None) => {
                         self.config.allowed(Some(&token), cached, req.headers());
+                        if let Err(reason) = self.config.authorize(Some(&token), &req) {
+                            return self.refuse_authz(reason, &req);
+                        }
                         req.extensions_mut().insert(token);
                         return ResponseFuture::inner(self.inner.call(req));
                     }
@@ -105,6 +113,9 @@ where
                 }
                 if !self.config.required {
                     self.config.allowed(None, false, req.headers());
+                    if let Err(reason) = self.config.authorize(None, &req) {
+                        return self.refuse_authz(reason, &req);
+                    }
                     req.extensions_mut()
                         .insert(Anonymous::new(self.config.realm.clone()));
                     return ResponseFuture::inner(self.inner.call(req));
@@ -150,6 +161,23 @@ where
             refetch,
             found.token.to_owned(),
             found.found_in,
+        ))
+    }
+
+    /// The refusal of the layer's own policy.
+    fn refuse_authz<ReqBody, ResBody>(
+        &self,
+        reason: crate::authz::AuthzRejection,
+        req: &Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        R: OnRejection<ResBody>,
+    {
+        ResponseFuture::refused(self.config.refuse_authz(
+            &self.on_rejection,
+            reason,
+            req.extensions(),
         ))
     }
 

@@ -278,6 +278,7 @@ pub(crate) fn verified_token(extensions: &Extensions) -> Result<&VerifiedToken, 
 }
 
 /// The decision of `policy` on `token`, with the request's `extensions`.
+#[inline]
 pub(crate) fn check_token(
     policy: &Policy,
     token: &VerifiedToken,

@@ -82,10 +82,12 @@ pub use crate::reject::AuthzRejection;
 #[cfg_attr(docsrs, doc(cfg(feature = "cedar")))]
 pub use cedar::{CedarError, CedarPolicies, CedarPoliciesBuilder, CedarProblem};
 pub use grants::{GrantMapping, Grants};
-pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, ResponseFuture};
 #[cfg(feature = "presets")]
-pub(crate) use layer::{check_grants, check_token};
+pub(crate) use layer::check_grants;
+pub(crate) use layer::check_token;
+pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, ResponseFuture};
 #[cfg(feature = "axum")]
 pub(crate) use layer::{decide, realm_for};
 pub use policy::Policy;
+pub(crate) use rules::{Matched, RuleLabel};
 pub use rules::{Rule, RuleDefault, Rules};

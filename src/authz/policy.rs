@@ -262,6 +262,24 @@ impl Policy {
         self.judge(grants, None, &Extensions::new())
     }
 
+    /// Whether a leaf of the policy reads the selected space.
+    pub(crate) fn reads_space(&self) -> bool {
+        match &*self.node {
+            Node::Space(_) => true,
+            Node::AllOf(policies) | Node::AnyOf(policies) => {
+                policies.iter().any(Policy::reads_space)
+            }
+            Node::Not(policy) => policy.reads_space(),
+            Node::Authenticated
+            | Node::Role(_)
+            | Node::Scope(_)
+            | Node::ClaimEquals(..)
+            | Node::ClaimContains(..)
+            | Node::Check(_)
+            | Node::Claims { .. } => false,
+        }
+    }
+
     fn judge(
         &self,
         grants: &super::Grants,

@@ -387,6 +387,27 @@ impl Rules {
         }
     }
 
+    /// Whether a rule's policy, or the default's, reads the selected space.
+    pub(crate) fn reads_space(&self) -> bool {
+        let reads =
+            |access: &Access| matches!(access, Access::Policy(policy) if policy.reads_space());
+        self.rules.iter().any(|rule| reads(&rule.access))
+            || matches!(&self.default, RuleDefault::Policy(policy) if policy.reads_space())
+    }
+
+    /// The public rule that decides `method` `path`, if one does (only a
+    /// plain path can be public).
+    #[inline]
+    pub(crate) fn public_rule(&self, method: &Method, path: &str) -> Option<&RuleLabel> {
+        if !self.has_public {
+            return None;
+        }
+        match self.decide(method, path) {
+            Matched::Public(rule) => Some(rule),
+            _ => None,
+        }
+    }
+
     /// Whether a public rule decides `method` `path` (only a plain path
     /// can be public): such a request needs no token, and is counted as
     /// that rule's.
