@@ -14,7 +14,9 @@
 //! - [`RequireLayer`]: applies a policy to every request, with an optional
 //!   [`AsyncCheck`] (an ownership lookup) after it; with the `axum` feature
 //!   the [`Authorized`](crate::extract::Authorized) extractor does the same
-//!   per handler;
+//!   per handler; [`AuthLayer::require`](crate::auth::AuthLayer::require)
+//!   and [`AuthLayer::rules`](crate::auth::AuthLayer::rules) apply a policy
+//!   or a rule table in the `AuthLayer` itself, for less work per request;
 //! - with the `cedar` feature, `CedarPolicies`: a Cedar policy file
 //!   validated against its schema at load and reloadable, applied by
 //!   `RequireLayer::cedar`.
