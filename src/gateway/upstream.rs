@@ -49,7 +49,7 @@ use rustls::pki_types::ServerName;
 use tower_service::Service;
 
 /// Idle connections kept for reuse; more are closed when they come back.
-pub(crate) const MAX_IDLE: usize = 64;
+pub(crate) const MAX_IDLE: usize = 512;
 /// How long a connection may stay idle before it is closed rather than used.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
