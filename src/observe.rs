@@ -417,33 +417,52 @@ pub(crate) fn refused(rejection: &crate::reject::Rejection, seen: Seen<'_>) {
     #[cfg(feature = "tracing")]
     {
         macro_rules! refusal {
-            ($level:ident) => {{
-                let peeked = seen.token.map(crate::token::verifier::peek).unwrap_or_default();
-                tracing::$level!(
-                    target: "tower_authgate::decision",
-                    layer = rejection.layer(),
-                    outcome = "refused",
-                    reason = rejection.reason(),
-                    status = rejection.status().as_u16(),
-                    source = seen.source.map(crate::token::FoundIn::as_str),
-                    space = seen.space.map(shown),
-                    client = seen.client.map(tracing::field::display),
-                    alg = peeked.alg.as_deref().map(tracing::field::debug),
-                    kid = peeked.kid.as_deref().map(tracing::field::debug),
-                    iss = peeked.iss.as_deref().map(tracing::field::debug),
-                    "{}",
-                    rejection.message()
-                )
+            ($level:ident, $enabled:ident) => {{
+                // The token is read for the event only when it is recorded.
+                if tracing::enabled!(target: "tower_authgate::decision", tracing::Level::$enabled) {
+                    let peeked = seen.token.map(crate::token::verifier::peek).unwrap_or_default();
+                    tracing::$level!(
+                        target: "tower_authgate::decision",
+                        layer = rejection.layer(),
+                        outcome = "refused",
+                        reason = rejection.reason(),
+                        status = rejection.status().as_u16(),
+                        source = seen.source.map(crate::token::FoundIn::as_str),
+                        space = seen.space.map(shown),
+                        client = seen.client.map(tracing::field::display),
+                        alg = peeked.alg.as_deref().map(tracing::field::debug),
+                        kid = peeked.kid.as_deref().map(tracing::field::debug),
+                        iss = peeked.iss.as_deref().map(tracing::field::debug),
+                        "{}",
+                        rejection.message()
+                    )
+                }
             }};
         }
         match rejection.status().as_u16() {
-            500 => refusal!(error),
-            503 => refusal!(warn),
-            _ => refusal!(info),
+            500 => refusal!(error, ERROR),
+            503 => refusal!(warn, WARN),
+            _ => refusal!(info, INFO),
         }
     }
     #[cfg(not(feature = "tracing"))]
     let _ = seen;
+}
+
+/// Whether the event of a refusal with `status` is recorded (so that a
+/// layer looks for what it would show only then).
+#[inline]
+pub(crate) fn refusal_recorded(_status: http::StatusCode) -> bool {
+    #[cfg(feature = "tracing")]
+    {
+        match _status.as_u16() {
+            500 => tracing::enabled!(target: "tower_authgate::decision", tracing::Level::ERROR),
+            503 => tracing::enabled!(target: "tower_authgate::decision", tracing::Level::WARN),
+            _ => tracing::enabled!(target: "tower_authgate::decision", tracing::Level::INFO),
+        }
+    }
+    #[cfg(not(feature = "tracing"))]
+    false
 }
 
 /// A value taken from a request, for an event: at most 64 characters,

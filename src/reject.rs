@@ -246,11 +246,17 @@ impl Rejection {
     /// The JSON body of [`JsonRejection`]:
     /// `{"error":"<code>","error_description":"<message>"}`.
     pub fn json_body(&self) -> String {
-        serde_json::json!({
-            "error": self.code(),
-            "error_description": self.message(),
-        })
-        .to_string()
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            error_description: &'a str,
+        }
+        let body = Body {
+            error: self.code(),
+            error_description: &self.message(),
+        };
+        // Two strings: serializing cannot fail.
+        serde_json::to_string(&body).unwrap_or_default()
     }
 }
 

@@ -160,7 +160,12 @@ impl AuthConfig {
         headers: &HeaderMap,
         extensions: &http::Extensions,
     ) -> Response<B> {
-        let found = self.sources.find_bytes(headers).ok().flatten();
+        // The token is looked for again only for the refusal's event.
+        let found = if crate::observe::refusal_recorded(reason.status()) {
+            self.sources.find_bytes(headers).ok().flatten()
+        } else {
+            None
+        };
         refuse(
             on_rejection,
             &Rejection::Auth {
