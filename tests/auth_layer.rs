@@ -941,3 +941,51 @@ async fn a_policy_in_the_auth_layer_waits_for_the_remote_revocation_check() {
     .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A refusal's event names the refused token's `alg`, `kid` and `iss`
+/// (never the token) when it is recorded; the refusal is the same when no
+/// subscriber records it.
+#[cfg(feature = "tracing")]
+#[tokio::test]
+async fn a_refusals_event_names_the_tokens_header_when_recorded() {
+    let forged = key()
+        .with_kid("k-event")
+        .sign(&with(
+            access_claims("alice"),
+            json!({"iss": "issuer-event", "exp": tower_authgate::clock::now_seconds() - 600}),
+        ))
+        .unwrap();
+    let bearer = format!("Bearer {forged}");
+    let capture = common::capture::Capture::default();
+    {
+        let _recording =
+            tracing_subscriber::util::SubscriberInitExt::set_default(capture.subscriber());
+        let response = send(layer(all_sources()), request(&[("authorization", &bearer)])).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let text = capture.text();
+    let line = text
+        .lines()
+        .find(|line| line.contains("outcome=\"refused\"") || line.contains("outcome=refused"))
+        .unwrap_or_else(|| panic!("no refusal event in {text}"));
+    for field in [
+        r#"alg="HS256""#,
+        r#"kid="k-event""#,
+        r#"iss="issuer-event""#,
+    ] {
+        assert!(line.contains(field), "{field} missing from {line}");
+    }
+    assert!(!text.contains(&forged), "the token itself was recorded");
+
+    // Nothing records `INFO`: the same answer, and nothing written.
+    let quiet = common::capture::Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(quiet.clone())
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _quiet = tracing_subscriber::util::SubscriberInitExt::set_default(subscriber);
+    let response = send(layer(all_sources()), request(&[("authorization", &bearer)])).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&response).contains("expired"));
+    assert_eq!(quiet.text(), "");
+}
