@@ -289,6 +289,8 @@ pub(crate) struct RawUpstream {
     pub(crate) protocol: Option<Spanned<String>>,
     /// The CA certificates an `https://` upstream is verified against.
     pub(crate) ca: Option<Spanned<String>>,
+    /// Idle HTTP/1.1 connections kept for reuse.
+    pub(crate) idle_connections: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -519,6 +521,8 @@ pub(crate) struct UpstreamSettings {
     pub(crate) http2: bool,
     /// For an `https://` upstream: how its certificate is verified.
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    /// Idle HTTP/1.1 connections kept for reuse (`idle_connections`).
+    pub(crate) idle_connections: usize,
 }
 
 /// `[server.tls]`, checked: the files and the configuration they make.
@@ -714,6 +718,7 @@ impl Settings {
                     timeout: DEFAULT_UPSTREAM_TIMEOUT,
                     http2: false,
                     tls,
+                    idle_connections: super::upstream::DEFAULT_IDLE,
                 })
             }
         }
@@ -1015,8 +1020,23 @@ fn upstream_settings(
         )?,
         http2,
         tls,
+        idle_connections: match &upstream.idle_connections {
+            None => super::upstream::DEFAULT_IDLE,
+            Some(count) if *count.get_ref() > MAX_IDLE_CONNECTIONS => {
+                return Err(source.error(
+                    "upstream.idle_connections",
+                    &count.span(),
+                    format!("must be 0 to {MAX_IDLE_CONNECTIONS}"),
+                ));
+            }
+            Some(count) => *count.get_ref(),
+        },
     })
 }
+
+/// The most idle upstream connections `idle_connections` may keep: more
+/// than a gateway's open connections could ever use.
+const MAX_IDLE_CONNECTIONS: usize = 65_536;
 
 fn header_name(
     source: &Source<'_>,
@@ -2384,6 +2404,13 @@ mod tests {
         assert_eq!(err.key(), Some("upstream.protocol"), "{err}");
         let err = error("[upstream]\nurl = \"http://example.com\"\nprotocol = \"h3\"\n");
         assert!(err.message().contains("http1, h2c, h2"), "{err}");
+        let err = error("[upstream]\nurl = \"http://example.com\"\nidle_connections = 70000\n");
+        assert_eq!(err.key(), Some("upstream.idle_connections"), "{err}");
+        assert_eq!(err.line(), Some(3), "{err}");
+        assert!(err.message().contains("0 to 65536"), "{err}");
+        let err = error("[upstream]\nurl = \"http://example.com\"\nidle_connections = -1\n");
+        assert_eq!(err.line(), Some(3), "{err}");
+        assert!(err.to_string().contains("idle_connections"), "{err}");
         let err = error("[upstream]\nurl = \"http://example.com\"\nca = \"ca.pem\"\n");
         assert_eq!(err.key(), Some("upstream.ca"), "{err}");
         let err = error("[upstream]\nurl = \"https://example.com\"\nca = \"ca.pem\"\n");

@@ -125,7 +125,8 @@ impl Forward {
             parts.scheme.unwrap_or(http::uri::Scheme::HTTP),
             authority,
             upstream.connect_timeout,
-        );
+        )
+        .with_max_idle(upstream.idle_connections);
         if let Some(tls) = &upstream.tls {
             client = client.with_tls(Arc::clone(tls))?;
         }

@@ -10,7 +10,8 @@
 //! request on it until then, and no request should wait for that. A
 //! connection the upstream closed while idle is skipped, and a request it
 //! could not take (the connection closed before anything was written) is
-//! sent again on a new one. At most [`MAX_IDLE`] connections wait (the
+//! sent again on a new one. At most `[upstream] idle_connections` (default
+//! [`DEFAULT_IDLE`]) connections wait (the
 //! oldest is closed to make room), and one idle for longer than
 //! [`IDLE_TIMEOUT`] is closed instead of used when a request comes; an
 //! upstream that closes idle connections itself ends them at once.
@@ -28,6 +29,7 @@
 //! and a gRPC request (`content-type: application/grpc…`) is sent with
 //! `te: trailers`, which gRPC servers ask for.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,8 +50,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tower_service::Service;
 
-/// Idle connections kept for reuse; more are closed when they come back.
-pub(crate) const MAX_IDLE: usize = 512;
+/// Idle connections kept for reuse by default (`[upstream]
+/// idle_connections`); more are closed when they come back. As many as
+/// nginx's `keepalive 512` commonly configured: an HTTP/2 client with
+/// hundreds of requests in flight finds its upstream connections waiting
+/// rather than opened and closed for each.
+pub(crate) const DEFAULT_IDLE: usize = 512;
 /// How long a connection may stay idle before it is closed rather than used.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -87,7 +93,10 @@ pub(crate) struct Upstream {
     /// The `Host` of a request that arrived without one.
     host: HeaderValue,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Idle>>,
+    /// The idle connections, the most recently used last.
+    idle: Mutex<VecDeque<Idle>>,
+    /// How many may wait.
+    max_idle: usize,
     /// TLS to an `https://` upstream, and the name its certificate must hold.
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     /// With HTTP/2: the connection every request shares, once open.
@@ -121,7 +130,8 @@ impl Upstream {
             host: HeaderValue::from_str(&host)
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
+            max_idle: DEFAULT_IDLE,
             tls: None,
             http2: None,
         }
@@ -141,6 +151,13 @@ impl Upstream {
             .map_err(|_| format!("{host:?} is not a name a certificate can hold"))?;
         self.tls = Some((tokio_rustls::TlsConnector::from(config), name));
         Ok(self)
+    }
+
+    /// Keeps at most `max_idle` idle connections (0: none, every request
+    /// opens its own).
+    pub(crate) fn with_max_idle(mut self, max_idle: usize) -> Self {
+        self.max_idle = max_idle;
+        self
     }
 
     /// Sends every request over one HTTP/2 connection.
@@ -210,7 +227,7 @@ impl Upstream {
     /// The most recently used idle connection that is still open.
     fn take_idle(&self) -> Option<SendRequest<Body>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(Idle { sender, since }) = idle.pop() {
+        while let Some(Idle { sender, since }) = idle.pop_back() {
             if since.elapsed() > IDLE_TIMEOUT {
                 // The rest went idle earlier still.
                 idle.clear();
@@ -227,12 +244,15 @@ impl Upstream {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() >= MAX_IDLE {
-            // The oldest goes.
-            idle.remove(0);
+        if self.max_idle == 0 {
+            return;
         }
-        idle.push(Idle {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= self.max_idle {
+            // The oldest goes.
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
             sender,
             since: Instant::now(),
         });
@@ -581,6 +601,37 @@ mod tests {
         assert_eq!(read(&upstream, "/").await, "ok");
         assert_eq!(read(&upstream, "/").await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn at_most_the_idle_bound_waits_the_oldest_closed_first() {
+        let (authority, accepted) = counting_upstream().await;
+        let upstream = Arc::new(
+            Upstream::new(Scheme::HTTP, authority, Duration::from_secs(2)).with_max_idle(1),
+        );
+        // Two responses in flight hold two connections.
+        let first = upstream.send(get("/big")).await.unwrap();
+        let second = upstream.send(get("/big")).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        for response in [first, second] {
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), 4 << 20);
+        }
+        // One of them waits; two at once again need one new connection.
+        let first = upstream.send(get("/big")).await.unwrap();
+        let second = upstream.send(get("/big")).await.unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        drop((first, second));
+
+        // No idle connection at all: every request opens its own.
+        let (authority, accepted) = counting_upstream().await;
+        let upstream = Arc::new(
+            Upstream::new(Scheme::HTTP, authority, Duration::from_secs(2)).with_max_idle(0),
+        );
+        for _ in 0..3 {
+            assert_eq!(read(&upstream, "/").await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
