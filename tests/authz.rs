@@ -666,8 +666,10 @@ mod rules {
 
     use super::*;
 
-    fn table() -> Rules {
-        Rules::new([
+    /// A public rule, two rules on one prefix told apart by method, and a
+    /// scope rule.
+    pub(super) fn table_rules() -> Vec<Rule> {
+        vec![
             Rule::new("public", "/public/").unwrap().public(),
             Rule::new("admin-read", "/admin/")
                 .unwrap()
@@ -677,7 +679,11 @@ mod rules {
             Rule::new("audit", "/audit/")
                 .unwrap()
                 .scopes(["audit:read"]),
-        ])
+        ]
+    }
+
+    fn table() -> Rules {
+        Rules::new(table_rules())
     }
 
     async fn call(rules: Rules, method: Method, path: &str, claims: Option<Value>) -> StatusCode {
@@ -953,21 +959,15 @@ mod in_the_auth_layer {
         assert!(anonymous.starts_with("401 "), "{anonymous}");
     }
 
+    /// The rule module's table, and a rule on a captured claim.
     fn table() -> Rules {
-        Rules::new([
-            Rule::new("public", "/public/").unwrap().public(),
-            Rule::new("admin-read", "/admin/")
-                .unwrap()
-                .methods([Method::GET])
-                .roles(["admin", "auditor"]),
-            Rule::new("admin", "/admin/").unwrap().roles(["admin"]),
-            Rule::new("audit", "/audit/")
-                .unwrap()
-                .scopes(["audit:read"]),
+        let mut rules = super::rules::table_rules();
+        rules.push(
             Rule::new("ops", "/ops/")
                 .unwrap()
                 .require(Policy::claim_equals("dept", "ops")),
-        ])
+        );
+        Rules::new(rules)
     }
 
     const PATHS: [&str; 13] = [

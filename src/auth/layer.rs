@@ -226,18 +226,7 @@ impl AuthConfig {
         };
         match &decided {
             Ok(()) => self.authorized(Some(rule)),
-            Err(reason) => {
-                rule.refused(reason.reason());
-                crate::observe::event!(
-                    debug,
-                    target: crate::observe::DECISION,
-                    layer = "authz",
-                    outcome = "refused",
-                    reason = reason.reason(),
-                    rule = rule.name(),
-                    "the rule that decided the refusal"
-                );
-            }
+            Err(reason) => rule.refused(reason.reason()),
         }
         decided
     }

@@ -434,15 +434,6 @@ where
             Err(reason) => {
                 if let Some(rule) = label {
                     rule.refused(reason.reason());
-                    crate::observe::event!(
-                        debug,
-                        target: crate::observe::DECISION,
-                        layer = "authz",
-                        outcome = "refused",
-                        reason = reason.reason(),
-                        rule = rule.name(),
-                        "the rule that decided the refusal"
-                    );
                 }
                 let realm = realm_for(req.extensions(), &config.realm);
                 ResponseFuture::refused(refusal(&self.on_rejection, reason, realm, &req))

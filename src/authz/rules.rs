@@ -199,17 +199,31 @@ impl RuleLabel {
             .increment(1);
     }
 
-    /// Counts a request the rule refused, and why.
-    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
-    pub(crate) fn refused(&self, _reason: &'static str) {
+    /// Counts and reports a request the rule refused, and why.
+    #[cfg_attr(
+        not(any(feature = "metrics", feature = "tracing")),
+        allow(clippy::unused_self)
+    )]
+    pub(crate) fn refused(&self, reason: &'static str) {
         #[cfg(feature = "metrics")]
         metrics::counter!(
             "authgate_authz_rule_decisions_total",
             "rule" => self.name.to_string(),
             "outcome" => "refused",
-            "reason" => _reason
+            "reason" => reason
         )
         .increment(1);
+        crate::observe::event!(
+            debug,
+            target: crate::observe::DECISION,
+            layer = "authz",
+            outcome = "refused",
+            reason = reason,
+            rule = self.name(),
+            "the rule that decided the refusal"
+        );
+        #[cfg(not(any(feature = "metrics", feature = "tracing")))]
+        let _ = reason;
     }
 }
 
