@@ -6,7 +6,9 @@ use std::sync::Arc;
 use http::{HeaderMap, Response};
 use tower_layer::Layer;
 
-use crate::authz::{AuthzRejection, Matched, Policy, RuleLabel, Rules, check_token};
+use crate::authz::{
+    AuthzRejection, Matched, Policy, RuleLabel, Rules, check_token, report_allowed,
+};
 use crate::clock::now_seconds;
 use crate::error::{ConfigError, check_quoted_value};
 use crate::future::refuse;
@@ -234,18 +236,10 @@ impl AuthConfig {
     /// Counts and reports a request the layer's authorization (`rule`,
     /// when a rule table decided) let through.
     fn authorized(&self, rule: Option<&RuleLabel>) {
-        self.counters.authorized.increment();
         if let Some(rule) = rule {
             rule.allowed();
         }
-        crate::observe::event!(
-            debug,
-            target: crate::observe::DECISION,
-            layer = "authz",
-            outcome = "allowed",
-            rule = rule.map(|rule| rule.name()),
-            "policy held"
-        );
+        report_allowed(&self.counters.authorized, rule, "policy held");
     }
 
     /// The public rule of the layer's [`rules`](AuthLayer::rules) that

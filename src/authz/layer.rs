@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use crate::BoxFuture;
 use crate::authz::policy::{Policy, Undecidable};
-use crate::authz::rules::{Matched, Rules};
+use crate::authz::rules::{Matched, RuleLabel, Rules};
 #[cfg(feature = "cedar")]
 use crate::authz::{CedarError, CedarPolicies};
 use crate::future::{define_inner_service_accessors, refuse};
@@ -321,6 +321,23 @@ pub(crate) fn denied(policy: &Policy) -> AuthzRejection {
     }
 }
 
+/// Counts a request an authorization layer let through in the layer's
+/// `counter`, and reports it with `rule`, the rule that decided when a
+/// table did.
+pub(crate) fn report_allowed(counter: &LazyCounter, rule: Option<&RuleLabel>, why: &'static str) {
+    counter.increment();
+    crate::observe::event!(
+        debug,
+        target: crate::observe::DECISION,
+        layer = "authz",
+        outcome = "allowed",
+        rule = rule.map(RuleLabel::name),
+        "{why}"
+    );
+    #[cfg(not(feature = "tracing"))]
+    let _ = (rule, why);
+}
+
 /// The realm to challenge in: the optional `AuthLayer`'s for an anonymous
 /// request, else the layer's own.
 pub(crate) fn realm_for(extensions: &Extensions, own: &Realm) -> Realm {
@@ -349,16 +366,8 @@ where
             What::Policy(policy) => decide(policy, req.extensions()),
             What::Rules(rules) => match rules.decide(req.method(), req.uri().path()) {
                 Matched::Public(rule) => {
-                    config.allowed.increment();
                     rule.allowed();
-                    crate::observe::event!(
-                        debug,
-                        target: crate::observe::DECISION,
-                        layer = "authz",
-                        outcome = "allowed",
-                        rule = rule.name(),
-                        "public rule"
-                    );
+                    report_allowed(&config.allowed, Some(rule), "public rule");
                     return ResponseFuture {
                         kind: Kind::Inner {
                             future: self.inner.call(req),
@@ -390,15 +399,7 @@ where
                 }
                 match &config.check {
                     None => {
-                        config.allowed.increment();
-                        crate::observe::event!(
-                            debug,
-                            target: crate::observe::DECISION,
-                            layer = "authz",
-                            outcome = "allowed",
-                            rule = label.map(|rule| rule.name()),
-                            "policy held"
-                        );
+                        report_allowed(&config.allowed, label, "policy held");
                         ResponseFuture {
                             kind: Kind::Inner {
                                 future: self.inner.call(req),

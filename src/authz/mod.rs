@@ -86,8 +86,8 @@ pub use cedar::{CedarError, CedarPolicies, CedarPoliciesBuilder, CedarProblem};
 pub use grants::{GrantMapping, Grants};
 #[cfg(feature = "presets")]
 pub(crate) use layer::check_grants;
-pub(crate) use layer::check_token;
 pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, ResponseFuture};
+pub(crate) use layer::{check_token, report_allowed};
 #[cfg(feature = "axum")]
 pub(crate) use layer::{decide, realm_for};
 pub use policy::Policy;
