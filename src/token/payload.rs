@@ -71,19 +71,23 @@ enum Slot {
 
 impl Slot {
     fn of(key: &str, kind_claim: &str) -> Option<Slot> {
+        Slot::of_bytes(key.as_bytes(), kind_claim)
+    }
+
+    fn of_bytes(key: &[u8], kind_claim: &str) -> Option<Slot> {
         if key.len() != 3 {
-            return (key == kind_claim).then_some(Slot::Kind);
+            return (key == kind_claim.as_bytes()).then_some(Slot::Kind);
         }
         Some(match key {
-            "exp" => Slot::Exp,
-            "nbf" => Slot::Nbf,
-            "iat" => Slot::Iat,
-            "iss" => Slot::Iss,
-            "aud" => Slot::Aud,
-            "sub" => Slot::Sub,
-            "jti" => Slot::Jti,
-            "fam" => Slot::Fam,
-            other if other == kind_claim => Slot::Kind,
+            b"exp" => Slot::Exp,
+            b"nbf" => Slot::Nbf,
+            b"iat" => Slot::Iat,
+            b"iss" => Slot::Iss,
+            b"aud" => Slot::Aud,
+            b"sub" => Slot::Sub,
+            b"jti" => Slot::Jti,
+            b"fam" => Slot::Fam,
+            other if other == kind_claim.as_bytes() => Slot::Kind,
             _ => return None,
         })
     }
@@ -150,6 +154,154 @@ impl<'k, 'de> Capture<'k, 'de> {
             Err(E::custom("duplicate claim"))
         }
     }
+}
+
+/// The payload's first top-level `exp` when it is a whole non-negative
+/// number: `None` otherwise, or when the payload is not a JSON object of
+/// plainly named members up to it (a name with an escape ends the scan).
+/// A scan of the bytes up to `exp`, which builds nothing.
+///
+/// It only ever serves a refusal, and a sound one: a payload whose first
+/// `exp` is past is refused by the full reading too (as expired, or for a
+/// second `exp`, or for what does not parse after it), so an expired token
+/// is refused before its claims are read into the application's type or
+/// its signature checked, however long the rest of it is.
+pub(crate) fn expiry_at_a_glance(payload: &[u8]) -> Option<u64> {
+    let mut found = None;
+    members(payload, |name, value| {
+        if name != b"exp" {
+            return true;
+        }
+        if !value.is_empty() {
+            found = value.iter().try_fold(0u64, |whole, &digit| {
+                let digit = digit.checked_sub(b'0').filter(|d| *d <= 9)?;
+                whole.checked_mul(10)?.checked_add(u64::from(digit))
+            });
+        }
+        false
+    });
+    found
+}
+
+/// Whether a registered claim (`exp`, `nbf`, `iat`, `iss`, `aud`, `sub`,
+/// `jti`, `fam` or `kind_claim`) is named twice at the top level: `None`
+/// when the scan cannot tell (a name with an escape, a payload that is not
+/// a JSON object).
+pub(crate) fn repeats_a_registered_claim(payload: &[u8], kind_claim: &str) -> Option<bool> {
+    let mut seen = [false; 9];
+    let mut repeated = false;
+    let complete = members(payload, |name, _| {
+        let Some(slot) = Slot::of_bytes(name, kind_claim) else {
+            return true;
+        };
+        let seen = &mut seen[slot as usize];
+        repeated = *seen;
+        *seen = true;
+        !repeated
+    });
+    (complete || repeated).then_some(repeated)
+}
+
+/// Calls `visit` with each top-level member's name and the text of its
+/// value, in order, while it answers `true`. `true` when every member was
+/// visited to the object's end; `false` when `visit` stopped, or when the
+/// payload is not a JSON object of plainly named members (a name with an
+/// escape, a truncated value) from there on.
+fn members(payload: &[u8], mut visit: impl FnMut(&[u8], &[u8]) -> bool) -> bool {
+    let mut at = skip_space(payload, 0);
+    if payload.get(at) != Some(&b'{') {
+        return false;
+    }
+    at = skip_space(payload, at + 1);
+    if payload.get(at) == Some(&b'}') {
+        return skip_space(payload, at + 1) == payload.len();
+    }
+    loop {
+        // A name, without escapes.
+        if payload.get(at) != Some(&b'"') {
+            return false;
+        }
+        // Names are short: a plain search.
+        let Some(end) = payload
+            .get(at + 1..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'"'))
+        else {
+            return false;
+        };
+        let name = &payload[at + 1..at + 1 + end];
+        if name.contains(&b'\\') {
+            return false;
+        }
+        at = skip_space(payload, at + end + 2);
+        if payload.get(at) != Some(&b':') {
+            return false;
+        }
+        at = skip_space(payload, at + 1);
+        let Some(value_end) = skip_value(payload, at) else {
+            return false;
+        };
+        if !visit(name, &payload[at..value_end]) {
+            return false;
+        }
+        at = skip_space(payload, value_end);
+        match payload.get(at) {
+            Some(b',') => at = skip_space(payload, at + 1),
+            Some(b'}') => return skip_space(payload, at + 1) == payload.len(),
+            _ => return false,
+        }
+    }
+}
+
+/// The end of the JSON value that starts at `at`: a string (escapes
+/// skipped), an object or array (nested ones counted, strings in them
+/// skipped), or a scalar (to the next `,`, `}`, `]` or whitespace). Not a
+/// validation: the full reading judges the value.
+fn skip_value(payload: &[u8], mut at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match *payload.get(at)? {
+            b'"' => {
+                at += 1;
+                loop {
+                    at += memchr::memchr2(b'"', b'\\', payload.get(at..)?)?;
+                    if payload[at] == b'"' {
+                        break;
+                    }
+                    at += 2;
+                }
+                at += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                at += 1;
+            }
+            b'}' | b']' if depth > 0 => {
+                depth -= 1;
+                at += 1;
+            }
+            _ if depth > 0 => at += 1,
+            _ => {
+                while !matches!(
+                    payload.get(at),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                ) {
+                    at += 1;
+                }
+                return Some(at);
+            }
+        }
+        if depth == 0 {
+            return Some(at);
+        }
+    }
+}
+
+/// The index of the first byte from `at` that is not JSON whitespace.
+fn skip_space(payload: &[u8], mut at: usize) -> usize {
+    while matches!(payload.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
 }
 
 /// Deserializes the application's claims from the payload and, in the same
@@ -712,7 +864,119 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for WatchingVisitor<'_, '_, 'de, V> {
 mod tests {
     use super::*;
     use serde::Deserialize;
-    use serde_json::Value;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn expiry_at_a_glance_reads_the_first_whole_exp() {
+        let glance = |json: &str| expiry_at_a_glance(json.as_bytes());
+        assert_eq!(glance(r#"{"exp":123}"#), Some(123));
+        assert_eq!(glance(r#"{"sub":"a","iat":1,"exp":5,"x":[1]}"#), Some(5));
+        assert_eq!(
+            glance(" {\n \"sub\" : \"a\\\"b\" ,\t\"exp\" : 7 }"),
+            Some(7)
+        );
+        assert_eq!(glance(r#"{"sub":"has \"exp\":1 inside","exp":2}"#), Some(2));
+        assert_eq!(
+            glance(r#"{"ok":true,"n":null,"f":-1.5e3,"exp":3}"#),
+            Some(3)
+        );
+        assert_eq!(glance(r#"{"nested":{"exp":1,"a":["}"]},"exp":9}"#), Some(9));
+        assert_eq!(glance(r#"{"list":["exp",1,[2,{}]],"exp":9}"#), Some(9));
+        assert_eq!(glance(r#"{"exp":1,"exp":2}"#), Some(1));
+        // No whole number: left to the full reading.
+        for json in [
+            r#"{"e\u0078p":1}"#,
+            r#"{"exp":1.5}"#,
+            r#"{"exp":1e9}"#,
+            r#"{"exp":"9"}"#,
+            r#"{"exp":-1}"#,
+            r#"{"exp":}"#,
+            r#"{"exp":99999999999999999999999}"#,
+            r#"{"sub":"a"}"#,
+            r#"{"sub":"a"#,
+            r#"{"sub":"a" "exp":1}"#,
+            r#"{"list":[1,"exp":2}"#,
+            r#"["exp",1]"#,
+            "",
+            "{",
+        ] {
+            assert_eq!(glance(json), None, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_registered_claim_is_seen_past_nested_values() {
+        let repeats = |json: &str| repeats_a_registered_claim(json.as_bytes(), "usefor");
+        assert_eq!(
+            repeats(r#"{"exp":1,"sub":"a","roles":["a"],"x":{"exp":2}}"#),
+            Some(false)
+        );
+        assert_eq!(repeats(r#"{"exp":1,"x":{"exp":2},"exp":3}"#), Some(true));
+        assert_eq!(repeats(r#"{"iss":"a","exp":1,"iss":"b"}"#), Some(true));
+        assert_eq!(
+            repeats(r#"{"usefor":"access","exp":1,"usefor":"refresh"}"#),
+            Some(true)
+        );
+        assert_eq!(repeats(r#"{"name":1,"name":2,"exp":1}"#), Some(false));
+        assert_eq!(repeats("{}"), Some(false));
+        // Cannot tell: an escaped name, or not one object to its end.
+        for json in [
+            r#"{"\u0065xp":1,"exp":2}"#,
+            r#"{"exp":1,"x":[1}"#,
+            r#"{"exp":1} x"#,
+            "[]",
+        ] {
+            assert_eq!(repeats(json), None, "{json}");
+        }
+    }
+
+    /// Whatever the object, a glance that answers agrees with a full
+    /// reading of the first `exp`, and the repeat scan with serde's.
+    #[test]
+    fn the_scans_agree_with_the_full_reading() {
+        let values = [
+            json!("text with \"quotes\", \\ and } , {"),
+            json!(17),
+            json!(-3),
+            json!(2.5),
+            json!(true),
+            json!(null),
+            json!([1, {"exp": 4}, "]"]),
+            json!({"exp": 5, "a": "}"}),
+            json!("é, ünïcode"),
+        ];
+        let mut answered = 0;
+        for (i, before) in values.iter().enumerate() {
+            for after in &values {
+                for exp in [json!(1_700_000_000u64), json!(0), json!(1.0), json!("1")] {
+                    let json = format!(
+                        r#"{{"k{i}":{before},"exp":{exp},"z":{after}}}"#,
+                        before = serde_json::to_string(before).unwrap(),
+                        exp = serde_json::to_string(&exp).unwrap(),
+                        after = serde_json::to_string(after).unwrap(),
+                    );
+                    let full: Value = serde_json::from_str(&json).unwrap();
+                    if let Some(exp) = expiry_at_a_glance(json.as_bytes()) {
+                        assert_eq!(full["exp"].as_u64(), Some(exp), "{json}");
+                        answered += 1;
+                    }
+                    assert_eq!(
+                        repeats_a_registered_claim(json.as_bytes(), "usefor"),
+                        Some(false),
+                        "{json}"
+                    );
+                    let twice = format!("{},\"exp\":2}}", &json[..json.len() - 1]);
+                    assert_eq!(
+                        repeats_a_registered_claim(twice.as_bytes(), "usefor"),
+                        Some(true),
+                        "{twice}"
+                    );
+                }
+            }
+        }
+        // Every whole `exp` is answered.
+        assert_eq!(answered, 9 * 9 * 2);
+    }
 
     /// A recorded claim as JSON text.
     fn text(claim: &Option<Claim<'_>>) -> String {

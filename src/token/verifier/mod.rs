@@ -39,7 +39,10 @@ use crate::error::TokenError;
 use crate::token::cache::{CacheSlot, KeysSeen, TokenCache};
 use crate::token::claims::{ErasedVerified, TokenKind, TokenKinds, TokenMeta};
 use crate::token::keys::{KeySet, KeySource, KeyStore, algorithm_name};
-use crate::token::payload::{Claim, RawRegistered, parse_registered, read_claims};
+use crate::token::payload::{
+    Claim, RawRegistered, expiry_at_a_glance, parse_registered, read_claims,
+    repeats_a_registered_claim,
+};
 use crate::token::source::DEFAULT_MAX_TOKEN_LEN;
 
 pub use builder::VerifierBuilder;
@@ -360,6 +363,16 @@ impl Verifier {
             return Err(TokenError::Malformed);
         }
         let message = &token[..last_dot];
+        // An expired token is refused at a glance, before its claims are
+        // read into the application's type (nor the signature checked);
+        // one that names a registered claim twice is left to the full
+        // reading, which says so.
+        if let Some(expires_at) = expiry_at_a_glance(payload)
+            && now >= expires_at.saturating_add(config.leeway)
+            && repeats_a_registered_claim(payload, &config.kind_claim) == Some(false)
+        {
+            return Err(TokenError::Expired);
+        }
         // The payload is read once, before the signature is checked, and
         // its registered claims judged there: a token they refuse (expired
         // beyond the leeway, not yet valid, another issuer, audience or
