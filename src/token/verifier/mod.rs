@@ -12,7 +12,10 @@
 //! string or array of strings naming this service (required when audiences
 //! are configured, refused when none are, RFC 7519 §4.1.3), the token kind
 //! among the accepted kinds, and a registered claim named twice refused.
-//! The payload is read once, before the signature is checked: the
+//! An expired token is refused first, at a glance: the payload's first
+//! `exp`, read by a scan that builds nothing, when no registered claim is
+//! named twice. Otherwise the payload is read once, before the signature
+//! is checked: the
 //! application's type is deserialized while the registered claims are
 //! recorded and judged, which can only refuse there; the claims are handed
 //! out only when the signature holds and every check passed. The roles and scopes
