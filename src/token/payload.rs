@@ -978,6 +978,47 @@ mod tests {
         assert_eq!(answered, 9 * 9 * 2);
     }
 
+    mod scans {
+        use proptest::prelude::*;
+
+        use super::super::{expiry_at_a_glance, repeats_a_registered_claim};
+
+        const TEMPLATE: &[u8] =
+            br#"{"sub":"a\"b","iat":1,"exp":1700000000,"roles":["x","y"],"n":{"k":[1,{"exp":2}]},"iss":"i"}"#;
+        const SIGNIFICANT: &[u8] = br#""\{}[],: expx01"#;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            /// Any bytes: an answer, never a panic.
+            #[test]
+            fn the_scans_take_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let _ = expiry_at_a_glance(&bytes);
+                let _ = repeats_a_registered_claim(&bytes, "usefor");
+            }
+
+            /// A payload changed at a few places by JSON's own characters:
+            /// whenever the scans would refuse on `exp`, a full reading of
+            /// the payload, if it reads at all, finds that `exp`.
+            #[test]
+            fn a_glance_that_answers_matches_the_full_reading(
+                changes in prop::collection::vec((0..TEMPLATE.len(), 0..SIGNIFICANT.len()), 1..5),
+            ) {
+                let mut bytes = TEMPLATE.to_vec();
+                for (at, byte) in changes {
+                    bytes[at] = SIGNIFICANT[byte];
+                }
+                let glanced = expiry_at_a_glance(&bytes);
+                let repeated = repeats_a_registered_claim(&bytes, "usefor");
+                if let (Some(exp), Some(false)) = (glanced, repeated)
+                    && let Ok(full) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+                {
+                    prop_assert_eq!(full.get("exp").and_then(serde_json::Value::as_u64), Some(exp));
+                }
+            }
+        }
+    }
+
     /// A recorded claim as JSON text.
     fn text(claim: &Option<Claim<'_>>) -> String {
         match claim {
