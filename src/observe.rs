@@ -414,43 +414,45 @@ pub(crate) fn refused(rejection: &crate::reject::Rejection, seen: Seen<'_>) {
         "outcome" => "refused",
         "reason" => rejection.reason()
     );
+    // The token is read for the event only when it is recorded.
     #[cfg(feature = "tracing")]
-    {
+    if refusal_recorded(rejection.status()) {
+        let peeked = seen
+            .token
+            .map(crate::token::verifier::peek)
+            .unwrap_or_default();
         macro_rules! refusal {
-            ($level:ident, $enabled:ident) => {{
-                // The token is read for the event only when it is recorded.
-                if tracing::enabled!(target: "tower_authgate::decision", tracing::Level::$enabled) {
-                    let peeked = seen.token.map(crate::token::verifier::peek).unwrap_or_default();
-                    tracing::$level!(
-                        target: "tower_authgate::decision",
-                        layer = rejection.layer(),
-                        outcome = "refused",
-                        reason = rejection.reason(),
-                        status = rejection.status().as_u16(),
-                        source = seen.source.map(crate::token::FoundIn::as_str),
-                        space = seen.space.map(shown),
-                        client = seen.client.map(tracing::field::display),
-                        alg = peeked.alg.as_deref().map(tracing::field::debug),
-                        kid = peeked.kid.as_deref().map(tracing::field::debug),
-                        iss = peeked.iss.as_deref().map(tracing::field::debug),
-                        "{}",
-                        rejection.message()
-                    )
-                }
-            }};
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "tower_authgate::decision",
+                    layer = rejection.layer(),
+                    outcome = "refused",
+                    reason = rejection.reason(),
+                    status = rejection.status().as_u16(),
+                    source = seen.source.map(crate::token::FoundIn::as_str),
+                    space = seen.space.map(shown),
+                    client = seen.client.map(tracing::field::display),
+                    alg = peeked.alg.as_deref().map(tracing::field::debug),
+                    kid = peeked.kid.as_deref().map(tracing::field::debug),
+                    iss = peeked.iss.as_deref().map(tracing::field::debug),
+                    "{}",
+                    rejection.message()
+                )
+            };
         }
         match rejection.status().as_u16() {
-            500 => refusal!(error, ERROR),
-            503 => refusal!(warn, WARN),
-            _ => refusal!(info, INFO),
+            500 => refusal!(error),
+            503 => refusal!(warn),
+            _ => refusal!(info),
         }
     }
     #[cfg(not(feature = "tracing"))]
     let _ = seen;
 }
 
-/// Whether the event of a refusal with `status` is recorded (so that a
-/// layer looks for what it would show only then).
+/// Whether the event of a refusal with `status` is recorded (at `error`
+/// for a `500`, `warn` for a `503`, `info` otherwise), so that a layer
+/// looks for what it would show only then.
 #[inline]
 pub(crate) fn refusal_recorded(_status: http::StatusCode) -> bool {
     #[cfg(feature = "tracing")]

@@ -1103,7 +1103,7 @@ mod in_the_auth_layer {
         let rules = Rules::new([Rule::new("prod", "/prod/").unwrap().require(space.clone())]);
         assert!(matches!(
             auth(false).rules(rules),
-            Err(ConfigError::PolicyReadsSpace(_))
+            Err(ConfigError::PolicyReadsSpace(what)) if what.starts_with("rule prod: ")
         ));
         let by_default = Rules::new([]).default_access(RuleDefault::Policy(space));
         assert!(auth(false).rules(by_default).is_err());

@@ -219,8 +219,8 @@ impl AuthConfig {
             Authorize::Rules(rules) => rules,
         };
         let (rule, decided) = match rules.decide(request.method(), request.uri().path()) {
-            // Public requests went on before their token was read; this is
-            // a renewed or refetched request's second look.
+            // Not met here: a request a public rule decides went on before
+            // its token was read (`public`), and the table decides alike.
             Matched::Public(rule) => (rule, Ok(())),
             Matched::Policy(rule, policy) => (rule, policy_on(policy)),
             Matched::Deny(rule) => (rule, Err(AuthzRejection::NoMatchingRule)),
@@ -522,8 +522,8 @@ impl<C, R> AuthLayer<C, R> {
     /// Refused ([`ConfigError::PolicyReadsSpace`]) when a rule's policy
     /// reads the selected space, which is selected after this layer.
     pub fn rules(mut self, rules: Rules) -> Result<Self, ConfigError> {
-        if rules.reads_space() {
-            return Err(ConfigError::PolicyReadsSpace("a rule's policy".to_owned()));
+        if let Some(reader) = rules.space_reader() {
+            return Err(ConfigError::PolicyReadsSpace(reader));
         }
         self.config_mut().authorize = Some(Authorize::Rules(rules));
         Ok(self)

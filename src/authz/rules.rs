@@ -401,12 +401,22 @@ impl Rules {
         }
     }
 
-    /// Whether a rule's policy, or the default's, reads the selected space.
-    pub(crate) fn reads_space(&self) -> bool {
-        let reads =
-            |access: &Access| matches!(access, Access::Policy(policy) if policy.reads_space());
-        self.rules.iter().any(|rule| reads(&rule.access))
-            || matches!(&self.default, RuleDefault::Policy(policy) if policy.reads_space())
+    /// The first policy of the table (a rule's, or the default's) that
+    /// reads the selected space, named with its rule: `rule <name>:
+    /// <policy>`.
+    pub(crate) fn space_reader(&self) -> Option<String> {
+        let rules = self.rules.iter().filter_map(|rule| match &rule.access {
+            Access::Policy(policy) => Some((rule.label.name(), policy)),
+            Access::Public => None,
+        });
+        let default = match &self.default {
+            RuleDefault::Policy(policy) => Some((self.default_label.name(), policy)),
+            _ => None,
+        };
+        rules
+            .chain(default)
+            .find(|(_, policy)| policy.reads_space())
+            .map(|(name, policy)| format!("rule {name}: {policy}"))
     }
 
     /// The public rule that decides `method` `path`, if one does (only a

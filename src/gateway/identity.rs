@@ -40,29 +40,13 @@ struct IdentityValues {
     subject: Result<HeaderValue, &'static str>,
     roles: Result<HeaderValue, &'static str>,
     spaces: Result<HeaderValue, &'static str>,
-    /// The whole claims set, made the claims header's value the first time
-    /// it is stated (a gateway without a claims header, or a token refused
-    /// on its claims, never pays for it).
-    all: serde_json::Map<String, serde_json::Value>,
-    claims: OnceLock<Result<HeaderValue, &'static str>>,
+    claims: Result<HeaderValue, &'static str>,
     /// The values under the names they were first stated with (a gateway
     /// has one set of names), with the space's header already in place.
     stated: OnceLock<(IdentityHeaders, Result<HeaderMap, &'static str>)>,
 }
 
 impl IdentityValues {
-    /// The claims header's value: the claims as ASCII JSON.
-    fn claims(&self) -> Result<&HeaderValue, &'static str> {
-        self.claims
-            .get_or_init(|| {
-                // A map of JSON values always serializes.
-                let json = serde_json::to_string(&self.all).unwrap_or_default();
-                text_value(&ascii_json(&json))
-            })
-            .as_ref()
-            .map_err(|err| *err)
-    }
-
     /// The token's identity headers under `names`, the space's header
     /// holding a placeholder for the request's space.
     fn headers(&self, names: &IdentityHeaders) -> Result<HeaderMap, &'static str> {
@@ -89,7 +73,7 @@ impl IdentityValues {
         headers.insert(names.spaces.clone(), self.spaces.clone()?);
         headers.insert(names.space.clone(), HeaderValue::from_static(""));
         if let Some(name) = &names.claims {
-            headers.insert(name.clone(), self.claims()?.clone());
+            headers.insert(name.clone(), self.claims.clone()?);
         }
         Ok(headers)
     }
@@ -128,12 +112,12 @@ impl<'de> Deserialize<'de> for GatewayClaims {
             None => Err("the token has no subject"),
             Some(_) => Err("the token's subject is not a string"),
         };
+        let json = serde_json::Value::Object(claims).to_string();
         let values = IdentityValues {
             subject,
             roles: list_value(&roles),
             spaces: list_value(&spaces),
-            all: claims,
-            claims: OnceLock::new(),
+            claims: text_value(&ascii_json(&json)),
             stated: OnceLock::new(),
         };
         Ok(GatewayClaims {
@@ -353,7 +337,7 @@ mod tests {
             "default_space,production"
         );
         assert_eq!(claims.values.roles.as_ref().unwrap(), "admin");
-        let json = claims.values.claims().unwrap().to_str().unwrap();
+        let json = claims.values.claims.as_ref().unwrap().to_str().unwrap();
         assert!(json.contains(r#""n":"\u00e9""#), "{json}");
     }
 
