@@ -241,10 +241,11 @@ where
                             let mut request = self.take_request();
                             self.config.allowed(None, false, request.headers());
                             if let Err(reason) = self.config.authorize(None, &request) {
-                                return Poll::Ready(Next::Refuse(self.config.refuse_authz(
+                                return Poll::Ready(Next::Refuse(crate::authz::refusal(
                                     &self.on_rejection,
                                     reason,
-                                    request.extensions(),
+                                    self.config.realm.clone(),
+                                    &request,
                                 )));
                             }
                             request
@@ -321,10 +322,11 @@ where
         }
         if let Err(reason) = self.config.authorize(Some(&token), &request) {
             // No renewed cookie goes with a refusal.
-            return Next::Refuse(self.config.refuse_authz(
+            return Next::Refuse(crate::authz::refusal(
                 &self.on_rejection,
                 reason,
-                request.extensions(),
+                self.config.realm.clone(),
+                &request,
             ));
         }
         request.extensions_mut().insert(token);

@@ -258,28 +258,6 @@ impl AuthConfig {
         true
     }
 
-    /// Renders the policy's refusal `reason`, as a
-    /// [`RequireLayer`](crate::authz::RequireLayer) would, in this layer's
-    /// realm.
-    pub(crate) fn refuse_authz<B, R: OnRejection<B>>(
-        &self,
-        on_rejection: &R,
-        reason: AuthzRejection,
-        extensions: &http::Extensions,
-    ) -> Response<B> {
-        refuse(
-            on_rejection,
-            &Rejection::Authz {
-                reason,
-                realm: self.realm.clone(),
-            },
-            Seen {
-                client: Seen::client_of(extensions),
-                ..Seen::default()
-            },
-        )
-    }
-
     /// Counts and reports an accepted request: `verified` with its token
     /// (`cached` when the token cache answered), or `anonymous` on an
     /// optional route.

@@ -174,10 +174,11 @@ where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
         R: OnRejection<ResBody>,
     {
-        ResponseFuture::refused(self.config.refuse_authz(
+        ResponseFuture::refused(crate::authz::refusal(
             &self.on_rejection,
             reason,
-            req.extensions(),
+            self.config.realm.clone(),
+            req,
         ))
     }
 

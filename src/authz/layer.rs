@@ -443,7 +443,9 @@ where
     }
 }
 
-fn refusal<B, ResBody, R: OnRejection<ResBody>>(
+/// Renders the authorization refusal `reason` of `req` in `realm`: for
+/// `RequireLayer`, and for an `AuthLayer`'s own policy or rules.
+pub(crate) fn refusal<B, ResBody, R: OnRejection<ResBody>>(
     on_rejection: &R,
     reason: AuthzRejection,
     realm: Realm,

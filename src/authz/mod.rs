@@ -87,7 +87,7 @@ pub use grants::{GrantMapping, Grants};
 #[cfg(feature = "presets")]
 pub(crate) use layer::check_grants;
 pub use layer::{AsyncCheck, CheckFailed, CheckRequest, Require, RequireLayer, ResponseFuture};
-pub(crate) use layer::{check_token, report_allowed};
+pub(crate) use layer::{check_token, refusal, report_allowed};
 #[cfg(feature = "axum")]
 pub(crate) use layer::{decide, realm_for};
 pub use policy::Policy;
