@@ -13,7 +13,7 @@ import time
 import grpc
 from grpc_tools import protoc
 
-from harness import ROOT, TARGET, Results, free_port
+from harness import ROOT, TARGET, Results, free_port, stop
 
 EXAMPLE = os.path.join(TARGET, "debug", "examples", "grpc_guarded")
 PROTO_DIR = os.path.join(ROOT, "examples", "grpc_guarded")
@@ -50,12 +50,7 @@ class GuardedServer:
         return self
 
     def __exit__(self, *exc):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
         self.process.stdout.close()
         return False
 

@@ -21,6 +21,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop(process, timeout=5):
+    """Ends `process`: asked to stop, then killed if it has not within
+    `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class DemoServer:
     """The demo on 127.0.0.1, in development mode, in-memory stores."""
 
@@ -51,13 +62,7 @@ class DemoServer:
 
     def __exit__(self, *exc):
         if self.process:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process:
+            stop(self.process)
             self.log.close()
         return False
 

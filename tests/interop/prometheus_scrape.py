@@ -14,7 +14,7 @@ import urllib.request
 
 import requests
 
-from harness import TARGET, DemoServer, Results, free_port
+from harness import TARGET, DemoServer, Results, free_port, stop
 
 
 def prometheus_binary():
@@ -70,12 +70,7 @@ class Prometheus:
 
     def __exit__(self, *exc):
         if self.process:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop(self.process, timeout=10)
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         return False
