@@ -241,10 +241,9 @@ where
                             let mut request = self.take_request();
                             self.config.allowed(None, false, request.headers());
                             if let Err(reason) = self.config.authorize(None, &request) {
-                                return Poll::Ready(Next::Refuse(crate::authz::refusal(
+                                return Poll::Ready(Next::Refuse(self.config.refuse_authz(
                                     &self.on_rejection,
                                     reason,
-                                    self.config.realm.clone(),
                                     &request,
                                 )));
                             }
@@ -322,12 +321,10 @@ where
         }
         if let Err(reason) = self.config.authorize(Some(&token), &request) {
             // No renewed cookie goes with a refusal.
-            return Next::Refuse(crate::authz::refusal(
-                &self.on_rejection,
-                reason,
-                self.config.realm.clone(),
-                &request,
-            ));
+            return Next::Refuse(
+                self.config
+                    .refuse_authz(&self.on_rejection, reason, &request),
+            );
         }
         request.extensions_mut().insert(token);
         Next::Call(self.inner.call(request), set_cookie.map(Box::new))

@@ -183,6 +183,17 @@ impl AuthConfig {
         )
     }
 
+    /// Renders the refusal `reason` of the layer's own authorization of
+    /// `request`, in the layer's realm.
+    pub(crate) fn refuse_authz<B, ResBody, R: OnRejection<ResBody>>(
+        &self,
+        on_rejection: &R,
+        reason: AuthzRejection,
+        request: &http::Request<B>,
+    ) -> Response<ResBody> {
+        crate::authz::refusal(on_rejection, reason, self.realm.clone(), request)
+    }
+
     /// The layer's own authorization ([`AuthLayer::require`],
     /// [`AuthLayer::rules`]) of a request that passed (with its `token`, or
     /// anonymous): `Ok` when there is none or it holds, counted as the

@@ -174,12 +174,7 @@ where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
         R: OnRejection<ResBody>,
     {
-        ResponseFuture::refused(crate::authz::refusal(
-            &self.on_rejection,
-            reason,
-            self.config.realm.clone(),
-            req,
-        ))
+        ResponseFuture::refused(self.config.refuse_authz(&self.on_rejection, reason, req))
     }
 
     /// Moves the request, and the inner service that was polled ready, into

@@ -437,15 +437,12 @@ impl Rules {
     /// that rule's.
     #[cfg(feature = "gateway")]
     pub(crate) fn is_public(&self, method: &Method, path: &str) -> bool {
-        if !self.has_public {
-            return false;
-        }
-        match self.decide(method, path) {
-            Matched::Public(rule) => {
+        match self.public_rule(method, path) {
+            Some(rule) => {
                 rule.allowed();
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
