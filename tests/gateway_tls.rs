@@ -32,6 +32,12 @@ struct Pair {
 }
 
 fn make_pair(name: &str) -> Pair {
+    make_pair_until(name, None)
+}
+
+/// A pair whose leaf is valid from 2019-01-01 until `not_after` (year,
+/// month, day), or for rcgen's default period (1975-01-01 to 4096-01-01).
+fn make_pair_until(name: &str, not_after: Option<(i32, u8, u8)>) -> Pair {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(
@@ -40,6 +46,10 @@ fn make_pair(name: &str) -> Pair {
     );
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    if let Some((year, month, day)) = not_after {
+        leaf.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(year, month, day);
+    }
     leaf.subject_alt_names
         .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
     let key = KeyPair::generate().unwrap();
@@ -398,15 +408,38 @@ async fn a_reload_swaps_the_certificate_for_new_connections_and_refuses_a_bad_pa
     let dir = temp_dir("tls-reload");
     let first = make_pair("first");
     let ca_first = install(&dir, &first, "first");
-    let gateway = Gateway::start(&tls_config(upstream.port, &dir, ""));
+    let metrics_port = free_port();
+    let gateway = Gateway::start(&tls_config(
+        upstream.port,
+        &dir,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"),
+    ));
     let port = gateway.addr.port();
+    let expiry = || {
+        let scraped = curl(
+            &[],
+            &format!("http://127.0.0.1:{metrics_port}/metrics"),
+            &[],
+        )
+        .expect("/metrics answers");
+        scraped
+            .body
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("authgate_tls_certificate_expiry_timestamp_seconds ")
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no expiry gauge in\n{}", scraped.body))
+    };
+    // rcgen's default notAfter: 4096-01-01.
+    assert_eq!(expiry(), "67090118400");
 
     // An HTTP/2 connection opened before the reload.
     let mut open = h2_client(gateway.addr, &first.ca).await;
     let (status, _, _) = h2_get(&mut open, port, "/public/before", &[]).await;
     assert_eq!(status, StatusCode::OK);
 
-    let second = make_pair("second");
+    let second = make_pair_until("second", Some((2051, 6, 1)));
     let ca_second = install(&dir, &second, "second");
     gateway.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -424,6 +457,32 @@ async fn a_reload_swaps_the_certificate_for_new_connections_and_refuses_a_bad_pa
     // The connection opened before goes on.
     let (status, body, _) = h2_get(&mut open, port, "/public/after", &[]).await;
     assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert_eq!(expiry(), "2569190400");
+
+    // An expired certificate: refused, the running pair (and its expiry) stays.
+    let expired = make_pair_until("expired", Some((2020, 1, 1)));
+    let ca_expired = install(&dir, &expired, "expired");
+    gateway.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(curl_tls(port, &ca_expired, "/healthz", &[]).is_none());
+    assert_eq!(
+        curl_tls(port, &ca_second, "/healthz", &[]).unwrap().status,
+        200
+    );
+    assert_eq!(expiry(), "2569190400");
+    let checked = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .arg("check")
+        .arg(&gateway.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "{said}");
+    assert!(
+        said.contains("server.tls.cert")
+            && said.contains("chain.pem")
+            && said.contains("expired at 2020-01-01T00:00:00Z"),
+        "{said}"
+    );
 
     // A key that is not the certificate's: refused, the running pair stays.
     write_private(&dir.join("key.pem"), make_pair("other").key.as_bytes());

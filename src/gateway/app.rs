@@ -590,6 +590,8 @@ pub struct ReloadHandle {
     keys: Arc<ReloadableKeys>,
     /// The TLS certificate and key in force, with `[server.tls]`.
     tls: Option<super::tls::LiveServerConfig>,
+    /// The `notAfter` of that certificate, Unix seconds.
+    tls_not_after: Option<Arc<std::sync::atomic::AtomicI64>>,
     /// The Cedar policies in force, with `[authz] cedar`.
     #[cfg(feature = "cedar")]
     cedar: Option<crate::authz::CedarPolicies>,
@@ -626,6 +628,9 @@ impl ReloadHandle {
         }
         if let (Some(live), Some(tls)) = (&self.tls, &settings.tls) {
             live.store(Arc::clone(&tls.config));
+        }
+        if let (Some(live), Some(tls)) = (&self.tls_not_after, &settings.tls) {
+            live.store(tls.not_after, std::sync::atomic::Ordering::Relaxed);
         }
         self.keys
             .replace(&settings.reloadable.verifying_keys)
@@ -1164,6 +1169,10 @@ impl Gateway {
                     .tls
                     .as_ref()
                     .map(|tls| Arc::new(ArcSwap::new(Arc::clone(&tls.config)))),
+                tls_not_after: settings
+                    .tls
+                    .as_ref()
+                    .map(|tls| Arc::new(std::sync::atomic::AtomicI64::new(tls.not_after))),
                 #[cfg(feature = "cedar")]
                 cedar: settings.cedar.clone(),
             },
@@ -1192,6 +1201,12 @@ impl Gateway {
     /// The TLS configuration in force (`[server.tls]`), swapped on reload.
     pub(crate) fn tls(&self) -> Option<super::tls::LiveServerConfig> {
         self.reload.tls.clone()
+    }
+
+    /// The `notAfter` (Unix seconds) of the TLS certificate in force, with
+    /// `[server.tls]`; a reload updates it.
+    pub(crate) fn tls_not_after(&self) -> Option<Arc<std::sync::atomic::AtomicI64>> {
+        self.reload.tls_not_after.clone()
     }
 
     /// Whether a plain connection may speak HTTP/2 with prior knowledge.

@@ -529,6 +529,8 @@ pub(crate) struct UpstreamSettings {
 #[derive(Clone)]
 pub(crate) struct TlsSettings {
     pub(crate) config: Arc<rustls::ServerConfig>,
+    /// The certificate's `notAfter`, Unix seconds.
+    pub(crate) not_after: i64,
 }
 
 /// How a refusal of the guard is rendered.
@@ -932,16 +934,17 @@ fn server_tls(source: &Source<'_>, raw: &RawTls) -> Result<TlsSettings, ConfigFi
     let key = read_file(source, "server.tls.key", &raw.key)?;
     let cert_path = source.resolve(raw.cert.get_ref());
     let key_path = source.resolve(raw.key.get_ref());
-    let config = tls::server_config(&cert_path, &cert, &key_path, &key).map_err(|message| {
-        // The error names the file; the key is the one at fault.
-        let (key_name, span) = if message.starts_with(&cert_path.display().to_string()) {
-            ("server.tls.cert", raw.cert.span())
-        } else {
-            ("server.tls.key", raw.key.span())
-        };
-        source.error(key_name, &span, message)
-    })?;
-    Ok(TlsSettings { config })
+    let (config, not_after) =
+        tls::server_config(&cert_path, &cert, &key_path, &key).map_err(|message| {
+            // The error names the file; the key is the one at fault.
+            let (key_name, span) = if message.starts_with(&cert_path.display().to_string()) {
+                ("server.tls.cert", raw.cert.span())
+            } else {
+                ("server.tls.key", raw.key.span())
+            };
+            source.error(key_name, &span, message)
+        })?;
+    Ok(TlsSettings { config, not_after })
 }
 
 /// `[upstream]`: where, how long, and over which protocol.

@@ -2,13 +2,21 @@
 //! (`[metrics] listen`), never on the gateway's: the crate's events
 //! ([`observe`](crate::observe)) for logins, refreshes, lockouts, throttled
 //! attempts, refusals of every layer, revocations, key fetches and store
-//! latency, through the `metrics` facade.
+//! latency, through the `metrics` facade; and, with `[server.tls]`,
+//! `authgate_tls_certificate_expiry_timestamp_seconds`, the `notAfter` of
+//! the certificate in force (updated by a reload), for an alert well before
+//! it comes.
 
 use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
+use std::sync::atomic::Ordering;
+
 use super::app::Gateway;
+
+/// The gauge of the TLS certificate's `notAfter`.
+const TLS_EXPIRY: &str = "authgate_tls_certificate_expiry_timestamp_seconds";
 
 /// Installs the Prometheus recorder (once per process) and returns the
 /// router serving `/metrics`. Each scrape counts the locked accounts first.
@@ -25,12 +33,21 @@ pub fn metrics_router(gateway: &Gateway) -> Result<Router, String> {
     let handle = recorder.handle();
     ::metrics::set_global_recorder(recorder).map_err(|err| format!("metrics: {err}"))?;
     crate::observe::describe();
+    ::metrics::describe_gauge!(
+        TLS_EXPIRY,
+        ::metrics::Unit::Seconds,
+        "When the TLS certificate in force expires (its notAfter), in Unix seconds."
+    );
     let lockout = gateway.lockout().cloned();
+    let tls_not_after = gateway.tls_not_after();
     Ok(Router::new().route(
         "/metrics",
         get(move || {
             let handle = handle.clone();
             let lockout = lockout.clone();
+            if let Some(not_after) = &tls_not_after {
+                ::metrics::gauge!(TLS_EXPIRY).set(not_after.load(Ordering::Relaxed) as f64);
+            }
             async move {
                 if let Some(lockout) = lockout {
                     // A store that cannot answer leaves the gauge as it was.
