@@ -7,11 +7,11 @@
 //! the certificate in force (updated by a reload), for an alert well before
 //! it comes.
 
+use std::sync::atomic::Ordering;
+
 use axum::Router;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-
-use std::sync::atomic::Ordering;
 
 use super::app::Gateway;
 
@@ -19,7 +19,8 @@ use super::app::Gateway;
 const TLS_EXPIRY: &str = "authgate_tls_certificate_expiry_timestamp_seconds";
 
 /// Installs the Prometheus recorder (once per process) and returns the
-/// router serving `/metrics`. Each scrape counts the locked accounts first.
+/// router serving `/metrics`. Each scrape counts the locked accounts first,
+/// and states the TLS certificate's expiry in force.
 pub fn metrics_router(gateway: &Gateway) -> Result<Router, String> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(

@@ -57,7 +57,8 @@ pub(crate) fn server_config(
     key_pem: &[u8],
 ) -> Result<(Arc<ServerConfig>, i64), String> {
     let chain = certificates(cert_pem, cert_path)?;
-    let not_after = leaf_in_validity(&chain[0], unix_now()).map_err(|problem| {
+    let leaf = chain.first().map_or(&[][..], |leaf| leaf.as_ref());
+    let not_after = leaf_in_validity(leaf, unix_now()).map_err(|problem| {
         format!(
             "{}: the first certificate (the server's own) {problem}",
             cert_path.display()
