@@ -122,8 +122,9 @@
     nonstandard_style
 )]
 
-// Below everything: the clock and the boxed future.
+// Below everything: the clock, the DER reader and the boxed future.
 pub mod clock;
+mod der;
 pub mod error;
 mod future;
 pub mod observe;

@@ -15,12 +15,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::clock::now_seconds;
+use crate::der;
 
 /// The ALPN names the server offers, best first.
 const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -58,12 +60,13 @@ pub(crate) fn server_config(
 ) -> Result<(Arc<ServerConfig>, i64), String> {
     let chain = certificates(cert_pem, cert_path)?;
     let leaf = chain.first().map_or(&[][..], |leaf| leaf.as_ref());
-    let not_after = leaf_in_validity(leaf, unix_now()).map_err(|problem| {
-        format!(
-            "{}: the first certificate (the server's own) {problem}",
-            cert_path.display()
-        )
-    })?;
+    let not_after = leaf_in_validity(leaf, i64::try_from(now_seconds()).unwrap_or(i64::MAX))
+        .map_err(|problem| {
+            format!(
+                "{}: the first certificate (the server's own) {problem}",
+                cert_path.display()
+            )
+        })?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|err| {
         format!(
             "{}: not a PEM private key (PKCS#8, PKCS#1 or SEC1): {err}",
@@ -92,14 +95,6 @@ pub(crate) fn server_config(
     Ok((Arc::new(config), not_after))
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        })
-}
-
 /// The leaf's `notAfter` when `now` is within its validity period; what is
 /// wrong otherwise, to follow "the certificate".
 fn leaf_in_validity(der: &[u8], now: i64) -> Result<i64, String> {
@@ -118,44 +113,19 @@ fn leaf_in_validity(der: &[u8], now: i64) -> Result<i64, String> {
 /// X.509 certificate, read from its `tbsCertificate`; `None` when the bytes
 /// are not laid out as one.
 fn validity(der: &[u8]) -> Option<(i64, i64)> {
-    let (certificate, _) = der_element(der, 0x30)?;
-    let (mut tbs, _) = der_element(certificate, 0x30)?;
+    let (certificate, _) = der::element(der, 0x30)?;
+    let (mut tbs, _) = der::element(certificate, 0x30)?;
     // version: [0] EXPLICIT, absent in a v1 certificate.
     if tbs.first() == Some(&0xa0) {
-        tbs = der_element(tbs, 0xa0)?.1;
+        tbs = der::element(tbs, 0xa0)?.1;
     }
-    let (_serial, rest) = der_element(tbs, 0x02)?;
-    let (_signature, rest) = der_element(rest, 0x30)?;
-    let (_issuer, rest) = der_element(rest, 0x30)?;
-    let (validity, _) = der_element(rest, 0x30)?;
+    let (_serial, rest) = der::element(tbs, 0x02)?;
+    let (_signature, rest) = der::element(rest, 0x30)?;
+    let (_issuer, rest) = der::element(rest, 0x30)?;
+    let (validity, _) = der::element(rest, 0x30)?;
     let (not_before, rest) = der_time(validity)?;
     let (not_after, _) = der_time(rest)?;
     Some((not_before, not_after))
-}
-
-/// The contents of the DER element at the start of `input` when its tag is
-/// `tag`, and what follows the element.
-fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (&found, rest) = input.split_first()?;
-    if found != tag {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        // Long form: 1 to 4 length bytes (no certificate is larger).
-        let count = usize::from(first & 0x7f);
-        if !(1..=4).contains(&count) {
-            return None;
-        }
-        let length = rest
-            .get(..count)?
-            .iter()
-            .fold(0usize, |length, byte| (length << 8) | usize::from(*byte));
-        (length, rest.get(count..)?)
-    };
-    Some((rest.get(..length)?, rest.get(length..)?))
 }
 
 /// A `Time` (UTCTime `YYMMDDHHMMSSZ` or GeneralizedTime `YYYYMMDDHHMMSSZ`,
@@ -163,14 +133,14 @@ fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 fn der_time(input: &[u8]) -> Option<(i64, &[u8])> {
     let (text, year, rest) = match input.first()? {
         0x17 => {
-            let (text, rest) = der_element(input, 0x17)?;
+            let (text, rest) = der::element(input, 0x17)?;
             let yy = digits(text.get(..2)?)?;
             // RFC 5280: 50–99 are 19xx, 00–49 are 20xx.
             let year = if yy >= 50 { 1900 + yy } else { 2000 + yy };
             (text.get(2..)?, year, rest)
         }
         0x18 => {
-            let (text, rest) = der_element(input, 0x18)?;
+            let (text, rest) = der::element(input, 0x18)?;
             (text.get(4..)?, digits(text.get(..4)?)?, rest)
         }
         _ => return None,

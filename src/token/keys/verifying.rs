@@ -76,30 +76,8 @@ fn check_rsa_modulus(algorithm: Algorithm, modulus: Option<&[u8]>) -> Result<(),
 /// The modulus of a DER `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`,
 /// RFC 8017 §A.1.1), or `None` when it is not one.
 fn rsa_der_modulus(der: &[u8]) -> Option<&[u8]> {
-    /// A DER element's tag, and its content with what follows it.
-    fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = der.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let count = usize::from(first & 0x7f);
-            if count == 0 || count > 4 || rest.len() < count {
-                return None;
-            }
-            let len = rest[..count]
-                .iter()
-                .fold(0usize, |len, &b| (len << 8) | usize::from(b));
-            (len, &rest[count..])
-        };
-        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-    }
-    let (0x30, sequence, _) = element(der)? else {
-        return None;
-    };
-    let (0x02, modulus, _) = element(sequence)? else {
-        return None;
-    };
+    let (sequence, _) = crate::der::element(der, 0x30)?;
+    let (modulus, _) = crate::der::element(sequence, 0x02)?;
     Some(modulus)
 }
 
