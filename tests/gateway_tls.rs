@@ -596,6 +596,61 @@ async fn h2c_with_prior_knowledge_gets_the_same_guard() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_request_head_over_its_bound_is_431_over_both_protocols_and_never_forwarded() {
+    let upstream = Upstream::start().await;
+    // The default (16 KiB), then a wider one.
+    for (server_key, bound_kib) in [("", 16), ("max_request_headers_kib = 32\n", 32)] {
+        let config = gateway_config(upstream.port, "").replace(
+            "development = true\n",
+            &format!("development = true\nh2c = true\n{server_key}"),
+        );
+        let gateway = Gateway::start(&config);
+        let base = format!("http://{}", gateway.addr);
+        for protocol in ["--http1.1", "--http2-prior-knowledge"] {
+            let token = bearer(&[protocol], &base);
+            // A field 2 KiB under the bound passes whole; one as large as
+            // the bound (the rest of the head on top) is refused.
+            let within = "w".repeat((bound_kib - 2) * 1024);
+            let passed = curl(
+                &[protocol],
+                &format!("{base}/app"),
+                &["-H", &token, "-H", &format!("X-Padding: {within}")],
+            )
+            .expect("an answer within the bound");
+            assert_eq!(
+                passed.status, 200,
+                "{protocol}, {bound_kib} KiB: {}",
+                passed.body
+            );
+            assert_eq!(
+                passed.upstream_header("x-padding").map(|value| value.len()),
+                Some(within.len()),
+                "{protocol}, {bound_kib} KiB"
+            );
+            let over = "o".repeat(bound_kib * 1024);
+            for (path, credentials) in [("/app", token.as_str()), ("/public/echo", "X-Any: 1")] {
+                let refused = curl(
+                    &[protocol],
+                    &format!("{base}{path}"),
+                    &["-H", credentials, "-H", &format!("X-Padding: {over}")],
+                )
+                .expect("an answer over the bound");
+                assert_eq!(
+                    refused.status, 431,
+                    "{protocol}, {bound_kib} KiB, {path}: {}",
+                    refused.body
+                );
+                assert!(
+                    !refused.body.contains("\"headers\""),
+                    "{protocol}, {path}: reached the upstream: {}",
+                    refused.body
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_h2c_upstream_passes_response_trailers_to_an_http2_client() {
     let h2_upstream = start_h2c_upstream().await;
     let dir = temp_dir("tls-grpc");

@@ -262,6 +262,8 @@ pub(crate) struct RawServer {
     pub(crate) first_byte_timeout: Option<Spanned<String>>,
     pub(crate) max_connections: Option<Spanned<usize>>,
     pub(crate) max_connections_per_client: Option<Spanned<usize>>,
+    pub(crate) max_request_headers_kib: Option<Spanned<usize>>,
+    pub(crate) http2_max_concurrent_streams: Option<Spanned<usize>>,
     pub(crate) body_read_timeout: Option<Spanned<String>>,
     pub(crate) websocket_max_lifetime: Option<Spanned<String>>,
     pub(crate) websocket_revocation_check: Option<Spanned<String>>,
@@ -487,6 +489,13 @@ pub(crate) struct ConnectionSettings {
     /// Open connections from one client address (`max_connections_per_client`,
     /// default 64; trusted proxies are not counted against it).
     pub(crate) max_connections_per_client: usize,
+    /// The largest request head, in bytes (`max_request_headers_kib`,
+    /// default 16 KiB): the request line and header fields of an HTTP/1
+    /// request, the decoded header list of an HTTP/2 one.
+    pub(crate) max_request_headers: usize,
+    /// Streams one HTTP/2 connection may have open at once
+    /// (`http2_max_concurrent_streams`, default 128).
+    pub(crate) http2_max_concurrent_streams: u32,
     /// How long a login route waits for the whole body (`body_read_timeout`,
     /// default 10 s).
     pub(crate) body_read_timeout: Duration,
@@ -504,6 +513,8 @@ impl Default for ConnectionSettings {
             first_byte_timeout: None,
             max_connections: 768,
             max_connections_per_client: 64,
+            max_request_headers: super::serve::DEFAULT_MAX_REQUEST_HEADERS,
+            http2_max_concurrent_streams: super::serve::DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
             body_read_timeout: Duration::from_secs(10),
             websocket_max_lifetime: Duration::from_secs(3600),
             websocket_revocation_check: Duration::from_secs(10),
@@ -772,14 +783,17 @@ impl Settings {
 
     /// The bounds on the connections the server accepts
     /// (`[server] header_read_timeout`, `first_byte_timeout`, `max_connections`,
-    /// `max_connections_per_client`), for [`serve`](crate::gateway::serve).
+    /// `max_connections_per_client`, `max_request_headers_kib`,
+    /// `http2_max_concurrent_streams`), for [`serve`](crate::gateway::serve).
     pub fn connection_limits(&self) -> crate::gateway::ConnectionLimits {
         let limits = crate::gateway::ConnectionLimits::new(
             self.header_read_timeout,
             self.connections.max_connections,
             self.connections.max_connections_per_client,
             self.trusted_proxies.clone(),
-        );
+        )
+        .max_request_headers(self.connections.max_request_headers)
+        .http2_max_concurrent_streams(self.connections.http2_max_concurrent_streams);
         match self.connections.first_byte_timeout {
             Some(timeout) => limits.first_byte_timeout(timeout),
             None => limits,
@@ -833,6 +847,13 @@ fn duration(
     }
 }
 
+/// The largest `max_request_headers_kib`: 1 MiB, already far above what
+/// browsers and proxies send (nginx takes 32 KiB at most by default).
+const MOST_REQUEST_HEADERS_KIB: usize = 1024;
+/// The largest `http2_max_concurrent_streams`: each open stream may hold a
+/// request and an upstream call.
+const MOST_HTTP2_CONCURRENT_STREAMS: u32 = 1024;
+
 /// The `[server]` keys that bound what one client may hold.
 fn connection_settings(
     source: &Source<'_>,
@@ -879,10 +900,24 @@ fn connection_settings(
         default.max_connections_per_client.min(max_connections),
         max_connections,
     )?;
+    let max_request_headers = count(
+        "server.max_request_headers_kib",
+        &server.max_request_headers_kib,
+        default.max_request_headers / 1024,
+        MOST_REQUEST_HEADERS_KIB,
+    )? * 1024;
+    let http2_max_concurrent_streams = count(
+        "server.http2_max_concurrent_streams",
+        &server.http2_max_concurrent_streams,
+        default.http2_max_concurrent_streams as usize,
+        MOST_HTTP2_CONCURRENT_STREAMS as usize,
+    )? as u32;
     Ok(ConnectionSettings {
         first_byte_timeout,
         max_connections,
         max_connections_per_client,
+        max_request_headers,
+        http2_max_concurrent_streams,
         body_read_timeout: duration(
             source,
             "server.body_read_timeout",
@@ -2309,8 +2344,11 @@ mod tests {
         let settings = minimal("");
         assert_eq!(settings.connections, ConnectionSettings::default());
         assert!(settings.connections.max_connections < 1024);
+        assert_eq!(settings.connections.max_request_headers, 16 * 1024);
+        assert_eq!(settings.connections.http2_max_concurrent_streams, 128);
         let settings = minimal(
             "max_connections = 100\nmax_connections_per_client = 10\n\
+             max_request_headers_kib = 64\nhttp2_max_concurrent_streams = 16\n\
              body_read_timeout = \"2s\"\nwebsocket_max_lifetime = \"5m\"\n\
              websocket_revocation_check = \"500ms\"\n",
         );
@@ -2320,6 +2358,8 @@ mod tests {
                 first_byte_timeout: None,
                 max_connections: 100,
                 max_connections_per_client: 10,
+                max_request_headers: 64 * 1024,
+                http2_max_concurrent_streams: 16,
                 body_read_timeout: Duration::from_secs(2),
                 websocket_max_lifetime: Duration::from_secs(300),
                 websocket_revocation_check: Duration::from_millis(500),
@@ -2337,6 +2377,10 @@ mod tests {
             "max_connections = 0\n",
             "max_connections = 8\nmax_connections_per_client = 9\n",
             "max_connections_per_client = 0\n",
+            "max_request_headers_kib = 0\n",
+            "max_request_headers_kib = 1025\n",
+            "http2_max_concurrent_streams = 0\n",
+            "http2_max_concurrent_streams = 1025\n",
             "body_read_timeout = \"0s\"\n",
             "websocket_max_lifetime = \"forever\"\n",
             "header_read_timeout = \"5s\"\nfirst_byte_timeout = \"6s\"\n",

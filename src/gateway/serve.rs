@@ -126,6 +126,13 @@ pub async fn serve_until_signalled(
 ///   that one client cannot take every slot and starve `/healthz`. The
 ///   trusted proxies are not counted against it: every connection of an
 ///   nginx in front comes from its one address.
+/// - **Request head size** (`max_request_headers_kib`, default 16 KiB): an
+///   HTTP/1 request whose request line and header fields are larger, or an
+///   HTTP/2 one whose decoded header list is (RFC 9113 §6.5.2), is answered
+///   `431 Request Header Fields Too Large`, before any check runs or
+///   anything reaches the upstream.
+/// - **HTTP/2 streams** (`http2_max_concurrent_streams`, default 128): the
+///   requests one HTTP/2 connection may have in flight at once.
 ///
 /// A proxied WebSocket keeps its connection's slot until it closes.
 #[derive(Debug, Clone)]
@@ -135,6 +142,8 @@ pub struct ConnectionLimits {
     max_connections: usize,
     max_connections_per_client: usize,
     uncounted_clients: IpRanges,
+    max_request_headers: usize,
+    http2_max_concurrent_streams: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -160,6 +169,8 @@ impl ConnectionLimits {
             max_connections: max_connections.max(1),
             max_connections_per_client: max_connections_per_client.max(1),
             uncounted_clients,
+            max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
         }
     }
 
@@ -169,6 +180,22 @@ impl ConnectionLimits {
     /// runs from the first byte.
     pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
         self.first_byte_timeout = Some(timeout);
+        self
+    }
+
+    /// Answers `431` to a request whose head is larger than `bytes` (at
+    /// least 1,024): an HTTP/1 request line and header fields, or an HTTP/2
+    /// decoded header list, which counts 32 bytes more per field. The
+    /// default is 16 KiB.
+    pub fn max_request_headers(mut self, bytes: usize) -> Self {
+        self.max_request_headers = bytes.max(1024);
+        self
+    }
+
+    /// Lets one HTTP/2 connection have at most `streams` requests in
+    /// flight at once (at least one). The default is 128.
+    pub fn http2_max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.http2_max_concurrent_streams = streams.max(1);
         self
     }
 
@@ -395,10 +422,11 @@ pub async fn serve(
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_request_headers)
         .keep_alive(true);
     let protocols = Arc::new(Protocols {
         http1,
-        http2: http2_builder(),
+        http2: http2_builder(&limits),
         header_read_timeout: limits.header_read_timeout,
     });
     // hyper's head timeout covers the first byte too; a shorter wait for it
@@ -520,12 +548,11 @@ pub async fn serve(
     Ok(())
 }
 
-/// The most streams an HTTP/2 client may have open at once on one
-/// connection.
-pub(crate) const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 128;
-/// The largest header list an HTTP/2 request may carry (decoded: names,
-/// values and 32 bytes per field, RFC 9113 §6.5.2).
-pub(crate) const HTTP2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// The default bound on a request's head, [`ConnectionLimits::max_request_headers`].
+pub(crate) const DEFAULT_MAX_REQUEST_HEADERS: usize = 16 * 1024;
+/// The default bound on an HTTP/2 connection's streams in flight,
+/// [`ConnectionLimits::http2_max_concurrent_streams`].
+pub(crate) const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 128;
 /// Streams a client may open and reset before the server has accepted
 /// them (rapid reset, CVE-2023-44487); beyond it the connection is closed
 /// with `ENHANCE_YOUR_CALM`.
@@ -550,12 +577,12 @@ struct Protocols {
     header_read_timeout: Duration,
 }
 
-fn http2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+fn http2_builder(limits: &ConnectionLimits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
-        .max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(HTTP2_MAX_HEADER_LIST_SIZE)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_request_headers).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS)
         .max_local_error_reset_streams(HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS)
         .keep_alive_interval(HTTP2_KEEP_ALIVE)
