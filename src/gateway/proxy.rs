@@ -196,9 +196,15 @@ impl Service<Request<Body>> for Forward {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
-        let authenticated = self.authenticated;
-        Box::pin(async move { Ok(forward(&shared, authenticated, request).await) })
+        // The request is rewritten here, so that the future holds only
+        // what the exchange with the upstream needs.
+        match prepare(&self.shared, self.authenticated, request) {
+            Ok(prepared) => {
+                let shared = Arc::clone(&self.shared);
+                Box::pin(async move { Ok(exchange(&shared, prepared).await) })
+            }
+            Err(refused) => Box::pin(std::future::ready(Ok(refused))),
+        }
     }
 }
 
@@ -491,11 +497,22 @@ pub(crate) fn gateway_error(status: StatusCode, code: &str, description: &str) -
     response
 }
 
-async fn forward(
+/// A request rewritten for the upstream, with what its upgrade needs.
+struct Prepared {
+    request: Request<Body>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    tunnel: Option<TunnelBounds>,
+}
+
+/// The request as the upstream gets it: origin-form target, HTTP/1.1, the
+/// hop-by-hop, identity and untrusted forwarding fields removed, the
+/// identity and forwarding fields stated; or the refusal when the identity
+/// cannot be stated.
+fn prepare(
     shared: &ProxyShared,
     authenticated: bool,
     mut request: Request<Body>,
-) -> Response<Body> {
+) -> Result<Prepared, Response<Body>> {
     let peer = ClientIpResolver::peer(&request);
     let from_trusted_proxy =
         peer.is_some_and(|ip| shared.trusted_proxies.contains(ip.to_canonical()));
@@ -526,20 +543,34 @@ async fn forward(
     // It fails closed when a check did not run.
     if let Err(err) = state_identity(&parts.extensions, &shared.identity, authenticated, headers) {
         tracing::error!(reason = err.0, "authgate refused to forward a request");
-        return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", err.0);
+        return Err(gateway_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            err.0,
+        ));
     }
     set_forwarded(headers, peer, from_trusted_proxy, &shared.proto);
     let tunnel = upgrade.then(|| TunnelBounds::of(&mut parts.extensions, &shared.websockets));
     // What only this hop needs stays here.
     parts.extensions = http::Extensions::new();
-    let upstream_request = Request::from_parts(parts, without_trailers(body));
+    Ok(Prepared {
+        request: Request::from_parts(parts, without_trailers(body)),
+        client_upgrade,
+        tunnel,
+    })
+}
 
-    let response = match tokio::time::timeout(
-        shared.timeout,
-        shared.upstream.send(upstream_request),
-    )
-    .await
-    {
+/// Sends a prepared request and answers the upstream's response (a
+/// WebSocket's `101` joined to the client's connection), or the gateway's
+/// own error when the upstream cannot be reached or does not answer in
+/// time.
+async fn exchange(shared: &ProxyShared, prepared: Prepared) -> Response<Body> {
+    let Prepared {
+        request,
+        client_upgrade,
+        tunnel,
+    } = prepared;
+    let response = match tokio::time::timeout(shared.timeout, shared.upstream.send(request)).await {
         Err(_) => {
             tracing::warn!(upstream = %shared.upstream.authority(), "the upstream did not answer in time");
             return gateway_error(

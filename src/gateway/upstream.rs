@@ -177,8 +177,12 @@ impl Upstream {
         self: &Arc<Self>,
         mut request: Request<Body>,
     ) -> Result<Response<Body>, UpstreamError> {
+        // The rare paths are boxed (HTTP/2, and opening a connection with
+        // its TLS handshake): their state would otherwise make every
+        // request's future several kilobytes, allocated and copied each
+        // time.
         if let Some(shared) = &self.http2 {
-            return self.send_http2(shared, request).await;
+            return Box::pin(self.send_http2(shared, request)).await;
         }
         if !request.headers().contains_key(header::HOST) {
             request
@@ -204,7 +208,7 @@ impl Upstream {
         loop {
             let (mut sender, reused) = match self.take_idle() {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                None => (Box::pin(self.connect()).await?, false),
             };
             if let Err(err) = sender.ready().await {
                 if reused {
