@@ -69,7 +69,9 @@ use crate::store::{RevocationCheck, RevocationStore};
 use crate::token::VerifiedToken;
 
 use super::config::{ConnectionSettings, IdentityHeaders, UpstreamSettings};
-use super::identity::{field_starts_with, identity_field, same_field, state_identity};
+use super::identity::{
+    IdentityError, field_starts_with, identity_field, same_field, state_identity,
+};
 use super::serve::HeldConnectionSlot;
 use super::upstream::{Upstream, UpstreamError};
 
@@ -203,7 +205,15 @@ impl Service<Request<Body>> for Forward {
                 let shared = Arc::clone(&self.shared);
                 Box::pin(async move { Ok(exchange(&shared, prepared).await) })
             }
-            Err(refused) => Box::pin(std::future::ready(Ok(refused))),
+            // It fails closed when a check did not run.
+            Err(err) => {
+                tracing::error!(reason = err.0, "authgate refused to forward a request");
+                Box::pin(std::future::ready(Ok(gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    err.0,
+                ))))
+            }
         }
     }
 }
@@ -506,13 +516,13 @@ struct Prepared {
 
 /// The request as the upstream gets it: origin-form target, HTTP/1.1, the
 /// hop-by-hop, identity and untrusted forwarding fields removed, the
-/// identity and forwarding fields stated; or the refusal when the identity
-/// cannot be stated.
+/// identity and forwarding fields stated; or why the identity cannot be
+/// stated (a check that should have run before did not).
 fn prepare(
     shared: &ProxyShared,
     authenticated: bool,
     mut request: Request<Body>,
-) -> Result<Prepared, Response<Body>> {
+) -> Result<Prepared, IdentityError> {
     let peer = ClientIpResolver::peer(&request);
     let from_trusted_proxy =
         peer.is_some_and(|ip| shared.trusted_proxies.contains(ip.to_canonical()));
@@ -540,15 +550,7 @@ fn prepare(
     // Before the identity: a client's `Connection` may name an identity
     // header, and must not remove the one stated below.
     remove_request_fields(headers, &shared.identity, upgrade, from_trusted_proxy);
-    // It fails closed when a check did not run.
-    if let Err(err) = state_identity(&parts.extensions, &shared.identity, authenticated, headers) {
-        tracing::error!(reason = err.0, "authgate refused to forward a request");
-        return Err(gateway_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            err.0,
-        ));
-    }
+    state_identity(&parts.extensions, &shared.identity, authenticated, headers)?;
     set_forwarded(headers, peer, from_trusted_proxy, &shared.proto);
     let tunnel = upgrade.then(|| TunnelBounds::of(&mut parts.extensions, &shared.websockets));
     // What only this hop needs stays here.
