@@ -633,3 +633,50 @@ Authorization: {bearer}\r\nConnection: close\r\n\r\n"
         }
     }
 }
+
+/// A request head within `max_request_headers_kib` (16 KiB) reaches the
+/// upstream through every front; a larger one never does: the gateway
+/// answers `431`, Caddy's `forward_auth` passes the decision endpoint's
+/// `431` on, and nginx's `auth_request`, which allows only a `2xx` and
+/// reads anything but `401` and `403` as an error, answers `500`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_head_never_reaches_the_upstream_through_any_front() {
+    let upstream = Upstream::start().await;
+    let gateway = Gateway::start(&gateway_config(upstream.port, ""));
+    let (_nginx, nginx_port) = start_nginx(gateway.addr, upstream.port).await;
+    let (_caddy, caddy_port) = start_caddy(gateway.addr, upstream.port).await;
+    let bearer = bearer_token(&Front::new("gateway", gateway.addr.port()), "admin").await;
+    // Fields of 6 KiB: below nginx's 8 KiB a line, so that each front
+    // passes them on and the gateway's bound is the one met.
+    let field = "f".repeat(6 * 1024);
+    for (name, port, refusal) in [
+        ("gateway", gateway.addr.port(), 431),
+        ("nginx", nginx_port, 500),
+        ("caddy", caddy_port, 431),
+    ] {
+        let front = Front::new(name, port);
+        for fields in [2, 3] {
+            let names: Vec<String> = (0..fields).map(|i| format!("x-padding-{i}")).collect();
+            let mut headers = vec![("authorization", bearer.as_str())];
+            headers.extend(names.iter().map(|name| (name.as_str(), field.as_str())));
+            let reply = front.get("/app/echo", &headers).await;
+            if fields == 2 {
+                assert_eq!(reply.status, http::StatusCode::OK, "{name}: {}", reply.text);
+                assert_eq!(
+                    reply.json()["headers"]["x-padding-1"]
+                        .as_str()
+                        .map(str::len),
+                    Some(field.len()),
+                    "{name}"
+                );
+            } else {
+                assert_eq!(reply.status.as_u16(), refusal, "{name}: {}", reply.text);
+                assert!(
+                    !reply.text.contains("x-padding"),
+                    "{name} reached the upstream: {}",
+                    reply.text
+                );
+            }
+        }
+    }
+}
