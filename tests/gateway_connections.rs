@@ -59,6 +59,41 @@ async fn closed_within_into(
         .is_ok()
 }
 
+/// The gateway with the fixture's configuration, nginx (`auth_request`) and
+/// Caddy (`forward_auth`) in front of it, one upstream behind all three, and
+/// a bearer token of `admin` (`Bearer …`).
+struct Fronts {
+    upstream: Upstream,
+    /// The name and port of each front: the gateway's own, nginx, Caddy.
+    ports: [(&'static str, u16); 3],
+    bearer: String,
+    _gateway: Gateway,
+    _nginx: Process,
+    _caddy: Process,
+}
+
+impl Fronts {
+    async fn start() -> Fronts {
+        let upstream = Upstream::start().await;
+        let gateway = Gateway::start(&gateway_config(upstream.port, ""));
+        let (nginx, nginx_port) = start_nginx(gateway.addr, upstream.port).await;
+        let (caddy, caddy_port) = start_caddy(gateway.addr, upstream.port).await;
+        let bearer = bearer_token(&Front::new("gateway", gateway.addr.port()), "admin").await;
+        Fronts {
+            upstream,
+            ports: [
+                ("gateway", gateway.addr.port()),
+                ("nginx", nginx_port),
+                ("caddy", caddy_port),
+            ],
+            bearer,
+            _gateway: gateway,
+            _nginx: nginx,
+            _caddy: caddy,
+        }
+    }
+}
+
 /// `GET /healthz` from `from`, answered within `wait`: its status (0 for a
 /// closed connection without an answer), or `None` when it hangs.
 async fn healthz_from(addr: SocketAddr, from: &str, wait: Duration) -> Option<u16> {
@@ -434,16 +469,9 @@ async fn websocket_closed_within(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_websocket_upgrades_reach_the_upstream_through_every_front() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&gateway_config(upstream.port, ""));
-    let (_nginx, nginx_port) = start_nginx(gateway.addr, upstream.port).await;
-    let (_caddy, caddy_port) = start_caddy(gateway.addr, upstream.port).await;
-    let bearer = bearer_token(&Front::new("gateway", gateway.addr.port()), "admin").await;
-    for (front, port) in [
-        ("gateway", gateway.addr.port()),
-        ("nginx", nginx_port),
-        ("caddy", caddy_port),
-    ] {
+    let fronts = Fronts::start().await;
+    let bearer = &fronts.bearer;
+    for (front, port) in fronts.ports {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         for (path, authorization) in [
             ("/public/echo", String::new()),
@@ -479,7 +507,7 @@ HTTP2-Settings: AAMAAABkAAQAAP__\r\n{authorization}\r\n"
             }
         }
         // A WebSocket still goes through.
-        let mut ws = open_websocket(port, "/ws", &[("authorization", &bearer)]).await;
+        let mut ws = open_websocket(port, "/ws", &[("authorization", bearer)]).await;
         echoes(&mut ws, "hello").await;
     }
 }
@@ -595,16 +623,9 @@ async fn a_websocket_on_a_public_path_is_closed_after_the_longest_lifetime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_never_reaches_the_upstream_through_any_front() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&gateway_config(upstream.port, ""));
-    let (_nginx, nginx_port) = start_nginx(gateway.addr, upstream.port).await;
-    let (_caddy, caddy_port) = start_caddy(gateway.addr, upstream.port).await;
-    let bearer = bearer_token(&Front::new("gateway", gateway.addr.port()), "admin").await;
-    for (front, port) in [
-        ("gateway", gateway.addr.port()),
-        ("nginx", nginx_port),
-        ("caddy", caddy_port),
-    ] {
+    let fronts = Fronts::start().await;
+    let (upstream, bearer) = (&fronts.upstream, &fronts.bearer);
+    for (front, port) in fronts.ports {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         for target in [
             format!("127.0.0.1:{}", upstream.port),
@@ -641,23 +662,15 @@ Authorization: {bearer}\r\nConnection: close\r\n\r\n"
 /// reads anything but `401` and `403` as an error, answers `500`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_request_head_never_reaches_the_upstream_through_any_front() {
-    let upstream = Upstream::start().await;
-    let gateway = Gateway::start(&gateway_config(upstream.port, ""));
-    let (_nginx, nginx_port) = start_nginx(gateway.addr, upstream.port).await;
-    let (_caddy, caddy_port) = start_caddy(gateway.addr, upstream.port).await;
-    let bearer = bearer_token(&Front::new("gateway", gateway.addr.port()), "admin").await;
+    let fronts = Fronts::start().await;
     // Fields of 6 KiB: below nginx's 8 KiB a line, so that each front
     // passes them on and the gateway's bound is the one met.
     let field = "f".repeat(6 * 1024);
-    for (name, port, refusal) in [
-        ("gateway", gateway.addr.port(), 431),
-        ("nginx", nginx_port, 500),
-        ("caddy", caddy_port, 431),
-    ] {
+    for ((name, port), refusal) in fronts.ports.into_iter().zip([431, 500, 431]) {
         let front = Front::new(name, port);
         for fields in [2, 3] {
             let names: Vec<String> = (0..fields).map(|i| format!("x-padding-{i}")).collect();
-            let mut headers = vec![("authorization", bearer.as_str())];
+            let mut headers = vec![("authorization", fronts.bearer.as_str())];
             headers.extend(names.iter().map(|name| (name.as_str(), field.as_str())));
             let reply = front.get("/app/echo", &headers).await;
             if fields == 2 {
