@@ -149,22 +149,26 @@ fn der_time(input: &[u8]) -> Option<(i64, &[u8])> {
     if text.len() != 11 || text[10] != b'Z' {
         return None;
     }
-    let month = digits(&text[0..2])?;
-    let day = digits(&text[2..4])?;
+    let month = u8::try_from(digits(&text[0..2])?).ok()?;
+    let day = u8::try_from(digits(&text[2..4])?).ok()?;
     let hour = digits(&text[4..6])?;
     let minute = digits(&text[6..8])?;
     let second = digits(&text[8..10])?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
+    if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let date = time::Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        time::Month::try_from(month).ok()?,
+        day,
+    )
+    .ok()?;
+    let days = i64::from(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY);
     Some((days * 86_400 + hour * 3_600 + minute * 60 + second, rest))
 }
+
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
 /// ASCII decimal digits as a number; `None` for anything else.
 fn digits(text: &[u8]) -> Option<i64> {
@@ -174,41 +178,19 @@ fn digits(text: &[u8]) -> Option<i64> {
     })
 }
 
-/// Days from 1970-01-01 to the proleptic Gregorian date `year-month-day`
-/// (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (Hinnant's `civil_from_days`).
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 fn utc(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let time = seconds.rem_euclid(86_400);
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        time / 3_600,
-        time % 3_600 / 60,
-        time % 60
-    )
+    match time::OffsetDateTime::from_unix_timestamp(seconds) {
+        Ok(moment) => format!(
+            "{}T{:02}:{:02}:{:02}Z",
+            moment.date(),
+            moment.hour(),
+            moment.minute(),
+            moment.second()
+        ),
+        // Beyond year 9999, which no certificate time reaches.
+        Err(_) => format!("{seconds} s after 1970-01-01T00:00:00Z"),
+    }
 }
 
 /// A client configuration for an `https://` upstream: its certificate is
@@ -358,6 +340,9 @@ mod tests {
         assert_eq!(utc(b"491231235959+0100"), None);
         assert_eq!(utc(b"491331235959Z"), None);
         assert_eq!(utc(b"491200235959Z"), None);
+        // A day the month does not have.
+        assert_eq!(utc(b"490230000000Z"), None);
+        assert_eq!(utc(b"490431000000Z"), None);
         assert_eq!(utc(b"491231245959Z"), None);
         assert_eq!(utc(b"4912312359a9Z"), None);
         assert_eq!(utc(b"-91231235959Z"), None);
