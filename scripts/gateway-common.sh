@@ -63,6 +63,21 @@ login_token() {
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
 
+# build_release TARGET_DIR EXAMPLE...: authgate as `cargo install
+# tower-authgate --features gateway` builds it, then the EXAMPLEs, in two
+# cargo runs. One run for both would build authgate with the features the
+# examples' dev-dependencies turn on (axum's defaults among them: an
+# `OriginalUri` and a `MatchedPath` in every request), which an installed
+# authgate does not have. The examples' run builds no binary, so it leaves
+# authgate as it is.
+build_release() {
+  local target="$1"; shift
+  cargo build --quiet --release --features gateway --bin authgate --target-dir "$target"
+  local examples=()
+  for example in "$@"; do examples+=(--example "$example"); done
+  cargo build --quiet --release --features gateway "${examples[@]}" --target-dir "$target"
+}
+
 # baseline_build REV OUT_DIR TARGET_DIR: builds authgate as it was at git
 # revision REV (in a temporary worktree, with TARGET_DIR so that the
 # dependencies built for the current code are reused) into OUT_DIR/authgate-REV,
