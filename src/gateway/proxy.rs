@@ -410,12 +410,14 @@ fn set_forwarded(
             headers.insert(X_FORWARDED_FOR, value);
         }
     }
-    if !headers.contains_key(X_FORWARDED_HOST)
+    // From any other peer the forwarding fields were removed before: there
+    // is nothing to look up.
+    if !(from_trusted_proxy && headers.contains_key(X_FORWARDED_HOST))
         && let Some(host) = headers.get(header::HOST).cloned()
     {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    if !headers.contains_key(X_FORWARDED_PROTO) {
+    if !(from_trusted_proxy && headers.contains_key(X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, proto.clone());
     }
 }
