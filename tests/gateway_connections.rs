@@ -716,3 +716,99 @@ async fn an_oversized_request_head_never_reaches_the_upstream_through_any_front(
         "{answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_closes_kept_alive_connections_at_once_over_both_protocols() {
+    let upstream = Upstream::start().await;
+    let config = config_with_server(upstream.port, "header_read_timeout = \"30s\"", "");
+    assert!(config.contains("development = true\n"));
+    let mut gateway = Gateway::start(&config.replacen(
+        "development = true\n",
+        "development = true\nh2c = true\n",
+        1,
+    ));
+    // HTTP/1.1: one request answered, the connection kept alive.
+    let mut http1 = connect_from(gateway.addr, "127.0.0.1").await;
+    http1
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    http1.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // HTTP/2 with prior knowledge: the preface and the server's SETTINGS,
+    // no request yet.
+    let mut http2 = connect_from(gateway.addr, "127.0.0.1").await;
+    http2
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut frame = [0u8; 9];
+    http2.read_exact(&mut frame).await.unwrap();
+    assert_eq!(frame[3], 0x4, "the server's first frame is SETTINGS");
+    // Both stay open while the server runs (the head timeout is 30 s).
+    assert!(
+        closed_within(&mut http1, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    assert!(
+        closed_within(&mut http2, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+
+    let stopped = Instant::now();
+    gateway.signal("TERM");
+    // Closed at once, far inside the 5 s grace: the HTTP/2 one with a GOAWAY
+    // (frame type 7) first, once the client has answered the server's PING
+    // (as h2 shuts down gracefully).
+    assert!(
+        closed_within(&mut http1, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "a kept-alive HTTP/1.1 connection outlived the stop"
+    );
+    let frames = tokio::time::timeout(Duration::from_secs(2), h2_frames_to_the_close(&mut http2))
+        .await
+        .expect("an HTTP/2 connection outlived the stop");
+    assert!(
+        frames.contains(&0x7),
+        "no GOAWAY before the close: {frames:?}"
+    );
+    loop {
+        if let Some(status) = gateway.process.child.try_wait().unwrap() {
+            assert!(status.success(), "authgate exited with {status}");
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(3),
+            "authgate waited for its grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The types of the HTTP/2 frames the server sends on `stream` until it
+/// closes it, each PING answered as a client does.
+async fn h2_frames_to_the_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut types = Vec::new();
+    loop {
+        let mut header = [0u8; 9];
+        if stream.read_exact(&mut header).await.is_err() {
+            return types;
+        }
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0u8; length];
+        if stream.read_exact(&mut payload).await.is_err() {
+            return types;
+        }
+        types.push(header[3]);
+        if header[3] == 0x6 && header[4] & 0x1 == 0 {
+            let mut ack = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
+            ack.extend_from_slice(&payload);
+            // The server may close first.
+            let _ = stream.write_all(&ack).await;
+        }
+    }
+}

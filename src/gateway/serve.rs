@@ -676,18 +676,21 @@ where
             }
         };
         tokio::select! {
+            biased;
             ended = connection.as_mut() => ended,
-            () = slot.evict.notified() => Ok(()),
+            signal = WhenWoken::new(signal(slot, stopping)) => match signal {
+                Signal::Evicted => Ok(()),
+                Signal::Stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            },
             () = idle => {
                 tracing::debug!(client = ?slot.client, "HTTP/2 connection idle: closed");
                 if slot.state.load(Ordering::Acquire) == WAITING {
                     // Not one request: dropped, which closes it.
                     return Ok(());
                 }
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }
@@ -699,15 +702,100 @@ where
             .with_upgrades();
         tokio::pin!(connection);
         tokio::select! {
+            biased;
             ended = connection.as_mut() => ended,
-            // Made room for a newer one before sending a request head:
-            // dropped, which closes it.
-            () = slot.evict.notified() => Ok(()),
-            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
+            signal = WhenWoken::new(signal(slot, stopping)) => match signal {
+                // Made room for a newer one before sending a request head:
+                // dropped, which closes it.
+                Signal::Evicted => Ok(()),
+                Signal::Stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            },
         }
+    }
+}
+
+/// What ends a connection from outside.
+enum Signal {
+    /// Made room for a newer connection ([`ConnectionSlot::evict`]).
+    Evicted,
+    /// The server is stopping.
+    Stopping,
+}
+
+/// Whichever of `slot`'s eviction and the server's stop comes first.
+async fn signal(
+    slot: &ConnectionSlot,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> Signal {
+    tokio::select! {
+        () = slot.evict.notified() => Signal::Evicted,
+        _ = stopping.wait_for(|stop| *stop) => Signal::Stopping,
+    }
+}
+
+/// `future`, polled only on its first poll and after its own waker was
+/// woken. A connection's task wakes for every read and write of its
+/// requests, and the signals that end it (`Notify`, `watch`) take a lock at
+/// each poll: this is one atomic swap instead, and the signal is still seen
+/// as soon as it is sent.
+struct WhenWoken<F> {
+    future: std::pin::Pin<Box<F>>,
+    flag: Arc<WokenFlag>,
+    /// Wakes `flag`, then the task.
+    waker: std::task::Waker,
+}
+
+/// Whether a [`WhenWoken`] future was woken since its last poll, and the
+/// task to wake with it.
+struct WokenFlag {
+    woken: AtomicBool,
+    task: atomic_waker::AtomicWaker,
+}
+
+impl std::task::Wake for WokenFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F: Future> WhenWoken<F> {
+    fn new(future: F) -> Self {
+        let flag = Arc::new(WokenFlag {
+            woken: AtomicBool::new(true),
+            task: atomic_waker::AtomicWaker::new(),
+        });
+        Self {
+            future: Box::pin(future),
+            waker: std::task::Waker::from(Arc::clone(&flag)),
+            flag,
+        }
+    }
+}
+
+impl<F: Future> Future for WhenWoken<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        // Before the flag is read: a wake from now on reaches this task.
+        this.flag.task.register(cx.waker());
+        if !this.flag.woken.swap(false, Ordering::AcqRel) {
+            return std::task::Poll::Pending;
+        }
+        this.future
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&this.waker))
     }
 }
 
@@ -928,5 +1016,29 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"], "too_many_connections");
+    }
+
+    #[test]
+    fn a_when_woken_future_is_polled_first_and_after_its_waker_only() {
+        use std::task::{Context, Poll, Waker};
+        let (send, receive) = tokio::sync::oneshot::channel::<u8>();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&polls);
+        let mut receive = Box::pin(receive);
+        let mut future = WhenWoken::new(std::future::poll_fn(move |cx| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            receive.as_mut().poll(cx)
+        }));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut pinned = std::pin::Pin::new(&mut future);
+        // The first poll reaches the future; the task's other wake-ups do not.
+        assert!(pinned.as_mut().poll(&mut cx).is_pending());
+        assert!(pinned.as_mut().poll(&mut cx).is_pending());
+        assert!(pinned.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::Relaxed), 1);
+        // Its own waker, woken by the sender, lets the next poll through.
+        send.send(7).unwrap();
+        assert_eq!(pinned.as_mut().poll(&mut cx), Poll::Ready(Ok(7)));
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
     }
 }
