@@ -66,9 +66,9 @@ login_token() {
 # build_release TARGET_DIR EXAMPLE...: authgate as `cargo install
 # tower-authgate --features gateway` builds it, then the EXAMPLEs, in two
 # cargo runs. One run for both would build authgate with the features the
-# examples' dev-dependencies turn on (axum's defaults among them: an
-# `OriginalUri` and a `MatchedPath` in every request), which an installed
-# authgate does not have. The examples' run builds no binary, so it leaves
+# examples' dev-dependencies turn on (axum's defaults among them, whose
+# `original-uri` clones every request's URI into an extension), which an
+# installed authgate does not have. The examples' run builds no binary, so it leaves
 # authgate as it is.
 build_release() {
   local target="$1"; shift
