@@ -736,16 +736,8 @@ async fn stopping_closes_kept_alive_connections_at_once_over_both_protocols() {
     let mut head = [0u8; 12];
     http1.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
-    // HTTP/2 with prior knowledge: the preface and the server's SETTINGS,
-    // no request yet.
-    let mut http2 = connect_from(gateway.addr, "127.0.0.1").await;
-    http2
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
-    let mut frame = [0u8; 9];
-    http2.read_exact(&mut frame).await.unwrap();
-    assert_eq!(frame[3], 0x4, "the server's first frame is SETTINGS");
+    // HTTP/2 with prior knowledge, no request yet.
+    let mut http2 = h2c_without_a_request(gateway.addr, "127.0.0.1").await;
     // Both stay open while the server runs (the head timeout is 30 s).
     assert!(
         closed_within(&mut http1, Duration::from_millis(300))
@@ -811,4 +803,58 @@ async fn h2_frames_to_the_close(stream: &mut TcpStream) -> Vec<u8> {
             let _ = stream.write_all(&ack).await;
         }
     }
+}
+
+/// An HTTP/2 connection with prior knowledge from `from`: the client's
+/// preface and the server's SETTINGS exchanged, no request sent.
+async fn h2c_without_a_request(addr: SocketAddr, from: &str) -> TcpStream {
+    let mut stream = connect_from(addr, from).await;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut frame = [0u8; 9];
+    stream.read_exact(&mut frame).await.unwrap();
+    assert_eq!(frame[3], 0x4, "the server's first frame is SETTINGS");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_without_a_request_make_room_for_a_new_one() {
+    let upstream = Upstream::start().await;
+    let config = config_with_server(
+        upstream.port,
+        "header_read_timeout = \"30s\"\nmax_connections = 16",
+        "",
+    );
+    let gateway = Gateway::start(&config.replacen(
+        "development = true\n",
+        "development = true\nh2c = true\n",
+        1,
+    ));
+    // Every slot held by an HTTP/2 connection that has sent no request.
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(h2c_without_a_request(gateway.addr, "127.0.0.1").await);
+    }
+    let started = Instant::now();
+    assert_eq!(
+        healthz_from(gateway.addr, "127.0.0.7", Duration::from_secs(1)).await,
+        Some(200)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The oldest is closed at once (the head timeout is 30 s), the newest
+    // stays.
+    let (oldest, rest) = held.split_first_mut().unwrap();
+    assert!(
+        closed_within(oldest, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the oldest HTTP/2 connection without a request is still open"
+    );
+    assert!(
+        closed_within(rest.last_mut().unwrap(), Duration::from_millis(300))
+            .await
+            .is_none()
+    );
 }
