@@ -68,8 +68,8 @@ login_token() {
 # cargo runs. One run for both would build authgate with the features the
 # examples' dev-dependencies turn on (axum's defaults among them, whose
 # `original-uri` clones every request's URI into an extension), which an
-# installed authgate does not have. The examples' run builds no binary, so it leaves
-# authgate as it is.
+# installed authgate does not have. The examples' run builds no binary, so
+# it leaves authgate as it is.
 build_release() {
   local target="$1"; shift
   cargo build --quiet --release --features gateway --bin authgate --target-dir "$target"
