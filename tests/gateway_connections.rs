@@ -254,8 +254,16 @@ async fn idle_connections_filling_every_slot_make_room_for_a_new_one() {
         healthz_from(gateway.addr, "127.0.0.1", Duration::from_secs(1)).await,
         Some(200)
     );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    a_new_client_is_served_and_the_oldest_closed(gateway.addr, &mut held).await;
+}
+
+/// With every slot held by `held` (oldest first), a new client is served
+/// at once and the oldest held connection is closed to make room for it.
+async fn a_new_client_is_served_and_the_oldest_closed(addr: SocketAddr, held: &mut [TcpStream]) {
+    let started = Instant::now();
     assert_eq!(
-        healthz_from(gateway.addr, "127.0.0.7", Duration::from_secs(1)).await,
+        healthz_from(addr, "127.0.0.7", Duration::from_secs(1)).await,
         Some(200)
     );
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -263,7 +271,7 @@ async fn idle_connections_filling_every_slot_make_room_for_a_new_one() {
         closed_within(&mut held[0], Duration::from_secs(2))
             .await
             .is_some(),
-        "the oldest idle connection is still open"
+        "the oldest connection without a request is still open"
     );
 }
 
@@ -279,15 +287,7 @@ async fn connections_beyond_max_connections_are_refused_at_once_until_slots_free
     let mut held = Vec::new();
     for client in ["127.0.0.5", "127.0.0.6"] {
         for _ in 0..8 {
-            let mut stream = connect_from(gateway.addr, client).await;
-            stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
-                .await
-                .unwrap();
-            let mut status = [0u8; 12];
-            stream.read_exact(&mut status).await.unwrap();
-            assert_eq!(&status, b"HTTP/1.1 200");
-            held.push(stream);
+            held.push(kept_alive_after_one_request(gateway.addr, client).await);
         }
     }
     // `/healthz` is refused quickly, not left hanging.
@@ -727,15 +727,7 @@ async fn stopping_closes_kept_alive_connections_at_once_over_both_protocols() {
         "development = true\nh2c = true\n",
         1,
     ));
-    // HTTP/1.1: one request answered, the connection kept alive.
-    let mut http1 = connect_from(gateway.addr, "127.0.0.1").await;
-    http1
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    http1.read_exact(&mut head).await.unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200");
+    let mut http1 = kept_alive_after_one_request(gateway.addr, "127.0.0.1").await;
     // HTTP/2 with prior knowledge, no request yet.
     let mut http2 = h2c_without_a_request(gateway.addr, "127.0.0.1").await;
     // Both stay open while the server runs (the head timeout is 30 s).
@@ -805,6 +797,20 @@ async fn h2_frames_to_the_close(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
+/// An HTTP/1.1 connection from `from` whose one request (`/healthz`) has
+/// been answered `200`, kept alive.
+async fn kept_alive_after_one_request(addr: SocketAddr, from: &str) -> TcpStream {
+    let mut stream = connect_from(addr, from).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    stream
+}
+
 /// An HTTP/2 connection with prior knowledge from `from`: the client's
 /// preface and the server's SETTINGS exchanged, no request sent.
 async fn h2c_without_a_request(addr: SocketAddr, from: &str) -> TcpStream {
@@ -837,23 +843,11 @@ async fn http2_connections_without_a_request_make_room_for_a_new_one() {
     for _ in 0..16 {
         held.push(h2c_without_a_request(gateway.addr, "127.0.0.1").await);
     }
-    let started = Instant::now();
-    assert_eq!(
-        healthz_from(gateway.addr, "127.0.0.7", Duration::from_secs(1)).await,
-        Some(200)
-    );
-    assert!(started.elapsed() < Duration::from_secs(2));
     // The oldest is closed at once (the head timeout is 30 s), the newest
     // stays.
-    let (oldest, rest) = held.split_first_mut().unwrap();
+    a_new_client_is_served_and_the_oldest_closed(gateway.addr, &mut held).await;
     assert!(
-        closed_within(oldest, Duration::from_secs(2))
-            .await
-            .is_some(),
-        "the oldest HTTP/2 connection without a request is still open"
-    );
-    assert!(
-        closed_within(rest.last_mut().unwrap(), Duration::from_millis(300))
+        closed_within(held.last_mut().unwrap(), Duration::from_millis(300))
             .await
             .is_none()
     );
