@@ -353,9 +353,9 @@ pub const LOGIN_PATHS: &str = r"^/(login|logout|api/login|authenticate/|api/auth
 
 pub async fn start_nginx(gateway: SocketAddr, upstream: u16) -> (Process, u16) {
     let dir = temp_dir("nginx");
-    let port = free_port();
-    let conf = format!(
-        r#"
+    let conf = |port: u16| {
+        format!(
+            r#"
 daemon off;
 master_process off;
 worker_processes 1;
@@ -420,38 +420,80 @@ http {{
   }}
 }}
 "#,
-        dir = dir.display()
-    );
+            dir = dir.display()
+        )
+    };
     let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new(binary("nginx"))
-        .arg("-p")
-        .arg(&*dir)
-        .arg("-c")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nginx");
+    let spawn = |port: u16| {
+        std::fs::write(&path, conf(port)).unwrap();
+        let child = Command::new(binary("nginx"))
+            .arg("-p")
+            .arg(&*dir)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        (child, None)
+    };
+    let (child, port) = start_on_a_free_port("nginx", spawn).await;
     let process = Process {
         child,
         name: "nginx",
         _dir: Some(dir),
     };
-    wait_for_port(port, "nginx").await;
     (process, port)
+}
+
+/// A process `spawn` starts listening on the port it is given (with the
+/// file its errors go to, if not the test's), and that port. A free port is
+/// released before the process binds it, and a connection opened meanwhile
+/// may take it as its source port: a process that exits before it listens
+/// says why and is started again on another port.
+async fn start_on_a_free_port(
+    what: &str,
+    spawn: impl Fn(u16) -> (Child, Option<PathBuf>),
+) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let (mut child, log) = spawn(port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return (child, port);
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let said = log
+                    .and_then(|log| std::fs::read_to_string(log).ok())
+                    .unwrap_or_default();
+                let last: Vec<&str> = said.lines().rev().take(3).collect();
+                eprintln!(
+                    "{what} exited before it listened on {port} ({status}): {last:?}; again on another port"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!("{what} exited before it listened, five times");
 }
 
 pub async fn start_caddy(gateway: SocketAddr, upstream: u16) -> (Process, u16) {
     let dir = temp_dir("caddy");
-    let port = free_port();
-    let conf = format!(
-        r#"{{
+    let conf = |port: u16| {
+        format!(
+            r#"{{
 	admin off
 	auto_https off
 }}
 
 http://127.0.0.1:{port} {{
+	bind 127.0.0.1
 	@login path_regexp login {LOGIN_PATHS}
 	handle @login {{
 		reverse_proxy {gateway}
@@ -474,28 +516,34 @@ http://127.0.0.1:{port} {{
 	}}
 }}
 "#
-    );
+        )
+    };
     let path = dir.join("Caddyfile");
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new(binary("caddy"))
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .arg("--adapter")
-        .arg("caddyfile")
-        .env("HOME", &*dir)
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start caddy");
+    let spawn = |port: u16| {
+        std::fs::write(&path, conf(port)).unwrap();
+        // Its log, kept with its files (it logs every start at INFO).
+        let log = dir.join(format!("caddy-{port}.log"));
+        let child = Command::new(binary("caddy"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .arg("--adapter")
+            .arg("caddyfile")
+            .env("HOME", &*dir)
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start caddy");
+        (child, Some(log))
+    };
+    let (child, port) = start_on_a_free_port("caddy", spawn).await;
     let process = Process {
         child,
         name: "caddy",
         _dir: Some(dir),
     };
-    wait_for_port(port, "caddy").await;
     (process, port)
 }
 
