@@ -476,7 +476,11 @@ async fn start_on_a_free_port(
                 );
                 break;
             }
-            assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not listen on {port}");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
