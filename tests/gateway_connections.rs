@@ -819,9 +819,12 @@ async fn h2c_without_a_request(addr: SocketAddr, from: &str) -> TcpStream {
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
         .unwrap();
-    let mut frame = [0u8; 9];
-    stream.read_exact(&mut frame).await.unwrap();
-    assert_eq!(frame[3], 0x4, "the server's first frame is SETTINGS");
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).await.unwrap();
+    assert_eq!(header[3], 0x4, "the server's first frame is SETTINGS");
+    // Its payload too: what is read next starts at a frame.
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    stream.read_exact(&mut vec![0u8; length]).await.unwrap();
     stream
 }
 
