@@ -17,17 +17,6 @@ use fixtures::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The fixture's configuration with `server` added to its `[server]` table.
-fn config_with_server(upstream: u16, server: &str, extra: &str) -> String {
-    let config = gateway_config(upstream, extra);
-    let anchor = "shutdown_grace = \"5s\"\n";
-    assert!(
-        config.contains(anchor),
-        "the fixture's [server] table moved"
-    );
-    config.replacen(anchor, &format!("{anchor}{server}\n"), 1)
-}
-
 /// A connection to `addr` from `from` (a loopback address).
 async fn connect_from(addr: SocketAddr, from: &str) -> TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -691,7 +680,8 @@ async fn an_oversized_request_head_never_reaches_the_upstream_through_any_front(
                 );
             }
         }
-    } // On the gateway's own port the HTTP/1 connection closes after the
+    }
+    // On the gateway's own port the HTTP/1 connection closes after the
     // 431: a request pipelined behind the oversized head is never read.
     let oversized = format!(
         "GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-Padding: {}\r\n\r\n\
@@ -720,12 +710,10 @@ async fn an_oversized_request_head_never_reaches_the_upstream_through_any_front(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_closes_kept_alive_connections_at_once_over_both_protocols() {
     let upstream = Upstream::start().await;
-    let config = config_with_server(upstream.port, "header_read_timeout = \"30s\"", "");
-    assert!(config.contains("development = true\n"));
-    let mut gateway = Gateway::start(&config.replacen(
-        "development = true\n",
-        "development = true\nh2c = true\n",
-        1,
+    let mut gateway = Gateway::start(&config_with_server(
+        upstream.port,
+        "header_read_timeout = \"30s\"\nh2c = true",
+        "",
     ));
     let mut http1 = kept_alive_after_one_request(gateway.addr, "127.0.0.1").await;
     // HTTP/2 with prior knowledge, no request yet.
@@ -831,15 +819,10 @@ async fn h2c_without_a_request(addr: SocketAddr, from: &str) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_connections_without_a_request_make_room_for_a_new_one() {
     let upstream = Upstream::start().await;
-    let config = config_with_server(
+    let gateway = Gateway::start(&config_with_server(
         upstream.port,
-        "header_read_timeout = \"30s\"\nmax_connections = 16",
+        "header_read_timeout = \"30s\"\nmax_connections = 16\nh2c = true",
         "",
-    );
-    let gateway = Gateway::start(&config.replacen(
-        "development = true\n",
-        "development = true\nh2c = true\n",
-        1,
     ));
     // Every slot held by an HTTP/2 connection that has sent no request.
     let mut held = Vec::new();

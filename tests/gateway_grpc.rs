@@ -107,8 +107,7 @@ async fn the_gateway_guards_a_grpc_service_over_h2c() {
             .add_service(GuardedServer::new(BehindTheGateway))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    let config = gateway_config(upstream_port, RULES)
-        .replace("development = true\n", "development = true\nh2c = true\n")
+    let config = config_with_server(upstream_port, "h2c = true", RULES)
         .replace(
             "connect_timeout = ",
             "protocol = \"h2c\"\nconnect_timeout = ",

@@ -552,9 +552,7 @@ async fn tls_1_1_is_refused_with_a_fatal_alert() {
 #[tokio::test(flavor = "multi_thread")]
 async fn h2c_with_prior_knowledge_gets_the_same_guard() {
     let upstream = Upstream::start().await;
-    let config = gateway_config(upstream.port, "")
-        .replace("development = true\n", "development = true\nh2c = true\n");
-    let gateway = Gateway::start(&config);
+    let gateway = Gateway::start(&config_with_server(upstream.port, "h2c = true", ""));
     let base = format!("http://{}", gateway.addr);
     let token = bearer(&["--http2-prior-knowledge"], &base);
     let ok = curl(
@@ -600,11 +598,11 @@ async fn a_request_head_over_its_bound_is_431_over_both_protocols_and_never_forw
     let upstream = Upstream::start().await;
     // The default (16 KiB), then a wider one.
     for (server_key, bound_kib) in [("", 16), ("max_request_headers_kib = 32\n", 32)] {
-        let config = gateway_config(upstream.port, "").replace(
-            "development = true\n",
-            &format!("development = true\nh2c = true\n{server_key}"),
-        );
-        let gateway = Gateway::start(&config);
+        let gateway = Gateway::start(&config_with_server(
+            upstream.port,
+            &format!("h2c = true\n{server_key}"),
+            "",
+        ));
         let base = format!("http://{}", gateway.addr);
         for protocol in ["--http1.1", "--http2-prior-knowledge"] {
             let token = bearer(&[protocol], &base);

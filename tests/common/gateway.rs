@@ -286,6 +286,17 @@ level = "warn"
     )
 }
 
+/// [`gateway_config`] with `server` added to its `[server]` table.
+pub fn config_with_server(upstream: u16, server: &str, extra: &str) -> String {
+    let config = gateway_config(upstream, extra);
+    let anchor = "shutdown_grace = \"5s\"\n";
+    assert!(
+        config.contains(anchor),
+        "the fixture's [server] table moved"
+    );
+    config.replacen(anchor, &format!("{anchor}{server}\n"), 1)
+}
+
 pub struct Gateway {
     pub process: Process,
     pub addr: SocketAddr,
