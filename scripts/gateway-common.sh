@@ -1,4 +1,4 @@
-# Set-up shared by scripts/gateway-load and scripts/gateway-instructions:
+# Set-up shared by scripts/gateway-load, gateway-peers and gateway-instructions:
 # sourced, not run. Everything listens on loopback.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -61,6 +61,16 @@ login_token() {
   curl -fsS "http://127.0.0.1:$1/api/login" -H 'Content-Type: application/json' \
     -d '{"username":"admin","password":"admin"}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# serve_public FILE: turns on the example configuration's commented
+# `public_paths = ["/public/"]` line in FILE, so that authgate also serves
+# /public/ without a token (the address filter alone); stops if the line
+# is gone.
+serve_public() {
+  sed -i 's|^# public_paths = .*|public_paths = ["/public/"]|' "$1"
+  grep -q '^public_paths = \["/public/"\]' "$1" \
+    || { echo "$1: examples/gateway.toml no longer has the public_paths line" >&2; exit 1; }
 }
 
 # build_release TARGET_DIR EXAMPLE...: authgate as `cargo install
